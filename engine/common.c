@@ -1,0 +1,48 @@
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <stdarg.h>
+#include <time.h>
+
+int smoe_fail(smoe_err_t *err, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+void *smoe_xmalloc(size_t n, const char *file, int line) {
+  void *p = malloc(n ? n : 1);
+  if (!p) {
+    fprintf(stderr, "swiftmoe: out of memory allocating %zu bytes at %s:%d\n", n, file, line);
+    exit(1);
+  }
+  return p;
+}
+
+void *smoe_xcalloc(size_t n, size_t size, const char *file, int line) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p) {
+    fprintf(stderr, "swiftmoe: out of memory allocating %zu x %zu bytes at %s:%d\n", n, size, file,
+            line);
+    exit(1);
+  }
+  return p;
+}
+
+size_t smoe_mul(size_t a, size_t b) {
+  if (a != 0 && b > SIZE_MAX / a) {
+    fprintf(stderr, "swiftmoe: size overflow (%zu x %zu)\n", a, b);
+    exit(1);
+  }
+  return a * b;
+}
+
+double smoe_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,50 @@
+/* common.h: the engine's scalar type, error reporting and small helpers.
+ *
+ * `real` is the compute and storage type of every parameter, gradient and
+ * activation: float by default, double when built with SMOE_REAL_DOUBLE
+ * (CMake option SMOE_DOUBLE, and always for the gradient-check tests). */
+#ifndef SMOE_COMMON_H
+#define SMOE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef SMOE_REAL_DOUBLE
+typedef double real;
+#define SMOE_REAL_NAME "double"
+#else
+typedef float real;
+#define SMOE_REAL_NAME "float"
+#endif
+
+/* Errors a user can cause (bad config, bad file) travel as a message in a
+ * caller-owned buffer and a non-zero return; they are never asserts. */
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
+#define SMOE_ERRLEN 512
+typedef struct {
+  char msg[SMOE_ERRLEN];
+} smoe_err_t;
+
+/* Formats into err (if non-NULL) and returns -1, so callers can write
+ * `return smoe_fail(err, "...", ...);`. */
+int smoe_fail(smoe_err_t *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Allocation that cannot fail silently: aborts with the size and call site. */
+void *smoe_xmalloc(size_t n, const char *file, int line);
+void *smoe_xcalloc(size_t n, size_t size, const char *file, int line);
+#define xmalloc(n) smoe_xmalloc((n), __FILE__, __LINE__)
+#define xcalloc(n, s) smoe_xcalloc((n), (s), __FILE__, __LINE__)
+
+/* size_t multiply that aborts on overflow (sizes come from user config). */
+size_t smoe_mul(size_t a, size_t b);
+
+/* Monotonic wall clock in seconds. */
+double smoe_now(void);
+
+#endif

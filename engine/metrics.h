@@ -1,0 +1,32 @@
+/* metrics.h: the run folder's metrics.jsonl and summary.json, and the
+ * progress display (a live line on a terminal, plain lines otherwise). */
+#ifndef SMOE_METRICS_H
+#define SMOE_METRICS_H
+
+#include "common.h"
+
+typedef struct smoe_metrics smoe_metrics_t;
+
+/* One step's record. expert_counts (L, E) may be NULL. val_loss < 0: none. */
+typedef struct {
+  int64_t step; /* 1-based: the number of optimizer steps taken */
+  double loss, ce, aux_loss, z_loss, lr, grad_norm, val_loss;
+  int64_t tokens;     /* training tokens seen so far */
+  int64_t step_tokens;
+  double step_time_s;
+  const int *expert_counts;
+  int L, E;
+} smoe_step_record_t;
+
+/* Opens dir/metrics.jsonl for writing; progress: "auto", "on" or "off";
+ * total_steps for the progress display. NULL with err set on failure. */
+smoe_metrics_t *smoe_metrics_open(const char *dir, const char *progress, int64_t total_steps,
+                                  smoe_err_t *err);
+/* Appends one JSON line (flushed) when write is set; updates the display. */
+int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write, smoe_err_t *err);
+/* Prints a message line without breaking the live display. */
+void smoe_metrics_note(smoe_metrics_t *mt, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void smoe_metrics_close(smoe_metrics_t *mt);
+
+#endif

@@ -1,0 +1,384 @@
+/* model.c: layout, init, forward and backward of the Mixtral transformer. */
+#include "model.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "data.h"
+#include "moe.h"
+#include "ops.h"
+
+/* ---------------------------------------------------------------- layout */
+
+typedef struct {
+  void **ptr;
+  size_t n; /* elements */
+} region_t;
+
+/* One allocation for a list of regions of elem-sized elements. */
+static void *carve(region_t *r, int count, size_t elem, size_t *total_out) {
+  size_t total = 0;
+  for (int i = 0; i < count; i++) total += r[i].n;
+  char *mem = xcalloc(total, elem);
+  size_t off = 0;
+  for (int i = 0; i < count; i++) {
+    *r[i].ptr = mem + off * elem;
+    off += r[i].n;
+  }
+  if (total_out) *total_out = total;
+  return mem;
+}
+
+static real *dense_layout(smoe_dense_t *p, const smoe_dims_t *d, size_t *n) {
+  size_t L = d->L, D = d->D, qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd;
+  real *lm_head = NULL;
+  region_t r[] = {
+      {(void **)&p->embed, (size_t)d->V * D}, {(void **)&p->ln1, L * D},
+      {(void **)&p->wq, L * qd * D},          {(void **)&p->wk, L * kd * D},
+      {(void **)&p->wv, L * kd * D},          {(void **)&p->wo, L * D * qd},
+      {(void **)&p->ln2, L * D},              {(void **)&p->gate, L * d->E * D},
+      {(void **)&p->lnf, D},                  {(void **)&lm_head, d->tied ? 0 : (size_t)d->V * D},
+  };
+  real *mem = carve(r, (int)(sizeof r / sizeof r[0]), sizeof(real), n);
+  p->lm_head = d->tied ? p->embed : lm_head;
+  return mem;
+}
+
+static void add_tensor(smoe_model_t *m, int *cap, const char *name, int rows, int cols, int buffer,
+                       const real *base, const real *ptr, int layer, int expert) {
+  if (m->n_tensors == *cap) {
+    *cap = *cap ? 2 * *cap : 64;
+    smoe_tensor_t *t = realloc(m->tensors, sizeof(smoe_tensor_t) * (size_t)*cap);
+    if (!t) {
+      fprintf(stderr, "swiftmoe: out of memory for the tensor table\n");
+      exit(1);
+    }
+    m->tensors = t;
+  }
+  smoe_tensor_t *t = &m->tensors[m->n_tensors++];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->ndim = cols ? 2 : 1;
+  t->shape[0] = rows;
+  t->shape[1] = cols;
+  t->numel = (size_t)rows * (cols ? cols : 1);
+  t->buffer = buffer;
+  t->offset = (size_t)(ptr - base);
+  t->layer = layer;
+  t->expert = expert;
+}
+
+static void build_tensor_table(smoe_model_t *m) {
+  const smoe_dims_t *d = &m->dims;
+  const smoe_dense_t *p = &m->p;
+  const real *db = m->dense_mem, *eb = m->experts;
+  int cap = 0, D = d->D, qd = d->H * d->hd, kd = d->Hkv * d->hd, F = d->F;
+  size_t P = smoe_expert_numel(D, F);
+  char name[96];
+  add_tensor(m, &cap, "model.embed_tokens.weight", d->V, D, SMOE_BUF_DENSE, db, p->embed, -1, -1);
+  for (int l = 0; l < d->L; l++) {
+#define DENSE(suffix, ptr, rows, cols)                                      \
+  snprintf(name, sizeof name, "model.layers.%d." suffix, l);                \
+  add_tensor(m, &cap, name, rows, cols, SMOE_BUF_DENSE, db, ptr, l, -1);
+    DENSE("input_layernorm.weight", p->ln1 + (size_t)l * D, D, 0);
+    DENSE("self_attn.q_proj.weight", p->wq + (size_t)l * qd * D, qd, D);
+    DENSE("self_attn.k_proj.weight", p->wk + (size_t)l * kd * D, kd, D);
+    DENSE("self_attn.v_proj.weight", p->wv + (size_t)l * kd * D, kd, D);
+    DENSE("self_attn.o_proj.weight", p->wo + (size_t)l * D * qd, D, qd);
+    DENSE("post_attention_layernorm.weight", p->ln2 + (size_t)l * D, D, 0);
+    DENSE("block_sparse_moe.gate.weight", p->gate + (size_t)l * d->E * D, d->E, D);
+#undef DENSE
+    for (int e = 0; e < d->E; e++) {
+      const real *w1 = eb + ((size_t)l * d->E + e) * P, *w3 = w1 + (size_t)F * D, *w2 = w3 + (size_t)F * D;
+      const char *wn[3] = {"w1", "w3", "w2"};
+      const real *wp[3] = {w1, w3, w2};
+      for (int j = 0; j < 3; j++) {
+        snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.experts.%d.%s.weight", l, e,
+                 wn[j]);
+        add_tensor(m, &cap, name, j == 2 ? D : F, j == 2 ? F : D, SMOE_BUF_EXPERT, eb, wp[j], l, e);
+      }
+    }
+  }
+  add_tensor(m, &cap, "model.norm.weight", D, 0, SMOE_BUF_DENSE, db, p->lnf, -1, -1);
+  if (!d->tied)
+    add_tensor(m, &cap, "lm_head.weight", d->V, D, SMOE_BUF_DENSE, db, p->lm_head, -1, -1);
+}
+
+real *smoe_tensor_data(const smoe_model_t *m, const smoe_tensor_t *t) {
+  return (t->buffer == SMOE_BUF_DENSE ? m->dense_mem : m->experts) + t->offset;
+}
+
+real *smoe_tensor_grad(const smoe_model_t *m, const smoe_tensor_t *t) {
+  return (t->buffer == SMOE_BUF_DENSE ? m->dense_grad_mem : m->experts_grad) + t->offset;
+}
+
+const smoe_tensor_t *smoe_model_find(const smoe_model_t *m, const char *name) {
+  for (int i = 0; i < m->n_tensors; i++)
+    if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+  return NULL;
+}
+
+/* Standard normal from a counter-based generator: deterministic per (seed,
+ * tensor, element), independent of threads and of the tensor order. */
+static double normal_at(uint64_t seed, uint64_t i) {
+  uint64_t a = smoe_mix64(seed ^ smoe_mix64(2 * i)), b = smoe_mix64(seed ^ smoe_mix64(2 * i + 1));
+  double u1 = ((double)(a >> 11) + 0.5) * 0x1.0p-53, u2 = (double)(b >> 11) * 0x1.0p-53;
+  return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static void init_params(smoe_model_t *m, uint64_t seed, double std) {
+  for (int i = 0; i < m->n_tensors; i++) {
+    const smoe_tensor_t *t = &m->tensors[i];
+    real *x = smoe_tensor_data(m, t);
+    uint64_t ts = smoe_mix64(seed ^ smoe_mix64(0x5eed0000ull + (uint64_t)i));
+    for (size_t j = 0; j < t->numel; j++) x[j] = t->ndim == 1 ? 1 : (real)(std * normal_at(ts, j));
+  }
+}
+
+void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
+  memset(m, 0, sizeof *m);
+  smoe_dims_t *d = &m->dims;
+  d->V = c->vocab_size, d->D = c->dim, d->L = c->n_layers, d->H = c->n_heads;
+  d->Hkv = c->n_kv_heads, d->hd = c->dim / c->n_heads, d->T = c->seq_len;
+  d->E = c->num_experts, d->K = c->top_k, d->F = c->expert_dim;
+  d->eps = c->rms_norm_eps, d->theta = c->rope_theta, d->tied = c->tie_word_embeddings;
+  m->aux_coef = c->aux_loss_coef, m->z_coef = c->z_loss_coef;
+  m->B = B;
+
+  m->dense_mem = dense_layout(&m->p, d, &m->n_dense);
+  m->dense_grad_mem = dense_layout(&m->g, d, NULL);
+  m->n_experts = smoe_mul(smoe_mul((size_t)d->L, (size_t)d->E), smoe_expert_numel(d->D, d->F));
+  m->experts = xcalloc(m->n_experts, sizeof(real));
+  m->experts_grad = xcalloc(m->n_experts, sizeof(real));
+  m->expert_bias = xcalloc((size_t)d->L * d->E, sizeof(real));
+  build_tensor_table(m);
+  init_params(m, c->seed, c->init_std);
+
+  size_t L = d->L, N = smoe_mul((size_t)B, (size_t)d->T), D = d->D, E = d->E, K = d->K,
+         F = d->F, qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd, NK = N * K;
+  smoe_acts_t *a = &m->a;
+  region_t ar[] = {
+      {(void **)&a->resid, (L + 1) * N * D},
+      {(void **)&a->ln1, L * N * D},
+      {(void **)&a->ln1_rstd, L * N},
+      {(void **)&a->q, L * N * qd},
+      {(void **)&a->k, L * N * kd},
+      {(void **)&a->v, L * N * kd},
+      {(void **)&a->att, smoe_mul(L * B * d->H, smoe_mul((size_t)d->T, (size_t)d->T))},
+      {(void **)&a->atty, L * N * qd},
+      {(void **)&a->mid, L * N * D},
+      {(void **)&a->ln2, L * N * D},
+      {(void **)&a->ln2_rstd, L * N},
+      {(void **)&a->probs, L * N * E},
+      {(void **)&a->lse, L * N},
+      {(void **)&a->gw, L * NK},
+      {(void **)&a->xe, L * NK * D},
+      {(void **)&a->h13, L * NK * 2 * F},
+      {(void **)&a->act, L * NK * F},
+      {(void **)&a->ye, L * NK * D},
+      {(void **)&a->lnf, N * D},
+      {(void **)&a->lnf_rstd, N},
+      {(void **)&a->logits, N * d->V},
+  };
+  m->acts_mem = carve(ar, (int)(sizeof ar / sizeof ar[0]), sizeof(real), NULL);
+  /* int32_t and int have the same size on every platform we build for */
+  _Static_assert(sizeof(int) == sizeof(int32_t), "int must be 32 bits");
+  region_t ir[] = {
+      {(void **)&a->idx, L * NK},
+      {(void **)&a->pos, L * NK},
+      {(void **)&a->counts, L * E},
+      {(void **)&a->offsets, L * (E + 1)},
+      {(void **)&m->inputs, N},
+      {(void **)&m->targets, N},
+  };
+  m->acts_int_mem = carve(ir, (int)(sizeof ir / sizeof ir[0]), sizeof(int32_t), NULL);
+  smoe_scratch_t *s = &m->s;
+  region_t sr[] = {
+      {(void **)&s->dresid, N * D}, {(void **)&s->dx, N * D},      {(void **)&s->dq, N * qd},
+      {(void **)&s->dk, N * kd},    {(void **)&s->dv, N * kd},     {(void **)&s->datty, N * qd},
+      {(void **)&s->dlogits, N * d->V}, {(void **)&s->drouter, N * E}, {(void **)&s->dgw, NK},
+      {(void **)&s->dye, NK * D},   {(void **)&s->dxe, NK * D},    {(void **)&s->dh13, NK * 2 * F},
+      {(void **)&s->dact, NK * F},
+  };
+  m->scratch_mem = carve(sr, (int)(sizeof sr / sizeof sr[0]), sizeof(real), NULL);
+  m->rope_cos = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
+  m->rope_sin = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
+  rope_tables(m->rope_cos, m->rope_sin, d->T, d->hd, d->theta);
+  m->choice_counts = xcalloc(L * K * E, sizeof(int64_t));
+  m->prob_sum = xcalloc(L * E, sizeof(double));
+  m->z_sum = xcalloc(L, sizeof(double));
+}
+
+void smoe_model_free(smoe_model_t *m) {
+  free(m->dense_mem);
+  free(m->dense_grad_mem);
+  free(m->experts);
+  free(m->experts_grad);
+  free(m->expert_bias);
+  free(m->tensors);
+  free(m->acts_mem);
+  free(m->acts_int_mem);
+  free(m->scratch_mem);
+  free(m->rope_cos);
+  free(m->rope_sin);
+  free(m->choice_counts);
+  free(m->prob_sum);
+  free(m->z_sum);
+  memset(m, 0, sizeof *m);
+}
+
+/* --------------------------------------------------------------- forward */
+
+double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
+  const smoe_dims_t *d = &m->dims;
+  const int T = d->T, D = d->D, E = d->E, K = d->K, F = d->F, H = d->H, Hkv = d->Hkv,
+            hd = d->hd, qd = H * hd, kd = Hkv * hd, N = B * T, NK = N * K;
+  const size_t ND = (size_t)N * D, P = smoe_expert_numel(D, F);
+  smoe_acts_t *a = &m->a;
+  const smoe_dense_t *p = &m->p;
+  if (B > m->B) {
+    fprintf(stderr, "swiftmoe: internal error: batch %d > allocated %d\n", B, m->B);
+    abort();
+  }
+  m->B_last = B;
+  for (int b = 0; b < B; b++)
+    for (int t = 0; t < T; t++) {
+      m->inputs[b * T + t] = tokens[(size_t)b * (T + 1) + t];
+      m->targets[b * T + t] = tokens[(size_t)b * (T + 1) + t + 1];
+    }
+  embedding_forward(a->resid, m->inputs, p->embed, N, D);
+
+  double aux = 0, z = 0;
+  for (int l = 0; l < d->L; l++) {
+    real *x = a->resid + l * ND, *ln1 = a->ln1 + l * ND, *q = a->q + (size_t)l * N * qd,
+         *k = a->k + (size_t)l * N * kd, *v = a->v + (size_t)l * N * kd,
+         *atty = a->atty + (size_t)l * N * qd, *mid = a->mid + l * ND, *ln2 = a->ln2 + l * ND,
+         *probs = a->probs + (size_t)l * N * E, *out = a->resid + (l + 1) * ND;
+    rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, p->ln1 + (size_t)l * D, N, D, d->eps);
+    matmul_forward(q, ln1, p->wq + (size_t)l * qd * D, N, D, qd);
+    matmul_forward(k, ln1, p->wk + (size_t)l * kd * D, N, D, kd);
+    matmul_forward(v, ln1, p->wv + (size_t)l * kd * D, N, D, kd);
+    rope_forward(q, m->rope_cos, m->rope_sin, N, T, H, hd);
+    rope_forward(k, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
+    attention_forward(atty, a->att + (size_t)l * B * H * T * T, q, k, v, B, T, H, Hkv, hd);
+    memcpy(mid, x, sizeof(real) * ND);
+    smoe_gemm(0, 1, N, D, qd, 1, atty, qd, p->wo + (size_t)l * D * qd, qd, 1, mid, D);
+
+    /* sparse MoE block */
+    rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, mid, p->ln2 + (size_t)l * D, N, D, d->eps);
+    matmul_forward(probs, ln2, p->gate + (size_t)l * E * D, N, D, E);
+    int32_t *idx = a->idx + (size_t)l * NK;
+    int *pos = a->pos + (size_t)l * NK, *offsets = a->offsets + (size_t)l * (E + 1);
+    real *gw = a->gw + (size_t)l * NK, *lse = a->lse + (size_t)l * N;
+    router_forward(probs, lse, idx, gw, m->expert_bias + (size_t)l * E, N, E, K);
+    router_stats(m->choice_counts + (size_t)l * K * E, m->prob_sum + (size_t)l * E, &m->z_sum[l],
+                 probs, lse, idx, N, E, K);
+    aux += router_aux_loss(m->choice_counts + (size_t)l * K * E, m->prob_sum + (size_t)l * E, N,
+                           E, K);
+    z += m->z_sum[l] / N;
+    moe_plan(a->counts + (size_t)l * E, offsets, pos, idx, N, E, K);
+    real *xe = a->xe + (size_t)l * NK * D, *ye = a->ye + (size_t)l * NK * D;
+    moe_gather(xe, ln2, pos, N, K, D);
+    experts_forward(ye, a->h13 + (size_t)l * NK * 2 * F, a->act + (size_t)l * NK * F, xe,
+                    m->experts + (size_t)l * E * P, offsets, E, D, F);
+    memcpy(out, mid, sizeof(real) * ND);
+    moe_combine(out, ye, gw, pos, N, K, D);
+  }
+  rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * ND, p->lnf, N, D, d->eps);
+  matmul_forward(a->logits, a->lnf, p->lm_head, N, D, d->V);
+  m->ce = crossentropy_forward(a->logits, m->targets, N, d->V, &m->n_valid);
+  m->aux = aux / d->L;
+  m->z = z / d->L;
+  m->loss = m->ce + m->aux_coef * m->aux + m->z_coef * m->z;
+  return m->loss;
+}
+
+/* -------------------------------------------------------------- backward */
+
+void smoe_model_zero_grad(smoe_model_t *m) {
+  memset(m->dense_grad_mem, 0, sizeof(real) * m->n_dense);
+  memset(m->experts_grad, 0, sizeof(real) * m->n_experts);
+}
+
+void smoe_model_backward(smoe_model_t *m) {
+  const smoe_dims_t *d = &m->dims;
+  const int B = m->B_last, T = d->T, D = d->D, E = d->E, K = d->K, F = d->F, H = d->H,
+            Hkv = d->Hkv, hd = d->hd, qd = H * hd, kd = Hkv * hd, N = B * T, NK = N * K,
+            L = d->L;
+  const size_t ND = (size_t)N * D, P = smoe_expert_numel(D, F);
+  const smoe_acts_t *a = &m->a;
+  const smoe_dense_t *p = &m->p, *g = &m->g;
+  const smoe_scratch_t *s = &m->s;
+
+  crossentropy_backward(s->dlogits, a->logits, m->targets, N, d->V,
+                        (real)(m->n_valid ? 1.0 / m->n_valid : 0.0));
+  memset(s->dx, 0, sizeof(real) * ND);
+  matmul_backward(s->dx, g->lm_head, s->dlogits, a->lnf, p->lm_head, N, D, d->V);
+  memset(s->dresid, 0, sizeof(real) * ND);
+  rmsnorm_backward(s->dresid, g->lnf, s->dx, a->resid + (size_t)L * ND, p->lnf, a->lnf_rstd, N, D);
+
+  real *aux_dp = xmalloc(sizeof(real) * (size_t)E);
+  const double n2 = (double)N * N;
+  for (int l = L - 1; l >= 0; l--) {
+    const real *x = a->resid + l * ND, *ln1 = a->ln1 + l * ND, *q = a->q + (size_t)l * N * qd,
+               *k = a->k + (size_t)l * N * kd, *v = a->v + (size_t)l * N * kd,
+               *atty = a->atty + (size_t)l * N * qd, *mid = a->mid + l * ND,
+               *ln2 = a->ln2 + l * ND, *probs = a->probs + (size_t)l * N * E;
+    const int32_t *idx = a->idx + (size_t)l * NK;
+    const int *pos = a->pos + (size_t)l * NK, *offsets = a->offsets + (size_t)l * (E + 1);
+    const real *gw = a->gw + (size_t)l * NK, *xe = a->xe + (size_t)l * NK * D;
+
+    /* MoE block: out = mid + combine(experts(gather(ln2(mid)))) */
+    moe_combine_backward(s->dye, s->dgw, s->dresid, a->ye + (size_t)l * NK * D, gw, pos, N, K, D);
+    experts_backward(s->dxe, m->experts_grad + (size_t)l * E * P, s->dh13, s->dact, s->dye, xe,
+                     a->h13 + (size_t)l * NK * 2 * F, a->act + (size_t)l * NK * F,
+                     m->experts + (size_t)l * E * P, offsets, E, D, F);
+    memset(s->dx, 0, sizeof(real) * ND);
+    moe_gather_backward(s->dx, s->dxe, pos, N, K, D);
+    const int64_t *cc = m->choice_counts + (size_t)l * K * E;
+    for (int e = 0; e < E; e++) {
+      int64_t c = 0;
+      for (int kk = 0; kk < K; kk++) c += cc[(size_t)kk * E + e];
+      aux_dp[e] = (real)(m->aux_coef / L * E * (double)c / n2);
+    }
+    router_backward(s->drouter, probs, a->lse + (size_t)l * N, idx, gw, s->dgw, aux_dp,
+                    (real)(m->z_coef * 2.0 / ((double)L * N)), N, E, K);
+    matmul_backward(s->dx, g->gate + (size_t)l * E * D, s->drouter, ln2,
+                    p->gate + (size_t)l * E * D, N, D, E);
+    rmsnorm_backward(s->dresid, g->ln2 + (size_t)l * D, s->dx, mid, p->ln2 + (size_t)l * D,
+                     a->ln2_rstd + (size_t)l * N, N, D);
+
+    /* attention block: mid = x + atty wo^T */
+    smoe_gemm(0, 0, N, qd, D, 1, s->dresid, D, p->wo + (size_t)l * D * qd, qd, 0, s->datty, qd);
+    matmul_backward(NULL, g->wo + (size_t)l * D * qd, s->dresid, atty, p->wo + (size_t)l * D * qd,
+                    N, qd, D);
+    memset(s->dq, 0, sizeof(real) * (size_t)N * qd);
+    memset(s->dk, 0, sizeof(real) * (size_t)N * kd);
+    memset(s->dv, 0, sizeof(real) * (size_t)N * kd);
+    attention_backward(s->dq, s->dk, s->dv, s->datty, a->att + (size_t)l * B * H * T * T, q, k, v,
+                       B, T, H, Hkv, hd);
+    rope_backward(s->dq, m->rope_cos, m->rope_sin, N, T, H, hd);
+    rope_backward(s->dk, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
+    memset(s->dx, 0, sizeof(real) * ND);
+    matmul_backward(s->dx, g->wq + (size_t)l * qd * D, s->dq, ln1, p->wq + (size_t)l * qd * D, N,
+                    D, qd);
+    matmul_backward(s->dx, g->wk + (size_t)l * kd * D, s->dk, ln1, p->wk + (size_t)l * kd * D, N,
+                    D, kd);
+    matmul_backward(s->dx, g->wv + (size_t)l * kd * D, s->dv, ln1, p->wv + (size_t)l * kd * D, N,
+                    D, kd);
+    rmsnorm_backward(s->dresid, g->ln1 + (size_t)l * D, s->dx, x, p->ln1 + (size_t)l * D,
+                     a->ln1_rstd + (size_t)l * N, N, D);
+  }
+  free(aux_dp);
+  embedding_backward(g->embed, s->dresid, m->inputs, N, D, d->V);
+}
+
+double smoe_model_flops_per_token(const smoe_model_t *m) {
+  /* 6 x (matmul parameters used per token) + attention scores and values
+   * (PaLM's 12 L H d T, counting the full T x T as the field does). */
+  const smoe_dims_t *d = &m->dims;
+  double D = d->D, qd = (double)d->H * d->hd, kd = (double)d->Hkv * d->hd;
+  double per_layer = D * qd * 2 + D * kd * 2 + D * d->E + d->K * 3.0 * D * d->F;
+  double n = d->L * per_layer + (double)d->V * D;
+  return 6.0 * n + 12.0 * d->L * qd * d->T;
+}

@@ -1,0 +1,199 @@
+/* moe.c: router, dispatch plan, expert MLPs and combine on the CPU. */
+#include "moe.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+void router_forward(real *probs, real *lse, int32_t *idx, real *gw, const real *bias, int N, int E,
+                    int K) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    real *p = probs + (size_t)n * E;
+    real mx = p[0];
+    for (int e = 1; e < E; e++)
+      if (p[e] > mx) mx = p[e];
+    double sum = 0;
+    for (int e = 0; e < E; e++) {
+      p[e] = (real)exp(p[e] - mx);
+      sum += p[e];
+    }
+    lse[n] = (real)(mx + log(sum));
+    real inv = (real)(1.0 / sum);
+    for (int e = 0; e < E; e++) p[e] *= inv;
+    /* top-k by repeated argmax; strict '>' keeps the lower index on ties */
+    int32_t *id = idx + (size_t)n * K;
+    real *w = gw + (size_t)n * K;
+    real wsum = 0;
+    for (int k = 0; k < K; k++) {
+      int best = -1;
+      real bv = 0;
+      for (int e = 0; e < E; e++) {
+        int taken = 0;
+        for (int j = 0; j < k; j++) taken |= id[j] == e;
+        if (taken) continue;
+        real s = p[e] + (bias ? bias[e] : 0);
+        if (best < 0 || s > bv) best = e, bv = s;
+      }
+      id[k] = best;
+      w[k] = p[best];
+      wsum += p[best];
+    }
+    for (int k = 0; k < K; k++) w[k] /= wsum;
+  }
+}
+
+void router_stats(int64_t *choice_counts, double *prob_sum, double *z_sum, const real *probs,
+                  const real *lse, const int32_t *idx, int N, int E, int K) {
+  memset(choice_counts, 0, sizeof(int64_t) * (size_t)K * E);
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++) choice_counts[(size_t)k * E + idx[(size_t)n * K + k]]++;
+  for (int e = 0; e < E; e++) prob_sum[e] = 0;
+  double z = 0;
+  for (int n = 0; n < N; n++) {
+    for (int e = 0; e < E; e++) prob_sum[e] += probs[(size_t)n * E + e];
+    z += (double)lse[n] * lse[n];
+  }
+  *z_sum = z;
+}
+
+double router_aux_loss(const int64_t *choice_counts, const double *prob_sum, int64_t n_tokens,
+                       int E, int K) {
+  double s = 0;
+  for (int k = 0; k < K; k++)
+    for (int e = 0; e < E; e++) s += (double)choice_counts[(size_t)k * E + e] * prob_sum[e];
+  return E * s / ((double)n_tokens * (double)n_tokens);
+}
+
+void router_backward(real *dlogits, const real *probs, const real *lse, const int32_t *idx,
+                     const real *gw, const real *dgw, const real *aux_dp, real z_scale, int N,
+                     int E, int K) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const real *p = probs + (size_t)n * E;
+    const int32_t *id = idx + (size_t)n * K;
+    const real *w = gw + (size_t)n * K, *dw = dgw + (size_t)n * K;
+    real *g = dlogits + (size_t)n * E;
+    /* dp: aux term for every expert, then the renormalised top-k weights
+     * w_k = p_k / s: dp_j = (dw_j - sum_k dw_k w_k) / s for selected j. */
+    for (int e = 0; e < E; e++) g[e] = aux_dp ? aux_dp[e] : 0;
+    real s = 0, wdw = 0;
+    for (int k = 0; k < K; k++) {
+      s += p[id[k]];
+      wdw += w[k] * dw[k];
+    }
+    for (int k = 0; k < K; k++) g[id[k]] += (dw[k] - wdw) / s;
+    /* through the softmax, then the z-loss term d(lse^2)/dlogit = 2 lse p */
+    real pg = 0;
+    for (int e = 0; e < E; e++) pg += p[e] * g[e];
+    real zl = z_scale * lse[n];
+    for (int e = 0; e < E; e++) g[e] = p[e] * (g[e] - pg) + zl * p[e];
+  }
+}
+
+void moe_plan(int *counts, int *offsets, int *pos, const int32_t *idx, int N, int E, int K) {
+  memset(counts, 0, sizeof(int) * (size_t)E);
+  for (size_t a = 0; a < (size_t)N * K; a++) counts[idx[a]]++;
+  offsets[0] = 0;
+  for (int e = 0; e < E; e++) offsets[e + 1] = offsets[e] + counts[e];
+  int *fill = xmalloc(sizeof(int) * (size_t)E);
+  memcpy(fill, offsets, sizeof(int) * (size_t)E);
+  for (size_t a = 0; a < (size_t)N * K; a++) pos[a] = fill[idx[a]]++;
+  free(fill);
+}
+
+void moe_gather(real *xe, const real *x, const int *pos, int N, int K, int D) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++)
+      memcpy(xe + (size_t)pos[(size_t)n * K + k] * D, x + (size_t)n * D, sizeof(real) * (size_t)D);
+}
+
+void moe_gather_backward(real *dx, const real *dxe, const int *pos, int N, int K, int D) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++) {
+      const real *src = dxe + (size_t)pos[(size_t)n * K + k] * D;
+      real *dst = dx + (size_t)n * D;
+      for (int i = 0; i < D; i++) dst[i] += src[i];
+    }
+}
+
+void moe_combine(real *out, const real *ye, const real *gw, const int *pos, int N, int K, int D) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++) {
+      const real *src = ye + (size_t)pos[(size_t)n * K + k] * D;
+      real *dst = out + (size_t)n * D, w = gw[(size_t)n * K + k];
+      for (int i = 0; i < D; i++) dst[i] += w * src[i];
+    }
+}
+
+void moe_combine_backward(real *dye, real *dgw, const real *dout, const real *ye, const real *gw,
+                          const int *pos, int N, int K, int D) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++) {
+      size_t a = (size_t)n * K + k;
+      const real *go = dout + (size_t)n * D, *y = ye + (size_t)pos[a] * D;
+      real *dy = dye + (size_t)pos[a] * D, w = gw[a], s = 0;
+      for (int i = 0; i < D; i++) {
+        dy[i] = w * go[i];
+        s += go[i] * y[i];
+      }
+      dgw[a] = s;
+    }
+}
+
+static inline real sigmoid(real x) { return 1 / (1 + (real)exp(-x)); }
+
+void experts_forward(real *ye, real *h13, real *act, const real *xe, const real *experts,
+                     const int *offsets, int E, int D, int F) {
+  const size_t P = smoe_expert_numel(D, F);
+  for (int e = 0; e < E; e++) {
+    int r0 = offsets[e], n = offsets[e + 1] - r0;
+    if (n == 0) continue;
+    const real *w13 = experts + e * P, *w2 = w13 + 2 * (size_t)F * D;
+    real *h = h13 + (size_t)r0 * 2 * F, *a = act + (size_t)r0 * F;
+    matmul_forward(h, xe + (size_t)r0 * D, w13, n, D, 2 * F);
+#pragma omp parallel for
+    for (int r = 0; r < n; r++) {
+      const real *h1 = h + (size_t)r * 2 * F, *h3 = h1 + F;
+      real *ar = a + (size_t)r * F;
+      for (int i = 0; i < F; i++) ar[i] = h1[i] * sigmoid(h1[i]) * h3[i];
+    }
+    matmul_forward(ye + (size_t)r0 * D, a, w2, n, F, D);
+  }
+}
+
+void experts_backward(real *dxe, real *dexperts, real *dh13, real *dact, const real *dye,
+                      const real *xe, const real *h13, const real *act, const real *experts,
+                      const int *offsets, int E, int D, int F) {
+  const size_t P = smoe_expert_numel(D, F);
+  for (int e = 0; e < E; e++) {
+    int r0 = offsets[e], n = offsets[e + 1] - r0;
+    if (n == 0) continue;
+    const real *w13 = experts + e * P, *w2 = w13 + 2 * (size_t)F * D;
+    real *dw13 = dexperts + e * P, *dw2 = dw13 + 2 * (size_t)F * D;
+    const real *h = h13 + (size_t)r0 * 2 * F, *dy = dye + (size_t)r0 * D;
+    real *da = dact + (size_t)r0 * F, *dh = dh13 + (size_t)r0 * 2 * F;
+    /* ye = act w2^T: dact = dye w2 (written), dw2 += dye^T act */
+    smoe_gemm(0, 0, n, F, D, 1, dy, D, w2, F, 0, da, F);
+    matmul_backward(NULL, dw2, dy, act + (size_t)r0 * F, w2, n, F, D);
+    /* act = silu(h1) h3: dh1 = dact h3 silu'(h1), dh3 = dact silu(h1) */
+#pragma omp parallel for
+    for (int r = 0; r < n; r++) {
+      const real *h1 = h + (size_t)r * 2 * F, *h3 = h1 + F, *g = da + (size_t)r * F;
+      real *d1 = dh + (size_t)r * 2 * F, *d3 = d1 + F;
+      for (int i = 0; i < F; i++) {
+        real s = sigmoid(h1[i]), silu = h1[i] * s;
+        d1[i] = g[i] * h3[i] * (s + silu * (1 - s));
+        d3[i] = g[i] * silu;
+      }
+    }
+    /* h13 = xe w13^T: dxe = dh13 w13 (written), dw13 += dh13^T xe */
+    smoe_gemm(0, 0, n, D, 2 * F, 1, dh, 2 * F, w13, D, 0, dxe + (size_t)r0 * D, D);
+    matmul_backward(NULL, dw13, dh, xe + (size_t)r0 * D, w13, n, D, 2 * F);
+  }
+}

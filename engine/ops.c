@@ -1,0 +1,252 @@
+/* ops.c: dense transformer ops, forward and backward, on the CPU.
+ * Matmuls go to BLAS; everything else is plain loops split by OpenMP. */
+#include "ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+void smoe_gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
+               const real *B, int ldb, real beta, real *C, int ldc) {
+  if (M == 0 || N == 0) return;
+#ifdef SMOE_REAL_DOUBLE
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+              K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+              K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+void matmul_forward(real *out, const real *inp, const real *w, int N, int C, int OC) {
+  smoe_gemm(0, 1, N, OC, C, 1, inp, C, w, C, 0, out, OC);
+}
+
+void matmul_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
+                     int N, int C, int OC) {
+  if (dinp) smoe_gemm(0, 0, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
+  if (dw) smoe_gemm(1, 0, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
+}
+
+void embedding_forward(real *out, const int32_t *tokens, const real *table, int N, int D) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++)
+    memcpy(out + (size_t)n * D, table + (size_t)tokens[n] * D, sizeof(real) * (size_t)D);
+}
+
+void embedding_backward(real *dtable, const real *dout, const int32_t *tokens, int N, int D,
+                        int V) {
+  /* Rows of one token id may repeat, so split the work by feature columns. */
+#pragma omp parallel
+  {
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    int lo = D * id / nt, hi = D * (id + 1) / nt;
+    for (int n = 0; n < N; n++) {
+      real *dst = dtable + (size_t)tokens[n] * D;
+      const real *src = dout + (size_t)n * D;
+      for (int i = lo; i < hi; i++) dst[i] += src[i];
+    }
+  }
+  (void)V;
+}
+
+void rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w, int N, int D,
+                     double eps) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const real *x = inp + (size_t)n * D;
+    real *y = out + (size_t)n * D;
+    double ss = 0;
+    for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
+    real r = (real)(1.0 / sqrt(ss / D + eps));
+    for (int i = 0; i < D; i++) y[i] = w[i] * (x[i] * r);
+    rstd[n] = r;
+  }
+}
+
+void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
+                      const real *rstd, int N, int D) {
+  /* y_i = w_i x_i r, r = (mean x^2 + eps)^-1/2:
+   * dx_i = r (w_i dy_i) - x_i r^3 / D * sum_j w_j dy_j x_j;  dw_i = sum_n dy_i x_i r. */
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const real *x = inp + (size_t)n * D, *dy = dout + (size_t)n * D;
+    real *dx = dinp + (size_t)n * D;
+    real r = rstd[n];
+    double dot = 0;
+    for (int i = 0; i < D; i++) dot += (double)w[i] * dy[i] * x[i];
+    real c = (real)(dot * r * r * r / D);
+    for (int i = 0; i < D; i++) dx[i] += r * w[i] * dy[i] - c * x[i];
+  }
+  /* dw reduction by columns so threads never share an output. */
+#pragma omp parallel for
+  for (int i = 0; i < D; i++) {
+    double acc = 0;
+    for (int n = 0; n < N; n++)
+      acc += (double)dout[(size_t)n * D + i] * inp[(size_t)n * D + i] * rstd[n];
+    dw[i] += (real)acc;
+  }
+}
+
+void rope_tables(real *cos_t, real *sin_t, int T, int d, double theta) {
+  int h = d / 2;
+  for (int t = 0; t < T; t++)
+    for (int j = 0; j < h; j++) {
+      double inv_freq = 1.0 / pow(theta, (2.0 * j) / d);
+      double a = t * inv_freq;
+      cos_t[(size_t)t * h + j] = (real)cos(a);
+      sin_t[(size_t)t * h + j] = (real)sin(a);
+    }
+}
+
+/* rope(x) = x cos + rotate_half(x) sin, rotate_half(x) = (-x2, x1) for halves
+ * (x1, x2): x1' = x1 c - x2 s, x2' = x2 c + x1 s. Its transpose (backward) is
+ * the same rotation with -s. */
+static void rope_apply(real *x, const real *cos_t, const real *sin_t, int N, int T, int nh, int d,
+                       real sign) {
+  int h = d / 2;
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    const real *c = cos_t + (size_t)(n % T) * h, *s = sin_t + (size_t)(n % T) * h;
+    for (int hd = 0; hd < nh; hd++) {
+      real *x1 = x + ((size_t)n * nh + hd) * d, *x2 = x1 + h;
+      for (int j = 0; j < h; j++) {
+        real a = x1[j], b = x2[j], sj = sign * s[j];
+        x1[j] = a * c[j] - b * sj;
+        x2[j] = b * c[j] + a * sj;
+      }
+    }
+  }
+}
+
+void rope_forward(real *x, const real *cos_t, const real *sin_t, int N, int T, int nh, int d) {
+  rope_apply(x, cos_t, sin_t, N, T, nh, d, 1);
+}
+
+void rope_backward(real *dx, const real *cos_t, const real *sin_t, int N, int T, int nh, int d) {
+  rope_apply(dx, cos_t, sin_t, N, T, nh, d, -1);
+}
+
+static inline real dot(const real *a, const real *b, int n) {
+  real s = 0;
+  for (int i = 0; i < n; i++) s += a[i] * b[i];
+  return s;
+}
+
+static inline void axpy(real *y, real a, const real *x, int n) {
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void attention_forward(real *out, real *att, const real *q, const real *k, const real *v, int B,
+                       int T, int H, int Hkv, int d) {
+  const int qs = H * d, ks = Hkv * d, group = H / Hkv;
+  const real scale = (real)(1.0 / sqrt((double)d));
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int b = 0; b < B; b++)
+    for (int hd = 0; hd < H; hd++) {
+      const int kh = hd / group;
+      for (int t = 0; t < T; t++) {
+        const real *qt = q + ((size_t)b * T + t) * qs + (size_t)hd * d;
+        real *p = att + (((size_t)b * H + hd) * T + t) * T;
+        real mx = -INFINITY;
+        for (int j = 0; j <= t; j++) {
+          p[j] = scale * dot(qt, k + ((size_t)b * T + j) * ks + (size_t)kh * d, d);
+          if (p[j] > mx) mx = p[j];
+        }
+        real sum = 0;
+        for (int j = 0; j <= t; j++) {
+          p[j] = (real)exp(p[j] - mx);
+          sum += p[j];
+        }
+        real inv = 1 / sum;
+        real *o = out + ((size_t)b * T + t) * qs + (size_t)hd * d;
+        memset(o, 0, sizeof(real) * (size_t)d);
+        for (int j = 0; j <= t; j++) {
+          p[j] *= inv;
+          axpy(o, p[j], v + ((size_t)b * T + j) * ks + (size_t)kh * d, d);
+        }
+      }
+    }
+}
+
+void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,
+                        const real *q, const real *k, const real *v, int B, int T, int H, int Hkv,
+                        int d) {
+  const int qs = H * d, ks = Hkv * d, group = H / Hkv;
+  const real scale = (real)(1.0 / sqrt((double)d));
+  /* One task per (sequence, kv head): it owns dk/dv rows of that head, and the
+   * dq rows of the query heads in its group, so no two tasks share an output. */
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (int b = 0; b < B; b++)
+    for (int kh = 0; kh < Hkv; kh++) {
+      real *dp = xmalloc(sizeof(real) * (size_t)T);
+      for (int hd = kh * group; hd < (kh + 1) * group; hd++)
+        for (int t = 0; t < T; t++) {
+          const real *p = att + (((size_t)b * H + hd) * T + t) * T;
+          const real *go = dout + ((size_t)b * T + t) * qs + (size_t)hd * d;
+          const real *qt = q + ((size_t)b * T + t) * qs + (size_t)hd * d;
+          real *dqt = dq + ((size_t)b * T + t) * qs + (size_t)hd * d;
+          real pdp = 0;
+          for (int j = 0; j <= t; j++) {
+            const real *vj = v + ((size_t)b * T + j) * ks + (size_t)kh * d;
+            axpy(dv + ((size_t)b * T + j) * ks + (size_t)kh * d, p[j], go, d);
+            dp[j] = dot(go, vj, d);
+            pdp += p[j] * dp[j];
+          }
+          for (int j = 0; j <= t; j++) {
+            real ds = p[j] * (dp[j] - pdp) * scale;
+            axpy(dqt, ds, k + ((size_t)b * T + j) * ks + (size_t)kh * d, d);
+            axpy(dk + ((size_t)b * T + j) * ks + (size_t)kh * d, ds, qt, d);
+          }
+        }
+      free(dp);
+    }
+}
+
+double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid) {
+  double total = 0;
+  int valid = 0;
+#pragma omp parallel for reduction(+ : total, valid)
+  for (int n = 0; n < N; n++) {
+    real *x = logits + (size_t)n * V;
+    real mx = x[0];
+    for (int i = 1; i < V; i++)
+      if (x[i] > mx) mx = x[i];
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+      x[i] = (real)exp(x[i] - mx);
+      sum += x[i];
+    }
+    real inv = (real)(1.0 / sum);
+    for (int i = 0; i < V; i++) x[i] *= inv;
+    if (targets[n] >= 0) {
+      /* -log p computed from the shifted logit keeps precision for tiny p */
+      double p = x[targets[n]];
+      total += p > 0 ? -log(p) : -log(1e-300);
+      valid++;
+    }
+  }
+  if (n_valid) *n_valid = valid;
+  return valid ? total / valid : 0.0;
+}
+
+void crossentropy_backward(real *dlogits, const real *probs, const int32_t *targets, int N, int V,
+                           real scale) {
+#pragma omp parallel for
+  for (int n = 0; n < N; n++) {
+    real *g = dlogits + (size_t)n * V;
+    const real *p = probs + (size_t)n * V;
+    if (targets[n] < 0) {
+      memset(g, 0, sizeof(real) * (size_t)V);
+      continue;
+    }
+    for (int i = 0; i < V; i++) g[i] = scale * p[i];
+    g[targets[n]] -= scale;
+  }
+}
+
+void vec_add(real *y, const real *x, size_t n) {
+#pragma omp parallel for
+  for (size_t i = 0; i < n; i++) y[i] += x[i];
+}

@@ -1,0 +1,226 @@
+/* train.c: the single-process training loop: data -> forward -> backward ->
+ * clip -> AdamW -> balancing bias -> metrics, with periodic validation. */
+#define _POSIX_C_SOURCE 200809L
+#include "train.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "metrics.h"
+#include "optim.h"
+
+void openblas_set_num_threads(int);
+
+int smoe_set_threads(int threads) {
+  if (threads <= 0) threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (threads <= 0) threads = 1;
+  omp_set_num_threads(threads);
+  openblas_set_num_threads(threads);
+  return threads;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path, smoe_err_t *err) {
+  char buf[SMOE_PATHLEN];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    return smoe_fail(err, "output path too long: %s", path);
+  for (char *p = buf + 1;; p++) {
+    if (*p == '/' || *p == '\0') {
+      char c = *p;
+      *p = '\0';
+      if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return smoe_fail(err, "cannot create %s: %s", buf, strerror(errno));
+      *p = c;
+      if (!c) break;
+    }
+  }
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return smoe_fail(err, "output path %s exists and is not a folder", path);
+  return 0;
+}
+
+double smoe_evaluate(smoe_model_t *m, const smoe_data_t *d, int64_t windows) {
+  const int T = m->dims.T;
+  int32_t *buf = xmalloc(sizeof(int32_t) * (size_t)m->B * (T + 1));
+  double total = 0;
+  int64_t counted = 0;
+  for (int64_t w = 0; w < windows; w += m->B) {
+    int b = (int)(windows - w < m->B ? windows - w : m->B);
+    for (int i = 0; i < b; i++) smoe_data_val_window(d, w + i, T, buf + (size_t)i * (T + 1));
+    smoe_model_forward(m, buf, b);
+    total += m->ce * m->n_valid;
+    counted += m->n_valid;
+  }
+  free(buf);
+  return counted ? total / (double)counted : 0.0;
+}
+
+/* DeepSeek-V3's aux-loss-free balancing: after each step, raise the bias of
+ * experts below the mean load and lower it above, by a fixed rate. */
+static void update_expert_bias(smoe_model_t *m, double rate) {
+  const int L = m->dims.L, E = m->dims.E;
+  for (int l = 0; l < L; l++) {
+    const int *c = m->a.counts + (size_t)l * E;
+    double mean = 0;
+    for (int e = 0; e < E; e++) mean += c[e];
+    mean /= E;
+    for (int e = 0; e < E; e++) {
+      double diff = mean - c[e];
+      m->expert_bias[(size_t)l * E + e] += (real)(rate * ((diff > 0) - (diff < 0)));
+    }
+  }
+}
+
+static int write_summary(const char *dir, const smoe_config_t *c, const smoe_train_result_t *r,
+                         int threads, smoe_err_t *err) {
+  char path[SMOE_PATHLEN + 32];
+  snprintf(path, sizeof path, "%s/summary.json", dir);
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "steps", (double)r->steps);
+  cJSON_AddNumberToObject(o, "final_train_loss", r->final_train_loss);
+  cJSON_AddNumberToObject(o, "first_val_loss", r->first_val_loss);
+  cJSON_AddNumberToObject(o, "final_val_loss", r->final_val_loss);
+  cJSON_AddNumberToObject(o, "wall_time_s", r->wall_s);
+  cJSON_AddNumberToObject(o, "train_time_s", r->train_s);
+  cJSON_AddNumberToObject(o, "tokens_per_s", r->tokens_per_s);
+  cJSON_AddNumberToObject(o, "model_flops_per_s", r->model_flops_per_s);
+  cJSON_AddNumberToObject(o, "threads", threads);
+  cJSON_AddStringToObject(o, "precision", SMOE_REAL_NAME);
+  cJSON_AddNumberToObject(o, "seed", (double)c->seed);
+  char *s = cJSON_Print(o);
+  cJSON_Delete(o);
+  FILE *f = fopen(path, "w");
+  int bad = !f || !s || fprintf(f, "%s\n", s) < 0;
+  if (f && fclose(f) != 0) bad = 1;
+  free(s);
+  if (bad) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
+  return 0;
+}
+
+int smoe_train(const smoe_config_t *c, const char *out_dir, smoe_train_result_t *res,
+               smoe_err_t *err) {
+  const double t_start = smoe_now();
+  memset(res, 0, sizeof *res);
+  if (smoe_config_validate(c, err) != 0) return -1;
+  if (make_dirs(out_dir, err) != 0) return -1;
+  {
+    char path[SMOE_PATHLEN + 32];
+    snprintf(path, sizeof path, "%s/config.ini", out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
+    int bad = smoe_config_write(c, f) != 0;
+    if (fclose(f) != 0 || bad) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
+  }
+  const int threads = smoe_set_threads(c->threads);
+
+  smoe_data_t data;
+  if (smoe_data_load(&data, c->data_path, c->val_fraction, c->seq_len, err) != 0) return -1;
+  if (data.vocab_size > c->vocab_size) {
+    smoe_data_free(&data);
+    return smoe_fail(err,
+                     "[model] vocab_size = %d is smaller than the data's vocabulary (%d tokens); "
+                     "set model.vocab_size >= %d",
+                     c->vocab_size, data.vocab_size, data.vocab_size);
+  }
+  smoe_metrics_t *mt = smoe_metrics_open(out_dir, c->progress, c->steps, err);
+  if (!mt) {
+    smoe_data_free(&data);
+    return -1;
+  }
+
+  const int B = c->global_batch_size, T = c->seq_len;
+  smoe_model_t m;
+  smoe_model_init(&m, c, B);
+  real *dm = xcalloc(m.n_dense, sizeof(real)), *dv = xcalloc(m.n_dense, sizeof(real));
+  real *em = xcalloc(m.n_experts, sizeof(real)), *ev = xcalloc(m.n_experts, sizeof(real));
+  int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
+  int64_t val_windows = smoe_data_val_windows(&data, T);
+  if (val_windows > c->eval_windows) val_windows = c->eval_windows;
+  smoe_metrics_note(mt,
+                    "swiftmoe: %d layers, dim %d, %d experts (top %d), %.2fM parameters "
+                    "(%.2fM active); %zu train / %zu val tokens from %d files; %d threads, %s",
+                    c->n_layers, c->dim, c->num_experts, c->top_k,
+                    (double)(m.n_dense + m.n_experts) / 1e6,
+                    (double)(m.n_dense + m.n_experts / c->num_experts * c->top_k) / 1e6,
+                    data.n_train, data.n_val, data.n_files, threads, SMOE_REAL_NAME);
+  smoe_metrics_note(mt, "run folder: %s", out_dir);
+
+  const double flops_tok = smoe_model_flops_per_token(&m);
+  res->first_val_loss = smoe_evaluate(&m, &data, val_windows);
+  smoe_metrics_note(mt, "step 0: val loss %.4f over %lld windows", res->first_val_loss,
+                    (long long)val_windows);
+  int rc = 0;
+  int64_t tokens = 0;
+  for (int64_t step = 0; step < c->steps; step++) {
+    double t0 = smoe_now();
+    smoe_data_train_batch(&data, c->seed, step, 0, B, T, batch);
+    smoe_model_forward(&m, batch, B);
+    smoe_model_zero_grad(&m);
+    smoe_model_backward(&m);
+    double norm = sqrt(smoe_sumsq(m.dense_grad_mem, m.n_dense) +
+                       smoe_sumsq(m.experts_grad, m.n_experts));
+    double clip = smoe_clip_factor(norm, c->grad_clip);
+    if (clip < 1.0) {
+      smoe_scale(m.dense_grad_mem, m.n_dense, (real)clip);
+      smoe_scale(m.experts_grad, m.n_experts, (real)clip);
+    }
+    smoe_adamw_t o = {smoe_lr_at(step, c->warmup_steps, c->steps, c->lr, c->min_lr), c->beta1,
+                      c->beta2, c->adam_eps, c->weight_decay};
+    smoe_adamw_step(m.dense_mem, m.dense_grad_mem, dm, dv, m.n_dense, &o, step + 1);
+    smoe_adamw_step(m.experts, m.experts_grad, em, ev, m.n_experts, &o, step + 1);
+    if (c->bias_update_rate > 0) update_expert_bias(&m, c->bias_update_rate);
+    double dt = smoe_now() - t0;
+    res->train_s += dt;
+    tokens += (int64_t)B * T;
+
+    smoe_step_record_t r = {.step = step + 1, .loss = m.loss, .ce = m.ce, .aux_loss = m.aux,
+                            .z_loss = m.z, .lr = o.lr, .grad_norm = norm, .val_loss = -1,
+                            .tokens = tokens, .step_tokens = (int64_t)B * T, .step_time_s = dt,
+                            .expert_counts = m.a.counts, .L = c->n_layers, .E = c->num_experts};
+    res->final_train_loss = m.ce;
+    int last = step + 1 == c->steps;
+    if (last || (c->eval_every > 0 && (step + 1) % c->eval_every == 0)) {
+      /* the counts above belong to the training batch: copy before eval reuses m */
+      int *counts = xmalloc(sizeof(int) * (size_t)c->n_layers * c->num_experts);
+      memcpy(counts, m.a.counts, sizeof(int) * (size_t)c->n_layers * c->num_experts);
+      r.expert_counts = counts;
+      r.val_loss = smoe_evaluate(&m, &data, val_windows);
+      res->final_val_loss = r.val_loss;
+      rc = smoe_metrics_step(mt, &r, 1, err);
+      free(counts);
+    } else {
+      rc = smoe_metrics_step(mt, &r, (step + 1) % c->log_every == 0, err);
+    }
+    if (rc != 0) break;
+    if (!isfinite(m.loss)) {
+      rc = smoe_fail(err, "loss became %f at step %lld; lower training.lr (now %g) or check the data",
+                     m.loss, (long long)step + 1, c->lr);
+      break;
+    }
+    res->steps = step + 1;
+  }
+  res->tokens_per_s = res->train_s > 0 ? (double)tokens / res->train_s : 0;
+  res->model_flops_per_s = res->tokens_per_s * flops_tok;
+  res->wall_s = smoe_now() - t_start;
+  if (rc == 0) {
+    smoe_metrics_note(mt,
+                      "done: %lld steps in %.1f s, final train loss %.4f, val loss %.4f (at step 0: "
+                      "%.4f), %.0f tokens/s, %.2f GFLOP/s",
+                      (long long)res->steps, res->wall_s, res->final_train_loss,
+                      res->final_val_loss, res->first_val_loss, res->tokens_per_s,
+                      res->model_flops_per_s / 1e9);
+    rc = write_summary(out_dir, c, res, threads, err);
+  }
+  smoe_metrics_close(mt);
+  free(batch);
+  free(dm), free(dv), free(em), free(ev);
+  smoe_model_free(&m);
+  smoe_data_free(&data);
+  return rc;
+}

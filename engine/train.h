@@ -1,0 +1,31 @@
+/* train.h: a training run on one process, start to finish. */
+#ifndef SMOE_TRAIN_H
+#define SMOE_TRAIN_H
+
+#include "config.h"
+#include "data.h"
+#include "model.h"
+
+typedef struct {
+  int64_t steps;
+  double first_val_loss; /* before the first step */
+  double final_val_loss, final_train_loss;
+  double wall_s;        /* whole run, data loading included */
+  double train_s;       /* time inside training steps */
+  double tokens_per_s;  /* training tokens / train_s */
+  double model_flops_per_s;
+} smoe_train_result_t;
+
+/* Trains per the (validated) config, writing config.ini, metrics.jsonl and
+ * summary.json into out_dir (created if missing). Returns 0 or -1 with err. */
+int smoe_train(const smoe_config_t *c, const char *out_dir, smoe_train_result_t *res,
+               smoe_err_t *err);
+
+/* Mean cross-entropy (nats/token) over the first `windows` non-overlapping
+ * validation windows, in chunks of m->B sequences. */
+double smoe_evaluate(smoe_model_t *m, const smoe_data_t *d, int64_t windows);
+
+/* Sets OpenMP and BLAS threads (0 = all cores); returns the count. */
+int smoe_set_threads(int threads);
+
+#endif
