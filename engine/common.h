@@ -11,12 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <math.h>
+
 #ifdef SMOE_REAL_DOUBLE
 typedef double real;
 #define SMOE_REAL_NAME "double"
+static inline real r_exp(real x) { return exp(x); }
 #else
 typedef float real;
 #define SMOE_REAL_NAME "float"
+static inline real r_exp(real x) { return expf(x); }
 #endif
 
 /* Errors a user can cause (bad config, bad file) travel as a message in a

@@ -16,7 +16,7 @@ void router_forward(real *probs, real *lse, int32_t *idx, real *gw, const real *
       if (p[e] > mx) mx = p[e];
     double sum = 0;
     for (int e = 0; e < E; e++) {
-      p[e] = (real)exp(p[e] - mx);
+      p[e] = r_exp(p[e] - mx);
       sum += p[e];
     }
     lse[n] = (real)(mx + log(sum));
@@ -146,7 +146,7 @@ void moe_combine_backward(real *dye, real *dgw, const real *dout, const real *ye
     }
 }
 
-static inline real sigmoid(real x) { return 1 / (1 + (real)exp(-x)); }
+static inline real sigmoid(real x) { return 1 / (1 + r_exp(-x)); }
 
 void experts_forward(real *ye, real *h13, real *act, const real *xe, const real *experts,
                      const int *offsets, int E, int D, int F) {

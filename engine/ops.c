@@ -128,16 +128,11 @@ void rope_backward(real *dx, const real *cos_t, const real *sin_t, int N, int T,
   rope_apply(dx, cos_t, sin_t, N, T, nh, d, -1);
 }
 
-static inline real dot(const real *a, const real *b, int n) {
-  real s = 0;
-  for (int i = 0; i < n; i++) s += a[i] * b[i];
-  return s;
-}
-
-static inline void axpy(real *y, real a, const real *x, int n) {
-  for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
+/* Attention runs one (sequence, head) at a time as small GEMMs, the heads
+ * split over OpenMP threads; OpenBLAS's OpenMP build runs a call made inside
+ * a parallel region on the calling thread. The causal T x T products are
+ * computed whole (BLAS beats a triangular loop by far at these sizes) and
+ * the upper triangle is masked to probability 0. */
 void attention_forward(real *out, real *att, const real *q, const real *k, const real *v, int B,
                        int T, int H, int Hkv, int d) {
   const int qs = H * d, ks = Hkv * d, group = H / Hkv;
@@ -146,27 +141,20 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
   for (int b = 0; b < B; b++)
     for (int hd = 0; hd < H; hd++) {
       const int kh = hd / group;
+      const real *qb = q + (size_t)b * T * qs + (size_t)hd * d;
+      const real *kb = k + (size_t)b * T * ks + (size_t)kh * d;
+      const real *vb = v + (size_t)b * T * ks + (size_t)kh * d;
+      real *p = att + ((size_t)b * H + hd) * T * T;
+      smoe_gemm(0, 1, T, T, d, scale, qb, qs, kb, ks, 0, p, T); /* scores = q k^T / sqrt(d) */
       for (int t = 0; t < T; t++) {
-        const real *qt = q + ((size_t)b * T + t) * qs + (size_t)hd * d;
-        real *p = att + (((size_t)b * H + hd) * T + t) * T;
-        real mx = -INFINITY;
-        for (int j = 0; j <= t; j++) {
-          p[j] = scale * dot(qt, k + ((size_t)b * T + j) * ks + (size_t)kh * d, d);
-          if (p[j] > mx) mx = p[j];
-        }
-        real sum = 0;
-        for (int j = 0; j <= t; j++) {
-          p[j] = (real)exp(p[j] - mx);
-          sum += p[j];
-        }
+        real *row = p + (size_t)t * T, mx = row[0], sum = 0;
+        for (int j = 1; j <= t; j++) mx = row[j] > mx ? row[j] : mx;
+        for (int j = 0; j <= t; j++) sum += row[j] = r_exp(row[j] - mx);
         real inv = 1 / sum;
-        real *o = out + ((size_t)b * T + t) * qs + (size_t)hd * d;
-        memset(o, 0, sizeof(real) * (size_t)d);
-        for (int j = 0; j <= t; j++) {
-          p[j] *= inv;
-          axpy(o, p[j], v + ((size_t)b * T + j) * ks + (size_t)kh * d, d);
-        }
+        for (int j = 0; j <= t; j++) row[j] *= inv;
+        for (int j = t + 1; j < T; j++) row[j] = 0;
       }
+      smoe_gemm(0, 0, T, d, T, 1, p, T, vb, ks, 0, out + (size_t)b * T * qs + (size_t)hd * d, qs);
     }
 }
 
@@ -175,33 +163,38 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
                         int d) {
   const int qs = H * d, ks = Hkv * d, group = H / Hkv;
   const real scale = (real)(1.0 / sqrt((double)d));
-  /* One task per (sequence, kv head): it owns dk/dv rows of that head, and the
+  /* One task per (sequence, kv head): it owns dk/dv rows of that head and the
    * dq rows of the query heads in its group, so no two tasks share an output. */
-#pragma omp parallel for collapse(2) schedule(dynamic)
-  for (int b = 0; b < B; b++)
-    for (int kh = 0; kh < Hkv; kh++) {
-      real *dp = xmalloc(sizeof(real) * (size_t)T);
-      for (int hd = kh * group; hd < (kh + 1) * group; hd++)
-        for (int t = 0; t < T; t++) {
-          const real *p = att + (((size_t)b * H + hd) * T + t) * T;
-          const real *go = dout + ((size_t)b * T + t) * qs + (size_t)hd * d;
-          const real *qt = q + ((size_t)b * T + t) * qs + (size_t)hd * d;
-          real *dqt = dq + ((size_t)b * T + t) * qs + (size_t)hd * d;
-          real pdp = 0;
-          for (int j = 0; j <= t; j++) {
-            const real *vj = v + ((size_t)b * T + j) * ks + (size_t)kh * d;
-            axpy(dv + ((size_t)b * T + j) * ks + (size_t)kh * d, p[j], go, d);
-            dp[j] = dot(go, vj, d);
-            pdp += p[j] * dp[j];
+#pragma omp parallel
+  {
+    real *dp = xmalloc(sizeof(real) * (size_t)T * T);
+#pragma omp for collapse(2) schedule(dynamic)
+    for (int b = 0; b < B; b++)
+      for (int kh = 0; kh < Hkv; kh++) {
+        const real *kb = k + (size_t)b * T * ks + (size_t)kh * d;
+        const real *vb = v + (size_t)b * T * ks + (size_t)kh * d;
+        real *dkb = dk + (size_t)b * T * ks + (size_t)kh * d;
+        real *dvb = dv + (size_t)b * T * ks + (size_t)kh * d;
+        for (int hd = kh * group; hd < (kh + 1) * group; hd++) {
+          const real *p = att + ((size_t)b * H + hd) * T * T;
+          const real *go = dout + (size_t)b * T * qs + (size_t)hd * d;
+          const real *qb = q + (size_t)b * T * qs + (size_t)hd * d;
+          smoe_gemm(1, 0, T, d, T, 1, p, T, go, qs, 1, dvb, ks); /* dv += p^T dout */
+          smoe_gemm(0, 1, T, T, d, 1, go, qs, vb, ks, 0, dp, T); /* dp = dout v^T */
+          for (int t = 0; t < T; t++) { /* ds = p (dp - sum_j p dp) / sqrt(d) */
+            const real *pr = p + (size_t)t * T;
+            real *g = dp + (size_t)t * T, pdp = 0;
+            for (int j = 0; j <= t; j++) pdp += pr[j] * g[j];
+            for (int j = 0; j <= t; j++) g[j] = pr[j] * (g[j] - pdp) * scale;
+            for (int j = t + 1; j < T; j++) g[j] = 0;
           }
-          for (int j = 0; j <= t; j++) {
-            real ds = p[j] * (dp[j] - pdp) * scale;
-            axpy(dqt, ds, k + ((size_t)b * T + j) * ks + (size_t)kh * d, d);
-            axpy(dk + ((size_t)b * T + j) * ks + (size_t)kh * d, ds, qt, d);
-          }
+          smoe_gemm(0, 0, T, d, T, 1, dp, T, kb, ks, 1,
+                    dq + (size_t)b * T * qs + (size_t)hd * d, qs); /* dq += ds k */
+          smoe_gemm(1, 0, T, d, T, 1, dp, T, qb, qs, 1, dkb, ks);  /* dk += ds^T q */
         }
-      free(dp);
-    }
+      }
+    free(dp);
+  }
 }
 
 double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid) {
@@ -215,7 +208,7 @@ double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, 
       if (x[i] > mx) mx = x[i];
     double sum = 0;
     for (int i = 0; i < V; i++) {
-      x[i] = (real)exp(x[i] - mx);
+      x[i] = r_exp(x[i] - mx);
       sum += x[i];
     }
     real inv = (real)(1.0 / sum);

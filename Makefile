@@ -1,0 +1,55 @@
+# The README's two commands. Each installs the Debian packages it is missing
+# (once; quick when all are present), configures CMake into build/, builds,
+# then runs the demo or the tests.
+#   make demo   train the demo model (configs/tiny.ini) on the built-in corpus
+#   make test   build, run every ctest, then the sanitizer build's unit tests
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+DEMO_OUT   ?= runs/demo
+
+# What building and the demo need ...
+DEMO_PACKAGES := cmake make gcc pkg-config libopenblas-openmp-dev libinih-dev libcjson-dev \
+                 libcmocka-dev fortunes
+# ... and what the tests add: Debian's PyTorch for the reference test, with
+# OpenBLAS as the system BLAS (torch is 5-7x slower on the reference BLAS).
+TEST_PACKAGES := $(DEMO_PACKAGES) python3-torch python3-numpy libopenblas0-pthread
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	  grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing missing packages:" $$missing; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: demo test deps-demo deps-test build clean
+
+deps-demo:
+	$(call install_missing,$(DEMO_PACKAGES))
+
+deps-test:
+	$(call install_missing,$(TEST_PACKAGES))
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: deps-demo
+	@$(MAKE) --no-print-directory build
+	./$(BUILD)/swiftmoe train --out $(DEMO_OUT)
+
+test: deps-test
+	@$(MAKE) --no-print-directory build
+	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS)
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSMOE_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure --no-tests=error -L unit -j $(JOBS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

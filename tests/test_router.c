@@ -1,0 +1,115 @@
+/* test_router: router semantics against numbers computed by hand: softmax
+ * over all experts, top-k with ties to the lower index, renormalised gate
+ * weights, a selection bias that changes the choice but not the weights,
+ * and the aux (Switch/HF) and z losses. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "moe.h"
+
+#define TOL 1e-6
+
+static void softmax4(const double *x, double *p) {
+  double s = 0;
+  for (int i = 0; i < 4; i++) s += exp(x[i]);
+  for (int i = 0; i < 4; i++) p[i] = exp(x[i]) / s;
+}
+
+static void test_topk_renormalise_ties(void **state) {
+  /* experts 1 and 3 tie for the top: the lower index comes first */
+  const double x[4] = {1.0, 2.0, 0.5, 2.0};
+  real probs[4] = {1.0, 2.0, 0.5, 2.0}, lse, gw[2];
+  int32_t idx[2];
+  router_forward(probs, &lse, idx, gw, NULL, 1, 4, 2);
+  double p[4];
+  softmax4(x, p);
+  for (int i = 0; i < 4; i++) assert_true(fabs(probs[i] - p[i]) < TOL);
+  assert_int_equal(idx[0], 1);
+  assert_int_equal(idx[1], 3);
+  assert_true(fabs(gw[0] - 0.5) < TOL && fabs(gw[1] - 0.5) < TOL);
+  assert_true(fabs(lse - log(exp(1.0) + 2 * exp(2.0) + exp(0.5))) < TOL);
+}
+
+static void test_renormalised_weights(void **state) {
+  const double x[4] = {0.1, 1.2, -0.3, 0.7};
+  real probs[4] = {0.1f, 1.2f, -0.3f, 0.7f}, lse, gw[2];
+  int32_t idx[2];
+  router_forward(probs, &lse, idx, gw, NULL, 1, 4, 2);
+  double p[4];
+  softmax4(x, p);
+  assert_int_equal(idx[0], 1);
+  assert_int_equal(idx[1], 3);
+  assert_true(fabs(gw[0] - p[1] / (p[1] + p[3])) < TOL);
+  assert_true(fabs(gw[1] - p[3] / (p[1] + p[3])) < TOL);
+}
+
+static void test_bias_changes_selection_not_weights(void **state) {
+  const double x[4] = {0.1, 1.2, -0.3, 0.7};
+  real probs[4] = {0.1f, 1.2f, -0.3f, 0.7f}, lse, gw[2];
+  real bias[4] = {0, 0, 0.9f, 0}; /* lifts expert 2 (p ~ 0.12) above expert 3 */
+  int32_t idx[2];
+  router_forward(probs, &lse, idx, gw, bias, 1, 4, 2);
+  double p[4];
+  softmax4(x, p);
+  assert_int_equal(idx[0], 2); /* p2 + 0.9 > p1 */
+  assert_int_equal(idx[1], 1);
+  /* weights are the unbiased probabilities, renormalised */
+  assert_true(fabs(gw[0] - p[2] / (p[1] + p[2])) < TOL);
+  assert_true(fabs(gw[1] - p[1] / (p[1] + p[2])) < TOL);
+  for (int i = 0; i < 4; i++) assert_true(fabs(probs[i] - p[i]) < TOL);
+}
+
+static void test_aux_and_z_loss(void **state) {
+  /* two tokens, E = 4, K = 2 */
+  real probs[8] = {0.1f, 1.2f, -0.3f, 0.7f, 2.0f, 0.0f, 0.0f, 1.0f}, lse[2], gw[4];
+  const double x[2][4] = {{0.1, 1.2, -0.3, 0.7}, {2.0, 0.0, 0.0, 1.0}};
+  int32_t idx[4];
+  router_forward(probs, lse, idx, gw, NULL, 2, 4, 2);
+  /* token 0 picks (1, 3); token 1 picks (0, 3) */
+  assert_int_equal(idx[0], 1), assert_int_equal(idx[1], 3);
+  assert_int_equal(idx[2], 0), assert_int_equal(idx[3], 3);
+  int64_t counts[8];
+  double psum[4], zsum;
+  router_stats(counts, psum, &zsum, probs, lse, idx, 2, 4, 2);
+  double p0[4], p1[4];
+  softmax4(x[0], p0), softmax4(x[1], p1);
+  /* f[k=0] = (0.5 at e0, 0.5 at e1); f[k=1] = (1.0 at e3); P = mean probs */
+  double P[4];
+  for (int e = 0; e < 4; e++) P[e] = (p0[e] + p1[e]) / 2;
+  double aux = 4 * (0.5 * P[0] + 0.5 * P[1] + 1.0 * P[3]);
+  assert_true(fabs(router_aux_loss(counts, psum, 2, 4, 2) - aux) < TOL);
+  double l0 = log(exp(0.1) + exp(1.2) + exp(-0.3) + exp(0.7));
+  double l1 = log(exp(2.0) + 2 * exp(0.0) + exp(1.0));
+  assert_true(fabs(zsum / 2 - (l0 * l0 + l1 * l1) / 2) < 1e-5);
+  /* perfectly uniform routing gives aux = K (the balanced optimum) */
+  int64_t uc[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  double up[4] = {1, 1, 1, 1};
+  assert_true(fabs(router_aux_loss(uc, up, 4, 4, 2) - 2.0) < TOL);
+}
+
+static void test_dispatch_plan(void **state) {
+  int32_t idx[6] = {2, 0, 0, 2, 1, 2}; /* 3 tokens, K = 2 */
+  int counts[3], offsets[4], pos[6];
+  moe_plan(counts, offsets, pos, idx, 3, 3, 2);
+  assert_int_equal(counts[0], 2), assert_int_equal(counts[1], 1), assert_int_equal(counts[2], 3);
+  assert_int_equal(offsets[3], 6);
+  /* expert 0 rows 0-1 (tokens 0, 1), expert 1 row 2 (token 2), expert 2 rows 3-5 */
+  int want[6] = {3, 0, 1, 4, 2, 5};
+  for (int i = 0; i < 6; i++) assert_int_equal(pos[i], want[i]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_topk_renormalise_ties),
+      cmocka_unit_test(test_renormalised_weights),
+      cmocka_unit_test(test_bias_changes_selection_not_weights),
+      cmocka_unit_test(test_aux_and_z_loss),
+      cmocka_unit_test(test_dispatch_plan),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
