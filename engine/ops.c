@@ -79,14 +79,24 @@ void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, c
     real c = (real)(dot * r * r * r / D);
     for (int i = 0; i < D; i++) dx[i] += r * w[i] * dy[i] - c * x[i];
   }
-  /* dw reduction by columns so threads never share an output. */
-#pragma omp parallel for
-  for (int i = 0; i < D; i++) {
-    double acc = 0;
-    for (int n = 0; n < N; n++)
-      acc += (double)dout[(size_t)n * D + i] * inp[(size_t)n * D + i] * rstd[n];
-    dw[i] += (real)acc;
+  /* dw: each thread sums a fixed block of rows into its own row of partial
+   * sums, then the partials are added in thread order (bitwise reproducible
+   * for a given thread count) */
+  int nt = omp_get_max_threads();
+  double *acc = xcalloc((size_t)nt * D, sizeof(double));
+#pragma omp parallel num_threads(nt)
+  {
+    double *a = acc + (size_t)omp_get_thread_num() * D;
+    int id = omp_get_thread_num(), lo = (int)((int64_t)N * id / nt), hi = (int)((int64_t)N * (id + 1) / nt);
+    for (int n = lo; n < hi; n++) {
+      const real *x = inp + (size_t)n * D, *dy = dout + (size_t)n * D;
+      real r = rstd[n];
+      for (int i = 0; i < D; i++) a[i] += (double)(dy[i] * x[i] * r);
+    }
   }
+  for (int t = 0; t < nt; t++)
+    for (int i = 0; i < D; i++) dw[i] += (real)acc[(size_t)t * D + i];
+  free(acc);
 }
 
 void rope_tables(real *cos_t, real *sin_t, int T, int d, double theta) {
@@ -198,9 +208,8 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
 }
 
 double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid) {
-  double total = 0;
-  int valid = 0;
-#pragma omp parallel for reduction(+ : total, valid)
+  double *nll = xmalloc(sizeof(double) * (size_t)(N > 0 ? N : 1));
+#pragma omp parallel for
   for (int n = 0; n < N; n++) {
     real *x = logits + (size_t)n * V;
     real mx = x[0];
@@ -213,13 +222,15 @@ double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, 
     }
     real inv = (real)(1.0 / sum);
     for (int i = 0; i < V; i++) x[i] *= inv;
-    if (targets[n] >= 0) {
-      /* -log p computed from the shifted logit keeps precision for tiny p */
-      double p = x[targets[n]];
-      total += p > 0 ? -log(p) : -log(1e-300);
-      valid++;
-    }
+    double p = targets[n] >= 0 ? x[targets[n]] : 1.0;
+    nll[n] = p > 0 ? -log(p) : -log(1e-300);
   }
+  /* summed in order so the loss is the same for any thread count */
+  double total = 0;
+  int valid = 0;
+  for (int n = 0; n < N; n++)
+    if (targets[n] >= 0) total += nll[n], valid++;
+  free(nll);
   if (n_valid) *n_valid = valid;
   return valid ? total / valid : 0.0;
 }

@@ -27,9 +27,20 @@ double smoe_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double
 }
 
 double smoe_sumsq(const real *x, size_t n) {
+  /* fixed blocks summed in block order: the same result for any thread count */
+  enum { BLOCK = 4096 };
+  size_t nb = (n + BLOCK - 1) / BLOCK;
+  double *part = xcalloc(nb ? nb : 1, sizeof(double));
+#pragma omp parallel for
+  for (size_t b = 0; b < nb; b++) {
+    size_t hi = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
+    double s = 0;
+    for (size_t i = b * BLOCK; i < hi; i++) s += (double)x[i] * x[i];
+    part[b] = s;
+  }
   double s = 0;
-#pragma omp parallel for reduction(+ : s)
-  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  for (size_t b = 0; b < nb; b++) s += part[b];
+  free(part);
   return s;
 }
 
