@@ -103,7 +103,7 @@ static const cfg_key_t keys[] = {
 
     INT("training", "global_batch_size", global_batch_size, "16", 1, 1 << 20, NULL,
         "sequences per optimizer step, over all ranks"),
-    INT("training", "steps", steps, "600", 1, INT_MAX, NULL, "optimizer steps"),
+    INT("training", "steps", steps, "1000", 1, INT_MAX, NULL, "optimizer steps"),
     DBL("training", "lr", lr, "3e-3", '(', 0, INFINITY, ')', NULL, "peak learning rate"),
     DBL("training", "min_lr", min_lr, "3e-4", '[', 0, INFINITY, ')', "at most training.lr",
         "learning rate at the end of the cosine decay"),

@@ -105,7 +105,7 @@ static void test_defaults_validate(void **state) {
   assert_string_equal(c.data_path, "");
   assert_true(c.val_fraction == 0.05);
   assert_int_equal(c.global_batch_size, 16);
-  assert_int_equal(c.steps, 600);
+  assert_int_equal(c.steps, 1000);
   assert_true(c.lr == 3e-3 && c.min_lr == 3e-4);
   assert_int_equal(c.warmup_steps, 50);
   assert_true(c.weight_decay == 0.1 && c.beta1 == 0.9 && c.beta2 == 0.95);
@@ -326,8 +326,8 @@ CROSS_ERR(kv_heads_not_dividing_heads, "[model]\nn_kv_heads = 3\n", "model.n_hea
 CROSS_ERR(odd_head_dim, "[model]\ndim = 12\n", "model.dim / model.n_heads = 12 / 4 = 3", "even")
 CROSS_ERR(min_lr_above_lr, "[training]\nmin_lr = 0.01\n", "training.min_lr = 0.01",
           "training.lr = 0.003")
-CROSS_ERR(warmup_above_steps, "[training]\nwarmup_steps = 601\n", "training.warmup_steps = 601",
-          "training.steps = 600")
+CROSS_ERR(warmup_above_steps, "[training]\nwarmup_steps = 1001\n", "training.warmup_steps = 1001",
+          "training.steps = 1000")
 SET_ERR(set_no_equals, "model.dim", "--set model.dim:", "section.key=value")
 SET_ERR(set_no_dot, "dim=64", "--set dim=64", "no section")
 SET_ERR(set_unknown_key, "model.dimm=64", "--set model.dimm=64", "unknown key 'dimm'",
