@@ -36,8 +36,11 @@ deps-demo:
 deps-test:
 	$(call install_missing,$(TEST_PACKAGES))
 
+# -Wall -Wextra clean is enforced: warnings are errors in every build.
+CMAKE_FLAGS := -DCMAKE_COMPILE_WARNING_AS_ERROR=ON
+
 build:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: deps-demo
@@ -47,7 +50,7 @@ demo: deps-demo
 test: deps-test
 	@$(MAKE) --no-print-directory build
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j $(JOBS)
-	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSMOE_SANITIZE=ON
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSMOE_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure --no-tests=error -L unit -j $(JOBS)
 
