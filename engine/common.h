@@ -44,6 +44,7 @@ static inline float r_exp(float x) {
 #define M_PI 3.14159265358979323846
 #endif
 
+#define SMOE_PATHLEN 1024 /* longest file path the engine builds */
 #define SMOE_ERRLEN 512
 typedef struct {
   char msg[SMOE_ERRLEN];

@@ -8,8 +8,6 @@
 
 #include "common.h"
 
-#define SMOE_PATHLEN 1024
-
 typedef struct {
   /* [model] — names follow HF's MixtralConfig where one exists */
   int vocab_size;          /* V; 256 for byte-level data */

@@ -305,27 +305,39 @@ static int add_folder(loader_t *L, const char *dir, int recurse) {
 
 /* ---- llm.c .bin ------------------------------------------------------------ */
 
-static int load_bin(loader_t *L, const char *path, const unsigned char *b, size_t n, int seq_len,
-                    int *vocab_size) {
+/* Validates an llm.c .bin image; sets *count to its token count. */
+static int check_bin(const char *path, const unsigned char *b, size_t n, size_t *count,
+                     smoe_err_t *err) {
   if (n < LLMC_HEADER_BYTES)
-    return smoe_fail(L->err,
+    return smoe_fail(err,
                      "%s: %zu bytes, shorter than the %d-byte header of an llm.c .bin token file",
                      path, n, LLMC_HEADER_BYTES);
-  uint32_t magic = le32(b), version = le32(b + 4), count = le32(b + 8);
+  uint32_t magic = le32(b), version = le32(b + 4), tokens = le32(b + 8);
   if (magic != SMOE_LLMC_MAGIC)
-    return smoe_fail(L->err, "%s: bad magic %" PRIu32 " (expected %d, an llm.c .bin token file)",
+    return smoe_fail(err, "%s: bad magic %" PRIu32 " (expected %d, an llm.c .bin token file)",
                      path, magic, SMOE_LLMC_MAGIC);
   if (version != 1)
-    return smoe_fail(L->err, "%s: unsupported llm.c .bin version %" PRIu32 " (expected 1)", path,
+    return smoe_fail(err, "%s: unsupported llm.c .bin version %" PRIu32 " (expected 1)", path,
                      version);
-  size_t body = n - LLMC_HEADER_BYTES, need = smoe_mul(count, 2);
+  size_t body = n - LLMC_HEADER_BYTES, need = smoe_mul(tokens, 2);
   if (body < need)
-    return smoe_fail(L->err, "%s: truncated: header says %" PRIu32 " tokens, file holds %zu", path,
-                     count, body / 2);
+    return smoe_fail(err, "%s: truncated: header says %" PRIu32 " tokens, file holds %zu", path,
+                     tokens, body / 2);
   if (body > need)
-    return smoe_fail(L->err,
-                     "%s: %zu trailing bytes after the %" PRIu32 " tokens the header declares",
-                     path, body - need, count);
+    return smoe_fail(err, "%s: %zu trailing bytes after the %" PRIu32 " tokens the header declares",
+                     path, body - need, tokens);
+  *count = tokens;
+  return 0;
+}
+
+static int is_bin(const char *path, const unsigned char *b, size_t n) {
+  return ends_with(path, ".bin") || (n >= 4 && le32(b) == SMOE_LLMC_MAGIC);
+}
+
+static int load_bin(loader_t *L, const char *path, const unsigned char *b, size_t n, int seq_len,
+                    int *vocab_size) {
+  size_t count;
+  if (check_bin(path, b, n, &count, L->err) != 0) return -1;
   size_t n_val = (size_t)ceil((double)count * L->val_fraction);
   if (n_val < (size_t)seq_len + 1) n_val = (size_t)seq_len + 1;
   if (n_val > count) n_val = count;
@@ -388,7 +400,7 @@ int smoe_data_load(smoe_data_t *d, const char *path, double val_fraction, int se
     unsigned char *b;
     size_t n;
     rc = read_file(path, &b, &n, err);
-    if (rc == 0 && (ends_with(path, ".bin") || (n >= 4 && le32(b) == SMOE_LLMC_MAGIC)))
+    if (rc == 0 && is_bin(path, b, n))
       rc = load_bin(&L, path, b, n, seq_len, &vocab_size);
     else if (rc == 0)
       rc = add_text(&L, path, b, n);
@@ -409,6 +421,39 @@ int smoe_data_load(smoe_data_t *d, const char *path, double val_fraction, int se
   d->vocab_size = vocab_size;
   d->n_files = L.n_files;
   return 0;
+}
+
+int smoe_data_load_file(int32_t **tokens, size_t *n_tokens, int *vocab_size, const char *path,
+                        smoe_err_t *err) {
+  unsigned char *b;
+  size_t n, count;
+  *tokens = NULL, *n_tokens = 0;
+  if (read_file(path, &b, &n, err) != 0) return -1;
+  int rc;
+  if (is_bin(path, b, n)) {
+    rc = check_bin(path, b, n, &count, err);
+    if (rc == 0) {
+      *tokens = xmalloc(smoe_mul(count ? count : 1, sizeof(int32_t)));
+      int32_t max_token = -1;
+      for (size_t i = 0; i < count; i++) {
+        const unsigned char *t = b + LLMC_HEADER_BYTES + 2 * i;
+        (*tokens)[i] = (int32_t)t[0] | (int32_t)t[1] << 8;
+        if ((*tokens)[i] > max_token) max_token = (*tokens)[i];
+      }
+      *vocab_size = (int)(max_token + 1);
+    }
+  } else {
+    rc = check_text(path, b, n, err);
+    if (rc == 0) {
+      count = n;
+      *tokens = xmalloc(smoe_mul(count ? count : 1, sizeof(int32_t)));
+      for (size_t i = 0; i < count; i++) (*tokens)[i] = b[i];
+      *vocab_size = 256;
+    }
+  }
+  free(b);
+  if (rc == 0) *n_tokens = count;
+  return rc;
 }
 
 void smoe_data_free(smoe_data_t *d) {

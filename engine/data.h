@@ -57,6 +57,12 @@ int smoe_data_load(smoe_data_t *d, const char *path, double val_fraction, int se
                    smoe_err_t *err);
 void smoe_data_free(smoe_data_t *d);
 
+/* The whole of one file as tokens, in order, with no split: bytes of a text
+ * file, or the tokens of an llm.c .bin (same checks as above). *tokens is
+ * malloc'ed (caller frees). For `swiftmoe eval`. Returns 0 or -1. */
+int smoe_data_load_file(int32_t **tokens, size_t *n_tokens, int *vocab_size, const char *path,
+                        smoe_err_t *err);
+
 /* Fills out (n_windows, seq_len + 1) with the windows of global step `step`,
  * windows [first, first + n_windows) of the step's global_batch_size windows.
  * A window's start depends only on (seed, step, window index), never on how

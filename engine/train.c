@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "eval.h"
+#include "hf.h"
 #include "metrics.h"
 #include "optim.h"
 
@@ -45,20 +47,12 @@ static int make_dirs(const char *path, smoe_err_t *err) {
   return 0;
 }
 
-double smoe_evaluate(smoe_model_t *m, const smoe_data_t *d, int64_t windows) {
-  const int T = m->dims.T;
-  int32_t *buf = xmalloc(sizeof(int32_t) * (size_t)m->B * (T + 1));
-  double total = 0;
-  int64_t counted = 0;
-  for (int64_t w = 0; w < windows; w += m->B) {
-    int b = (int)(windows - w < m->B ? windows - w : m->B);
-    for (int i = 0; i < b; i++) smoe_data_val_window(d, w + i, T, buf + (size_t)i * (T + 1));
-    smoe_model_forward(m, buf, b);
-    total += m->ce * m->n_valid;
-    counted += m->n_valid;
-  }
-  free(buf);
-  return counted ? total / (double)counted : 0.0;
+/* Validation loss: the first `windows` consecutive windows of the split. */
+static double validate(smoe_model_t *m, const smoe_data_t *d, int64_t windows) {
+  smoe_eval_result_t r;
+  size_t n = smoe_mul((size_t)windows, (size_t)m->dims.T + 1);
+  smoe_eval_tokens(m, d->val, n < d->n_val ? n : d->n_val, &r);
+  return r.loss;
 }
 
 /* DeepSeek-V3's aux-loss-free balancing: after each step, raise the bias of
@@ -103,8 +97,8 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   return 0;
 }
 
-int smoe_train(const smoe_config_t *c, const char *out_dir, smoe_train_result_t *res,
-               smoe_err_t *err) {
+int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
+               smoe_train_result_t *res, smoe_err_t *err) {
   const double t_start = smoe_now();
   memset(res, 0, sizeof *res);
   if (smoe_config_validate(c, err) != 0) return -1;
@@ -137,6 +131,12 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, smoe_train_result_t 
   const int B = c->global_batch_size, T = c->seq_len;
   smoe_model_t m;
   smoe_model_init(&m, c, B);
+  if (init_hf && smoe_hf_load(&m, init_hf, err) != 0) {
+    smoe_model_free(&m);
+    smoe_metrics_close(mt);
+    smoe_data_free(&data);
+    return -1;
+  }
   real *dm = xcalloc(m.n_dense, sizeof(real)), *dv = xcalloc(m.n_dense, sizeof(real));
   real *em = xcalloc(m.n_experts, sizeof(real)), *ev = xcalloc(m.n_experts, sizeof(real));
   int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
@@ -149,10 +149,11 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, smoe_train_result_t 
                     (double)(m.n_dense + m.n_experts) / 1e6,
                     (double)(m.n_dense + m.n_experts / c->num_experts * c->top_k) / 1e6,
                     data.n_train, data.n_val, data.n_files, threads, SMOE_REAL_NAME);
-  smoe_metrics_note(mt, "run folder: %s", out_dir);
+  smoe_metrics_note(mt, "run folder: %s%s%s", out_dir, init_hf ? "; weights from " : "",
+                    init_hf ? init_hf : "");
 
   const double flops_tok = smoe_model_flops_per_token(&m);
-  res->first_val_loss = smoe_evaluate(&m, &data, val_windows);
+  res->first_val_loss = validate(&m, &data, val_windows);
   smoe_metrics_note(mt, "step 0: val loss %.4f over %lld windows", res->first_val_loss,
                     (long long)val_windows);
   int rc = 0;
@@ -190,7 +191,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, smoe_train_result_t 
       int *counts = xmalloc(sizeof(int) * (size_t)c->n_layers * c->num_experts);
       memcpy(counts, m.a.counts, sizeof(int) * (size_t)c->n_layers * c->num_experts);
       r.expert_counts = counts;
-      r.val_loss = smoe_evaluate(&m, &data, val_windows);
+      r.val_loss = validate(&m, &data, val_windows);
       res->final_val_loss = r.val_loss;
       rc = smoe_metrics_step(mt, &r, 1, err);
       free(counts);
@@ -215,7 +216,10 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, smoe_train_result_t 
                       (long long)res->steps, res->wall_s, res->final_train_loss,
                       res->final_val_loss, res->first_val_loss, res->tokens_per_s,
                       res->model_flops_per_s / 1e9);
-    rc = write_summary(out_dir, c, res, threads, err);
+    char path[SMOE_PATHLEN + 32];
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    rc = smoe_hf_save(&m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err);
+    if (rc == 0) rc = write_summary(out_dir, c, res, threads, err);
   }
   smoe_metrics_close(mt);
   free(batch);

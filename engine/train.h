@@ -16,14 +16,13 @@ typedef struct {
   double model_flops_per_s;
 } smoe_train_result_t;
 
-/* Trains per the (validated) config, writing config.ini, metrics.jsonl and
- * summary.json into out_dir (created if missing). Returns 0 or -1 with err. */
-int smoe_train(const smoe_config_t *c, const char *out_dir, smoe_train_result_t *res,
-               smoe_err_t *err);
-
-/* Mean cross-entropy (nats/token) over the first `windows` non-overlapping
- * validation windows, in chunks of m->B sequences. */
-double smoe_evaluate(smoe_model_t *m, const smoe_data_t *d, int64_t windows);
+/* Trains per the (validated) config, writing config.ini, metrics.jsonl,
+ * model.safetensors (the final weights, HF names, F32; F64 in the double
+ * build) and summary.json into out_dir (created if missing). init_hf: NULL,
+ * or a folder of HF Mixtral weights to start from (the config must already
+ * match it: see smoe_hf_read_config). Returns 0 or -1 with err. */
+int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
+               smoe_train_result_t *res, smoe_err_t *err);
 
 /* Sets OpenMP and BLAS threads (0 = all cores); returns the count. */
 int smoe_set_threads(int threads);

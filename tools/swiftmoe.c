@@ -4,11 +4,17 @@
  * Exit codes: 0 success; 1 the run failed (data, I/O, divergence);
  * 2 bad usage: unknown command or option, bad --set, bad config file. */
 #define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 
 #include "config.h"
+#include "data.h"
+#include "eval.h"
+#include "hf.h"
 #include "train.h"
 
 #define SMOE_VERSION "0.1.0"
@@ -42,10 +48,15 @@ static void print_options(const option_t *o, int n) {
 }
 
 /* Matches argv[*i] against the table; returns the option index, -1 if none.
- * Sets *value for options with an argument ("--x V" or "--x=V"). */
+ * Sets *value for options with an argument ("--x V" or "--x=V"). An argument
+ * not starting with "--" is a positional one: returns n with *value = it. */
 static int match_option(const option_t *o, int n, int argc, char **argv, int *i,
                         const char **value, const char *cmd, int *rc) {
   const char *a = argv[*i];
+  if (strncmp(a, "--", 2) != 0) {
+    *value = a;
+    return n;
+  }
   for (int k = 0; k < n; k++) {
     size_t len = strlen(o[k].name);
     if (strncmp(a, o[k].name, len) != 0 || (a[len] != '\0' && a[len] != '=')) continue;
@@ -72,13 +83,15 @@ static const option_t train_options[] = {
     {"--config", "FILE", "INI config (default: the built-in defaults = configs/tiny.ini)"},
     {"--set", "SECTION.KEY=VALUE", "override one key; repeatable; applied after --config"},
     {"--out", "DIR", "run folder (default: runs/<UTC date-time>)"},
+    {"--init-hf", "DIR", "start from HF Mixtral weights (config.json + safetensors); its "
+                         "config.json sets [model] and [moe]"},
     {"--help", NULL, "show this help"},
 };
-enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_HELP };
+enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_HELP };
 #define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
 
 static int cmd_train(int argc, char **argv) {
-  const char *config_path = NULL, *out = NULL;
+  const char *config_path = NULL, *out = NULL, *init_hf = NULL;
   const char **sets = xcalloc((size_t)argc, sizeof(char *));
   int n_sets = 0, rc = 0;
   for (int i = 0; i < argc && rc == 0; i++) {
@@ -88,11 +101,13 @@ static int cmd_train(int argc, char **argv) {
     if (k == TRAIN_CONFIG) config_path = value;
     if (k == TRAIN_SET) sets[n_sets++] = value;
     if (k == TRAIN_OUT) out = value;
+    if (k == TRAIN_INIT_HF) init_hf = value;
+    if (k == N_TRAIN_OPTIONS) rc = usage_error("train", "unexpected argument '%s'", value);
     if (k == TRAIN_HELP) {
       printf("usage: swiftmoe train [--config FILE] [--set SECTION.KEY=VALUE ...] [--out DIR]\n\n"
              "Trains a Mixtral-architecture MoE on this machine. The run folder gets\n"
-             "config.ini (the resolved config), metrics.jsonl (one line per step) and\n"
-             "summary.json.\n\noptions:\n");
+             "config.ini (the resolved config), metrics.jsonl (one line per step),\n"
+             "model.safetensors (the final weights, HF names) and summary.json.\n\noptions:\n");
       print_options(train_options, N_TRAIN_OPTIONS);
       free(sets);
       return 0;
@@ -104,6 +119,11 @@ static int cmd_train(int argc, char **argv) {
   if (rc == 0 && config_path && smoe_config_load(&c, config_path, &err) != 0) rc = 2;
   for (int i = 0; rc == 0 && i < n_sets; i++)
     if (smoe_config_set(&c, sets[i], &err) != 0) rc = 2;
+  char changed[4096] = "";
+  if (rc == 0 && init_hf && smoe_hf_read_config(&c, init_hf, changed, sizeof changed, &err) != 0)
+    rc = 2;
+  if (rc == 0 && changed[0])
+    fprintf(stderr, "swiftmoe train: warning: %s/config.json overrides:\n%s", init_hf, changed);
   if (rc == 0 && smoe_config_validate(&c, &err) != 0) rc = 2;
   free(sets);
   if (rc) {
@@ -119,11 +139,176 @@ static int cmd_train(int argc, char **argv) {
     out = default_out;
   }
   smoe_train_result_t res;
-  if (smoe_train(&c, out, &res, &err) != 0) {
+  if (smoe_train(&c, out, init_hf, &res, &err) != 0) {
     fprintf(stderr, "swiftmoe train: %s\n", err.msg);
     return 1;
   }
   return 0;
+}
+
+/* ------------------------------------------------------------------- eval */
+
+static const option_t eval_options[] = {
+    {"--data", "FILE", "text file (bytes) or llm.c .bin tokens to score, whole and in order"},
+    {"--init-hf", "DIR", "score HF Mixtral weights instead of a run folder"},
+    {"--seq-len", "N", "window length (default: the model's model.seq_len)"},
+    {"--batch", "N", "windows per forward pass (default 16; changes speed, not the result)"},
+    {"--threads", "N", "threads (default: all cores)"},
+    {"--help", NULL, "show this help"},
+};
+enum { EVAL_DATA, EVAL_INIT_HF, EVAL_SEQ_LEN, EVAL_BATCH, EVAL_THREADS, EVAL_HELP };
+#define N_EVAL_OPTIONS ((int)(sizeof eval_options / sizeof eval_options[0]))
+
+/* A positive int option value, or a usage error. */
+static int positive(const char *cmd, const char *name, const char *v, int *out) {
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || x < 1 || x > 1 << 24) {
+    fprintf(stderr, "swiftmoe %s: %s %s: expected an integer in 1..16777216\n", cmd, name, v);
+    return 2;
+  }
+  *out = (int)x;
+  return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+  const char *data = NULL, *hf = NULL, *run = NULL;
+  int seq_len = 0, batch = 16, threads = 0, rc = 0;
+  for (int i = 0; i < argc && rc == 0; i++) {
+    const char *v = NULL;
+    int k = match_option(eval_options, N_EVAL_OPTIONS, argc, argv, &i, &v, "eval", &rc);
+    if (rc) break;
+    if (k == EVAL_DATA) data = v;
+    if (k == EVAL_INIT_HF) hf = v;
+    if (k == EVAL_SEQ_LEN) rc = positive("eval", "--seq-len", v, &seq_len);
+    if (k == EVAL_BATCH) rc = positive("eval", "--batch", v, &batch);
+    if (k == EVAL_THREADS) rc = positive("eval", "--threads", v, &threads);
+    if (k == N_EVAL_OPTIONS) {
+      if (run) rc = usage_error("eval", "unexpected argument '%s'", v);
+      run = v;
+    }
+    if (k == EVAL_HELP) {
+      printf("usage: swiftmoe eval (RUN_DIR | --init-hf DIR) --data FILE [--seq-len N]\n\n"
+             "Mean cross-entropy (nats per token) of the model over every consecutive\n"
+             "non-overlapping window of seq_len + 1 tokens of FILE, in order; printed on\n"
+             "stderr and as one JSON line on stdout.\n\noptions:\n");
+      print_options(eval_options, N_EVAL_OPTIONS);
+      return 0;
+    }
+  }
+  if (rc) return rc;
+  if (!data) return usage_error("eval", "%s", "--data FILE is required");
+  if (!run == !hf) return usage_error("eval", "%s", "give either RUN_DIR or --init-hf DIR");
+  const char *dir = run ? run : hf;
+  smoe_set_threads(threads);
+  smoe_err_t err = {{0}};
+  int32_t *tokens;
+  size_t n;
+  int vocab;
+  if (smoe_data_load_file(&tokens, &n, &vocab, data, &err) != 0) {
+    fprintf(stderr, "swiftmoe eval: %s\n", err.msg);
+    return 1;
+  }
+  smoe_config_t c;
+  smoe_model_t m;
+  if (smoe_model_open(&m, &c, dir, seq_len, batch, &err) != 0) {
+    fprintf(stderr, "swiftmoe eval: %s\n", err.msg);
+    free(tokens);
+    return 1;
+  }
+  rc = 0;
+  if (vocab > c.vocab_size) {
+    fprintf(stderr, "swiftmoe eval: %s holds token ids up to %d; the model's vocabulary is %d\n",
+            data, vocab - 1, c.vocab_size);
+    rc = 1;
+  } else if (n < (size_t)c.seq_len + 1) {
+    fprintf(stderr, "swiftmoe eval: %s holds %zu tokens, fewer than one window of %d; use a "
+            "smaller --seq-len\n", data, n, c.seq_len + 1);
+    rc = 1;
+  } else {
+    smoe_eval_result_t r;
+    double t0 = smoe_now();
+    smoe_eval_tokens(&m, tokens, n, &r);
+    double dt = smoe_now() - t0;
+    fprintf(stderr, "eval: %.6f nats/token over %lld tokens (%lld windows of %d) in %.1f s\n",
+            r.loss, (long long)r.tokens, (long long)r.windows, c.seq_len + 1, dt);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "loss", r.loss);
+    cJSON_AddNumberToObject(o, "tokens", (double)r.tokens);
+    cJSON_AddNumberToObject(o, "windows", (double)r.windows);
+    cJSON_AddNumberToObject(o, "seq_len", c.seq_len);
+    cJSON_AddStringToObject(o, "data", data);
+    cJSON_AddStringToObject(o, "model", dir);
+    cJSON_AddStringToObject(o, "precision", SMOE_REAL_NAME);
+    char *line = cJSON_PrintUnformatted(o);
+    printf("%s\n", line);
+    free(line);
+    cJSON_Delete(o);
+  }
+  smoe_model_free(&m);
+  free(tokens);
+  return rc;
+}
+
+/* ----------------------------------------------------------------- export */
+
+static const option_t export_options[] = {
+    {"--hf", "OUT_DIR", "write config.json + model.safetensors with HF Mixtral names here"},
+    {"--dtype", "f32|bf16", "tensor type of the export (default f32)"},
+    {"--help", NULL, "show this help"},
+};
+enum { EXPORT_HF, EXPORT_DTYPE, EXPORT_HELP };
+#define N_EXPORT_OPTIONS ((int)(sizeof export_options / sizeof export_options[0]))
+
+static int cmd_export(int argc, char **argv) {
+  const char *run = NULL, *out = NULL;
+  smoe_dtype_t dtype = SMOE_F32;
+  int rc = 0;
+  for (int i = 0; i < argc && rc == 0; i++) {
+    const char *v = NULL;
+    int k = match_option(export_options, N_EXPORT_OPTIONS, argc, argv, &i, &v, "export", &rc);
+    if (rc) break;
+    if (k == EXPORT_HF) out = v;
+    if (k == EXPORT_DTYPE) {
+      if (strcmp(v, "f32") == 0) dtype = SMOE_F32;
+      else if (strcmp(v, "bf16") == 0) dtype = SMOE_BF16;
+      else rc = usage_error("export", "--dtype %s: expected f32 or bf16", v);
+    }
+    if (k == N_EXPORT_OPTIONS) {
+      if (run) rc = usage_error("export", "unexpected argument '%s'", v);
+      run = v;
+    }
+    if (k == EXPORT_HELP) {
+      printf("usage: swiftmoe export RUN_DIR --hf OUT_DIR [--dtype f32|bf16]\n\n"
+             "Writes a run's final weights as an HF transformers Mixtral model folder\n"
+             "(MixtralForCausalLM.from_pretrained(OUT_DIR) loads it).\n\noptions:\n");
+      print_options(export_options, N_EXPORT_OPTIONS);
+      return 0;
+    }
+  }
+  if (rc) return rc;
+  if (!run || !out) return usage_error("export", "%s", "needs RUN_DIR and --hf OUT_DIR");
+  smoe_err_t err = {{0}};
+  smoe_config_t c;
+  smoe_model_t m;
+  if (smoe_model_open(&m, &c, run, 0, 1, &err) != 0) {
+    fprintf(stderr, "swiftmoe export: %s\n", err.msg);
+    return 1;
+  }
+  char path[SMOE_PATHLEN + 32];
+  snprintf(path, sizeof path, "%s/model.safetensors", out);
+  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    smoe_fail(&err, "cannot create %s: %s", out, strerror(errno));
+    rc = 1;
+  }
+  if (rc == 0 && (smoe_hf_save(&m, path, dtype, &err) != 0 ||
+                  smoe_hf_write_config(&c, dtype, out, &err) != 0))
+    rc = 1;
+  if (rc) fprintf(stderr, "swiftmoe export: %s\n", err.msg);
+  else fprintf(stderr, "swiftmoe export: wrote %s/config.json and %s (%s, %d tensors)\n", out,
+               path, smoe_dtype_name(dtype), m.n_tensors);
+  smoe_model_free(&m);
+  return rc;
 }
 
 /* ----------------------------------------------------------------- config */
@@ -139,6 +324,7 @@ static int cmd_config(int argc, char **argv) {
     const char *value = NULL;
     int k = match_option(config_options, 2, argc, argv, &i, &value, "config", &rc);
     if (k == 0) markdown = 1;
+    if (k == 2) rc = usage_error("config", "unexpected argument '%s'", value);
     if (k == 1) {
       printf("usage: swiftmoe config [--markdown]\n\nPrints the built-in default config as INI "
              "(every key, documented).\n\noptions:\n");
@@ -161,6 +347,10 @@ static int cmd_config(int argc, char **argv) {
 static const command_t commands[] = {
     {"train", "train a model (single process on the CPU for now)", train_options, N_TRAIN_OPTIONS,
      cmd_train},
+    {"eval", "mean cross-entropy of a trained or HF model on a file", eval_options,
+     N_EVAL_OPTIONS, cmd_eval},
+    {"export", "write a run's weights as an HF Mixtral model folder", export_options,
+     N_EXPORT_OPTIONS, cmd_export},
     {"config", "print the default config with every key documented", config_options, 2,
      cmd_config},
 };
