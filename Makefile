@@ -1,20 +1,23 @@
 # The README's two commands. Each installs the Debian packages it is missing
 # (once; quick when all are present), configures CMake into build/, builds,
 # then runs the demo or the tests.
-#   make demo   train the demo model (configs/tiny.ini) on the built-in corpus
+#   make demo   train the demo model (configs/tiny.ini) on the built-in corpus, on 4 ranks
 #   make test   build, run every ctest, then the sanitizer build's unit tests
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
-JOBS       ?= $(shell nproc)
+JOBS       ?= $(shell getconf _NPROCESSORS_ONLN)
 DEMO_OUT   ?= runs/demo
+DEMO_RANKS ?= 4
 
 # What building and the demo need ...
 DEMO_PACKAGES := cmake make gcc pkg-config libopenblas-openmp-dev libinih-dev libcjson-dev \
-                 libcmocka-dev fortunes
+                 libcmocka-dev libopenmpi-dev openmpi-bin fortunes
 # ... and what the tests add: Debian's PyTorch for the reference test, with
 # OpenBLAS as the system BLAS (torch is 5-7x slower on the reference BLAS).
-TEST_PACKAGES := $(DEMO_PACKAGES) python3-torch python3-numpy libopenblas0-pthread
+# clang and its runtime build the libFuzzer harness.
+TEST_PACKAGES := $(DEMO_PACKAGES) python3-torch python3-numpy libopenblas0-pthread clang \
+                 libclang-rt-14-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -45,7 +48,7 @@ build:
 
 demo: deps-demo
 	@$(MAKE) --no-print-directory build
-	./$(BUILD)/swiftmoe train --out $(DEMO_OUT)
+	./$(BUILD)/swiftmoe train --nproc $(DEMO_RANKS) --out $(DEMO_OUT)
 
 test: deps-test
 	@$(MAKE) --no-print-directory build

@@ -123,8 +123,18 @@ static const cfg_key_t keys[] = {
     U64("training", "seed", seed, "1337", "seed of the init and of the data sampling"),
     INT("training", "threads", threads, "0", 0, 1024, NULL, "OpenMP/BLAS threads; 0 = all cores"),
 
-    STR("placement", "policy", policy, "static", "static",
-        "other policies come with expert parallelism", "expert placement policy"),
+    STR("placement", "policy", policy, "static", "static capacity", NULL,
+        "expert placement: static = one replica per expert, expert e on rank e / (E/G), no "
+        "token dropped; capacity = the same placement, tokens over capacity dropped "
+        "(DeepSpeed/GShard)"),
+    DBL("placement", "capacity_factor", capacity_factor, "1.0", '(', 0, INFINITY, ')', NULL,
+        "capacity policy: capacity per expert per rank = max(min_capacity, ceil(factor * K * "
+        "local tokens / E))"),
+    INT("placement", "min_capacity", min_capacity, "4", 0, INT_MAX, NULL,
+        "capacity policy: the least capacity per expert per rank"),
+    STR("placement", "drop_order", drop_order, "position", "position weight", NULL,
+        "capacity policy: which assignments are dropped first: by position (later choices, "
+        "then later tokens) or lowest gate weight"),
 
     STR("checkpoint", "dir", ckpt_dir, "", NULL, NULL,
         "checkpoint folder; empty = state/ in the run folder"),
@@ -135,6 +145,8 @@ static const cfg_key_t keys[] = {
         "a metrics.jsonl line every N steps"),
     STR("metrics", "progress", progress, "auto", "auto on off", NULL,
         "live progress line; auto = only on a terminal"),
+    BOOL("metrics", "all_ranks", all_ranks, "false",
+         "every rank prints its messages (prefixed with its rank); default: rank 0 only"),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -44,13 +44,17 @@ typedef struct {
   uint64_t seed;      /* init + data sampling */
   int threads;        /* OpenMP/BLAS threads; 0 = all cores */
   /* [placement] */
-  char policy[32];    /* expert placement policy; single process: "static" */
+  char policy[32];        /* expert placement policy: static or capacity */
+  double capacity_factor; /* capacity policy */
+  int min_capacity;
+  char drop_order[16];    /* capacity policy: "position" or "weight" */
   /* [checkpoint] */
   char ckpt_dir[SMOE_PATHLEN]; /* "" = <run folder>/state */
   int ckpt_every;              /* checkpoint every N steps; 0 = off */
   /* [metrics] */
   int log_every;      /* a metrics.jsonl line every N steps */
   char progress[8];   /* "auto" (a live line on a terminal), "on", "off" */
+  int all_ranks;      /* every rank prints, not only rank 0 */
 } smoe_config_t;
 
 /* Fills c with the built-in defaults (identical to configs/tiny.ini). */

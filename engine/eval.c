@@ -8,14 +8,17 @@
 void smoe_eval_tokens(smoe_model_t *m, const int32_t *tokens, size_t n, smoe_eval_result_t *r) {
   const int T = m->dims.T;
   const size_t W = (size_t)T + 1;
+  const int64_t chunk = (int64_t)m->B * m->G; /* windows per collective forward */
   r->windows = (int64_t)(n / W);
   r->tokens = 0;
   double total = 0;
-  for (int64_t w = 0; w < r->windows; w += m->B) {
-    int b = (int)(r->windows - w < m->B ? r->windows - w : m->B);
+  for (int64_t w = 0; w < r->windows; w += chunk) {
+    /* rank r takes windows [w + r*B, w + (r+1)*B), possibly none at the end */
+    int64_t first = w + (int64_t)m->rank * m->B, b = r->windows - first;
+    b = b < 0 ? 0 : b > m->B ? m->B : b;
     /* windows are contiguous in the stream: (b, T+1) is a plain slice */
-    smoe_model_forward(m, tokens + (size_t)w * W, b);
-    total += m->ce * m->n_valid;
+    smoe_model_forward(m, tokens + (size_t)(b ? first : 0) * W, (int)b);
+    total += m->ce * (double)m->n_valid; /* global over ranks */
     r->tokens += m->n_valid;
   }
   r->loss = r->tokens ? total / (double)r->tokens : 0.0;

@@ -15,7 +15,8 @@ typedef struct {
   int64_t tokens;     /* predictions scored = windows * seq_len */
 } smoe_eval_result_t;
 
-/* Uses the model's seq_len (m->dims.T) and batches of up to m->B windows. */
+/* Uses the model's seq_len (m->dims.T) and batches of up to m->B windows per
+ * rank; every rank of the model's world calls it with the same tokens. */
 void smoe_eval_tokens(smoe_model_t *m, const int32_t *tokens, size_t n, smoe_eval_result_t *r);
 
 

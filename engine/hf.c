@@ -303,6 +303,10 @@ int smoe_hf_load(smoe_model_t *m, const char *dir, smoe_err_t *err) {
                        got, want);
         break;
       }
+      if (found[t - m->tensors]) { /* in two shard files: one copy would silently win */
+        rc = smoe_fail(err, "%s: tensor '%s' appears in two files", dir, s->name);
+        break;
+      }
       found[t - m->tensors] = 1;
       rc = smoe_st_read(files[f], s, smoe_tensor_data(m, t), err);
     }

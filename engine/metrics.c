@@ -1,6 +1,8 @@
 /* metrics.c: metrics.jsonl lines and the progress display. */
 #include "metrics.h"
 
+#include "comm.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -54,8 +56,30 @@ int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write
     if (r->val_loss >= 0) cJSON_AddNumberToObject(o, "val_loss", r->val_loss);
     if (r->expert_counts) {
       cJSON *layers = cJSON_AddArrayToObject(o, "expert_counts");
-      for (int l = 0; l < r->L; l++)
-        cJSON_AddItemToArray(layers, cJSON_CreateIntArray(r->expert_counts + (size_t)l * r->E, r->E));
+      for (int l = 0; l < r->L; l++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int e = 0; e < r->E; e++)
+          cJSON_AddItemToArray(row, cJSON_CreateNumber((double)r->expert_counts[(size_t)l * r->E + e]));
+        cJSON_AddItemToArray(layers, row);
+      }
+    }
+    if (r->rank_tokens) { /* per layer, the tokens each rank computed */
+      cJSON *layers = cJSON_AddArrayToObject(o, "rank_tokens");
+      for (int l = 0; l < r->L; l++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int g = 0; g < r->G; g++)
+          cJSON_AddItemToArray(row, cJSON_CreateNumber((double)r->rank_tokens[(size_t)g * r->L + l]));
+        cJSON_AddItemToArray(layers, row);
+      }
+      cJSON_AddNumberToObject(o, "imbalance", r->imbalance);
+      cJSON_AddItemToObject(o, "layer_imbalance",
+                            cJSON_CreateDoubleArray(r->layer_imbalance, r->L));
+    }
+    cJSON_AddNumberToObject(o, "dropped_tokens", (double)r->dropped);
+    if (r->bytes) {
+      cJSON *b = cJSON_AddObjectToObject(o, "bytes");
+      for (int p = 0; p < SMOE_PHASE_COUNT; p++)
+        cJSON_AddNumberToObject(b, smoe_phase_name((smoe_phase_t)p), (double)r->bytes[p]);
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -95,7 +119,7 @@ void smoe_metrics_note(smoe_metrics_t *mt, const char *fmt, ...) {
 }
 
 void smoe_metrics_close(smoe_metrics_t *mt) {
-  if (!mt) return;
+  if (!mt) return; /* ranks other than 0 have none */
   end_live_line(mt);
   fclose(mt->jsonl);
   free(mt);

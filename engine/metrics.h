@@ -14,8 +14,13 @@ typedef struct {
   int64_t tokens;     /* training tokens seen so far */
   int64_t step_tokens;
   double step_time_s;
-  const int *expert_counts;
-  int L, E;
+  const int64_t *expert_counts; /* (L, E) tokens routed to each expert, all ranks */
+  int L, E, G;
+  const int64_t *rank_tokens;    /* (G, L) tokens each rank computed per layer; may be NULL */
+  double imbalance;              /* mean over layers of max/mean rank tokens */
+  const double *layer_imbalance; /* (L) */
+  int64_t dropped;               /* assignments dropped this step (capacity), all layers */
+  const int64_t *bytes;          /* (SMOE_PHASE_COUNT) bytes sent this step, all ranks; may be NULL */
 } smoe_step_record_t;
 
 /* Opens dir/metrics.jsonl for writing; progress: "auto", "on" or "off";

@@ -71,7 +71,7 @@ static void add_tensor(smoe_model_t *m, int *cap, const char *name, int rows, in
 static void build_tensor_table(smoe_model_t *m) {
   const smoe_dims_t *d = &m->dims;
   const smoe_dense_t *p = &m->p;
-  const real *db = m->dense_mem, *eb = m->experts;
+  const real *db = m->dense_mem, *eb = m->experts_full;
   int cap = 0, D = d->D, qd = d->H * d->hd, kd = d->Hkv * d->hd, F = d->F;
   size_t P = smoe_expert_numel(D, F);
   char name[96];
@@ -105,11 +105,12 @@ static void build_tensor_table(smoe_model_t *m) {
 }
 
 real *smoe_tensor_data(const smoe_model_t *m, const smoe_tensor_t *t) {
-  return (t->buffer == SMOE_BUF_DENSE ? m->dense_mem : m->experts) + t->offset;
+  return (t->buffer == SMOE_BUF_DENSE ? m->dense_mem : m->experts_full) + t->offset;
 }
 
 real *smoe_tensor_grad(const smoe_model_t *m, const smoe_tensor_t *t) {
-  return (t->buffer == SMOE_BUF_DENSE ? m->dense_grad_mem : m->experts_grad) + t->offset;
+  if (t->buffer == SMOE_BUF_DENSE) return m->dense_grad_mem + t->offset;
+  return m->experts_full == m->experts ? m->experts_grad + t->offset : NULL;
 }
 
 const smoe_tensor_t *smoe_model_find(const smoe_model_t *m, const char *name) {
@@ -135,7 +136,8 @@ static void init_params(smoe_model_t *m, uint64_t seed, double std) {
   }
 }
 
-void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
+int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_comm_t *comm,
+                         smoe_err_t *err) {
   memset(m, 0, sizeof *m);
   smoe_dims_t *d = &m->dims;
   d->V = c->vocab_size, d->D = c->dim, d->L = c->n_layers, d->H = c->n_heads;
@@ -144,18 +146,34 @@ void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
   d->eps = c->rms_norm_eps, d->theta = c->rope_theta, d->tied = c->tie_word_embeddings;
   m->aux_coef = c->aux_loss_coef, m->z_coef = c->z_loss_coef;
   m->B = B;
+  m->comm = comm;
+  m->G = smoe_comm_size(comm), m->rank = smoe_comm_rank(comm);
+  if (smoe_placement_static(&m->placement, d->L, d->E, m->G, err) != 0) return -1;
+  m->S = m->placement.S;
+  m->capacity_on = strcmp(c->policy, "capacity") == 0;
+  m->capacity_factor = c->capacity_factor, m->min_capacity = c->min_capacity;
+  m->drop_by_weight = strcmp(c->drop_order, "weight") == 0;
+  m->expert_slot = xmalloc(sizeof(int) * (size_t)d->L * d->E);
+  for (int l = 0; l < d->L; l++)
+    for (int e = 0; e < d->E; e++)
+      m->expert_slot[(size_t)l * d->E + e] = smoe_placement_slot_of(&m->placement, l, e);
 
+  const size_t P = smoe_expert_numel(d->D, d->F);
   m->dense_mem = dense_layout(&m->p, d, &m->n_dense);
   m->dense_grad_mem = dense_layout(&m->g, d, NULL);
-  m->n_experts = smoe_mul(smoe_mul((size_t)d->L, (size_t)d->E), smoe_expert_numel(d->D, d->F));
+  m->n_experts = smoe_mul(smoe_mul((size_t)d->L, (size_t)m->S), P);
   m->experts = xcalloc(m->n_experts, sizeof(real));
   m->experts_grad = xcalloc(m->n_experts, sizeof(real));
+  m->experts_full =
+      m->G == 1 ? m->experts : xcalloc(smoe_mul((size_t)d->L * d->E, P), sizeof(real));
   m->expert_bias = xcalloc((size_t)d->L * d->E, sizeof(real));
   build_tensor_table(m);
-  init_params(m, c->seed, c->init_std);
+  init_params(m, c->seed, c->init_std); /* every expert, into experts_full */
+  smoe_model_scatter_experts(m);
 
   size_t L = d->L, N = smoe_mul((size_t)B, (size_t)d->T), D = d->D, E = d->E, K = d->K,
-         F = d->F, qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd, NK = N * K;
+         F = d->F, qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd, NK = N * K,
+         R = NK * (size_t)m->G;
   smoe_acts_t *a = &m->a;
   region_t ar[] = {
       {(void **)&a->resid, (L + 1) * N * D},
@@ -172,10 +190,10 @@ void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
       {(void **)&a->probs, L * N * E},
       {(void **)&a->lse, L * N},
       {(void **)&a->gw, L * NK},
-      {(void **)&a->xe, L * NK * D},
-      {(void **)&a->h13, L * NK * 2 * F},
-      {(void **)&a->act, L * NK * F},
-      {(void **)&a->ye, L * NK * D},
+      {(void **)&a->xe, L * R * D},
+      {(void **)&a->h13, L * R * 2 * F},
+      {(void **)&a->act, L * R * F},
+      {(void **)&a->ye_local, L * NK * D},
       {(void **)&a->lnf, N * D},
       {(void **)&a->lnf_rstd, N},
       {(void **)&a->logits, N * d->V},
@@ -186,19 +204,19 @@ void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
   region_t ir[] = {
       {(void **)&a->idx, L * NK},
       {(void **)&a->pos, L * NK},
-      {(void **)&a->counts, L * E},
-      {(void **)&a->offsets, L * (E + 1)},
       {(void **)&m->inputs, N},
       {(void **)&m->targets, N},
   };
   m->acts_int_mem = carve(ir, (int)(sizeof ir / sizeof ir[0]), sizeof(int32_t), NULL);
+  a->keep = xcalloc(L * NK, 1); /* xcalloc rounds 0 up to 1 */
   smoe_scratch_t *s = &m->s;
   region_t sr[] = {
-      {(void **)&s->dresid, N * D}, {(void **)&s->dx, N * D},      {(void **)&s->dq, N * qd},
-      {(void **)&s->dk, N * kd},    {(void **)&s->dv, N * kd},     {(void **)&s->datty, N * qd},
+      {(void **)&s->dresid, N * D}, {(void **)&s->dx, N * D},       {(void **)&s->dq, N * qd},
+      {(void **)&s->dk, N * kd},    {(void **)&s->dv, N * kd},      {(void **)&s->datty, N * qd},
       {(void **)&s->dlogits, N * d->V}, {(void **)&s->drouter, N * E}, {(void **)&s->dgw, NK},
-      {(void **)&s->dye, NK * D},   {(void **)&s->dxe, NK * D},    {(void **)&s->dh13, NK * 2 * F},
-      {(void **)&s->dact, NK * F},
+      {(void **)&s->send, NK * D},  {(void **)&s->recv, R * D},     {(void **)&s->yslot, R * D},
+      {(void **)&s->dye, R * D},    {(void **)&s->dxe, R * D},      {(void **)&s->dh13, R * 2 * F},
+      {(void **)&s->dact, R * F},
   };
   m->scratch_mem = carve(sr, (int)(sizeof sr / sizeof sr[0]), sizeof(real), NULL);
   m->rope_cos = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
@@ -207,33 +225,130 @@ void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
   m->choice_counts = xcalloc(L * K * E, sizeof(int64_t));
   m->prob_sum = xcalloc(L * E, sizeof(double));
   m->z_sum = xcalloc(L, sizeof(double));
+  m->expert_counts = xcalloc(L * E, sizeof(int64_t));
+  m->dropped = xcalloc(L, sizeof(int64_t));
+  m->plans = xcalloc(L, sizeof *m->plans);
+  for (size_t l = 0; l < L; l++) smoe_dispatch_init(&m->plans[l], m->G, m->S, m->rank, (int64_t)R);
+  return 0;
+}
+
+void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
+  smoe_comm_t *comm = smoe_comm_local();
+  smoe_err_t err;
+  if (smoe_model_init_dist(m, c, B, comm, &err) != 0) { /* cannot fail with G = 1 */
+    fprintf(stderr, "swiftmoe: %s\n", err.msg);
+    abort();
+  }
+  m->own_comm = 1;
+}
+
+void smoe_model_gather_experts(smoe_model_t *m) {
+  if (m->experts_full == m->experts) return;
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F), SP = (size_t)m->S * P;
+  /* static placement: rank g's slots hold experts g*S .. g*S+S-1 */
+  for (int l = 0; l < m->dims.L; l++)
+    smoe_comm_allgather(m->comm, m->experts + l * SP, m->experts_full + (size_t)l * m->dims.E * P,
+                        SP * sizeof(real), SMOE_PHASE_OTHER);
+}
+
+void smoe_model_scatter_experts(smoe_model_t *m) {
+  if (m->experts_full == m->experts) return;
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
+  const int E = m->dims.E, S = m->S;
+  for (int l = 0; l < m->dims.L; l++)
+    for (int s = 0; s < S; s++) {
+      int e = m->placement.slot_expert[((size_t)l * m->G + m->rank) * S + s];
+      memcpy(m->experts + ((size_t)l * S + s) * P, m->experts_full + ((size_t)l * E + e) * P,
+             sizeof(real) * P);
+    }
 }
 
 void smoe_model_free(smoe_model_t *m) {
+  for (int l = 0; m->plans && l < m->dims.L; l++) smoe_dispatch_free(&m->plans[l]);
+  free(m->plans);
+  if (m->experts_full != m->experts) free(m->experts_full);
   free(m->dense_mem);
   free(m->dense_grad_mem);
   free(m->experts);
   free(m->experts_grad);
   free(m->expert_bias);
+  free(m->expert_slot);
+  smoe_placement_free(&m->placement);
   free(m->tensors);
   free(m->acts_mem);
   free(m->acts_int_mem);
+  free(m->a.keep);
   free(m->scratch_mem);
   free(m->rope_cos);
   free(m->rope_sin);
   free(m->choice_counts);
   free(m->prob_sum);
   free(m->z_sum);
+  free(m->expert_counts);
+  free(m->dropped);
+  if (m->own_comm) smoe_comm_finalize(m->comm);
   memset(m, 0, sizeof *m);
 }
 
 /* --------------------------------------------------------------- forward */
 
+/* The sparse MoE block of layer l on this rank's N tokens: route, drop over
+ * capacity (capacity policy), dispatch rows to the expert slots, compute,
+ * return, combine: out = mid + sum_k gw * expert(ln2). Router statistics are
+ * summed over ranks so the aux and z losses are those of the global batch. */
+static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const real *mid,
+                              double *aux, double *z) {
+  const smoe_dims_t *d = &m->dims;
+  const int D = d->D, E = d->E, K = d->K, F = d->F, NK = N * K, S = m->S;
+  const size_t P = smoe_expert_numel(D, F), NKmax = (size_t)m->B * d->T * K;
+  smoe_acts_t *a = &m->a;
+  real *ln2 = a->ln2 + (size_t)l * m->B * d->T * D, *probs = a->probs + (size_t)l * m->B * d->T * E;
+  int32_t *idx = a->idx + l * NKmax;
+  int *pos = a->pos + l * NKmax;
+  uint8_t *keep = a->keep + l * NKmax;
+  real *gw = a->gw + l * NKmax, *lse = a->lse + (size_t)l * m->B * d->T;
+  int64_t *cc = m->choice_counts + (size_t)l * K * E;
+  const size_t R = NKmax * (size_t)m->G;
+
+  matmul_forward(probs, ln2, m->p.gate + (size_t)l * E * D, N, D, E);
+  router_forward(probs, lse, idx, gw, m->expert_bias + (size_t)l * E, N, E, K);
+  router_stats(cc, m->prob_sum + (size_t)l * E, &m->z_sum[l], probs, lse, idx, N, E, K);
+  smoe_comm_allreduce_i64(m->comm, cc, (size_t)K * E, SMOE_PHASE_COUNTS);
+  smoe_comm_allreduce_f64(m->comm, m->prob_sum + (size_t)l * E, (size_t)E, SMOE_PHASE_COUNTS);
+  smoe_comm_allreduce_f64(m->comm, &m->z_sum[l], 1, SMOE_PHASE_COUNTS);
+  *aux += router_aux_loss(cc, m->prob_sum + (size_t)l * E, m->n_tokens, E, K);
+  *z += m->n_tokens ? m->z_sum[l] / (double)m->n_tokens : 0.0;
+  for (int e = 0; e < E; e++) {
+    int64_t n = 0;
+    for (int k = 0; k < K; k++) n += cc[(size_t)k * E + e];
+    m->expert_counts[(size_t)l * E + e] = n;
+  }
+  m->dropped[l] = 0;
+  if (m->capacity_on) {
+    int64_t cap = smoe_capacity(m->capacity_factor, m->min_capacity, K, N, E);
+    m->dropped[l] = smoe_capacity_keep(keep, idx, gw, N, K, E, cap, m->drop_by_weight);
+    smoe_comm_allreduce_i64(m->comm, &m->dropped[l], 1, SMOE_PHASE_COUNTS);
+  }
+
+  smoe_dispatch_t *plan = &m->plans[l];
+  smoe_dispatch_plan(plan, m->comm, pos, idx, m->capacity_on ? keep : NULL,
+                     m->expert_slot + (size_t)l * E, NK);
+  real *xe = a->xe + l * R * D, *ye_local = a->ye_local + l * NKmax * D;
+  moe_gather(m->s.send, ln2, pos, N, K, D);
+  smoe_dispatch_to_slots(plan, m->comm, m->s.send, m->s.recv, xe, D, SMOE_PHASE_DISPATCH);
+  experts_forward(m->s.yslot, a->h13 + l * R * 2 * F, a->act + l * R * F, xe,
+                  m->experts + (size_t)l * S * P, plan->slot_offsets, S, D, F);
+  smoe_dispatch_from_slots(plan, m->comm, m->s.yslot, m->s.recv, ye_local, D,
+                           SMOE_PHASE_COMBINE);
+  memcpy(out, mid, sizeof(real) * (size_t)N * D);
+  moe_combine(out, ye_local, gw, pos, N, K, D);
+}
+
 double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
   const smoe_dims_t *d = &m->dims;
-  const int T = d->T, D = d->D, E = d->E, K = d->K, F = d->F, H = d->H, Hkv = d->Hkv,
-            hd = d->hd, qd = H * hd, kd = Hkv * hd, N = B * T, NK = N * K;
-  const size_t ND = (size_t)N * D, P = smoe_expert_numel(D, F);
+  const int T = d->T, D = d->D, E = d->E, H = d->H, Hkv = d->Hkv, hd = d->hd, qd = H * hd,
+            kd = Hkv * hd, N = B * T;
+  const size_t ND = (size_t)N * D, NDmax = (size_t)m->B * T * D, Nmax = (size_t)m->B * T;
   smoe_acts_t *a = &m->a;
   const smoe_dense_t *p = &m->p;
   if (B > m->B) {
@@ -246,47 +361,36 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
       m->inputs[b * T + t] = tokens[(size_t)b * (T + 1) + t];
       m->targets[b * T + t] = tokens[(size_t)b * (T + 1) + t + 1];
     }
+  m->n_tokens = N;
+  smoe_comm_allreduce_i64(m->comm, &m->n_tokens, 1, SMOE_PHASE_OTHER);
   embedding_forward(a->resid, m->inputs, p->embed, N, D);
 
   double aux = 0, z = 0;
   for (int l = 0; l < d->L; l++) {
-    real *x = a->resid + l * ND, *ln1 = a->ln1 + l * ND, *q = a->q + (size_t)l * N * qd,
-         *k = a->k + (size_t)l * N * kd, *v = a->v + (size_t)l * N * kd,
-         *atty = a->atty + (size_t)l * N * qd, *mid = a->mid + l * ND, *ln2 = a->ln2 + l * ND,
-         *probs = a->probs + (size_t)l * N * E, *out = a->resid + (l + 1) * ND;
-    rmsnorm_forward(ln1, a->ln1_rstd + (size_t)l * N, x, p->ln1 + (size_t)l * D, N, D, d->eps);
+    real *x = a->resid + l * NDmax, *ln1 = a->ln1 + l * NDmax, *q = a->q + l * Nmax * qd,
+         *k = a->k + l * Nmax * kd, *v = a->v + l * Nmax * kd, *atty = a->atty + l * Nmax * qd,
+         *mid = a->mid + l * NDmax, *ln2 = a->ln2 + l * NDmax;
+    rmsnorm_forward(ln1, a->ln1_rstd + l * Nmax, x, p->ln1 + (size_t)l * D, N, D, d->eps);
     matmul_forward(q, ln1, p->wq + (size_t)l * qd * D, N, D, qd);
     matmul_forward(k, ln1, p->wk + (size_t)l * kd * D, N, D, kd);
     matmul_forward(v, ln1, p->wv + (size_t)l * kd * D, N, D, kd);
     rope_forward(q, m->rope_cos, m->rope_sin, N, T, H, hd);
     rope_forward(k, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
-    attention_forward(atty, a->att + (size_t)l * B * H * T * T, q, k, v, B, T, H, Hkv, hd);
+    attention_forward(atty, a->att + (size_t)l * m->B * H * T * T, q, k, v, B, T, H, Hkv, hd);
     memcpy(mid, x, sizeof(real) * ND);
     smoe_gemm(0, 1, N, D, qd, 1, atty, qd, p->wo + (size_t)l * D * qd, qd, 1, mid, D);
-
-    /* sparse MoE block */
-    rmsnorm_forward(ln2, a->ln2_rstd + (size_t)l * N, mid, p->ln2 + (size_t)l * D, N, D, d->eps);
-    matmul_forward(probs, ln2, p->gate + (size_t)l * E * D, N, D, E);
-    int32_t *idx = a->idx + (size_t)l * NK;
-    int *pos = a->pos + (size_t)l * NK, *offsets = a->offsets + (size_t)l * (E + 1);
-    real *gw = a->gw + (size_t)l * NK, *lse = a->lse + (size_t)l * N;
-    router_forward(probs, lse, idx, gw, m->expert_bias + (size_t)l * E, N, E, K);
-    router_stats(m->choice_counts + (size_t)l * K * E, m->prob_sum + (size_t)l * E, &m->z_sum[l],
-                 probs, lse, idx, N, E, K);
-    aux += router_aux_loss(m->choice_counts + (size_t)l * K * E, m->prob_sum + (size_t)l * E, N,
-                           E, K);
-    z += m->z_sum[l] / N;
-    moe_plan(a->counts + (size_t)l * E, offsets, pos, idx, N, E, K);
-    real *xe = a->xe + (size_t)l * NK * D, *ye = a->ye + (size_t)l * NK * D;
-    moe_gather(xe, ln2, pos, N, K, D);
-    experts_forward(ye, a->h13 + (size_t)l * NK * 2 * F, a->act + (size_t)l * NK * F, xe,
-                    m->experts + (size_t)l * E * P, offsets, E, D, F);
-    memcpy(out, mid, sizeof(real) * ND);
-    moe_combine(out, ye, gw, pos, N, K, D);
+    rmsnorm_forward(ln2, a->ln2_rstd + l * Nmax, mid, p->ln2 + (size_t)l * D, N, D, d->eps);
+    moe_block_forward(m, l, N, a->resid + (l + 1) * NDmax, mid, &aux, &z);
   }
-  rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * ND, p->lnf, N, D, d->eps);
+  (void)E;
+  rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * NDmax, p->lnf, N, D, d->eps);
   matmul_forward(a->logits, a->lnf, p->lm_head, N, D, d->V);
-  m->ce = crossentropy_forward(a->logits, m->targets, N, d->V, &m->n_valid);
+  int n_valid = 0;
+  double ce_local = crossentropy_forward(a->logits, m->targets, N, d->V, &n_valid);
+  double sums[2] = {ce_local * n_valid, (double)n_valid};
+  smoe_comm_allreduce_f64(m->comm, sums, 2, SMOE_PHASE_OTHER);
+  m->n_valid = (int64_t)sums[1];
+  m->ce = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
   m->aux = aux / d->L;
   m->z = z / d->L;
   m->loss = m->ce + m->aux_coef * m->aux + m->z_coef * m->z;
@@ -300,53 +404,69 @@ void smoe_model_zero_grad(smoe_model_t *m) {
   memset(m->experts_grad, 0, sizeof(real) * m->n_experts);
 }
 
+/* The MoE block backward of layer l: dresid holds d(out); adds d(mid) into
+ * it through ln2 and fills the expert and router gradients. */
+static void moe_block_backward(smoe_model_t *m, int l, int N, real *aux_dp) {
+  const smoe_dims_t *d = &m->dims;
+  const int D = d->D, E = d->E, K = d->K, F = d->F, L = d->L, S = m->S;
+  const size_t P = smoe_expert_numel(D, F), NKmax = (size_t)m->B * d->T * K,
+               Nmax = (size_t)m->B * d->T, R = NKmax * (size_t)m->G;
+  const smoe_acts_t *a = &m->a;
+  const smoe_scratch_t *s = &m->s;
+  const smoe_dispatch_t *plan = &m->plans[l];
+  const int32_t *idx = a->idx + l * NKmax;
+  const int *pos = a->pos + l * NKmax;
+  const real *gw = a->gw + l * NKmax, *ln2 = a->ln2 + l * Nmax * D,
+             *probs = a->probs + l * Nmax * E;
+
+  moe_combine_backward(s->send, s->dgw, s->dresid, a->ye_local + l * NKmax * D, gw, pos, N, K, D);
+  smoe_dispatch_to_slots(plan, m->comm, s->send, s->recv, s->dye, D, SMOE_PHASE_DISPATCH);
+  experts_backward(s->dxe, m->experts_grad + (size_t)l * S * P, s->dh13, s->dact, s->dye,
+                   a->xe + l * R * D, a->h13 + l * R * 2 * F, a->act + l * R * F,
+                   m->experts + (size_t)l * S * P, plan->slot_offsets, S, D, F);
+  smoe_dispatch_from_slots(plan, m->comm, s->dxe, s->recv, s->send, D, SMOE_PHASE_COMBINE);
+  memset(s->dx, 0, sizeof(real) * (size_t)N * D);
+  moe_gather_backward(s->dx, s->send, pos, N, K, D);
+
+  const int64_t *cc = m->choice_counts + (size_t)l * K * E;
+  const double n2 = (double)m->n_tokens * (double)m->n_tokens;
+  for (int e = 0; e < E; e++) {
+    int64_t c = 0;
+    for (int k = 0; k < K; k++) c += cc[(size_t)k * E + e];
+    aux_dp[e] = (real)(n2 > 0 ? m->aux_coef / L * E * (double)c / n2 : 0.0);
+  }
+  real z_scale = (real)(m->n_tokens ? m->z_coef * 2.0 / ((double)L * m->n_tokens) : 0.0);
+  router_backward(s->drouter, probs, a->lse + l * Nmax, idx, gw, s->dgw, aux_dp, z_scale, N, E, K);
+  matmul_backward(s->dx, m->g.gate + (size_t)l * E * D, s->drouter, ln2,
+                  m->p.gate + (size_t)l * E * D, N, D, E);
+  rmsnorm_backward(s->dresid, m->g.ln2 + (size_t)l * D, s->dx, a->mid + l * Nmax * D,
+                   m->p.ln2 + (size_t)l * D, a->ln2_rstd + l * Nmax, N, D);
+}
+
 void smoe_model_backward(smoe_model_t *m) {
   const smoe_dims_t *d = &m->dims;
-  const int B = m->B_last, T = d->T, D = d->D, E = d->E, K = d->K, F = d->F, H = d->H,
-            Hkv = d->Hkv, hd = d->hd, qd = H * hd, kd = Hkv * hd, N = B * T, NK = N * K,
-            L = d->L;
-  const size_t ND = (size_t)N * D, P = smoe_expert_numel(D, F);
+  const int B = m->B_last, T = d->T, D = d->D, E = d->E, H = d->H, Hkv = d->Hkv, hd = d->hd,
+            qd = H * hd, kd = Hkv * hd, N = B * T, L = d->L;
+  const size_t ND = (size_t)N * D, NDmax = (size_t)m->B * T * D, Nmax = (size_t)m->B * T;
   const smoe_acts_t *a = &m->a;
   const smoe_dense_t *p = &m->p, *g = &m->g;
   const smoe_scratch_t *s = &m->s;
 
+  /* the loss is the mean over the global batch's tokens */
   crossentropy_backward(s->dlogits, a->logits, m->targets, N, d->V,
-                        (real)(m->n_valid ? 1.0 / m->n_valid : 0.0));
+                        (real)(m->n_valid ? 1.0 / (double)m->n_valid : 0.0));
   memset(s->dx, 0, sizeof(real) * ND);
   matmul_backward(s->dx, g->lm_head, s->dlogits, a->lnf, p->lm_head, N, D, d->V);
   memset(s->dresid, 0, sizeof(real) * ND);
-  rmsnorm_backward(s->dresid, g->lnf, s->dx, a->resid + (size_t)L * ND, p->lnf, a->lnf_rstd, N, D);
+  rmsnorm_backward(s->dresid, g->lnf, s->dx, a->resid + (size_t)L * NDmax, p->lnf, a->lnf_rstd, N,
+                   D);
 
   real *aux_dp = xmalloc(sizeof(real) * (size_t)E);
-  const double n2 = (double)N * N;
   for (int l = L - 1; l >= 0; l--) {
-    const real *x = a->resid + l * ND, *ln1 = a->ln1 + l * ND, *q = a->q + (size_t)l * N * qd,
-               *k = a->k + (size_t)l * N * kd, *v = a->v + (size_t)l * N * kd,
-               *atty = a->atty + (size_t)l * N * qd, *mid = a->mid + l * ND,
-               *ln2 = a->ln2 + l * ND, *probs = a->probs + (size_t)l * N * E;
-    const int32_t *idx = a->idx + (size_t)l * NK;
-    const int *pos = a->pos + (size_t)l * NK, *offsets = a->offsets + (size_t)l * (E + 1);
-    const real *gw = a->gw + (size_t)l * NK, *xe = a->xe + (size_t)l * NK * D;
-
-    /* MoE block: out = mid + combine(experts(gather(ln2(mid)))) */
-    moe_combine_backward(s->dye, s->dgw, s->dresid, a->ye + (size_t)l * NK * D, gw, pos, N, K, D);
-    experts_backward(s->dxe, m->experts_grad + (size_t)l * E * P, s->dh13, s->dact, s->dye, xe,
-                     a->h13 + (size_t)l * NK * 2 * F, a->act + (size_t)l * NK * F,
-                     m->experts + (size_t)l * E * P, offsets, E, D, F);
-    memset(s->dx, 0, sizeof(real) * ND);
-    moe_gather_backward(s->dx, s->dxe, pos, N, K, D);
-    const int64_t *cc = m->choice_counts + (size_t)l * K * E;
-    for (int e = 0; e < E; e++) {
-      int64_t c = 0;
-      for (int kk = 0; kk < K; kk++) c += cc[(size_t)kk * E + e];
-      aux_dp[e] = (real)(m->aux_coef / L * E * (double)c / n2);
-    }
-    router_backward(s->drouter, probs, a->lse + (size_t)l * N, idx, gw, s->dgw, aux_dp,
-                    (real)(m->z_coef * 2.0 / ((double)L * N)), N, E, K);
-    matmul_backward(s->dx, g->gate + (size_t)l * E * D, s->drouter, ln2,
-                    p->gate + (size_t)l * E * D, N, D, E);
-    rmsnorm_backward(s->dresid, g->ln2 + (size_t)l * D, s->dx, mid, p->ln2 + (size_t)l * D,
-                     a->ln2_rstd + (size_t)l * N, N, D);
+    const real *x = a->resid + l * NDmax, *ln1 = a->ln1 + l * NDmax, *q = a->q + l * Nmax * qd,
+               *k = a->k + l * Nmax * kd, *v = a->v + l * Nmax * kd,
+               *atty = a->atty + l * Nmax * qd;
+    moe_block_backward(m, l, N, aux_dp);
 
     /* attention block: mid = x + atty wo^T */
     smoe_gemm(0, 0, N, qd, D, 1, s->dresid, D, p->wo + (size_t)l * D * qd, qd, 0, s->datty, qd);
@@ -355,8 +475,8 @@ void smoe_model_backward(smoe_model_t *m) {
     memset(s->dq, 0, sizeof(real) * (size_t)N * qd);
     memset(s->dk, 0, sizeof(real) * (size_t)N * kd);
     memset(s->dv, 0, sizeof(real) * (size_t)N * kd);
-    attention_backward(s->dq, s->dk, s->dv, s->datty, a->att + (size_t)l * B * H * T * T, q, k, v,
-                       B, T, H, Hkv, hd);
+    attention_backward(s->dq, s->dk, s->dv, s->datty, a->att + (size_t)l * m->B * H * T * T, q, k,
+                       v, B, T, H, Hkv, hd);
     rope_backward(s->dq, m->rope_cos, m->rope_sin, N, T, H, hd);
     rope_backward(s->dk, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
     memset(s->dx, 0, sizeof(real) * ND);
@@ -367,10 +487,16 @@ void smoe_model_backward(smoe_model_t *m) {
     matmul_backward(s->dx, g->wv + (size_t)l * kd * D, s->dv, ln1, p->wv + (size_t)l * kd * D, N,
                     D, kd);
     rmsnorm_backward(s->dresid, g->ln1 + (size_t)l * D, s->dx, x, p->ln1 + (size_t)l * D,
-                     a->ln1_rstd + (size_t)l * N, N, D);
+                     a->ln1_rstd + l * Nmax, N, D);
   }
   free(aux_dp);
   embedding_backward(g->embed, s->dresid, m->inputs, N, D, d->V);
+  /* data parallel: dense gradients summed over the ranks, in buckets */
+  const size_t bucket = (size_t)1 << 22;
+  for (size_t i = 0; i < m->n_dense; i += bucket)
+    smoe_comm_allreduce_real(m->comm, m->dense_grad_mem + i,
+                             m->n_dense - i < bucket ? m->n_dense - i : bucket,
+                             SMOE_PHASE_DENSE_GRAD);
 }
 
 double smoe_model_flops_per_token(const smoe_model_t *m) {

@@ -3,17 +3,27 @@
  *
  * Memory follows llm.c: the dense parameters live in one allocation with a
  * table of shaped pointers (smoe_dense_t), their gradients in a second with
- * the same layout; expert parameters are one (L, E, P) buffer (see moe.h for
- * P), expert gradients a second; activations and backward scratch are
- * allocated once for a batch of B sequences. Nothing is allocated in a step.
+ * the same layout; this rank's expert slots are one (L, S, P) buffer (see
+ * moe.h for P), their gradients a second; activations and backward scratch
+ * are allocated once for a batch of B sequences. Nothing is allocated in a
+ * step.
+ *
+ * Over G ranks (comm.h) the dense parameters are replicated (data parallel:
+ * each rank runs its share of the batch, gradients are all-reduced) and the
+ * experts are spread over the ranks' slots by the placement; each MoE layer
+ * dispatches token rows to the slots and combines the outputs (dispatch.h).
+ * Losses and gradients are those of the whole global batch on every rank.
  * The tensor table names every HF tensor (name, shape, buffer, offset), so
  * export, the PyTorch reference and, later, the sharded optimizer and the
  * checkpoint code walk one table instead of hard-coding indices. */
 #ifndef SMOE_MODEL_H
 #define SMOE_MODEL_H
 
+#include "comm.h"
 #include "common.h"
 #include "config.h"
+#include "dispatch.h"
+#include "placement.h"
 
 typedef struct {
   int V, D, L, H, Hkv, hd, T, E, K, F;
@@ -69,9 +79,9 @@ typedef struct {
   real *lnf_rstd; /* (N) */
   real *logits;   /* (N, V); probabilities after the loss */
   int32_t *idx;   /* (L, N, K) selected experts */
-  int *pos;       /* (L, N*K) row of each assignment in expert-sorted order */
-  int *counts;    /* (L, E) assignments per expert */
-  int *offsets;   /* (L, E+1) */
+  int *pos;       /* (L, N*K) send-order row of each assignment; -1 = dropped */
+  uint8_t *keep;  /* (L, N*K) 1 = computed, 0 = dropped by the capacity policy */
+  real *ye_local; /* (L, N*K, D) expert outputs back at the token's rank, send order */
 } smoe_acts_t;
 
 typedef struct {
@@ -84,10 +94,13 @@ typedef struct {
   real *dlogits; /* (N, V) */
   real *drouter; /* (N, E) */
   real *dgw;     /* (N, K) */
-  real *dye;     /* (N*K, D) */
-  real *dxe;     /* (N*K, D) */
-  real *dh13;    /* (N*K, 2F) */
-  real *dact;    /* (N*K, F) */
+  real *send;    /* (N*K, D) rows in send order */
+  real *recv;    /* (R, D) rows in receive order; R = G*N*K, the most a rank can get */
+  real *yslot;   /* (R, D) expert outputs in slot order */
+  real *dye;     /* (R, D) */
+  real *dxe;     /* (R, D) */
+  real *dh13;    /* (R, 2F) */
+  real *dact;    /* (R, F) */
 } smoe_scratch_t;
 
 typedef struct {
@@ -99,10 +112,23 @@ typedef struct {
   smoe_dense_t p, g;  /* dense parameters and gradients (pointer tables) */
   real *dense_mem, *dense_grad_mem;
   size_t n_dense;     /* elements of each */
-  real *experts;      /* (L, E, P) expert parameters */
-  real *experts_grad; /* (L, E, P) */
-  size_t n_experts;   /* L * E * P */
+  real *experts;      /* (L, S, P) the expert replicas in this rank's slots */
+  real *experts_grad; /* (L, S, P) */
+  size_t n_experts;   /* L * S * P */
+  real *experts_full; /* (L, E, P) every expert, what the tensor table names; == experts in
+                         a world of one, else filled by smoe_model_gather_experts */
   real *expert_bias;  /* (L, E) aux-loss-free selection bias; not trained by gradients */
+
+  /* the world and the placement */
+  smoe_comm_t *comm;
+  int own_comm; /* comm was created by the model (a world of one) */
+  int G, rank, S;
+  smoe_placement_t placement;
+  int *expert_slot;  /* (L, E) global slot (g*S + s) of each expert */
+  int capacity_on, drop_by_weight; /* the capacity policy */
+  double capacity_factor;
+  int64_t min_capacity;
+  smoe_dispatch_t *plans; /* (L) the last forward's exchange plans */
 
   smoe_tensor_t *tensors;
   int n_tensors;
@@ -120,11 +146,20 @@ typedef struct {
   int64_t *choice_counts;       /* (L, K, E) */
   double *prob_sum;             /* (L, E) */
   double *z_sum;                /* (L) */
-  int n_valid;                  /* target tokens counted in ce */
+  int64_t n_valid;              /* target tokens counted in ce, over all ranks */
+  int64_t n_tokens;             /* tokens in the forward, over all ranks */
+  int64_t *expert_counts;       /* (L, E) tokens routed to each expert, over all ranks */
+  int64_t *dropped;             /* (L) assignments dropped by capacity, over all ranks */
 } smoe_model_t;
 
 /* Sizes from the config; allocates everything for batches of up to B
- * sequences and initialises parameters from cfg->seed. */
+ * sequences per rank on the ranks of comm, places the experts
+ * (placement.policy) and initialises parameters from cfg->seed (the same
+ * values whatever the world size). Returns 0 or -1 (a world size the
+ * placement cannot use). */
+int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *cfg, int B, smoe_comm_t *comm,
+                         smoe_err_t *err);
+/* The same in a world of one process. */
 void smoe_model_init(smoe_model_t *m, const smoe_config_t *cfg, int B);
 void smoe_model_free(smoe_model_t *m);
 
@@ -132,10 +167,18 @@ void smoe_model_free(smoe_model_t *m);
  * the losses (m->loss etc.); returns the total loss. B <= the allocated B. */
 double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B);
 void smoe_model_zero_grad(smoe_model_t *m);
-/* Gradients of m->loss from the last forward, accumulated into the grads. */
+/* Gradients of m->loss from the last forward, accumulated into the grads;
+ * dense gradients are then summed over the ranks (all-reduce, dense_grad). */
 void smoe_model_backward(smoe_model_t *m);
 
+/* experts_full <- every rank's slots (all ranks call it). */
+void smoe_model_gather_experts(smoe_model_t *m);
+/* this rank's slots <- experts_full. */
+void smoe_model_scatter_experts(smoe_model_t *m);
+
+/* A tensor's values: dense ones live, expert ones in experts_full. */
 real *smoe_tensor_data(const smoe_model_t *m, const smoe_tensor_t *t);
+/* A tensor's gradient; expert gradients only in a world of one (NULL else). */
 real *smoe_tensor_grad(const smoe_model_t *m, const smoe_tensor_t *t);
 const smoe_tensor_t *smoe_model_find(const smoe_model_t *m, const char *name);
 

@@ -92,28 +92,19 @@ void router_backward(real *dlogits, const real *probs, const real *lse, const in
   }
 }
 
-void moe_plan(int *counts, int *offsets, int *pos, const int32_t *idx, int N, int E, int K) {
-  memset(counts, 0, sizeof(int) * (size_t)E);
-  for (size_t a = 0; a < (size_t)N * K; a++) counts[idx[a]]++;
-  offsets[0] = 0;
-  for (int e = 0; e < E; e++) offsets[e + 1] = offsets[e] + counts[e];
-  int *fill = xmalloc(sizeof(int) * (size_t)E);
-  memcpy(fill, offsets, sizeof(int) * (size_t)E);
-  for (size_t a = 0; a < (size_t)N * K; a++) pos[a] = fill[idx[a]]++;
-  free(fill);
-}
-
 void moe_gather(real *xe, const real *x, const int *pos, int N, int K, int D) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++)
     for (int k = 0; k < K; k++)
-      memcpy(xe + (size_t)pos[(size_t)n * K + k] * D, x + (size_t)n * D, sizeof(real) * (size_t)D);
+      if (pos[(size_t)n * K + k] >= 0)
+        memcpy(xe + (size_t)pos[(size_t)n * K + k] * D, x + (size_t)n * D, sizeof(real) * (size_t)D);
 }
 
 void moe_gather_backward(real *dx, const real *dxe, const int *pos, int N, int K, int D) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++)
     for (int k = 0; k < K; k++) {
+      if (pos[(size_t)n * K + k] < 0) continue;
       const real *src = dxe + (size_t)pos[(size_t)n * K + k] * D;
       real *dst = dx + (size_t)n * D;
       for (int i = 0; i < D; i++) dst[i] += src[i];
@@ -124,6 +115,7 @@ void moe_combine(real *out, const real *ye, const real *gw, const int *pos, int 
 #pragma omp parallel for
   for (int n = 0; n < N; n++)
     for (int k = 0; k < K; k++) {
+      if (pos[(size_t)n * K + k] < 0) continue;
       const real *src = ye + (size_t)pos[(size_t)n * K + k] * D;
       real *dst = out + (size_t)n * D, w = gw[(size_t)n * K + k];
       for (int i = 0; i < D; i++) dst[i] += w * src[i];
@@ -136,6 +128,10 @@ void moe_combine_backward(real *dye, real *dgw, const real *dout, const real *ye
   for (int n = 0; n < N; n++)
     for (int k = 0; k < K; k++) {
       size_t a = (size_t)n * K + k;
+      if (pos[a] < 0) { /* dropped: no output, no gate gradient */
+        dgw[a] = 0;
+        continue;
+      }
       const real *go = dout + (size_t)n * D, *y = ye + (size_t)pos[a] * D;
       real *dy = dye + (size_t)pos[a] * D, w = gw[a], s = 0;
       for (int i = 0; i < D; i++) {

@@ -40,12 +40,9 @@ void router_backward(real *dlogits, const real *probs, const real *lse, const in
                      const real *gw, const real *dgw, const real *aux_dp, real z_scale, int N,
                      int E, int K);
 
-/* Dispatch plan: counts (E) of assignments per expert, offsets (E + 1) their
- * prefix sums, pos (N*K) the row of assignment (n, k) in expert-sorted order
- * (stable: token order within an expert). */
-void moe_plan(int *counts, int *offsets, int *pos, const int32_t *idx, int N, int E, int K);
-
-/* xe[pos[n*K+k]] = x[n]: each expert's tokens become contiguous rows. */
+/* xe[pos[n*K+k]] = x[n]: each expert's tokens become contiguous rows. In
+ * these four functions pos[a] < 0 marks a dropped assignment (capacity):
+ * it is skipped, and its gate weight gets no gradient. */
 void moe_gather(real *xe, const real *x, const int *pos, int N, int K, int D);
 /* dx[n] += sum_k dxe[pos[n*K+k]] */
 void moe_gather_backward(real *dx, const real *dxe, const int *pos, int N, int K, int D);

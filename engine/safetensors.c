@@ -153,7 +153,16 @@ static int parse_entry(smoe_st_t *st, const cJSON *e, smoe_st_tensor_t *t, smoe_
 }
 
 static int parse_header(smoe_st_t *st, const char *json, size_t len, smoe_err_t *err) {
-  cJSON *root = cJSON_ParseWithLength(json, len);
+  const char *end = json;
+  cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
+  /* after the object only padding may follow (the format pads with spaces);
+   * cJSON alone stops at the object's '}' and accepts anything after it */
+  while (root && end < json + len && *end && strchr(" \t\n\r", *end)) end++;
+  if (root && end != json + len) {
+    cJSON_Delete(root);
+    return smoe_fail(err, "%s: header has bytes after its JSON object (offset %zu)", st->label,
+                     (size_t)(end - json));
+  }
   if (!root || !cJSON_IsObject(root)) {
     cJSON_Delete(root);
     return smoe_fail(err, "%s: header is not a JSON object", st->label);
@@ -299,6 +308,9 @@ int smoe_st_read(smoe_st_t *st, const smoe_st_tensor_t *t, real *dst, smoe_err_t
 
 int smoe_st_write(const char *path, const smoe_st_entry_t *entries, int n, smoe_dtype_t dtype,
                   const char *const *metadata, smoe_err_t *err) {
+  if (dtype != SMOE_F32 && dtype != SMOE_BF16 && dtype != SMOE_F64)
+    return smoe_fail(err, "cannot write %s as %s: the writer stores F32, BF16 or F64", path,
+                     (unsigned)dtype < SMOE_DTYPE_COUNT ? dtypes[dtype].name : "an unknown dtype");
   const size_t es = dtypes[dtype].size;
   cJSON *root = cJSON_CreateObject();
   if (metadata && metadata[0]) {

@@ -1,7 +1,7 @@
 /* test_router: router semantics against numbers computed by hand: softmax
  * over all experts, top-k with ties to the lower index, renormalised gate
  * weights, a selection bias that changes the choice but not the weights,
- * and the aux (Switch/HF) and z losses. */
+ * the aux (Switch/HF) and z losses, the dispatch plan and the capacity rule. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,7 +10,10 @@
 
 #include <cmocka.h>
 
+#include "comm.h"
+#include "dispatch.h"
 #include "moe.h"
+#include "placement.h"
 
 #define TOL 1e-6
 
@@ -93,14 +96,46 @@ static void test_aux_and_z_loss(void **state) {
 }
 
 static void test_dispatch_plan(void **state) {
+  /* world of one, 3 experts in 3 slots: send order = expert order, stable */
   int32_t idx[6] = {2, 0, 0, 2, 1, 2}; /* 3 tokens, K = 2 */
-  int counts[3], offsets[4], pos[6];
-  moe_plan(counts, offsets, pos, idx, 3, 3, 2);
-  assert_int_equal(counts[0], 2), assert_int_equal(counts[1], 1), assert_int_equal(counts[2], 3);
-  assert_int_equal(offsets[3], 6);
+  int expert_slot[3] = {0, 1, 2}, pos[6];
+  smoe_comm_t *c = smoe_comm_local();
+  smoe_dispatch_t d;
+  smoe_dispatch_init(&d, 1, 3, 0, 6);
+  smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, 6);
+  assert_int_equal(d.slot_offsets[1], 2), assert_int_equal(d.slot_offsets[2], 3);
+  assert_int_equal(d.slot_offsets[3], 6);
+  assert_int_equal(d.rows_send, 6), assert_int_equal(d.rows_recv, 6);
   /* expert 0 rows 0-1 (tokens 0, 1), expert 1 row 2 (token 2), expert 2 rows 3-5 */
   int want[6] = {3, 0, 1, 4, 2, 5};
   for (int i = 0; i < 6; i++) assert_int_equal(pos[i], want[i]);
+  /* a dropped assignment gets no row */
+  uint8_t keep[6] = {1, 1, 0, 1, 1, 1};
+  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, 6);
+  int want2[6] = {2, 0, -1, 3, 1, 4};
+  for (int i = 0; i < 6; i++) assert_int_equal(pos[i], want2[i]);
+  assert_int_equal(d.rows_recv, 5);
+  smoe_dispatch_free(&d);
+  smoe_comm_finalize(c);
+}
+
+static void test_capacity_keep(void **state) {
+  /* 4 tokens, K = 2, E = 2, capacity 3: first choices first, in token order */
+  int32_t idx[8] = {0, 1, 0, 1, 0, 1, 1, 0};
+  real gw[8] = {0.6f, 0.4f, 0.9f, 0.1f, 0.7f, 0.3f, 0.8f, 0.2f};
+  uint8_t keep[8];
+  /* expert 0 gets first choices of tokens 0, 1, 2 (full), then token 3's second choice: dropped.
+   * expert 1 gets token 3's first choice, then second choices of tokens 0, 1 (full), 2 dropped */
+  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, 3, 0), 2);
+  uint8_t want[8] = {1, 1, 1, 1, 1, 0, 1, 0};
+  for (int i = 0; i < 8; i++) assert_int_equal(keep[i], want[i]);
+  /* by weight: expert 1's candidates 0.4, 0.1, 0.3, 0.8 keep the top 3: drop 0.1 */
+  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, 3, 1), 2);
+  uint8_t want_w[8] = {1, 1, 1, 0, 1, 1, 1, 0};
+  for (int i = 0; i < 8; i++) assert_int_equal(keep[i], want_w[i]);
+  /* capacity = max(min_capacity, ceil(factor K T / E)) */
+  assert_int_equal(smoe_capacity(1.0, 4, 2, 10, 8), 4);
+  assert_int_equal(smoe_capacity(1.25, 4, 2, 100, 8), 32);
 }
 
 int main(void) {
@@ -110,6 +145,7 @@ int main(void) {
       cmocka_unit_test(test_bias_changes_selection_not_weights),
       cmocka_unit_test(test_aux_and_z_loss),
       cmocka_unit_test(test_dispatch_plan),
+      cmocka_unit_test(test_capacity_keep),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

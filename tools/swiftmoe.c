@@ -8,9 +8,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
+#include "comm.h"
 #include "config.h"
 #include "data.h"
 #include "eval.h"
@@ -27,9 +29,7 @@ typedef struct {
 
 typedef struct {
   const char *name, *summary;
-  const option_t *options;
-  int n_options;
-  int (*run)(int argc, char **argv);
+  int (*run)(int argc, char **argv, char *self);
 } command_t;
 
 static int usage_error(const char *cmd, const char *fmt, const char *what) {
@@ -77,6 +77,8 @@ static int match_option(const option_t *o, int n, int argc, char **argv, int *i,
   return -1;
 }
 
+static int positive(const char *cmd, const char *name, const char *v, int *out);
+
 /* ------------------------------------------------------------------ train */
 
 static const option_t train_options[] = {
@@ -85,13 +87,48 @@ static const option_t train_options[] = {
     {"--out", "DIR", "run folder (default: runs/<UTC date-time>)"},
     {"--init-hf", "DIR", "start from HF Mixtral weights (config.json + safetensors); its "
                          "config.json sets [model] and [moe]"},
+    {"--nproc", "N", "run on N local processes: re-runs this command under mpirun -np N"},
     {"--help", NULL, "show this help"},
 };
-enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_HELP };
+enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_NPROC, TRAIN_HELP };
 #define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
 
-static int cmd_train(int argc, char **argv) {
+/* --nproc N: exec mpirun -np N on this same command line without --nproc.
+ * As root Open MPI needs --allow-run-as-root; above the core count,
+ * --oversubscribe. Returns only on failure. */
+static int exec_mpirun(int nproc, int argc, char **argv, char *self) {
+  char np[16];
+  snprintf(np, sizeof np, "%d", nproc);
+  char **args = xcalloc((size_t)argc + 12, sizeof(char *));
+  int n = 0;
+  args[n++] = "mpirun";
+  args[n++] = "-np";
+  args[n++] = np;
+  if (geteuid() == 0) args[n++] = "--allow-run-as-root";
+  if (nproc > sysconf(_SC_NPROCESSORS_ONLN)) args[n++] = "--oversubscribe";
+  args[n++] = "--bind-to";
+  args[n++] = "none";
+  args[n++] = self;
+  args[n++] = "train";
+  for (int i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--nproc") == 0) {
+      i++;
+      continue;
+    }
+    if (strncmp(argv[i], "--nproc=", 8) == 0) continue;
+    args[n++] = argv[i];
+  }
+  args[n] = NULL;
+  execvp("mpirun", args);
+  fprintf(stderr, "swiftmoe train: cannot run mpirun for --nproc %d: %s (install openmpi-bin, or "
+          "launch with mpirun/srun yourself)\n", nproc, strerror(errno));
+  free(args);
+  return 1;
+}
+
+static int cmd_train(int argc, char **argv, char *self) {
   const char *config_path = NULL, *out = NULL, *init_hf = NULL;
+  int nproc = 0;
   const char **sets = xcalloc((size_t)argc, sizeof(char *));
   int n_sets = 0, rc = 0;
   for (int i = 0; i < argc && rc == 0; i++) {
@@ -102,6 +139,7 @@ static int cmd_train(int argc, char **argv) {
     if (k == TRAIN_SET) sets[n_sets++] = value;
     if (k == TRAIN_OUT) out = value;
     if (k == TRAIN_INIT_HF) init_hf = value;
+    if (k == TRAIN_NPROC) rc = positive("train", "--nproc", value, &nproc);
     if (k == N_TRAIN_OPTIONS) rc = usage_error("train", "unexpected argument '%s'", value);
     if (k == TRAIN_HELP) {
       printf("usage: swiftmoe train [--config FILE] [--set SECTION.KEY=VALUE ...] [--out DIR]\n\n"
@@ -127,9 +165,10 @@ static int cmd_train(int argc, char **argv) {
   if (rc == 0 && smoe_config_validate(&c, &err) != 0) rc = 2;
   free(sets);
   if (rc) {
-    if (err.msg[0]) fprintf(stderr, "swiftmoe train: %s\n", err.msg);
+    if (err.msg[0] && smoe_comm_launch_rank() == 0) fprintf(stderr, "swiftmoe train: %s\n", err.msg);
     return rc;
   }
+  if (nproc > 0) return exec_mpirun(nproc, argc, argv, self);
   char default_out[64];
   if (!out) {
     time_t now = time(NULL);
@@ -138,11 +177,18 @@ static int cmd_train(int argc, char **argv) {
     strftime(default_out, sizeof default_out, "runs/%Y%m%d-%H%M%S", &tm);
     out = default_out;
   }
+  smoe_comm_t *comm = smoe_comm_init(NULL, NULL);
   smoe_train_result_t res;
-  if (smoe_train(&c, out, init_hf, &res, &err) != 0) {
+  if (smoe_train(&c, out, init_hf, comm, &res, &err) != 0) {
+    if (smoe_comm_size(comm) > 1) {
+      fprintf(stderr, "swiftmoe train: [rank %d] %s\n", smoe_comm_rank(comm), err.msg);
+      smoe_comm_abort(comm, 1); /* the other ranks must not wait for this one */
+    }
     fprintf(stderr, "swiftmoe train: %s\n", err.msg);
+    smoe_comm_finalize(comm);
     return 1;
   }
+  smoe_comm_finalize(comm);
   return 0;
 }
 
@@ -171,7 +217,8 @@ static int positive(const char *cmd, const char *name, const char *v, int *out) 
   return 0;
 }
 
-static int cmd_eval(int argc, char **argv) {
+static int cmd_eval(int argc, char **argv, char *self) {
+  (void)self;
   const char *data = NULL, *hf = NULL, *run = NULL;
   int seq_len = 0, batch = 16, threads = 0, rc = 0;
   for (int i = 0; i < argc && rc == 0; i++) {
@@ -260,7 +307,8 @@ static const option_t export_options[] = {
 enum { EXPORT_HF, EXPORT_DTYPE, EXPORT_HELP };
 #define N_EXPORT_OPTIONS ((int)(sizeof export_options / sizeof export_options[0]))
 
-static int cmd_export(int argc, char **argv) {
+static int cmd_export(int argc, char **argv, char *self) {
+  (void)self;
   const char *run = NULL, *out = NULL;
   smoe_dtype_t dtype = SMOE_F32;
   int rc = 0;
@@ -318,7 +366,8 @@ static const option_t config_options[] = {
     {"--help", NULL, "show this help"},
 };
 
-static int cmd_config(int argc, char **argv) {
+static int cmd_config(int argc, char **argv, char *self) {
+  (void)self;
   int markdown = 0, rc = 0;
   for (int i = 0; i < argc && rc == 0; i++) {
     const char *value = NULL;
@@ -345,14 +394,10 @@ static int cmd_config(int argc, char **argv) {
 /* ------------------------------------------------------------------- main */
 
 static const command_t commands[] = {
-    {"train", "train a model (single process on the CPU for now)", train_options, N_TRAIN_OPTIONS,
-     cmd_train},
-    {"eval", "mean cross-entropy of a trained or HF model on a file", eval_options,
-     N_EVAL_OPTIONS, cmd_eval},
-    {"export", "write a run's weights as an HF Mixtral model folder", export_options,
-     N_EXPORT_OPTIONS, cmd_export},
-    {"config", "print the default config with every key documented", config_options, 2,
-     cmd_config},
+    {"train", "train a model (one process, or several under mpirun/srun or --nproc)", cmd_train},
+    {"eval", "mean cross-entropy of a trained or HF model on a file", cmd_eval},
+    {"export", "write a run's weights as an HF Mixtral model folder", cmd_export},
+    {"config", "print the default config with every key documented", cmd_config},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
@@ -379,6 +424,6 @@ int main(int argc, char **argv) {
     return 0;
   }
   for (int i = 0; i < N_COMMANDS; i++)
-    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2, argv[0]);
   return usage_error(NULL, "unknown command '%s'", argv[1]);
 }

@@ -1,0 +1,79 @@
+/* comm.h: the communication layer. The only interface the engine uses to
+ * talk to other ranks; comm_mpi.c is the only file that includes mpi.h (an
+ * NCCL backend for the GPU path will sit behind the same calls).
+ *
+ * Every call counts the bytes this rank sends, under a named phase
+ * ("dispatch", "combine", "dense_grad", ...), for metrics.jsonl's `bytes`.
+ * A world of one process (no launcher) needs no MPI at all: collectives
+ * become copies and MPI is never initialised. */
+#ifndef SMOE_COMM_H
+#define SMOE_COMM_H
+
+#include "common.h"
+
+typedef enum {
+  SMOE_PHASE_DISPATCH = 0, /* token activations to expert slots (forward and backward) */
+  SMOE_PHASE_COMBINE,      /* expert outputs / input gradients back to the tokens */
+  SMOE_PHASE_DENSE_GRAD,   /* data-parallel gradient all-reduce of dense parameters */
+  SMOE_PHASE_COUNTS,       /* routing counts and router statistics */
+  SMOE_PHASE_OTHER,        /* losses, norms, evaluation, checkpoint gathers */
+  SMOE_PHASE_COUNT
+} smoe_phase_t;
+
+/* Stable names used as metrics.jsonl keys. */
+const char *smoe_phase_name(smoe_phase_t p);
+
+typedef struct smoe_comm smoe_comm_t;
+
+/* Joins the job: MPI when launched by mpirun/srun (or forced with
+ * SMOE_FORCE_MPI=1), else a world of one. Exits the process with a message
+ * if MPI cannot start. */
+smoe_comm_t *smoe_comm_init(int *argc, char ***argv);
+/* This process's rank as its launcher announced it (before init; 0 when not
+ * launched), so that only rank 0 reports a usage error. */
+int smoe_comm_launch_rank(void);
+
+/* A world of one process, without MPI (for tools and tests). */
+smoe_comm_t *smoe_comm_local(void);
+/* Leaves the job (MPI_Finalize when MPI was started). */
+void smoe_comm_finalize(smoe_comm_t *c);
+/* Ends the whole job with `code` (MPI_Abort): a failing rank must not leave
+ * the others waiting in a collective. */
+void smoe_comm_abort(smoe_comm_t *c, int code) __attribute__((noreturn));
+
+int smoe_comm_rank(const smoe_comm_t *c);
+int smoe_comm_size(const smoe_comm_t *c);
+/* Ranks on this rank's node (they share its cores). */
+int smoe_comm_node_size(const smoe_comm_t *c);
+
+/* In-place sums over all ranks. */
+void smoe_comm_allreduce_real(smoe_comm_t *c, real *x, size_t n, smoe_phase_t phase);
+void smoe_comm_allreduce_f64(smoe_comm_t *c, double *x, size_t n, smoe_phase_t phase);
+void smoe_comm_allreduce_i64(smoe_comm_t *c, int64_t *x, size_t n, smoe_phase_t phase);
+/* In-place maximum over all ranks. */
+void smoe_comm_allreduce_max_i64(smoe_comm_t *c, int64_t *x, size_t n, smoe_phase_t phase);
+
+/* recv (size * bytes) = every rank's `bytes` of send, in rank order. */
+void smoe_comm_allgather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
+                         smoe_phase_t phase);
+
+/* All-to-all with per-peer element counts: this rank sends send_counts[g]
+ * elements of `elem` bytes, starting at send_offsets[g] elements into send, to
+ * rank g, and receives recv_counts[g] elements from rank g at recv_offsets[g].
+ * The counts must agree pairwise (the caller derives both from one
+ * all-gathered table). */
+void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_counts,
+                         const int64_t *send_offsets, void *recv, const int64_t *recv_counts,
+                         const int64_t *recv_offsets, size_t elem, smoe_phase_t phase);
+
+/* x (size * n) summed over ranks; rank g keeps block g (n elements) in out. */
+void smoe_comm_reduce_scatter_real(smoe_comm_t *c, const real *x, real *out, size_t n,
+                                   smoe_phase_t phase);
+
+void smoe_comm_barrier(smoe_comm_t *c);
+
+/* Bytes this rank has sent per phase since the last reset. */
+void smoe_comm_bytes(const smoe_comm_t *c, int64_t out[SMOE_PHASE_COUNT]);
+void smoe_comm_reset_bytes(smoe_comm_t *c);
+
+#endif

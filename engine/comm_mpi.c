@@ -1,0 +1,195 @@
+/* comm_mpi.c: the MPI backend of comm.h, and the world of one. The only
+ * file that includes mpi.h. */
+#include <mpi.h>
+#include <string.h>
+
+#include "comm.h"
+
+struct smoe_comm {
+  int rank, size, node_size;
+  int mpi; /* MPI_Init was called */
+  int64_t bytes[SMOE_PHASE_COUNT];
+};
+
+static const char *phase_names[SMOE_PHASE_COUNT] = {"dispatch", "combine", "dense_grad", "counts",
+                                                    "other"};
+const char *smoe_phase_name(smoe_phase_t p) { return phase_names[p]; }
+
+/* llm.c's mpiCheck: file, line and MPI's own message, then the whole job ends. */
+#define mpi_check(call)                                                          \
+  do {                                                                           \
+    int rc_ = (call);                                                            \
+    if (rc_ != MPI_SUCCESS) {                                                    \
+      char msg_[MPI_MAX_ERROR_STRING];                                           \
+      int len_ = 0;                                                              \
+      MPI_Error_string(rc_, msg_, &len_);                                        \
+      fprintf(stderr, "swiftmoe: MPI error at %s:%d: %s\n", __FILE__, __LINE__, msg_); \
+      MPI_Abort(MPI_COMM_WORLD, 1);                                              \
+    }                                                                            \
+  } while (0)
+
+static int launched(void) {
+  static const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_STEP_ID",
+                               "SMOE_FORCE_MPI"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    if (getenv(vars[i]) && *getenv(vars[i])) return 1;
+  return 0;
+}
+
+int smoe_comm_launch_rank(void) {
+  static const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    if (getenv(vars[i]) && *getenv(vars[i])) return atoi(getenv(vars[i]));
+  return 0;
+}
+
+smoe_comm_t *smoe_comm_local(void) {
+  smoe_comm_t *c = xcalloc(1, sizeof *c);
+  c->size = c->node_size = 1;
+  return c;
+}
+
+smoe_comm_t *smoe_comm_init(int *argc, char ***argv) {
+  smoe_comm_t *c = smoe_comm_local();
+  if (!launched()) return c;
+  int provided;
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    fprintf(stderr, "swiftmoe: MPI_Init failed\n");
+    exit(1);
+  }
+  c->mpi = 1;
+  /* errors come back as codes, so mpi_check can report them */
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+  MPI_Comm node;
+  mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
+  MPI_Comm_size(node, &c->node_size);
+  MPI_Comm_free(&node);
+  return c;
+}
+
+void smoe_comm_finalize(smoe_comm_t *c) {
+  if (c && c->mpi) MPI_Finalize();
+  free(c);
+}
+
+void smoe_comm_abort(smoe_comm_t *c, int code) {
+  fflush(stdout);
+  fflush(stderr);
+  if (c && c->mpi && c->size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  exit(code);
+}
+
+int smoe_comm_rank(const smoe_comm_t *c) { return c->rank; }
+int smoe_comm_size(const smoe_comm_t *c) { return c->size; }
+int smoe_comm_node_size(const smoe_comm_t *c) { return c->node_size; }
+
+/* Ring all-reduce volume per rank: 2 (G-1)/G of the buffer. */
+static void count_allreduce(smoe_comm_t *c, size_t bytes, smoe_phase_t phase) {
+  c->bytes[phase] += (int64_t)(2.0 * (double)bytes * (c->size - 1) / c->size);
+}
+
+static void allreduce(smoe_comm_t *c, void *x, size_t n, size_t elem, MPI_Datatype type, MPI_Op op,
+                      smoe_phase_t phase) {
+  if (c->size == 1) return;
+  count_allreduce(c, n * elem, phase);
+  const size_t chunk = (size_t)1 << 30; /* MPI counts are int */
+  for (size_t i = 0; i < n; i += chunk) {
+    int m = (int)(n - i < chunk ? n - i : chunk);
+    mpi_check(MPI_Allreduce(MPI_IN_PLACE, (char *)x + i * elem, m, type, op, MPI_COMM_WORLD));
+  }
+}
+
+#ifdef SMOE_REAL_DOUBLE
+#define MPI_REAL_T MPI_DOUBLE
+#else
+#define MPI_REAL_T MPI_FLOAT
+#endif
+
+void smoe_comm_allreduce_real(smoe_comm_t *c, real *x, size_t n, smoe_phase_t phase) {
+  allreduce(c, x, n, sizeof(real), MPI_REAL_T, MPI_SUM, phase);
+}
+void smoe_comm_allreduce_f64(smoe_comm_t *c, double *x, size_t n, smoe_phase_t phase) {
+  allreduce(c, x, n, sizeof(double), MPI_DOUBLE, MPI_SUM, phase);
+}
+void smoe_comm_allreduce_i64(smoe_comm_t *c, int64_t *x, size_t n, smoe_phase_t phase) {
+  allreduce(c, x, n, sizeof(int64_t), MPI_INT64_T, MPI_SUM, phase);
+}
+void smoe_comm_allreduce_max_i64(smoe_comm_t *c, int64_t *x, size_t n, smoe_phase_t phase) {
+  allreduce(c, x, n, sizeof(int64_t), MPI_INT64_T, MPI_MAX, phase);
+}
+
+void smoe_comm_allgather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
+                         smoe_phase_t phase) {
+  if (c->size == 1) {
+    memmove(recv, send, bytes);
+    return;
+  }
+  if (bytes > (size_t)1 << 30) {
+    fprintf(stderr, "swiftmoe: internal error: all-gather of %zu bytes per rank\n", bytes);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  c->bytes[phase] += (int64_t)bytes * (c->size - 1);
+  mpi_check(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
+}
+
+/* MPI's counts and displacements are int: count in units of `elem` bytes. */
+static int fits(const int64_t *counts, const int64_t *offsets, int n) {
+  for (int g = 0; g < n; g++)
+    if (counts[g] < 0 || counts[g] > INT32_MAX || offsets[g] < 0 || offsets[g] > INT32_MAX)
+      return 0;
+  return 1;
+}
+
+void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_counts,
+                         const int64_t *send_offsets, void *recv, const int64_t *recv_counts,
+                         const int64_t *recv_offsets, size_t elem, smoe_phase_t phase) {
+  if (c->size == 1) {
+    memmove((char *)recv + (size_t)recv_offsets[0] * elem,
+            (const char *)send + (size_t)send_offsets[0] * elem, (size_t)send_counts[0] * elem);
+    return;
+  }
+  const int G = c->size;
+  if (!fits(send_counts, send_offsets, G) || !fits(recv_counts, recv_offsets, G)) {
+    fprintf(stderr, "swiftmoe: internal error: all-to-all counts exceed MPI's int range\n");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  int *ci = xmalloc(sizeof(int) * 4 * (size_t)G);
+  for (int g = 0; g < G; g++) {
+    ci[g] = (int)send_counts[g], ci[G + g] = (int)send_offsets[g];
+    ci[2 * G + g] = (int)recv_counts[g], ci[3 * G + g] = (int)recv_offsets[g];
+    if (g != c->rank) c->bytes[phase] += send_counts[g] * (int64_t)elem;
+  }
+  MPI_Datatype row;
+  mpi_check(MPI_Type_contiguous((int)elem, MPI_BYTE, &row));
+  mpi_check(MPI_Type_commit(&row));
+  mpi_check(MPI_Alltoallv(send, ci, ci + G, row, recv, ci + 2 * G, ci + 3 * G, row,
+                          MPI_COMM_WORLD));
+  MPI_Type_free(&row);
+  free(ci);
+}
+
+void smoe_comm_reduce_scatter_real(smoe_comm_t *c, const real *x, real *out, size_t n,
+                                   smoe_phase_t phase) {
+  if (c->size == 1) {
+    memmove(out, x, n * sizeof(real));
+    return;
+  }
+  if (n > (size_t)1 << 30) {
+    fprintf(stderr, "swiftmoe: internal error: reduce-scatter block of %zu elements\n", n);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  c->bytes[phase] += (int64_t)(n * sizeof(real)) * (c->size - 1);
+  mpi_check(MPI_Reduce_scatter_block(x, out, (int)n, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD));
+}
+
+void smoe_comm_barrier(smoe_comm_t *c) {
+  if (c->size > 1) mpi_check(MPI_Barrier(MPI_COMM_WORLD));
+}
+
+void smoe_comm_bytes(const smoe_comm_t *c, int64_t out[SMOE_PHASE_COUNT]) {
+  memcpy(out, c->bytes, sizeof c->bytes);
+}
+
+void smoe_comm_reset_bytes(smoe_comm_t *c) { memset(c->bytes, 0, sizeof c->bytes); }

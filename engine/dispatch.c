@@ -1,0 +1,93 @@
+/* dispatch.c: the exchange plan and the two directions of one exchange. */
+#include "dispatch.h"
+
+#include <string.h>
+
+void smoe_dispatch_init(smoe_dispatch_t *d, int G, int S, int rank, int64_t rows_max) {
+  memset(d, 0, sizeof *d);
+  d->G = G, d->S = S, d->rank = rank, d->rows_max = rows_max;
+  d->table = xcalloc((size_t)G * G * S, sizeof(int64_t));
+  d->send_counts = xcalloc((size_t)G * 4, sizeof(int64_t));
+  d->send_offsets = d->send_counts + G;
+  d->recv_counts = d->send_counts + 2 * G;
+  d->recv_offsets = d->send_counts + 3 * G;
+  d->slot_offsets = xcalloc((size_t)S + 1, sizeof(int));
+  d->recv_to_slot = xcalloc((size_t)(rows_max ? rows_max : 1), sizeof(int));
+}
+
+void smoe_dispatch_free(smoe_dispatch_t *d) {
+  free(d->table);
+  free(d->send_counts);
+  free(d->slot_offsets);
+  free(d->recv_to_slot);
+  memset(d, 0, sizeof *d);
+}
+
+void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
+                        const uint8_t *keep, const int *expert_slot, int NK) {
+  const int G = d->G, S = d->S, GS = G * S, r = d->rank;
+  int64_t *local = xcalloc((size_t)GS, sizeof(int64_t)), *fill = xmalloc(sizeof(int64_t) * GS);
+  for (int a = 0; a < NK; a++)
+    if (!keep || keep[a]) local[expert_slot[idx[a]]]++;
+  /* send order: by global slot, assignments in order within a slot */
+  int64_t at = 0;
+  for (int gs = 0; gs < GS; gs++) fill[gs] = at, at += local[gs];
+  d->rows_send = at;
+  for (int a = 0; a < NK; a++)
+    pos[a] = (!keep || keep[a]) ? (int)fill[expert_slot[idx[a]]]++ : -1;
+  for (int g = 0; g < G; g++) {
+    d->send_counts[g] = 0;
+    for (int s = 0; s < S; s++) d->send_counts[g] += local[g * S + s];
+    d->send_offsets[g] = g ? d->send_offsets[g - 1] + d->send_counts[g - 1] : 0;
+  }
+  smoe_comm_allgather(c, local, d->table, sizeof(int64_t) * GS, SMOE_PHASE_COUNTS);
+  /* what arrives here: from each source q, its rows for my slots, slot by slot */
+  const int64_t *col = d->table + (size_t)r * S; /* table[q][r*S + s] = col[q*GS + s] */
+  d->rows_recv = 0;
+  for (int q = 0; q < G; q++) {
+    d->recv_counts[q] = 0;
+    for (int s = 0; s < S; s++) d->recv_counts[q] += col[(size_t)q * GS + s];
+    d->recv_offsets[q] = d->rows_recv;
+    d->rows_recv += d->recv_counts[q];
+  }
+  if (d->rows_recv > d->rows_max) {
+    fprintf(stderr, "swiftmoe: internal error: %lld rows for %lld buffered\n",
+            (long long)d->rows_recv, (long long)d->rows_max);
+    smoe_comm_abort(c, 1);
+  }
+  d->slot_offsets[0] = 0;
+  for (int s = 0; s < S; s++) {
+    int64_t n = 0;
+    for (int q = 0; q < G; q++) n += col[(size_t)q * GS + s];
+    d->slot_offsets[s + 1] = d->slot_offsets[s] + (int)n;
+  }
+  /* slot order: by slot, then source, then the source's order */
+  for (int s = 0; s < S; s++) fill[s] = d->slot_offsets[s];
+  for (int q = 0; q < G; q++) {
+    int64_t row = d->recv_offsets[q];
+    for (int s = 0; s < S; s++)
+      for (int64_t i = 0; i < col[(size_t)q * GS + s]; i++) d->recv_to_slot[row++] = (int)fill[s]++;
+  }
+  free(local);
+  free(fill);
+}
+
+void smoe_dispatch_to_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *send,
+                            real *scratch, real *out, int D, smoe_phase_t phase) {
+  const size_t row = sizeof(real) * (size_t)D;
+  smoe_comm_alltoallv(c, send, d->send_counts, d->send_offsets, scratch, d->recv_counts,
+                      d->recv_offsets, row, phase);
+#pragma omp parallel for
+  for (int64_t i = 0; i < d->rows_recv; i++)
+    memcpy(out + (size_t)d->recv_to_slot[i] * D, scratch + (size_t)i * D, row);
+}
+
+void smoe_dispatch_from_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *in,
+                              real *scratch, real *out, int D, smoe_phase_t phase) {
+  const size_t row = sizeof(real) * (size_t)D;
+#pragma omp parallel for
+  for (int64_t i = 0; i < d->rows_recv; i++)
+    memcpy(scratch + (size_t)i * D, in + (size_t)d->recv_to_slot[i] * D, row);
+  smoe_comm_alltoallv(c, scratch, d->recv_counts, d->recv_offsets, out, d->send_counts,
+                      d->send_offsets, row, phase);
+}

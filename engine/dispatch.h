@@ -1,0 +1,46 @@
+/* dispatch.h: moving token rows between the ranks that route them and the
+ * slots that compute them (Megatron-Core's "dispatcher"), for one MoE layer.
+ *
+ * A plan is built once per layer per step from the routing: each kept
+ * assignment (token n, choice k) goes to the global slot (rank g, slot s) of
+ * its expert. Rows leave a rank in "send order" (by global slot, then by
+ * assignment), arrive in "receive order" (by source rank, then slot) and are
+ * computed in "slot order" (by local slot, then source rank, then position):
+ * for a static placement that is global token order, exactly as one process
+ * would compute it. The same plan carries the backward pass. */
+#ifndef SMOE_DISPATCH_H
+#define SMOE_DISPATCH_H
+
+#include "comm.h"
+
+typedef struct {
+  int G, S, rank;
+  int64_t *table;        /* (G, G*S) rows each source sends to each global slot */
+  int64_t *send_counts;  /* (G) rows to each rank */
+  int64_t *send_offsets; /* (G) */
+  int64_t *recv_counts;  /* (G) rows from each rank */
+  int64_t *recv_offsets; /* (G) */
+  int *slot_offsets;     /* (S+1) rows of each local slot in slot order */
+  int *recv_to_slot;     /* (rows_max) slot-order row of each received row */
+  int64_t rows_send, rows_recv, rows_max;
+} smoe_dispatch_t;
+
+/* Allocates a plan for G ranks of S slots receiving at most rows_max rows. */
+void smoe_dispatch_init(smoe_dispatch_t *d, int G, int S, int rank, int64_t rows_max);
+void smoe_dispatch_free(smoe_dispatch_t *d);
+
+/* Builds the plan: assignment a of idx (N*K experts) goes to global slot
+ * expert_slot[idx[a]] unless keep (may be NULL) says 0. pos (N*K) gets each
+ * assignment's send-order row, -1 when dropped. All-gathers the counts
+ * (phase counts): every rank must call it. */
+void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
+                        const uint8_t *keep, const int *expert_slot, int NK);
+
+/* send (rows_send, D), send order -> out (rows_recv, D), slot order. */
+void smoe_dispatch_to_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *send,
+                            real *scratch, real *out, int D, smoe_phase_t phase);
+/* in (rows_recv, D), slot order -> out (rows_send, D), send order, at the source. */
+void smoe_dispatch_from_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *in,
+                              real *scratch, real *out, int D, smoe_phase_t phase);
+
+#endif
