@@ -22,6 +22,8 @@ ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--steps", type=int, default=40)
 ap.add_argument("--rounds", type=int, default=2)
 ap.add_argument("--threads", type=int, default=os.cpu_count())
+ap.add_argument("--ranks", type=int, default=0,
+                help="also time swiftmoe on this many MPI ranks (--nproc) of threads/ranks threads")
 ap.add_argument("--build", default=os.path.join(ROOT, "build"))
 ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
 ap.add_argument("--json")
@@ -64,12 +66,13 @@ def flops_per_token(c):
     return 6.0 * (L * per_layer + V * D) + 12.0 * L * H * d * T
 
 
-def run_swiftmoe(tmp):
+def run_swiftmoe(tmp, ranks=1):
     out = os.path.join(tmp, "swiftmoe-run")
+    threads = max(1, args.threads // ranks)
     cmd = [f"{args.build}/swiftmoe", "train", "--out", out, "--set", f"training.steps={args.steps}",
            "--set", "training.warmup_steps=2", "--set", "training.eval_every=0", "--set",
            "training.eval_windows=1", "--set", "metrics.progress=off", "--set",
-           f"training.threads={args.threads}"]
+           f"training.threads={threads}"] + (["--nproc", str(ranks)] if ranks > 1 else [])
     for s in args.set:
         cmd += ["--set", s]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -107,7 +110,7 @@ def matmul_rate():
 def main():
     cfg = resolved_config()
     fpt = flops_per_token(cfg)
-    ours, torch_runs, rates = [], {s[0]: [] for s in TORCH_SETTINGS}, []
+    ours, ours_ranks, torch_runs, rates = [], [], {s[0]: [] for s in TORCH_SETTINGS}, []
     torch_info = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
@@ -115,6 +118,9 @@ def main():
             ours.append(run_swiftmoe(tmp))
             print(f"round {r + 1}: matmul {rates[-1] / 1e9:.1f} GFLOP/s, swiftmoe {ours[-1]:.0f} tok/s",
                   end="", flush=True)
+            if args.ranks > 1:
+                ours_ranks.append(run_swiftmoe(tmp, args.ranks))
+                print(f", swiftmoe x{args.ranks} ranks {ours_ranks[-1]:.0f}", end="", flush=True)
             for label, env, t, b in TORCH_SETTINGS:
                 res = run_torch(tmp, cfg, env, t, b)
                 torch_runs[label].append(res["tokens_per_s"])
@@ -134,6 +140,13 @@ def main():
             ("swiftmoe model GFLOP/s", f"{ours_tps * fpt / 1e9:.1f}"),
             ("BLAS sgemm 1024^3 GFLOP/s (this machine, same run)", f"{rate / 1e9:.1f}"),
             ("swiftmoe MFU vs measured matmul rate", f"{100 * mfu:.1f}%")]
+    if ours_ranks:
+        r_tps = statistics.median(ours_ranks)
+        rows[3:3] = [(f"swiftmoe on {args.ranks} MPI ranks x {max(1, args.threads // args.ranks)} "
+                      "thread(s), tokens/s", f"{r_tps:,.0f}"),
+                     (f"ratio swiftmoe ({args.ranks} ranks) / PyTorch", f"{r_tps / torch_tps:.2f}x"),
+                     (f"swiftmoe ({args.ranks} ranks) MFU vs measured matmul rate",
+                      f"{100 * r_tps * fpt / rate:.1f}%")]
     for label, v in torch_runs.items():
         rows.append((f"PyTorch [{label}] tokens/s (median)", f"{statistics.median(v):,.0f}"))
     stamp = datetime.datetime.now(datetime.timezone.utc)
@@ -154,7 +167,9 @@ def main():
             json.dump({"swiftmoe_tokens_per_s": ours_tps, "torch_tokens_per_s": torch_tps,
                        "torch_best_setting": best_label, "ratio": ours_tps / torch_tps,
                        "flops_per_token": fpt, "matmul_flops_per_s": rate, "mfu": mfu,
-                       "rounds": {"swiftmoe": ours, "torch": torch_runs, "matmul": rates},
+                       "rounds": {"swiftmoe": ours, "swiftmoe_ranks": ours_ranks,
+                                  "torch": torch_runs, "matmul": rates},
+                       "ranks": args.ranks,
                        "config": cfg}, f, indent=1)
 
 
