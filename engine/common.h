@@ -64,6 +64,9 @@ void *smoe_xcalloc(size_t n, size_t size, const char *file, int line);
 /* size_t multiply that aborts on overflow (sizes come from user config). */
 size_t smoe_mul(size_t a, size_t b);
 
+/* splitmix64: deterministic 64-bit mixing, for seeds and hashes. */
+uint64_t smoe_mix64(uint64_t x);
+
 /* Monotonic wall clock in seconds. */
 double smoe_now(void);
 

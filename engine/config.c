@@ -120,13 +120,19 @@ static const cfg_key_t keys[] = {
         "validation every N steps and at the end; 0 = only at the end"),
     INT("training", "eval_windows", eval_windows, "128", 1, 1 << 20, NULL,
         "validation windows per evaluation"),
+    STR("training", "expert_optimizer", expert_optimizer, "sharded", "sharded replicated", NULL,
+        "sharded = each rank keeps a 1/G slice of every expert's AdamW state (swiftmoe); "
+        "replicated = every rank keeps all of it and all-reduces expert gradients (baseline)"),
     U64("training", "seed", seed, "1337", "seed of the init and of the data sampling"),
     INT("training", "threads", threads, "0", 0, 1024, NULL, "OpenMP/BLAS threads; 0 = all cores"),
 
-    STR("placement", "policy", policy, "static", "static capacity", NULL,
+    STR("placement", "policy", policy, "static", "static capacity random", NULL,
         "expert placement: static = one replica per expert, expert e on rank e / (E/G), no "
         "token dropped; capacity = the same placement, tokens over capacity dropped "
-        "(DeepSpeed/GShard)"),
+        "(DeepSpeed/GShard); random = a new random placement every step (for tests)"),
+    INT("placement", "slots_per_rank", slots_per_rank, "0", 0, 1 << 20, NULL,
+        "S, expert slots per rank per layer; 0 = E/G for static and capacity, max(E/G+1, 2E/G) "
+        "for adaptive policies; G*S >= E"),
     DBL("placement", "capacity_factor", capacity_factor, "1.0", '(', 0, INFINITY, ')', NULL,
         "capacity policy: capacity per expert per rank = max(min_capacity, ceil(factor * K * "
         "local tokens / E))"),
@@ -567,6 +573,23 @@ int smoe_config_validate(const smoe_config_t *c, smoe_err_t *err) {
   return 0;
 }
 
+/* Writes text as "; " comment lines of at most ~96 characters (the INI
+ * reader rejects lines over 197, comments included). */
+static void write_comment(FILE *f, const char *prefix, const char *text) {
+  size_t n = strlen(text), at = 0, width = 92;
+  while (at < n) {
+    size_t len = n - at;
+    if (len > width) { /* break at the last space that fits */
+      len = width;
+      while (len > 1 && text[at + len] != ' ') len--;
+      if (len <= 1) len = width;
+    }
+    fprintf(f, "%s%.*s\n", at ? ";   " : prefix, (int)len, text + at);
+    at += len;
+    while (at < n && text[at] == ' ') at++;
+  }
+}
+
 /* Every key with its help, by section. Returns -1, writing nothing, if a
  * value is out of its range (it would not read back), or on a write error. */
 int smoe_config_write(const smoe_config_t *c, FILE *f) {
@@ -581,7 +604,10 @@ int smoe_config_write(const smoe_config_t *c, FILE *f) {
     if (i == 0 || strcmp(k->section, keys[i - 1].section) != 0) fprintf(f, "\n[%s]\n", k->section);
     describe(k, want, sizeof want);
     format_value(k, fetch(k, c), text, sizeof text);
-    fprintf(f, "; %s\n;   allowed: %s; default: %s\n", k->help, want, k->def[0] ? k->def : "empty");
+    char line[512];
+    write_comment(f, "; ", k->help);
+    snprintf(line, sizeof line, "allowed: %s; default: %s", want, k->def[0] ? k->def : "empty");
+    write_comment(f, ";   ", line);
     fprintf(f, "%s =%s%s\n", k->name, text[0] ? " " : "", text);
   }
   return ferror(f) ? -1 : 0;

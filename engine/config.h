@@ -41,10 +41,12 @@ typedef struct {
   double grad_clip;   /* max global grad norm; 0 = off */
   int eval_every;     /* validation every N steps (and at the end); 0 = only at the end */
   int eval_windows;   /* validation windows per evaluation */
+  char expert_optimizer[16]; /* "sharded" or "replicated" (baseline) */
   uint64_t seed;      /* init + data sampling */
   int threads;        /* OpenMP/BLAS threads; 0 = all cores */
   /* [placement] */
-  char policy[32];        /* expert placement policy: static or capacity */
+  char policy[32];        /* expert placement policy: static, capacity or random */
+  int slots_per_rank;     /* S; 0 = the policy's default */
   double capacity_factor; /* capacity policy */
   int min_capacity;
   char drop_order[16];    /* capacity policy: "position" or "weight" */

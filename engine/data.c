@@ -16,12 +16,6 @@
 #define LLMC_HEADER_BYTES (LLMC_HEADER_WORDS * 4)
 #define VAL_SCALE 1000000u /* a record's hash mod VAL_SCALE is compared with the threshold */
 
-uint64_t smoe_mix64(uint64_t x) {
-  uint64_t z = x + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 /* ---- growable token array ---------------------------------------------- */
 

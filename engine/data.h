@@ -78,8 +78,5 @@ void smoe_data_val_window(const smoe_data_t *d, int64_t i, int seq_len, int32_t 
 /* Number of non-overlapping validation windows. */
 int64_t smoe_data_val_windows(const smoe_data_t *d, int seq_len);
 
-/* Deterministic 64-bit mixing, used for seeds and hashing: one splitmix64
- * step (add 0x9E3779B97F4A7C15, then its finalizer), so mix64(0) != 0. */
-uint64_t smoe_mix64(uint64_t x);
 
 #endif

@@ -76,6 +76,11 @@ int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write
                             cJSON_CreateDoubleArray(r->layer_imbalance, r->L));
     }
     cJSON_AddNumberToObject(o, "dropped_tokens", (double)r->dropped);
+    if (r->replicas) {
+      cJSON *layers = cJSON_AddArrayToObject(o, "replicas");
+      for (int l = 0; l < r->L; l++)
+        cJSON_AddItemToArray(layers, cJSON_CreateIntArray(r->replicas + (size_t)l * r->E, r->E));
+    }
     if (r->bytes) {
       cJSON *b = cJSON_AddObjectToObject(o, "bytes");
       for (int p = 0; p < SMOE_PHASE_COUNT; p++)

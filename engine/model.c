@@ -148,15 +148,24 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->B = B;
   m->comm = comm;
   m->G = smoe_comm_size(comm), m->rank = smoe_comm_rank(comm);
-  if (smoe_placement_static(&m->placement, d->L, d->E, m->G, err) != 0) return -1;
-  m->S = m->placement.S;
+  if ((m->S = smoe_slots_per_rank(c->policy, c->slots_per_rank, d->E, m->G, err)) < 0) return -1;
+  smoe_placement_init(&m->placement, d->L, d->E, m->G, m->S);
+  m->route = xmalloc(sizeof(int) * (size_t)d->L * m->G * d->E);
+  if (strcmp(c->policy, "random") == 0) {
+    smoe_placement_random(&m->placement, c->seed, 0);
+  } else if (smoe_placement_static(&m->placement, err) != 0) {
+    smoe_placement_free(&m->placement);
+    free(m->route);
+    return -1;
+  }
+  smoe_placement_routes(&m->placement, m->route);
   m->capacity_on = strcmp(c->policy, "capacity") == 0;
   m->capacity_factor = c->capacity_factor, m->min_capacity = c->min_capacity;
   m->drop_by_weight = strcmp(c->drop_order, "weight") == 0;
-  m->expert_slot = xmalloc(sizeof(int) * (size_t)d->L * d->E);
-  for (int l = 0; l < d->L; l++)
-    for (int e = 0; e < d->E; e++)
-      m->expert_slot[(size_t)l * d->E + e] = smoe_placement_slot_of(&m->placement, l, e);
+  /* slot s holds expert s exactly when one rank has every expert in order */
+  int identity = m->G == 1 && m->S == d->E;
+  for (int s = 0; identity && s < m->S; s++)
+    for (int l = 0; l < d->L; l++) identity &= m->placement.slot_expert[(size_t)l * m->S + s] == s;
 
   const size_t P = smoe_expert_numel(d->D, d->F);
   m->dense_mem = dense_layout(&m->p, d, &m->n_dense);
@@ -165,7 +174,7 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->experts = xcalloc(m->n_experts, sizeof(real));
   m->experts_grad = xcalloc(m->n_experts, sizeof(real));
   m->experts_full =
-      m->G == 1 ? m->experts : xcalloc(smoe_mul((size_t)d->L * d->E, P), sizeof(real));
+      identity ? m->experts : xcalloc(smoe_mul((size_t)d->L * d->E, P), sizeof(real));
   m->expert_bias = xcalloc((size_t)d->L * d->E, sizeof(real));
   build_tensor_table(m);
   init_params(m, c->seed, c->init_std); /* every expert, into experts_full */
@@ -242,13 +251,9 @@ void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
   m->own_comm = 1;
 }
 
-void smoe_model_gather_experts(smoe_model_t *m) {
-  if (m->experts_full == m->experts) return;
-  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F), SP = (size_t)m->S * P;
-  /* static placement: rank g's slots hold experts g*S .. g*S+S-1 */
-  for (int l = 0; l < m->dims.L; l++)
-    smoe_comm_allgather(m->comm, m->experts + l * SP, m->experts_full + (size_t)l * m->dims.E * P,
-                        SP * sizeof(real), SMOE_PHASE_OTHER);
+void smoe_model_set_placement(smoe_model_t *m, const smoe_placement_t *p) {
+  smoe_placement_copy(&m->placement, p);
+  smoe_placement_routes(&m->placement, m->route);
 }
 
 void smoe_model_scatter_experts(smoe_model_t *m) {
@@ -258,6 +263,7 @@ void smoe_model_scatter_experts(smoe_model_t *m) {
   for (int l = 0; l < m->dims.L; l++)
     for (int s = 0; s < S; s++) {
       int e = m->placement.slot_expert[((size_t)l * m->G + m->rank) * S + s];
+      if (e < 0) continue; /* an empty slot */
       memcpy(m->experts + ((size_t)l * S + s) * P, m->experts_full + ((size_t)l * E + e) * P,
              sizeof(real) * P);
     }
@@ -272,7 +278,7 @@ void smoe_model_free(smoe_model_t *m) {
   free(m->experts);
   free(m->experts_grad);
   free(m->expert_bias);
-  free(m->expert_slot);
+  free(m->route);
   smoe_placement_free(&m->placement);
   free(m->tensors);
   free(m->acts_mem);
@@ -332,7 +338,7 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
 
   smoe_dispatch_t *plan = &m->plans[l];
   smoe_dispatch_plan(plan, m->comm, pos, idx, m->capacity_on ? keep : NULL,
-                     m->expert_slot + (size_t)l * E, NK);
+                     m->route + ((size_t)l * m->G + m->rank) * E, NK);
   real *xe = a->xe + l * R * D, *ye_local = a->ye_local + l * NKmax * D;
   moe_gather(m->s.send, ln2, pos, N, K, D);
   smoe_dispatch_to_slots(plan, m->comm, m->s.send, m->s.recv, xe, D, SMOE_PHASE_DISPATCH);

@@ -115,8 +115,9 @@ typedef struct {
   real *experts;      /* (L, S, P) the expert replicas in this rank's slots */
   real *experts_grad; /* (L, S, P) */
   size_t n_experts;   /* L * S * P */
-  real *experts_full; /* (L, E, P) every expert, what the tensor table names; == experts in
-                         a world of one, else filled by smoe_model_gather_experts */
+  real *experts_full; /* (L, E, P) every expert, what the tensor table names; == experts
+                         when one rank's slots hold every expert in order, else filled by
+                         the caller (the optimizer shards) */
   real *expert_bias;  /* (L, E) aux-loss-free selection bias; not trained by gradients */
 
   /* the world and the placement */
@@ -124,7 +125,7 @@ typedef struct {
   int own_comm; /* comm was created by the model (a world of one) */
   int G, rank, S;
   smoe_placement_t placement;
-  int *expert_slot;  /* (L, E) global slot (g*S + s) of each expert */
+  int *route;        /* (L, G, E) global slot (g*S + s) that rank q's tokens for e go to */
   int capacity_on, drop_by_weight; /* the capacity policy */
   double capacity_factor;
   int64_t min_capacity;
@@ -171,9 +172,10 @@ void smoe_model_zero_grad(smoe_model_t *m);
  * dense gradients are then summed over the ranks (all-reduce, dense_grad). */
 void smoe_model_backward(smoe_model_t *m);
 
-/* experts_full <- every rank's slots (all ranks call it). */
-void smoe_model_gather_experts(smoe_model_t *m);
-/* this rank's slots <- experts_full. */
+/* Takes placement p (a copy) for the next forward: routes tokens to it. The
+ * slots must already hold its weights (smoe_shards_weights). */
+void smoe_model_set_placement(smoe_model_t *m, const smoe_placement_t *p);
+/* this rank's slots <- experts_full, for the current placement. */
 void smoe_model_scatter_experts(smoe_model_t *m);
 
 /* A tensor's values: dense ones live, expert ones in experts_full. */

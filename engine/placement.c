@@ -4,22 +4,11 @@
 #include <math.h>
 #include <string.h>
 
-int smoe_placement_static(smoe_placement_t *p, int L, int E, int G, smoe_err_t *err) {
-  memset(p, 0, sizeof *p);
-  if (G < 1 || E % G != 0)
-    return smoe_fail(err,
-                     "the static placement needs moe.num_experts (%d) divisible by the number of "
-                     "ranks (%d); use a rank count that divides %d",
-                     E, G, E);
-  p->L = L, p->E = E, p->G = G, p->S = E / G;
-  p->slot_expert = xmalloc(sizeof(int) * (size_t)L * E);
-  p->replicas = xmalloc(sizeof(int) * (size_t)L * E);
-  for (int l = 0; l < L; l++)
-    for (int e = 0; e < E; e++) {
-      p->slot_expert[(size_t)l * E + e] = e; /* rank e / S, slot e % S */
-      p->replicas[(size_t)l * E + e] = 1;
-    }
-  return 0;
+void smoe_placement_init(smoe_placement_t *p, int L, int E, int G, int S) {
+  p->L = L, p->E = E, p->G = G, p->S = S;
+  p->slot_expert = xmalloc(sizeof(int) * (size_t)L * G * S);
+  p->replicas = xcalloc((size_t)L * E, sizeof(int));
+  for (size_t i = 0; i < (size_t)L * G * S; i++) p->slot_expert[i] = -1;
 }
 
 void smoe_placement_free(smoe_placement_t *p) {
@@ -28,11 +17,130 @@ void smoe_placement_free(smoe_placement_t *p) {
   memset(p, 0, sizeof *p);
 }
 
-int smoe_placement_slot_of(const smoe_placement_t *p, int l, int e) {
-  const int *se = p->slot_expert + (size_t)l * p->G * p->S;
-  for (int i = 0; i < p->G * p->S; i++)
-    if (se[i] == e) return i;
-  return -1;
+void smoe_placement_copy(smoe_placement_t *dst, const smoe_placement_t *src) {
+  memcpy(dst->slot_expert, src->slot_expert, sizeof(int) * (size_t)src->L * src->G * src->S);
+  memcpy(dst->replicas, src->replicas, sizeof(int) * (size_t)src->L * src->E);
+}
+
+int smoe_slots_per_rank(const char *policy, int requested, int E, int G, smoe_err_t *err) {
+  int adaptive = strcmp(policy, "static") != 0 && strcmp(policy, "capacity") != 0;
+  int per = (E + G - 1) / G; /* E/G rounded up */
+  int S = requested > 0 ? requested : adaptive ? (per + 1 > 2 * per ? per + 1 : 2 * per) : E / G;
+  if (requested <= 0 && S > E) S = E; /* a rank holds at most one replica of each expert */
+  if ((int64_t)G * S < E || S < 1)
+    return smoe_fail(err,
+                     "placement.slots_per_rank = %d is too few: %d ranks x %d slots must hold all "
+                     "%d experts (need at least %d)",
+                     S, G, S, E, per);
+  return S;
+}
+
+static void count_replicas(smoe_placement_t *p) {
+  memset(p->replicas, 0, sizeof(int) * (size_t)p->L * p->E);
+  for (int l = 0; l < p->L; l++)
+    for (int i = 0; i < p->G * p->S; i++) {
+      int e = p->slot_expert[((size_t)l * p->G) * p->S + i];
+      if (e >= 0) p->replicas[(size_t)l * p->E + e]++;
+    }
+}
+
+int smoe_placement_static(smoe_placement_t *p, smoe_err_t *err) {
+  const int E = p->E, G = p->G, per = E / G;
+  if (E % G != 0)
+    return smoe_fail(err,
+                     "the static placement needs moe.num_experts (%d) divisible by the number of "
+                     "ranks (%d); use a rank count that divides %d",
+                     E, G, E);
+  if (p->S < per)
+    return smoe_fail(err, "the static placement needs %d slots per rank, placement.slots_per_rank "
+                     "is %d", per, p->S);
+  for (int l = 0; l < p->L; l++)
+    for (int g = 0; g < G; g++)
+      for (int s = 0; s < p->S; s++)
+        p->slot_expert[((size_t)l * G + g) * p->S + s] = s < per ? g * per + s : -1;
+  count_replicas(p);
+  return 0;
+}
+
+void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step) {
+  const int E = p->E, G = p->G, S = p->S;
+  int *order = xmalloc(sizeof(int) * (size_t)E), *fill = xmalloc(sizeof(int) * (size_t)G);
+  int *cand = xmalloc(sizeof(int) * (size_t)(E > G ? E : G));
+  for (int l = 0; l < p->L; l++) {
+    uint64_t r = smoe_mix64(seed ^ smoe_mix64(0x9ace0000ull + (uint64_t)step * 4096 + (uint64_t)l));
+    int *se = p->slot_expert + (size_t)l * G * S;
+    for (int i = 0; i < G * S; i++) se[i] = -1;
+    for (int g = 0; g < G; g++) fill[g] = 0;
+    for (int e = 0; e < E; e++) order[e] = e;
+    for (int e = E - 1; e > 0; e--) { /* Fisher-Yates */
+      r = smoe_mix64(r);
+      int j = (int)(r % (uint64_t)(e + 1)), t = order[e];
+      order[e] = order[j], order[j] = t;
+    }
+    /* every expert once, each on a random rank with a free slot (G*S >= E) */
+    for (int i = 0; i < E; i++) {
+      int n = 0;
+      for (int g = 0; g < G; g++)
+        if (fill[g] < S) cand[n++] = g;
+      r = smoe_mix64(r);
+      int g = cand[r % (uint64_t)n];
+      se[g * S + fill[g]++] = order[i];
+    }
+    /* the remaining slots: a random expert not yet on that rank */
+    for (int g = 0; g < G; g++)
+      while (fill[g] < S) {
+        int n = 0;
+        for (int e = 0; e < E; e++) {
+          int here = 0;
+          for (int s = 0; s < fill[g]; s++) here |= se[g * S + s] == e;
+          if (!here) cand[n++] = e;
+        }
+        if (n == 0) break; /* the rank holds every expert already */
+        r = smoe_mix64(r);
+        se[g * S + fill[g]++] = cand[r % (uint64_t)n];
+      }
+  }
+  count_replicas(p);
+  free(order), free(fill), free(cand);
+}
+
+int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err) {
+  for (int l = 0; l < p->L; l++)
+    for (int e = 0; e < p->E; e++) {
+      int n = 0;
+      for (int g = 0; g < p->G; g++) {
+        int here = 0;
+        for (int s = 0; s < p->S; s++) here += p->slot_expert[((size_t)l * p->G + g) * p->S + s] == e;
+        if (here > 1)
+          return smoe_fail(err, "layer %d: expert %d has %d replicas on rank %d", l, e, here, g);
+        n += here;
+      }
+      if (n == 0) return smoe_fail(err, "layer %d: expert %d has no slot", l, e);
+      if (n != p->replicas[(size_t)l * p->E + e])
+        return smoe_fail(err, "layer %d: expert %d replica count %d, slots say %d", l, e,
+                         p->replicas[(size_t)l * p->E + e], n);
+    }
+  return 0;
+}
+
+void smoe_placement_routes(const smoe_placement_t *p, int *route) {
+  const int E = p->E, G = p->G, S = p->S;
+  int *where = xmalloc(sizeof(int) * (size_t)G);
+  for (int l = 0; l < p->L; l++) {
+    const int *se = p->slot_expert + (size_t)l * G * S;
+    for (int e = 0; e < E; e++) {
+      int n = 0; /* global slots of e's replicas, in rank order */
+      for (int i = 0; i < G * S; i++)
+        if (se[i] == e) where[n++] = i;
+      for (int q = 0; q < G; q++) {
+        int slot = n ? where[q % n] : -1;
+        for (int k = 0; k < n; k++)
+          if (where[k] / S == q) slot = where[k]; /* a replica on the token's rank */
+        route[((size_t)l * G + q) * E + e] = slot;
+      }
+    }
+  }
+  free(where);
 }
 
 int64_t smoe_capacity(double capacity_factor, int64_t min_capacity, int K, int64_t n_tokens,

@@ -15,13 +15,35 @@ typedef struct {
   int *replicas;    /* (L, E) replicas per expert */
 } smoe_placement_t;
 
-/* The `static` policy: one replica per expert, expert e in slot e % S of rank
- * e / S, S = E / G. E not divisible by G is an error saying so. */
-int smoe_placement_static(smoe_placement_t *p, int L, int E, int G, smoe_err_t *err);
+/* Allocates an empty placement (every slot -1). */
+void smoe_placement_init(smoe_placement_t *p, int L, int E, int G, int S);
 void smoe_placement_free(smoe_placement_t *p);
+void smoe_placement_copy(smoe_placement_t *dst, const smoe_placement_t *src);
 
-/* Global slot (g * S + s) of expert e's first replica in layer l. */
-int smoe_placement_slot_of(const smoe_placement_t *p, int l, int e);
+/* Slots per rank for a policy: `requested` if > 0 (it must satisfy G*S >= E;
+ * slots beyond E on a rank stay empty, a rank holding at most one replica of
+ * each expert), else E/G for static and capacity, min(E, max(E/G + 1, 2E/G))
+ * (E/G rounded up) for the adaptive policies. Returns S, or -1 with err. */
+int smoe_slots_per_rank(const char *policy, int requested, int E, int G, smoe_err_t *err);
+
+/* The `static` policy: one replica per expert, expert e in slot e % (E/G) of
+ * rank e / (E/G); slots beyond E/G stay empty. E not divisible by G is an
+ * error saying so. p must be initialised with S >= E/G. */
+int smoe_placement_static(smoe_placement_t *p, smoe_err_t *err);
+
+/* The `random` policy (for tests): a new placement per (seed, step), every
+ * expert at least once, replicas of an expert on distinct ranks, the other
+ * slots filled with random experts where a rank can take one more. */
+void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step);
+
+/* Checks the invariants (every expert placed, replicas on distinct ranks,
+ * replica counts consistent). Returns 0 or -1 with err. */
+int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err);
+
+/* route (L, G, E): the global slot (g * S + s) that rank q's tokens for
+ * expert e go to: its replica on rank q if there is one (tokens stay
+ * local), else its replicas in rank order, taken round-robin by q. */
+void smoe_placement_routes(const smoe_placement_t *p, int *route);
 
 /* Capacity per expert on one rank (DeepSpeed/GShard):
  * max(min_capacity, ceil(capacity_factor * K * n_tokens / E)). */

@@ -14,7 +14,9 @@
 #include "eval.h"
 #include "hf.h"
 #include "metrics.h"
+#include "moe.h"
 #include "optim.h"
+#include "shards.h"
 
 void openblas_set_num_threads(int);
 
@@ -72,6 +74,16 @@ static void update_expert_bias(smoe_model_t *m, double rate) {
   }
 }
 
+/* The placement of step `step` (the policy's decision; pure, the same on
+ * every rank): static and capacity keep theirs, random draws a new one. */
+static void next_placement(smoe_placement_t *next, const smoe_placement_t *now,
+                           const smoe_config_t *c, int64_t step) {
+  if (strcmp(c->policy, "random") == 0)
+    smoe_placement_random(next, c->seed, step);
+  else
+    smoe_placement_copy(next, now);
+}
+
 /* Tokens each rank computed in each layer (G, L), all-gathered; the
  * imbalance per layer (max over ranks / mean) into imb (L); returns the mean
  * over layers. */
@@ -112,6 +124,9 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   cJSON_AddStringToObject(o, "policy", c->policy);
   cJSON_AddNumberToObject(o, "mean_imbalance", r->mean_imbalance);
   cJSON_AddNumberToObject(o, "dropped_tokens", (double)r->dropped_tokens);
+  cJSON_AddStringToObject(o, "expert_optimizer", c->expert_optimizer);
+  cJSON_AddNumberToObject(o, "expert_optimizer_bytes_per_rank", (double)r->expert_optimizer_bytes);
+  cJSON_AddNumberToObject(o, "optimizer_bytes_per_rank", (double)r->optimizer_bytes);
   cJSON_AddNumberToObject(o, "threads", threads);
   cJSON_AddStringToObject(o, "precision", SMOE_REAL_NAME);
   cJSON_AddNumberToObject(o, "seed", (double)c->seed);
@@ -178,13 +193,21 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                    "[model] vocab_size = %d is smaller than the data's vocabulary (%d tokens); "
                    "set model.vocab_size >= %d",
                    c->vocab_size, data.vocab_size, data.vocab_size);
-  const int B = c->global_batch_size / G, T = c->seq_len;
+  const int B = c->global_batch_size / G, T = c->seq_len, L0 = c->n_layers;
   smoe_model_t m;
   int have_model = rc == 0 && smoe_model_init_dist(&m, c, B, comm, err) == 0;
   if (rc == 0 && !have_model) rc = -1;
   if (rc == 0 && init_hf) {
     rc = smoe_hf_load(&m, init_hf, err); /* every expert, into experts_full */
     if (rc == 0) smoe_model_scatter_experts(&m);
+  }
+  smoe_shards_t sh; /* the experts' optimizer state: this rank's slices */
+  if (rc == 0) {
+    smoe_shards_init(&sh, c->n_layers, c->num_experts, smoe_expert_numel(c->dim, c->expert_dim),
+                     m.S, comm, strcmp(c->expert_optimizer, "replicated") == 0);
+    smoe_shards_load(&sh, m.experts_full);
+    res->optimizer_bytes = smoe_shards_state_bytes(&sh) + 2 * m.n_dense * sizeof(real);
+    res->expert_optimizer_bytes = smoe_shards_state_bytes(&sh);
   }
   if (rc != 0) {
     if (have_model) smoe_model_free(&m);
@@ -193,7 +216,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     return -1;
   }
   real *dm = xcalloc(m.n_dense, sizeof(real)), *dv = xcalloc(m.n_dense, sizeof(real));
-  real *em = xcalloc(m.n_experts, sizeof(real)), *ev = xcalloc(m.n_experts, sizeof(real));
+  smoe_placement_t next;
+  smoe_placement_init(&next, L0, c->num_experts, G, m.S);
   int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
   const int L = c->n_layers, E = c->num_experts;
   int64_t *rank_tokens = xmalloc(sizeof(int64_t) * (size_t)G * L);
@@ -231,21 +255,30 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     smoe_model_forward(&m, batch, B);
     smoe_model_zero_grad(&m);
     smoe_model_backward(&m);
-    /* the global norm: dense gradients are equal on every rank after the
-     * all-reduce; each expert slot lives on one rank */
-    double expert_sq = smoe_sumsq(m.experts_grad, m.n_experts);
-    smoe_comm_allreduce_f64(comm, &expert_sq, 1, SMOE_PHASE_OTHER);
+    /* expert gradients: every replica's slot gradient, slice g to rank g */
+    smoe_shards_grads(&sh, comm, &m.placement, m.experts_grad);
+    /* the global norm: dense gradients are equal on every rank after their
+     * all-reduce; each expert slice lives on one rank (on all: replicated) */
+    double expert_sq = smoe_sumsq(sh.grad, sh.n);
+    if (!sh.replicated) smoe_comm_allreduce_f64(comm, &expert_sq, 1, SMOE_PHASE_OTHER);
     double norm = sqrt(smoe_sumsq(m.dense_grad_mem, m.n_dense) + expert_sq);
     double clip = smoe_clip_factor(norm, c->grad_clip);
     if (clip < 1.0) {
       smoe_scale(m.dense_grad_mem, m.n_dense, (real)clip);
-      smoe_scale(m.experts_grad, m.n_experts, (real)clip);
+      smoe_scale(sh.grad, sh.n, (real)clip);
     }
     smoe_adamw_t o = {smoe_lr_at(step, c->warmup_steps, c->steps, c->lr, c->min_lr), c->beta1,
                       c->beta2, c->adam_eps, c->weight_decay};
     smoe_adamw_step(m.dense_mem, m.dense_grad_mem, dm, dv, m.n_dense, &o, step + 1);
-    smoe_adamw_step(m.experts, m.experts_grad, em, ev, m.n_experts, &o, step + 1);
+    smoe_adamw_step(sh.master, sh.grad, sh.exp_avg, sh.exp_avg_sq, sh.n, &o, step + 1);
     if (c->bias_update_rate > 0) update_expert_bias(&m, c->bias_update_rate);
+    /* the policy's placement for the next step, then the updated weights go
+     * straight to its slots: the same bytes whether or not it changed */
+    int *replicas = xmalloc(sizeof(int) * (size_t)L * E);
+    memcpy(replicas, m.placement.replicas, sizeof(int) * (size_t)L * E);
+    next_placement(&next, &m.placement, c, step + 1);
+    smoe_shards_weights(&sh, comm, &next, m.experts);
+    smoe_model_set_placement(&m, &next);
     double dt = smoe_now() - t0;
     res->train_s += dt;
     tokens += (int64_t)c->global_batch_size * T;
@@ -264,7 +297,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                             .tokens = tokens, .step_tokens = (int64_t)c->global_batch_size * T,
                             .step_time_s = dt, .expert_counts = m.expert_counts, .L = L, .E = E,
                             .G = G, .rank_tokens = rank_tokens, .imbalance = mean_imb,
-                            .layer_imbalance = imb, .dropped = dropped, .bytes = bytes};
+                            .layer_imbalance = imb, .dropped = dropped, .bytes = bytes,
+                            .replicas = replicas};
     res->final_train_loss = m.ce;
     int last = step + 1 == c->steps;
     int eval = last || (c->eval_every > 0 && (step + 1) % c->eval_every == 0);
@@ -277,6 +311,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     }
     if (mt) rc = smoe_metrics_step(mt, &r, eval || (step + 1) % c->log_every == 0, err);
     free(counts);
+    free(replicas);
     smoe_comm_reset_bytes(comm);
     if (rc != 0) break;
     if (!isfinite(m.loss)) {
@@ -290,7 +325,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   res->tokens_per_s = res->train_s > 0 ? (double)tokens / res->train_s : 0;
   res->model_flops_per_s = res->tokens_per_s * flops_tok;
   /* after an error on this rank only, no more collectives: the caller aborts the job */
-  if (rc == 0) smoe_model_gather_experts(&m);
+  if (rc == 0) smoe_shards_gather(&sh, comm, m.experts_full);
   res->wall_s = smoe_now() - t_start;
   if (rc == 0) {
     NOTE("done: %lld steps in %.1f s, final train loss %.4f, val loss %.4f (at step 0: %.4f), "
@@ -308,7 +343,9 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   smoe_metrics_close(mt);
   free(batch);
   free(rank_tokens), free(imb);
-  free(dm), free(dv), free(em), free(ev);
+  free(dm), free(dv);
+  smoe_placement_free(&next);
+  smoe_shards_free(&sh);
   smoe_model_free(&m);
   smoe_data_free(&data);
   return rc;

@@ -18,6 +18,8 @@ typedef struct {
   int ranks;
   double mean_imbalance;  /* tokens computed per rank, max / mean, over layers and steps */
   int64_t dropped_tokens; /* assignments dropped by the capacity policy, all steps */
+  size_t expert_optimizer_bytes; /* this rank's expert AdamW state (master, m, v), allocated */
+  size_t optimizer_bytes;        /* the same plus the dense parameters' m and v */
 } smoe_train_result_t;
 
 /* Trains per the (validated) config on the ranks of comm (every rank calls
