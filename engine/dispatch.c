@@ -23,18 +23,17 @@ void smoe_dispatch_free(smoe_dispatch_t *d) {
   memset(d, 0, sizeof *d);
 }
 
-void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
-                        const uint8_t *keep, const int *expert_slot, int NK) {
+/* The plan from each assignment's global slot (slot_of[a], -1 = dropped). */
+static void build_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int *slot_of, int NK) {
   const int G = d->G, S = d->S, GS = G * S, r = d->rank;
   int64_t *local = xcalloc((size_t)GS, sizeof(int64_t)), *fill = xmalloc(sizeof(int64_t) * GS);
   for (int a = 0; a < NK; a++)
-    if (!keep || keep[a]) local[expert_slot[idx[a]]]++;
+    if (slot_of[a] >= 0) local[slot_of[a]]++;
   /* send order: by global slot, assignments in order within a slot */
   int64_t at = 0;
   for (int gs = 0; gs < GS; gs++) fill[gs] = at, at += local[gs];
   d->rows_send = at;
-  for (int a = 0; a < NK; a++)
-    pos[a] = (!keep || keep[a]) ? (int)fill[expert_slot[idx[a]]]++ : -1;
+  for (int a = 0; a < NK; a++) pos[a] = slot_of[a] >= 0 ? (int)fill[slot_of[a]]++ : -1;
   for (int g = 0; g < G; g++) {
     d->send_counts[g] = 0;
     for (int s = 0; s < S; s++) d->send_counts[g] += local[g * S + s];
@@ -70,6 +69,46 @@ void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int3
   }
   free(local);
   free(fill);
+}
+
+void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
+                        const uint8_t *keep, const int *expert_slot, int NK) {
+  int *slot_of = xmalloc(sizeof(int) * (size_t)(NK ? NK : 1));
+  for (int a = 0; a < NK; a++) slot_of[a] = (!keep || keep[a]) ? expert_slot[idx[a]] : -1;
+  build_plan(d, c, pos, slot_of, NK);
+  free(slot_of);
+}
+
+void smoe_dispatch_plan_split(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
+                              const uint8_t *keep, const int64_t *quota, const int *slot_expert,
+                              int E, int NK) {
+  const int GS = d->G * d->S;
+  /* each expert's slots in global order, and how much each may still take */
+  int *first = xmalloc(sizeof(int) * (size_t)(E + 1)), *slots = xmalloc(sizeof(int) * GS);
+  int *next = xcalloc((size_t)E, sizeof(int)), *slot_of = xmalloc(sizeof(int) * (size_t)(NK ? NK : 1));
+  int64_t *left = xmalloc(sizeof(int64_t) * GS);
+  memcpy(left, quota, sizeof(int64_t) * GS);
+  int n = 0;
+  for (int e = 0; e < E; e++) {
+    first[e] = n;
+    for (int gs = 0; gs < GS; gs++)
+      if (slot_expert[gs] == e) slots[n++] = gs;
+  }
+  first[E] = n;
+  for (int a = 0; a < NK; a++) {
+    slot_of[a] = -1;
+    if (keep && !keep[a]) continue;
+    int e = idx[a];
+    while (next[e] < first[e + 1] - first[e] && left[slots[first[e] + next[e]]] == 0) next[e]++;
+    if (next[e] == first[e + 1] - first[e]) {
+      fprintf(stderr, "swiftmoe: internal error: the split gives expert %d too few tokens\n", e);
+      smoe_comm_abort(c, 1);
+    }
+    slot_of[a] = slots[first[e] + next[e]];
+    left[slot_of[a]]--;
+  }
+  build_plan(d, c, pos, slot_of, NK);
+  free(first), free(slots), free(next), free(slot_of), free(left);
 }
 
 void smoe_dispatch_to_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *send,

@@ -36,6 +36,14 @@ void smoe_dispatch_free(smoe_dispatch_t *d);
 void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
                         const uint8_t *keep, const int *expert_slot, int NK);
 
+/* The same with the load-aware split: this rank's assignments to expert e
+ * fill e's slots (slot_expert (G*S)) in global slot order, each up to
+ * quota[gs] tokens (this rank's row of the split; quotas must cover every
+ * kept assignment). */
+void smoe_dispatch_plan_split(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
+                              const uint8_t *keep, const int64_t *quota, const int *slot_expert,
+                              int E, int NK);
+
 /* send (rows_send, D), send order -> out (rows_recv, D), slot order. */
 void smoe_dispatch_to_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *send,
                             real *scratch, real *out, int D, smoe_phase_t phase);
