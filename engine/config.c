@@ -126,16 +126,21 @@ static const cfg_key_t keys[] = {
     U64("training", "seed", seed, "1337", "seed of the init and of the data sampling"),
     INT("training", "threads", threads, "0", 0, 1024, NULL, "OpenMP/BLAS threads; 0 = all cores"),
 
-    STR("placement", "policy", policy, "static", "static capacity random", NULL,
-        "expert placement: static = one replica per expert, expert e on rank e / (E/G), no "
-        "token dropped; capacity = the same placement, tokens over capacity dropped "
-        "(DeepSpeed/GShard); random = a new random placement every step (for tests)"),
+    STR("placement", "policy", policy, "swiftmoe", "swiftmoe static capacity random symi", NULL,
+        "expert placement: swiftmoe = replicas re-planned every step from the last loads, tokens "
+        "split over replicas so no rank waits, no drops; static = one replica per expert, expert "
+        "e on rank e / (E/G); capacity = static with tokens over capacity dropped "
+        "(DeepSpeed/GShard); random = a new random placement every step (tests); symi = the "
+        "paper's proportional/contiguous plan, even split, drops over capacity"),
+    DBL("placement", "load_ema", load_ema, "0", '[', 0, 1, ')', NULL,
+        "swiftmoe/symi: plan from loads smoothed as ema * previous + (1 - ema) * last step; 0 = "
+        "the last step's loads"),
     INT("placement", "slots_per_rank", slots_per_rank, "0", 0, 1 << 20, NULL,
         "S, expert slots per rank per layer; 0 = E/G for static and capacity, max(E/G+1, 2E/G) "
         "for adaptive policies; G*S >= E"),
     DBL("placement", "capacity_factor", capacity_factor, "1.0", '(', 0, INFINITY, ')', NULL,
         "capacity policy: capacity per expert per rank = max(min_capacity, ceil(factor * K * "
-        "local tokens / E))"),
+        "local tokens / E)); symi: replicas x ceil(factor * K * global tokens / (G * S))"),
     INT("placement", "min_capacity", min_capacity, "4", 0, INT_MAX, NULL,
         "capacity policy: the least capacity per expert per rank"),
     STR("placement", "drop_order", drop_order, "position", "position weight", NULL,

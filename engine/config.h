@@ -45,8 +45,9 @@ typedef struct {
   uint64_t seed;      /* init + data sampling */
   int threads;        /* OpenMP/BLAS threads; 0 = all cores */
   /* [placement] */
-  char policy[32];        /* expert placement policy: static, capacity or random */
+  char policy[32];        /* expert placement policy: see policy.h */
   int slots_per_rank;     /* S; 0 = the policy's default */
+  double load_ema;        /* swiftmoe/symi load smoothing */
   double capacity_factor; /* capacity policy */
   int min_capacity;
   char drop_order[16];    /* capacity policy: "position" or "weight" */

@@ -22,6 +22,7 @@ typedef struct {
   int64_t dropped;               /* assignments dropped this step (capacity), all layers */
   const int64_t *bytes;          /* (SMOE_PHASE_COUNT) bytes sent this step, all ranks; may be NULL */
   const int *replicas;           /* (L, E) replicas of each expert this step; may be NULL */
+  double plan_time_s, split_time_s; /* planning the next placement, splitting this step */
 } smoe_step_record_t;
 
 /* Opens dir/metrics.jsonl for writing; progress: "auto", "on" or "off";

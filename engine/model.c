@@ -7,6 +7,8 @@
 #include "data.h"
 #include "moe.h"
 #include "ops.h"
+#include "policy.h"
+#include "split.h"
 
 /* ---------------------------------------------------------------- layout */
 
@@ -151,14 +153,19 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   if ((m->S = smoe_slots_per_rank(c->policy, c->slots_per_rank, d->E, m->G, err)) < 0) return -1;
   smoe_placement_init(&m->placement, d->L, d->E, m->G, m->S);
   m->route = xmalloc(sizeof(int) * (size_t)d->L * m->G * d->E);
-  if (strcmp(c->policy, "random") == 0) {
-    smoe_placement_random(&m->placement, c->seed, 0);
-  } else if (smoe_placement_static(&m->placement, err) != 0) {
+  smoe_policy_t first;
+  if (smoe_policy_init(&first, c->policy, d->L, d->E, m->G, m->S, c->seed, 0, err) != 0 ||
+      smoe_policy_first(&first, &m->placement, err) != 0) {
+    smoe_policy_free(&first);
     smoe_placement_free(&m->placement);
     free(m->route);
     return -1;
   }
+  m->split_mode = smoe_policy_split_mode(first.kind);
+  smoe_policy_free(&first);
   smoe_placement_routes(&m->placement, m->route);
+  m->src_counts = xcalloc((size_t)d->L * m->G * d->E, sizeof(int64_t));
+  m->take = xcalloc((size_t)m->G * m->G * m->S, sizeof(int64_t));
   m->capacity_on = strcmp(c->policy, "capacity") == 0;
   m->capacity_factor = c->capacity_factor, m->min_capacity = c->min_capacity;
   m->drop_by_weight = strcmp(c->drop_order, "weight") == 0;
@@ -279,6 +286,8 @@ void smoe_model_free(smoe_model_t *m) {
   free(m->experts_grad);
   free(m->expert_bias);
   free(m->route);
+  free(m->src_counts);
+  free(m->take);
   smoe_placement_free(&m->placement);
   free(m->tensors);
   free(m->acts_mem);
@@ -297,6 +306,53 @@ void smoe_model_free(smoe_model_t *m) {
 }
 
 /* --------------------------------------------------------------- forward */
+
+/* Routing by the load-aware split (swiftmoe) or the even split (symi, with
+ * its drops): every rank's token counts per expert are all-gathered, every
+ * rank computes the same split, and this rank's row of it sets how many of
+ * its tokens for each expert go to each replica. */
+static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const real *gw,
+                        uint8_t *keep) {
+  const int E = m->dims.E, K = m->dims.K, G = m->G, S = m->S, NK = N * K;
+  const size_t NKmax = (size_t)m->B * m->dims.T * K;
+  const int *slot_expert = m->placement.slot_expert + (size_t)l * G * S;
+  int64_t *src = m->src_counts + (size_t)l * G * E, *mine = xcalloc((size_t)E, sizeof(int64_t));
+  double t0 = smoe_now();
+  for (int a = 0; a < NK; a++) mine[idx[a]]++;
+  smoe_comm_allgather(m->comm, mine, src, sizeof(int64_t) * E, SMOE_PHASE_COUNTS);
+  uint8_t *use_keep = NULL;
+  if (m->split_mode == 2) { /* symi: expert e keeps r_e x ceil(cf K T_global / (G S)) */
+    int64_t per_slot =
+        (int64_t)ceil(m->capacity_factor * K * (double)m->n_tokens / ((double)G * S));
+    int64_t *allowed = xmalloc(sizeof(int64_t) * (size_t)G * E);
+    m->dropped[l] = 0;
+    for (int e = 0; e < E; e++) {
+      int64_t total = 0, cap = per_slot * m->placement.replicas[(size_t)l * E + e], given = 0;
+      for (int q = 0; q < G; q++) total += src[(size_t)q * E + e];
+      for (int q = 0; q < G; q++) { /* the capacity shared in proportion, remainder to low ranks */
+        int64_t c = src[(size_t)q * E + e];
+        allowed[(size_t)q * E + e] = total <= cap ? c : (int64_t)((double)c * cap / (double)total);
+        given += allowed[(size_t)q * E + e];
+      }
+      for (int q = 0; q < G && total > cap && given < cap; q++)
+        if (allowed[(size_t)q * E + e] < src[(size_t)q * E + e]) allowed[(size_t)q * E + e]++, given++;
+      m->dropped[l] += total - given;
+    }
+    smoe_capacity_keep(keep, idx, gw, N, K, E, allowed + (size_t)m->rank * E, 0);
+    memcpy(src, allowed, sizeof(int64_t) * (size_t)G * E); /* what is routed */
+    use_keep = keep;
+    free(allowed);
+    smoe_split_even(src, slot_expert, E, G, S, m->take);
+  } else {
+    smoe_split(src, slot_expert, E, G, S, m->take);
+  }
+  m->split_time += smoe_now() - t0;
+  for (size_t i = 0; i < (size_t)G * G * S; i++) /* fingerprint: ranks must agree */
+    m->split_hash = smoe_mix64(m->split_hash ^ (uint64_t)m->take[i]);
+  smoe_dispatch_plan_split(&m->plans[l], m->comm, m->a.pos + l * NKmax, idx, use_keep,
+                           m->take + (size_t)m->rank * G * S, slot_expert, E, NK);
+  free(mine);
+}
 
 /* The sparse MoE block of layer l on this rank's N tokens: route, drop over
  * capacity (capacity policy), dispatch rows to the expert slots, compute,
@@ -332,13 +388,20 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
   m->dropped[l] = 0;
   if (m->capacity_on) {
     int64_t cap = smoe_capacity(m->capacity_factor, m->min_capacity, K, N, E);
-    m->dropped[l] = smoe_capacity_keep(keep, idx, gw, N, K, E, cap, m->drop_by_weight);
+    int64_t *caps = xmalloc(sizeof(int64_t) * (size_t)E);
+    for (int e = 0; e < E; e++) caps[e] = cap;
+    m->dropped[l] = smoe_capacity_keep(keep, idx, gw, N, K, E, caps, m->drop_by_weight);
+    free(caps);
     smoe_comm_allreduce_i64(m->comm, &m->dropped[l], 1, SMOE_PHASE_COUNTS);
   }
 
   smoe_dispatch_t *plan = &m->plans[l];
-  smoe_dispatch_plan(plan, m->comm, pos, idx, m->capacity_on ? keep : NULL,
-                     m->route + ((size_t)l * m->G + m->rank) * E, NK);
+  if (m->split_mode) {
+    route_split(m, l, N, idx, gw, keep);
+  } else {
+    smoe_dispatch_plan(plan, m->comm, pos, idx, m->capacity_on ? keep : NULL,
+                       m->route + ((size_t)l * m->G + m->rank) * E, NK);
+  }
   real *xe = a->xe + l * R * D, *ye_local = a->ye_local + l * NKmax * D;
   moe_gather(m->s.send, ln2, pos, N, K, D);
   smoe_dispatch_to_slots(plan, m->comm, m->s.send, m->s.recv, xe, D, SMOE_PHASE_DISPATCH);
@@ -368,6 +431,8 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
       m->targets[b * T + t] = tokens[(size_t)b * (T + 1) + t + 1];
     }
   m->n_tokens = N;
+  m->split_time = 0;
+  m->split_hash = 0;
   smoe_comm_allreduce_i64(m->comm, &m->n_tokens, 1, SMOE_PHASE_OTHER);
   embedding_forward(a->resid, m->inputs, p->embed, N, D);
 

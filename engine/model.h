@@ -126,6 +126,12 @@ typedef struct {
   int G, rank, S;
   smoe_placement_t placement;
   int *route;        /* (L, G, E) global slot (g*S + s) that rank q's tokens for e go to */
+  int split_mode;    /* 0: by route; 1: the load-aware split; 2: even split (symi) */
+  int64_t *src_counts; /* (L, G, E) the last forward's tokens from each rank to each expert
+                          (split modes; routed counts after symi's drops) */
+  int64_t *take;     /* (G, G*S) the split: tokens from each rank to each global slot */
+  double split_time; /* seconds splitting in the last forward */
+  uint64_t split_hash; /* fingerprint of the last forward's splits */
   int capacity_on, drop_by_weight; /* the capacity policy */
   double capacity_factor;
   int64_t min_capacity;

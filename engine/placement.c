@@ -35,7 +35,7 @@ int smoe_slots_per_rank(const char *policy, int requested, int E, int G, smoe_er
   return S;
 }
 
-static void count_replicas(smoe_placement_t *p) {
+void smoe_placement_count_replicas(smoe_placement_t *p) {
   memset(p->replicas, 0, sizeof(int) * (size_t)p->L * p->E);
   for (int l = 0; l < p->L; l++)
     for (int i = 0; i < p->G * p->S; i++) {
@@ -58,7 +58,7 @@ int smoe_placement_static(smoe_placement_t *p, smoe_err_t *err) {
     for (int g = 0; g < G; g++)
       for (int s = 0; s < p->S; s++)
         p->slot_expert[((size_t)l * G + g) * p->S + s] = s < per ? g * per + s : -1;
-  count_replicas(p);
+  smoe_placement_count_replicas(p);
   return 0;
 }
 
@@ -100,7 +100,7 @@ void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step) {
         se[g * S + fill[g]++] = cand[r % (uint64_t)n];
       }
   }
-  count_replicas(p);
+  smoe_placement_count_replicas(p);
   free(order), free(fill), free(cand);
 }
 
@@ -164,7 +164,7 @@ static int by_rank(const void *x, const void *y) {
 }
 
 int64_t smoe_capacity_keep(uint8_t *keep, const int32_t *idx, const real *gw, int N, int K, int E,
-                           int64_t capacity, int weight_order) {
+                           const int64_t *capacity, int weight_order) {
   const int NK = N * K;
   ranked_t *r = xmalloc(sizeof *r * (size_t)(NK ? NK : 1));
   int64_t *used = xcalloc((size_t)E, sizeof(int64_t)), dropped = 0;
@@ -173,7 +173,7 @@ int64_t smoe_capacity_keep(uint8_t *keep, const int32_t *idx, const real *gw, in
   if (weight_order) qsort(r, (size_t)NK, sizeof *r, by_rank);
   for (int i = 0; i < NK; i++) {
     int a = r[i].n * K + r[i].k;
-    keep[a] = used[idx[a]] < capacity;
+    keep[a] = used[idx[a]] < capacity[idx[a]];
     used[idx[a]] += keep[a];
     dropped += !keep[a];
   }

@@ -36,6 +36,9 @@ int smoe_placement_static(smoe_placement_t *p, smoe_err_t *err);
  * slots filled with random experts where a rank can take one more. */
 void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step);
 
+/* replicas <- counted from slot_expert. */
+void smoe_placement_count_replicas(smoe_placement_t *p);
+
 /* Checks the invariants (every expert placed, replicas on distinct ranks,
  * replica counts consistent). Returns 0 or -1 with err. */
 int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err);
@@ -50,12 +53,12 @@ void smoe_placement_routes(const smoe_placement_t *p, int *route);
 int64_t smoe_capacity(double capacity_factor, int64_t min_capacity, int K, int64_t n_tokens,
                       int E);
 
-/* Marks which of the N*K assignments (idx, gw: (N, K)) an expert keeps under
- * `capacity`: keep[a] = 1 or 0. Priority: by position (all first choices in
+/* Marks which of the N*K assignments (idx, gw: (N, K)) each expert e keeps
+ * under its capacity[e] (E): keep[a] = 1 or 0. Priority: by position (all first choices in
  * token order, then all second choices, ... as DeepSpeed's top-k gating), or
  * with by_weight set, highest gate weight first (ties: position). Returns the
  * number dropped. */
 int64_t smoe_capacity_keep(uint8_t *keep, const int32_t *idx, const real *gw, int N, int K, int E,
-                           int64_t capacity, int by_weight);
+                           const int64_t *capacity, int by_weight);
 
 #endif

@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "moe.h"
 #include "optim.h"
+#include "policy.h"
 #include "shards.h"
 
 void openblas_set_num_threads(int);
@@ -74,14 +75,24 @@ static void update_expert_bias(smoe_model_t *m, double rate) {
   }
 }
 
-/* The placement of step `step` (the policy's decision; pure, the same on
- * every rank): static and capacity keep theirs, random draws a new one. */
-static void next_placement(smoe_placement_t *next, const smoe_placement_t *now,
-                           const smoe_config_t *c, int64_t step) {
-  if (strcmp(c->policy, "random") == 0)
-    smoe_placement_random(next, c->seed, step);
-  else
-    smoe_placement_copy(next, now);
+/* What the static placement (expert e on rank e / (E/G)) would have cost on
+ * this step's global loads: max over ranks / mean, averaged over layers; 0
+ * when E is not divisible by G. */
+static double static_imbalance(const smoe_model_t *m) {
+  const int L = m->dims.L, E = m->dims.E, G = m->G;
+  if (E % G) return 0;
+  double sum = 0;
+  for (int l = 0; l < L; l++) {
+    int64_t mx = 0, total = 0;
+    for (int g = 0; g < G; g++) {
+      int64_t r = 0;
+      for (int e = g * (E / G); e < (g + 1) * (E / G); e++) r += m->expert_counts[(size_t)l * E + e];
+      total += r;
+      if (r > mx) mx = r;
+    }
+    sum += total ? (double)mx * G / (double)total : 1.0;
+  }
+  return sum / L;
 }
 
 /* Tokens each rank computed in each layer (G, L), all-gathered; the
@@ -123,6 +134,8 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   cJSON_AddNumberToObject(o, "ranks", r->ranks);
   cJSON_AddStringToObject(o, "policy", c->policy);
   cJSON_AddNumberToObject(o, "mean_imbalance", r->mean_imbalance);
+  if (r->static_imbalance > 0) /* static needs E divisible by G */
+    cJSON_AddNumberToObject(o, "static_imbalance_replayed", r->static_imbalance);
   cJSON_AddNumberToObject(o, "dropped_tokens", (double)r->dropped_tokens);
   cJSON_AddStringToObject(o, "expert_optimizer", c->expert_optimizer);
   cJSON_AddNumberToObject(o, "expert_optimizer_bytes_per_rank", (double)r->expert_optimizer_bytes);
@@ -218,6 +231,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   real *dm = xcalloc(m.n_dense, sizeof(real)), *dv = xcalloc(m.n_dense, sizeof(real));
   smoe_placement_t next;
   smoe_placement_init(&next, L0, c->num_experts, G, m.S);
+  smoe_policy_t policy;
+  smoe_policy_init(&policy, c->policy, L0, c->num_experts, G, m.S, c->seed, c->load_ema, err);
   int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
   const int L = c->n_layers, E = c->num_experts;
   int64_t *rank_tokens = xmalloc(sizeof(int64_t) * (size_t)G * L);
@@ -239,7 +254,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   NOTE("step 0: val loss %.4f over %lld windows", res->first_val_loss, (long long)val_windows);
   smoe_comm_reset_bytes(comm);
   int64_t tokens = 0;
-  double imb_sum = 0;
+  double imb_sum = 0, static_imb_sum = 0;
   /* SMOE_FAIL_AT=RANK:STEP makes that rank fail at that step: the test hook
    * for "a failing rank ends the whole job" */
   int fail_rank = -1;
@@ -276,7 +291,21 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
      * straight to its slots: the same bytes whether or not it changed */
     int *replicas = xmalloc(sizeof(int) * (size_t)L * E);
     memcpy(replicas, m.placement.replicas, sizeof(int) * (size_t)L * E);
-    next_placement(&next, &m.placement, c, step + 1);
+    double t_plan = smoe_now();
+    smoe_policy_next(&policy, m.expert_counts, m.split_mode ? m.src_counts : NULL, step + 1,
+                     &m.placement, &next);
+    t_plan = smoe_now() - t_plan;
+    /* every rank must hold the same plan and split: compare fingerprints */
+    uint64_t h = m.split_hash;
+    for (size_t i = 0; i < (size_t)L * G * m.S; i++) h = smoe_mix64(h ^ (uint64_t)next.slot_expert[i]);
+    int64_t fp[2] = {(int64_t)(h >> 1), -(int64_t)(h >> 1)};
+    smoe_comm_allreduce_max_i64(comm, fp, 2, SMOE_PHASE_OTHER);
+    if (fp[0] != -fp[1]) {
+      rc = smoe_fail(err, "ranks disagree on the placement or split of step %lld (internal error)",
+                     (long long)step + 1);
+      free(replicas);
+      break;
+    }
     smoe_shards_weights(&sh, comm, &next, m.experts);
     smoe_model_set_placement(&m, &next);
     double dt = smoe_now() - t0;
@@ -289,6 +318,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     smoe_comm_allreduce_i64(comm, bytes, SMOE_PHASE_COUNT, SMOE_PHASE_OTHER);
     double mean_imb = gather_load(&m, rank_tokens, imb);
     imb_sum += mean_imb;
+    static_imb_sum += static_imbalance(&m);
     int64_t dropped = 0;
     for (int l = 0; l < L; l++) dropped += m.dropped[l];
     res->dropped_tokens += dropped;
@@ -298,7 +328,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                             .step_time_s = dt, .expert_counts = m.expert_counts, .L = L, .E = E,
                             .G = G, .rank_tokens = rank_tokens, .imbalance = mean_imb,
                             .layer_imbalance = imb, .dropped = dropped, .bytes = bytes,
-                            .replicas = replicas};
+                            .replicas = replicas, .plan_time_s = t_plan,
+                            .split_time_s = m.split_time};
     res->final_train_loss = m.ce;
     int last = step + 1 == c->steps;
     int eval = last || (c->eval_every > 0 && (step + 1) % c->eval_every == 0);
@@ -322,17 +353,21 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     res->steps = step + 1;
   }
   res->mean_imbalance = res->steps ? imb_sum / (double)res->steps : 1.0;
+  res->static_imbalance = res->steps ? static_imb_sum / (double)res->steps : 1.0;
   res->tokens_per_s = res->train_s > 0 ? (double)tokens / res->train_s : 0;
   res->model_flops_per_s = res->tokens_per_s * flops_tok;
   /* after an error on this rank only, no more collectives: the caller aborts the job */
   if (rc == 0) smoe_shards_gather(&sh, comm, m.experts_full);
   res->wall_s = smoe_now() - t_start;
   if (rc == 0) {
+    char replay[64] = "";
+    if (res->static_imbalance > 0 && strcmp(c->policy, "static") != 0)
+      snprintf(replay, sizeof replay, " (static on the same loads: %.3f)", res->static_imbalance);
     NOTE("done: %lld steps in %.1f s, final train loss %.4f, val loss %.4f (at step 0: %.4f), "
-         "%.0f tokens/s, %.2f GFLOP/s; mean imbalance %.3f, %lld tokens dropped",
+         "%.0f tokens/s, %.2f GFLOP/s; policy %s: mean imbalance %.3f%s, %lld tokens dropped",
          (long long)res->steps, res->wall_s, res->final_train_loss, res->final_val_loss,
-         res->first_val_loss, res->tokens_per_s, res->model_flops_per_s / 1e9,
-         res->mean_imbalance, (long long)res->dropped_tokens);
+         res->first_val_loss, res->tokens_per_s, res->model_flops_per_s / 1e9, c->policy,
+         res->mean_imbalance, replay, (long long)res->dropped_tokens);
   }
   if (rc == 0 && rank == 0) {
     char path[SMOE_PATHLEN + 32];
@@ -345,6 +380,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   free(rank_tokens), free(imb);
   free(dm), free(dv);
   smoe_placement_free(&next);
+  smoe_policy_free(&policy);
   smoe_shards_free(&sh);
   smoe_model_free(&m);
   smoe_data_free(&data);

@@ -17,6 +17,7 @@ typedef struct {
   double model_flops_per_s;
   int ranks;
   double mean_imbalance;  /* tokens computed per rank, max / mean, over layers and steps */
+  double static_imbalance; /* the same for the static placement replayed on the run's loads */
   int64_t dropped_tokens; /* assignments dropped by the capacity policy, all steps */
   size_t expert_optimizer_bytes; /* this rank's expert AdamW state (master, m, v), allocated */
   size_t optimizer_bytes;        /* the same plus the dense parameters' m and v */

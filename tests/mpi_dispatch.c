@@ -89,7 +89,10 @@ int main(int argc, char **argv) {
   real *gw = xmalloc(sizeof(real) * NK);
   for (int a = 0; a < NK; a++) gw[a] = 0.5;
   int64_t cap = smoe_capacity(1.0, 0, K, N, E); /* ceil(2 N / E) */
-  int64_t dropped = smoe_capacity_keep(keep, idx, gw, N, K, E, cap, 0);
+  int64_t *caps = xmalloc(sizeof(int64_t) * E);
+  for (int e = 0; e < E; e++) caps[e] = cap;
+  int64_t dropped = smoe_capacity_keep(keep, idx, gw, N, K, E, caps, 0);
+  free(caps);
   smoe_comm_allreduce_i64(c, &dropped, 1, SMOE_PHASE_OTHER);
   int64_t want = (int64_t)G * 2 * (N > cap ? N - cap : 0);
   CHECK(dropped == want, "capacity %lld dropped %lld, hand count %lld", (long long)cap,

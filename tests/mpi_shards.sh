@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The decoupled optimizer under mpirun:
 #  - equivalence (double build): the `random` policy, a new placement every
-#    step, at G = 1, 2, 3, 4 with S = ceil(E/G) + 1, 15 steps with weight decay
-#    and active clipping = the single-process engine (static, G = 1), 1e-9;
+#    step, at G = 1, 2, 3, 4 with S = ceil(E/G) + 1, and the `swiftmoe` policy
+#    at G = 2, 3, 4, 15 steps with weight decay and active clipping = the
+#    single-process engine (static, G = 1), 1e-9;
 #  - zero migration: weights_to_slots bytes per step are the same for a
 #    placement that never changes and one that changes every step (same G, S);
 #    migration is 0;
@@ -22,13 +23,18 @@ args=(--set model.dim=32 --set model.n_layers=2 --set moe.expert_dim=48 --set mo
       --set training.eval_windows=8 --set metrics.progress=off --set training.threads=1)
 fail=0
 
-"$bin64" train "${args[@]}" --out "$tmp/ref" 2>/dev/null
+"$bin64" train "${args[@]}" --set placement.policy=static --out "$tmp/ref" 2>/dev/null
 runs=()
 for g in 1 2 3 4; do
   s=$(( (8 + g - 1) / g + 1 ))
   "${mpi[@]}" -np $g "$bin64" train "${args[@]}" --set placement.policy=random \
     --set placement.slots_per_rank=$s --out "$tmp/random$g" 2>/dev/null
   runs+=("$tmp/random$g")
+done
+# the swiftmoe policy (re-planned every step, tokens split over replicas) at G = 2, 3, 4
+for g in 2 3 4; do
+  "${mpi[@]}" -np $g "$bin64" train "${args[@]}" --set placement.policy=swiftmoe --out "$tmp/swiftmoe$g" 2>/dev/null
+  runs+=("$tmp/swiftmoe$g")
 done
 python3 "$here/compare_runs.py" 1e-9 "$tmp/ref" "${runs[@]}" || fail=1
 

@@ -14,7 +14,7 @@ mpi=(mpirun --oversubscribe --bind-to none)
 args=(--set model.dim=32 --set model.n_layers=2 --set moe.expert_dim=48 --set model.seq_len=32
       --set training.global_batch_size=8 --set training.steps=10 --set training.warmup_steps=2
       --set training.grad_clip=0.5 --set training.eval_every=5 --set training.eval_windows=8
-      --set metrics.progress=off --set training.threads=1)
+      --set metrics.progress=off --set training.threads=1 --set placement.policy=static)
 fail=0
 
 "$bin" train "${args[@]}" --out "$tmp/g1" 2>/dev/null

@@ -114,7 +114,7 @@ static void test_defaults_validate(void **state) {
   assert_int_equal(c.eval_windows, 128);
   assert_true(c.seed == 1337);
   assert_int_equal(c.threads, 0);
-  assert_string_equal(c.policy, "static");
+  assert_string_equal(c.policy, "swiftmoe");
   assert_string_equal(c.ckpt_dir, "");
   assert_int_equal(c.ckpt_every, 0);
   assert_int_equal(c.log_every, 1);
@@ -311,7 +311,7 @@ FILE_ERR(negative_seed, "[training]\nseed = -1\n", "seed = -1", "0..184467440737
 FILE_ERR(bad_bool, "[model]\ntie_word_embeddings = maybe\n", "tie_word_embeddings = maybe",
          "true or false")
 FILE_ERR(bad_choice, "[metrics]\nprogress = sometimes\n", "progress = sometimes", "auto, on or off")
-FILE_ERR(other_policy, "[placement]\npolicy = eplb\n", "policy = eplb", "static, capacity or random")
+FILE_ERR(other_policy, "[placement]\npolicy = eplb\n", "policy = eplb", "swiftmoe, static, capacity, random or symi")
 FILE_ERR(checkpoint_every, "[checkpoint]\nevery = 100\n", "every = 100", "not built yet")
 FILE_ERR(syntax, "[model]\ndim 64\n", ":2: dim 64: expected [section]")
 FILE_ERR(unclosed_section, "[model]\ndim = 64\n[moe\ntop_k = 1\n", ":3: [moe: expected [section]")

@@ -124,13 +124,14 @@ static void test_capacity_keep(void **state) {
   int32_t idx[8] = {0, 1, 0, 1, 0, 1, 1, 0};
   real gw[8] = {0.6f, 0.4f, 0.9f, 0.1f, 0.7f, 0.3f, 0.8f, 0.2f};
   uint8_t keep[8];
+  int64_t caps[2] = {3, 3};
   /* expert 0 gets first choices of tokens 0, 1, 2 (full), then token 3's second choice: dropped.
    * expert 1 gets token 3's first choice, then second choices of tokens 0, 1 (full), 2 dropped */
-  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, 3, 0), 2);
+  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, caps, 0), 2);
   uint8_t want[8] = {1, 1, 1, 1, 1, 0, 1, 0};
   for (int i = 0; i < 8; i++) assert_int_equal(keep[i], want[i]);
   /* by weight: expert 1's candidates 0.4, 0.1, 0.3, 0.8 keep the top 3: drop 0.1 */
-  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, 3, 1), 2);
+  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, caps, 1), 2);
   uint8_t want_w[8] = {1, 1, 1, 0, 1, 1, 1, 0};
   for (int i = 0; i < 8; i++) assert_int_equal(keep[i], want_w[i]);
   /* capacity = max(min_capacity, ceil(factor K T / E)) */

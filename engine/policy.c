@@ -1,0 +1,84 @@
+/* policy.c: the placement policies. */
+#include "policy.h"
+
+#include <string.h>
+
+#include "plan.h"
+
+static const char *names[] = {"static", "capacity", "random", "swiftmoe", "symi"};
+
+int smoe_policy_init(smoe_policy_t *p, const char *name, int L, int E, int G, int S,
+                     uint64_t seed, double ema, smoe_err_t *err) {
+  memset(p, 0, sizeof *p);
+  int k = -1;
+  for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+    if (strcmp(name, names[i]) == 0) k = i;
+  if (k < 0)
+    return smoe_fail(err, "placement.policy = %s: expected static, capacity, random, swiftmoe or "
+                     "symi", name);
+  p->kind = (smoe_policy_kind_t)k;
+  p->L = L, p->E = E, p->G = G, p->S = S, p->seed = seed, p->ema = ema;
+  p->loads = xcalloc((size_t)L * E, sizeof(double));
+  return 0;
+}
+
+void smoe_policy_free(smoe_policy_t *p) {
+  free(p->loads);
+  memset(p, 0, sizeof *p);
+}
+
+int smoe_policy_split_mode(smoe_policy_kind_t kind) {
+  return kind == SMOE_POLICY_SWIFTMOE ? 1 : kind == SMOE_POLICY_SYMI ? 2 : 0;
+}
+
+/* One layer planned from loads (E) and src (G, E) or NULL. */
+static void plan_layer(const smoe_policy_t *p, const double *loads, const int64_t *src,
+                       int *slot_expert) {
+  int *replicas = xmalloc(sizeof(int) * (size_t)p->E);
+  int symi = p->kind == SMOE_POLICY_SYMI;
+  smoe_plan_counts(symi ? SMOE_COUNTS_PROPORTIONAL : SMOE_COUNTS_GREEDY, loads, p->E, p->G, p->S,
+                   replicas);
+  smoe_plan_slots(symi ? SMOE_SLOTS_CONTIGUOUS : SMOE_SLOTS_BALANCED, loads, replicas, src, p->E,
+                  p->G, p->S, slot_expert);
+  free(replicas);
+}
+
+int smoe_policy_first(smoe_policy_t *p, smoe_placement_t *out, smoe_err_t *err) {
+  if (p->kind == SMOE_POLICY_RANDOM) {
+    smoe_placement_random(out, p->seed, 0);
+    return 0;
+  }
+  /* one rank holds every expert once whatever the plan: use the identity */
+  if (p->kind == SMOE_POLICY_STATIC || p->kind == SMOE_POLICY_CAPACITY || p->G == 1)
+    return smoe_placement_static(out, err);
+  double *uniform = xmalloc(sizeof(double) * (size_t)p->E); /* no loads yet: all equal */
+  for (int e = 0; e < p->E; e++) uniform[e] = 1.0;
+  for (int l = 0; l < p->L; l++)
+    plan_layer(p, uniform, NULL, out->slot_expert + (size_t)l * p->G * p->S);
+  free(uniform);
+  smoe_placement_count_replicas(out);
+  return 0;
+}
+
+void smoe_policy_next(smoe_policy_t *p, const int64_t *expert_counts, const int64_t *src,
+                      int64_t step, const smoe_placement_t *now, smoe_placement_t *next) {
+  switch (p->kind) {
+    case SMOE_POLICY_RANDOM: smoe_placement_random(next, p->seed, step); return;
+    case SMOE_POLICY_STATIC:
+    case SMOE_POLICY_CAPACITY: smoe_placement_copy(next, now); return;
+    default: break;
+  }
+  if (p->G == 1) {
+    smoe_placement_copy(next, now);
+    return;
+  }
+  const size_t LE = (size_t)p->L * p->E;
+  for (size_t i = 0; i < LE; i++)
+    p->loads[i] = p->have_loads ? p->ema * p->loads[i] + (1 - p->ema) * (double)expert_counts[i]
+                                : (double)expert_counts[i];
+  p->have_loads = 1;
+  for (int l = 0; l < p->L; l++)
+    plan_layer(p, p->loads + (size_t)l * p->E, src ? src + (size_t)l * p->G * p->E : NULL,
+               next->slot_expert + (size_t)l * p->G * p->S);
+  smoe_placement_count_replicas(next);
+}

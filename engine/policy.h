@@ -1,0 +1,51 @@
+/* policy.h: the placement policies (placement.policy): which placement each
+ * step uses, and whether a step's tokens are split over an expert's replicas
+ * by the load-aware split. Decisions are pure and the same on every rank.
+ *
+ *   static    one replica per expert, fixed (expert e on rank e / (E/G))
+ *   capacity  static, with tokens over each expert's capacity dropped
+ *   random    a new random placement every step (tests)
+ *   swiftmoe  greedy replica counts + balanced slots planned from the last
+ *             step's loads, the optimal split of the current tokens, no drops
+ *   symi      the paper as published: proportional counts + contiguous slots,
+ *             tokens split evenly over replicas, drops over capacity */
+#ifndef SMOE_POLICY_H
+#define SMOE_POLICY_H
+
+#include "placement.h"
+
+typedef enum {
+  SMOE_POLICY_STATIC = 0,
+  SMOE_POLICY_CAPACITY,
+  SMOE_POLICY_RANDOM,
+  SMOE_POLICY_SWIFTMOE,
+  SMOE_POLICY_SYMI
+} smoe_policy_kind_t;
+
+typedef struct {
+  smoe_policy_kind_t kind;
+  int L, E, G, S;
+  uint64_t seed;
+  double ema;    /* load smoothing: loads = ema * loads + (1 - ema) * this step's */
+  double *loads; /* (L, E) the loads the next plan uses */
+  int have_loads;
+} smoe_policy_t;
+
+/* Returns 0, or -1 with err naming the policy and the allowed ones. */
+int smoe_policy_init(smoe_policy_t *p, const char *name, int L, int E, int G, int S,
+                     uint64_t seed, double ema, smoe_err_t *err);
+void smoe_policy_free(smoe_policy_t *p);
+
+/* The placement of step 0 into out (initialised for L, E, G, S). */
+int smoe_policy_first(smoe_policy_t *p, smoe_placement_t *out, smoe_err_t *err);
+
+/* The placement of step `step` from the previous step's global loads
+ * expert_counts (L, E) and per-source counts src (L, G, E) (or NULL). */
+void smoe_policy_next(smoe_policy_t *p, const int64_t *expert_counts, const int64_t *src,
+                      int64_t step, const smoe_placement_t *now, smoe_placement_t *next);
+
+/* How a step's tokens reach the replicas: 0 = one route per (rank, expert),
+ * 1 = the load-aware split, 2 = an even split (symi). */
+int smoe_policy_split_mode(smoe_policy_kind_t kind);
+
+#endif
