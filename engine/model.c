@@ -415,7 +415,7 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
 
 double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
   const smoe_dims_t *d = &m->dims;
-  const int T = d->T, D = d->D, E = d->E, H = d->H, Hkv = d->Hkv, hd = d->hd, qd = H * hd,
+  const int T = d->T, D = d->D, H = d->H, Hkv = d->Hkv, hd = d->hd, qd = H * hd,
             kd = Hkv * hd, N = B * T;
   const size_t ND = (size_t)N * D, NDmax = (size_t)m->B * T * D, Nmax = (size_t)m->B * T;
   smoe_acts_t *a = &m->a;
@@ -453,7 +453,6 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
     rmsnorm_forward(ln2, a->ln2_rstd + l * Nmax, mid, p->ln2 + (size_t)l * D, N, D, d->eps);
     moe_block_forward(m, l, N, a->resid + (l + 1) * NDmax, mid, &aux, &z);
   }
-  (void)E;
   rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * NDmax, p->lnf, N, D, d->eps);
   matmul_forward(a->logits, a->lnf, p->lm_head, N, D, d->V);
   int n_valid = 0;
