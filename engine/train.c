@@ -359,21 +359,21 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   /* after an error on this rank only, no more collectives: the caller aborts the job */
   if (rc == 0) smoe_shards_gather(&sh, comm, m.experts_full);
   res->wall_s = smoe_now() - t_start;
+  if (rc == 0 && rank == 0) { /* the weights first: "done" only once they are on disk */
+    char path[SMOE_PATHLEN + 32];
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    rc = smoe_hf_save(&m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err);
+    if (rc == 0) rc = write_summary(out_dir, c, res, threads, err);
+  }
   if (rc == 0) {
     char replay[64] = "";
-    if (res->static_imbalance > 0 && strcmp(c->policy, "static") != 0)
+    if (G > 1 && res->static_imbalance > 0 && strcmp(c->policy, "static") != 0)
       snprintf(replay, sizeof replay, " (static on the same loads: %.3f)", res->static_imbalance);
     NOTE("done: %lld steps in %.1f s, final train loss %.4f, val loss %.4f (at step 0: %.4f), "
          "%.0f tokens/s, %.2f GFLOP/s; policy %s: mean imbalance %.3f%s, %lld tokens dropped",
          (long long)res->steps, res->wall_s, res->final_train_loss, res->final_val_loss,
          res->first_val_loss, res->tokens_per_s, res->model_flops_per_s / 1e9, c->policy,
          res->mean_imbalance, replay, (long long)res->dropped_tokens);
-  }
-  if (rc == 0 && rank == 0) {
-    char path[SMOE_PATHLEN + 32];
-    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    rc = smoe_hf_save(&m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err);
-    if (rc == 0) rc = write_summary(out_dir, c, res, threads, err);
   }
   smoe_metrics_close(mt);
   free(batch);
