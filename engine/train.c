@@ -206,7 +206,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                    "[model] vocab_size = %d is smaller than the data's vocabulary (%d tokens); "
                    "set model.vocab_size >= %d",
                    c->vocab_size, data.vocab_size, data.vocab_size);
-  const int B = c->global_batch_size / G, T = c->seq_len, L0 = c->n_layers;
+  const int B = c->global_batch_size / G, T = c->seq_len, L = c->n_layers, E = c->num_experts;
   smoe_model_t m;
   int have_model = rc == 0 && smoe_model_init_dist(&m, c, B, comm, err) == 0;
   if (rc == 0 && !have_model) rc = -1;
@@ -216,8 +216,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   }
   smoe_shards_t sh; /* the experts' optimizer state: this rank's slices */
   if (rc == 0) {
-    smoe_shards_init(&sh, c->n_layers, c->num_experts, smoe_expert_numel(c->dim, c->expert_dim),
-                     m.S, comm, strcmp(c->expert_optimizer, "replicated") == 0);
+    smoe_shards_init(&sh, L, E, smoe_expert_numel(c->dim, c->expert_dim), m.S, comm,
+                     strcmp(c->expert_optimizer, "replicated") == 0);
     smoe_shards_load(&sh, m.experts_full);
     res->optimizer_bytes = smoe_shards_state_bytes(&sh) + 2 * m.n_dense * sizeof(real);
     res->expert_optimizer_bytes = smoe_shards_state_bytes(&sh);
@@ -230,11 +230,10 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   }
   real *dm = xcalloc(m.n_dense, sizeof(real)), *dv = xcalloc(m.n_dense, sizeof(real));
   smoe_placement_t next;
-  smoe_placement_init(&next, L0, c->num_experts, G, m.S);
-  smoe_policy_t policy;
-  smoe_policy_init(&policy, c->policy, L0, c->num_experts, G, m.S, c->seed, c->load_ema, err);
+  smoe_placement_init(&next, L, E, G, m.S);
+  smoe_policy_t policy; /* cannot fail: the model accepted the same policy name */
+  smoe_policy_init(&policy, c->policy, L, E, G, m.S, c->seed, c->load_ema, err);
   int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
-  const int L = c->n_layers, E = c->num_experts;
   int64_t *rank_tokens = xmalloc(sizeof(int64_t) * (size_t)G * L);
   double *imb = xmalloc(sizeof(double) * (size_t)L);
   int64_t val_windows = smoe_data_val_windows(&data, T);
