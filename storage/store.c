@@ -1,0 +1,406 @@
+/* store.c: the per-rank state store on RocksDB's C API (see store.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <rocksdb/c.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+/* RocksDB needs its "default" family opened too; it sits after ours, unused. */
+#define NFAM (SMOE_CF_COUNT + 1)
+#define FMT_LEN 16 /* magic (8) + version (4) + rank (4) */
+
+static const char *const FAMILY[NFAM] = {"meta", "shard", "dense", "placement", "data", "default"};
+
+struct smoe_store {
+  rocksdb_t *db;
+  rocksdb_column_family_handle_t *cf[NFAM];
+  rocksdb_readoptions_t *ro;
+  rocksdb_writeoptions_t *wo, *wo_sync;
+  int rank;
+  char path[SMOE_PATHLEN];
+};
+
+struct smoe_batch {
+  smoe_store_t *s;
+  rocksdb_writebatch_t *wb;
+};
+
+const char *smoe_cf_name(smoe_cf_t cf) {
+  return (unsigned)cf < SMOE_CF_COUNT ? FAMILY[cf] : "?";
+}
+
+const char *smoe_store_path(const smoe_store_t *s) {
+  return s->path;
+}
+
+/* --- error messages ------------------------------------------------------ */
+
+/* Writes key as a quoted printable string into out (escaping bytes outside ASCII
+ * 0x20-0x7e as \xNN), at most 48 key bytes, then how many were left out. */
+#define KEYSHOW 48
+static void show_key(char *out, size_t n, const void *key, size_t klen) {
+  const unsigned char *k = key;
+  size_t o = 0, m = klen < KEYSHOW ? klen : KEYSHOW;
+  out[o++] = '\'';
+  for (size_t i = 0; i < m && o + 6 < n; i++) {
+    if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\'' && k[i] != '\\')
+      out[o++] = (char)k[i];
+    else
+      o += (size_t)snprintf(out + o, n - o, "\\x%02x", k[i]);
+  }
+  out[o++] = '\'';
+  out[o] = '\0';
+  if (klen > m) snprintf(out + o, n - o, " (+%zu bytes)", klen - m);
+}
+
+/* If RocksDB reported an error in e: frees it, formats err and returns -1; else 0. */
+static int rdb_fail(smoe_err_t *err, char *e, const smoe_store_t *s, const char *what, smoe_cf_t cf,
+                    const void *key, size_t klen) {
+  if (!e) return 0;
+  char ks[KEYSHOW * 4 + 32] = "";
+  if (key) show_key(ks, sizeof ks, key, klen);
+  smoe_fail(err, "state store %s: %s %s%s%s: %s", s->path, what, smoe_cf_name(cf),
+            key ? " key " : "", ks, e);
+  rocksdb_free(e);
+  return -1;
+}
+
+/* --- open / close -------------------------------------------------------- */
+
+/* Options for family i; compress: use LZ4 where we want RocksDB's compression. */
+static rocksdb_options_t *family_options(int i, int compress) {
+  rocksdb_options_t *o = rocksdb_options_create();
+  int own = (i == SMOE_CF_META || i == SMOE_CF_PLACEMENT || i == SMOE_CF_DATA);
+  rocksdb_options_set_compression(
+      o, own && compress ? rocksdb_lz4_compression : rocksdb_no_compression);
+  if (i == SMOE_CF_SHARD) { /* big chunks: keep them out of the LSM tree's compactions */
+    rocksdb_options_set_enable_blob_files(o, 1);
+    rocksdb_options_set_min_blob_size(o, SMOE_STORE_BLOB_MIN);
+    rocksdb_options_set_blob_compression_type(o, rocksdb_no_compression);
+    rocksdb_options_set_enable_blob_gc(o, 1);
+  }
+  return o;
+}
+
+/* Opens the database at s->path with all families; NULL with *e set on failure. */
+static rocksdb_t *open_families(smoe_store_t *s, int compress, char **e) {
+  rocksdb_options_t *dbo = rocksdb_options_create();
+  rocksdb_options_set_create_if_missing(dbo, 1);
+  rocksdb_options_set_create_missing_column_families(dbo, 1);
+  rocksdb_options_set_keep_log_file_num(dbo, 4);
+  rocksdb_options_t *fo[NFAM];
+  for (int i = 0; i < NFAM; i++) fo[i] = family_options(i, compress);
+  rocksdb_t *db = rocksdb_open_column_families(dbo, s->path, NFAM, FAMILY,
+                                               (const rocksdb_options_t *const *)fo, s->cf, e);
+  for (int i = 0; i < NFAM; i++) rocksdb_options_destroy(fo[i]);
+  rocksdb_options_destroy(dbo);
+  return db;
+}
+
+/* An existing database must have our meta family and no family we do not know. */
+static int check_families(smoe_store_t *s, smoe_err_t *err) {
+  rocksdb_options_t *o = rocksdb_options_create();
+  char *e = NULL;
+  size_t n = 0;
+  char **names = rocksdb_list_column_families(o, s->path, &n, &e);
+  rocksdb_options_destroy(o);
+  if (e) {
+    smoe_fail(err, "state store %s: cannot list column families: %s", s->path, e);
+    rocksdb_free(e);
+    return -1;
+  }
+  int rc = 0, meta = 0;
+  for (size_t j = 0; j < n && rc == 0; j++) {
+    int known = 0;
+    for (int i = 0; i < NFAM; i++) known |= strcmp(names[j], FAMILY[i]) == 0;
+    meta |= strcmp(names[j], FAMILY[SMOE_CF_META]) == 0;
+    if (!known)
+      rc = smoe_fail(err, "state store %s: not a swiftmoe state store (unknown column family '%s')",
+                     s->path, names[j]);
+  }
+  if (rc == 0 && !meta)
+    rc = smoe_fail(err, "state store %s: not a swiftmoe state store (no 'meta' column family)",
+                   s->path);
+  rocksdb_list_column_families_destroy(names, n);
+  return rc;
+}
+
+static void put_u32le(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get_u32le(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Writes the format header (fresh database) or checks it (existing one). */
+static int format_header(smoe_store_t *s, int fresh, smoe_err_t *err) {
+  const char *key = SMOE_STORE_FORMAT_KEY;
+  size_t klen = strlen(key);
+  if (fresh) {
+    unsigned char h[FMT_LEN];
+    memcpy(h, SMOE_STORE_MAGIC, 8);
+    put_u32le(h + 8, SMOE_STORE_VERSION);
+    put_u32le(h + 12, (uint32_t)s->rank);
+    char *e = NULL;
+    rocksdb_put_cf(s->db, s->wo_sync, s->cf[SMOE_CF_META], key, klen, (const char *)h, FMT_LEN, &e);
+    return rdb_fail(err, e, s, "writing the format header to", SMOE_CF_META, key, klen);
+  }
+  void *v = NULL;
+  size_t vlen = 0;
+  int found = smoe_store_get(s, SMOE_CF_META, key, klen, &v, &vlen, err);
+  if (found < 0) return -1;
+  const unsigned char *h = v;
+  int rc = 0;
+  if (!found)
+    rc = smoe_fail(err,
+                   "state store %s: no format header (meta key '%s'): not a swiftmoe state "
+                   "store, or its creation was interrupted; remove the directory to start over",
+                   s->path, key);
+  else if (vlen != FMT_LEN || memcmp(h, SMOE_STORE_MAGIC, 8) != 0)
+    rc = smoe_fail(err,
+                   "state store %s: bad magic in the format header (meta key '%s', %zu bytes): "
+                   "not a swiftmoe state store",
+                   s->path, key, vlen);
+  else if (get_u32le(h + 8) > SMOE_STORE_VERSION)
+    rc = smoe_fail(err,
+                   "state store %s: format version %u is newer than this build's %u; use a "
+                   "newer swiftmoe",
+                   s->path, (unsigned)get_u32le(h + 8), SMOE_STORE_VERSION);
+  else if (get_u32le(h + 8) == 0)
+    rc = smoe_fail(err, "state store %s: format version 0 is invalid", s->path);
+  else if (get_u32le(h + 12) != (uint32_t)s->rank)
+    rc = smoe_fail(err, "state store %s: belongs to rank %u, opened as rank %d", s->path,
+                   (unsigned)get_u32le(h + 12), s->rank);
+  free(v);
+  return rc;
+}
+
+/* mkdir that accepts an existing directory and names a non-directory. */
+static int make_dir(const char *path, const char *what, smoe_err_t *err) {
+  if (mkdir(path, 0777) != 0 && errno != EEXIST)
+    return smoe_fail(err, "state store: cannot create %s %s: %s", what, path, strerror(errno));
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return smoe_fail(err, "state store: cannot stat %s %s: %s", what, path, strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return smoe_fail(err, "state store: %s %s exists and is not a directory", what, path);
+  return 0;
+}
+
+smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err) {
+  if (rank < 0) {
+    smoe_fail(err, "state store: rank %d is negative", rank);
+    return NULL;
+  }
+  smoe_store_t *s = xcalloc(1, sizeof *s);
+  s->rank = rank;
+  int n = snprintf(s->path, sizeof s->path, "%s/rank-%d", dir, rank);
+  if (n < 0 || (size_t)n >= sizeof s->path) {
+    smoe_fail(err, "state store: path %s/rank-%d is longer than %d bytes", dir, rank,
+              SMOE_PATHLEN - 1);
+    free(s);
+    return NULL;
+  }
+  if (make_dir(dir, "state directory", err) != 0) {
+    free(s);
+    return NULL;
+  }
+  /* A database exists when its CURRENT file does; then check before touching it. */
+  char current[SMOE_PATHLEN + 16];
+  snprintf(current, sizeof current, "%s/CURRENT", s->path);
+  struct stat st;
+  int fresh = stat(current, &st) != 0;
+  if (make_dir(s->path, "database directory", err) != 0 ||
+      (!fresh && check_families(s, err) != 0)) {
+    free(s);
+    return NULL;
+  }
+  char *e = NULL;
+  s->db = open_families(s, 1, &e);
+  if (!s->db && e && strstr(e, "not linked")) { /* this RocksDB lacks LZ4: go without */
+    rocksdb_free(e);
+    e = NULL;
+    s->db = open_families(s, 0, &e);
+  }
+  if (!s->db) {
+    smoe_fail(err, "state store %s: cannot open: %s", s->path, e ? e : "(no message)");
+    rocksdb_free(e);
+    free(s);
+    return NULL;
+  }
+  s->ro = rocksdb_readoptions_create();
+  s->wo = rocksdb_writeoptions_create();
+  s->wo_sync = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(s->wo_sync, 1);
+  if (format_header(s, fresh, err) != 0) {
+    smoe_store_close(s);
+    return NULL;
+  }
+  return s;
+}
+
+void smoe_store_close(smoe_store_t *s) {
+  if (!s) return;
+  for (int i = 0; i < NFAM; i++)
+    if (s->cf[i]) rocksdb_column_family_handle_destroy(s->cf[i]);
+  if (s->db) rocksdb_close(s->db);
+  if (s->ro) rocksdb_readoptions_destroy(s->ro);
+  if (s->wo) rocksdb_writeoptions_destroy(s->wo);
+  if (s->wo_sync) rocksdb_writeoptions_destroy(s->wo_sync);
+  free(s);
+}
+
+/* --- single keys --------------------------------------------------------- */
+
+int smoe_store_put(smoe_store_t *s, smoe_cf_t cf, const void *key, size_t klen, const void *val,
+                   size_t vlen, smoe_err_t *err) {
+  assert((unsigned)cf < SMOE_CF_COUNT);
+  char *e = NULL;
+  rocksdb_put_cf(s->db, s->wo, s->cf[cf], key, klen, val, vlen, &e);
+  return rdb_fail(err, e, s, "put to", cf, key, klen);
+}
+
+int smoe_store_get(smoe_store_t *s, smoe_cf_t cf, const void *key, size_t klen, void **val,
+                   size_t *vlen, smoe_err_t *err) {
+  assert((unsigned)cf < SMOE_CF_COUNT);
+  *val = NULL;
+  *vlen = 0;
+  char *e = NULL;
+  rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[cf], key, klen, &e);
+  if (rdb_fail(err, e, s, "get from", cf, key, klen) != 0) {
+    rocksdb_pinnableslice_destroy(p);
+    return -1;
+  }
+  if (!p) return 0;
+  size_t n = 0;
+  const char *v = rocksdb_pinnableslice_value(p, &n);
+  *val = xmalloc(n);
+  if (n) memcpy(*val, v, n);
+  *vlen = n;
+  rocksdb_pinnableslice_destroy(p);
+  return 1;
+}
+
+int smoe_store_delete(smoe_store_t *s, smoe_cf_t cf, const void *key, size_t klen,
+                      smoe_err_t *err) {
+  assert((unsigned)cf < SMOE_CF_COUNT);
+  char *e = NULL;
+  rocksdb_delete_cf(s->db, s->wo, s->cf[cf], key, klen, &e);
+  return rdb_fail(err, e, s, "delete from", cf, key, klen);
+}
+
+int smoe_store_delete_range(smoe_store_t *s, smoe_cf_t cf, const void *begin, size_t blen,
+                            const void *end, size_t elen, smoe_err_t *err) {
+  assert((unsigned)cf < SMOE_CF_COUNT);
+  char *e = NULL;
+  rocksdb_delete_range_cf(s->db, s->wo, s->cf[cf], begin, blen, end, elen, &e);
+  return rdb_fail(err, e, s, "delete range (from the begin key) in", cf, begin, blen);
+}
+
+int smoe_store_flush(smoe_store_t *s, smoe_err_t *err) {
+  char *e = NULL;
+  rocksdb_flush_wal(s->db, 1, &e);
+  if (!e) return 0;
+  smoe_fail(err, "state store %s: syncing the write-ahead log: %s", s->path, e);
+  rocksdb_free(e);
+  return -1;
+}
+
+/* --- scan ---------------------------------------------------------------- */
+
+int smoe_store_scan(smoe_store_t *s, smoe_cf_t cf, const void *prefix, size_t plen,
+                    smoe_store_scan_fn fn, void *ctx, smoe_err_t *err) {
+  assert((unsigned)cf < SMOE_CF_COUNT);
+  /* Upper bound: the prefix with trailing 0xff bytes dropped and its last byte + 1
+   * (none if the prefix is empty or all 0xff). */
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  unsigned char *bound = NULL;
+  size_t blen = plen;
+  const unsigned char *pre = prefix;
+  while (blen > 0 && pre[blen - 1] == 0xff) blen--;
+  if (blen > 0) {
+    bound = xmalloc(blen);
+    memcpy(bound, pre, blen);
+    bound[blen - 1]++;
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)bound, blen);
+  }
+  rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);
+  int rc = 0;
+  if (plen)
+    rocksdb_iter_seek(it, prefix, plen);
+  else
+    rocksdb_iter_seek_to_first(it);
+  for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    size_t kl = 0, vl = 0;
+    const char *k = rocksdb_iter_key(it, &kl);
+    if (plen && (kl < plen || memcmp(k, prefix, plen) != 0)) break;
+    const char *v = rocksdb_iter_value(it, &vl);
+    int r = fn(ctx, k, kl, v, vl);
+    if (r > 0) break;
+    if (r < 0) {
+      char ks[KEYSHOW * 4 + 32];
+      show_key(ks, sizeof ks, k, kl);
+      rc = smoe_fail(err, "state store %s: scan of %s stopped by its callback at key %s", s->path,
+                     smoe_cf_name(cf), ks);
+      break;
+    }
+  }
+  if (rc == 0) {
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    rc = rdb_fail(err, e, s, "scan (from the prefix) of", cf, prefix, plen);
+  }
+  rocksdb_iter_destroy(it);
+  rocksdb_readoptions_destroy(ro);
+  free(bound);
+  return rc;
+}
+
+/* --- batches ------------------------------------------------------------- */
+
+smoe_batch_t *smoe_batch_new(smoe_store_t *s) {
+  smoe_batch_t *b = xmalloc(sizeof *b);
+  b->s = s;
+  b->wb = rocksdb_writebatch_create();
+  return b;
+}
+
+void smoe_batch_put(smoe_batch_t *b, smoe_cf_t cf, const void *key, size_t klen, const void *val,
+                    size_t vlen) {
+  assert((unsigned)cf < SMOE_CF_COUNT);
+  rocksdb_writebatch_put_cf(b->wb, b->s->cf[cf], key, klen, val, vlen);
+}
+
+void smoe_batch_delete(smoe_batch_t *b, smoe_cf_t cf, const void *key, size_t klen) {
+  assert((unsigned)cf < SMOE_CF_COUNT);
+  rocksdb_writebatch_delete_cf(b->wb, b->s->cf[cf], key, klen);
+}
+
+size_t smoe_batch_count(smoe_batch_t *b) {
+  return (size_t)rocksdb_writebatch_count(b->wb);
+}
+
+void smoe_batch_clear(smoe_batch_t *b) {
+  rocksdb_writebatch_clear(b->wb);
+}
+
+void smoe_batch_free(smoe_batch_t *b) {
+  if (!b) return;
+  rocksdb_writebatch_destroy(b->wb);
+  free(b);
+}
+
+int smoe_store_write(smoe_store_t *s, smoe_batch_t *b, int sync, smoe_err_t *err) {
+  assert(b->s == s);
+  char *e = NULL;
+  rocksdb_write(s->db, sync ? s->wo_sync : s->wo, b->wb, &e);
+  if (!e) return 0;
+  smoe_fail(err, "state store %s: writing a batch of %zu operations%s: %s", s->path,
+            smoe_batch_count(b), sync ? " (synced)" : "", e);
+  rocksdb_free(e);
+  return -1;
+}
