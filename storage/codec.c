@@ -169,9 +169,9 @@ static int parse_header(const uint8_t *c, size_t len, smoe_enc_t *enc, size_t *e
 
 int smoe_codec_info(const void *chunk, size_t chunk_len, smoe_enc_t *enc, size_t *raw,
                     size_t *stored, smoe_err_t *err) {
-  smoe_enc_t e;
-  size_t elem;
-  uint64_t r, sum, s;
+  smoe_enc_t e = SMOE_ENC_RAW_ZSTD;
+  size_t elem = 0;
+  uint64_t r = 0, sum = 0, s = 0; /* set by parse_header on success */
   if (parse_header(chunk, chunk_len, &e, &elem, &r, &sum, &s, err) != 0) return -1;
   if (r > SIZE_MAX) return smoe_fail(err, "codec: raw length %llu is too large", (unsigned long long)r);
   if (enc) *enc = e;
@@ -182,9 +182,9 @@ int smoe_codec_info(const void *chunk, size_t chunk_len, smoe_enc_t *enc, size_t
 
 int smoe_codec_decode(const void *chunk, size_t chunk_len, const void *base, void *out, size_t n,
                       smoe_err_t *err) {
-  smoe_enc_t enc;
-  size_t elem;
-  uint64_t raw, sum, stored;
+  smoe_enc_t enc = SMOE_ENC_RAW_ZSTD; /* all set by parse_header on success */
+  size_t elem = 0;
+  uint64_t raw = 0, sum = 0, stored = 0;
   if (parse_header(chunk, chunk_len, &enc, &elem, &raw, &sum, &stored, err) != 0) return -1;
   if (raw != (uint64_t)n)
     return smoe_fail(err, "codec: chunk holds %llu raw bytes, expected %zu",

@@ -72,6 +72,23 @@ static size_t rot_size(int level, const void *cur, const void *prev, size_t n) {
   return l + SMOE_CODEC_HEADER;
 }
 
+/* experiment: bit planes of (x XOR prev) per 32-bit word (bit 31 of every
+ * word, then bit 30, ...), then zstd */
+static size_t bitshuffle_size(int level, const void *cur, const void *prev, size_t n) {
+  size_t cnt = n / 4, pb = (cnt + 7) / 8;
+  const uint32_t *a = cur, *b = prev;
+  uint8_t *sh = xcalloc(32 * pb, 1), *z = xmalloc(ZSTD_compressBound(32 * pb));
+  for (size_t i = 0; i < cnt; i++) {
+    uint32_t x = a[i] ^ (b ? b[i] : 0);
+    for (int k = 0; k < 32; k++)
+      sh[(size_t)(31 - k) * pb + i / 8] |= (uint8_t)(((x >> k) & 1u) << (i % 8));
+  }
+  size_t l = ZSTD_compress(z, ZSTD_compressBound(32 * pb), sh, 32 * pb, level);
+  free(sh);
+  free(z);
+  return l + SMOE_CODEC_HEADER;
+}
+
 int main(int argc, char **argv) {
   smoe_config_t c;
   smoe_config_defaults(&c);
@@ -148,6 +165,9 @@ int main(int argc, char **argv) {
     smoe_adamw_step(m.dense_mem, m.dense_grad_mem, dm, dv, m.n_dense, &o, step + 1);
     smoe_adamw_step(sh.master, sh.grad, sh.exp_avg, sh.exp_avg_sq, sh.n, &o, step + 1);
     smoe_shards_weights(&sh, comm, &m.placement, m.experts);
+    if ((step + 1) % 50 == 0)
+      fprintf(stderr, "codec_bench: step %lld, loss %.4f, %.2f s/step\n", (long long)step + 1,
+              loss, (smoe_now() - t_train) / (double)(step + 1));
     if (next_snap < NSNAP && step + 1 == s + OFFS[next_snap]) {
       for (int k = 0; k < NSTATE; k++)
         memcpy(snap + ((size_t)next_snap * NSTATE + k) * n, states[k], n);
@@ -159,10 +179,10 @@ int main(int argc, char **argv) {
 #define SNAP(i, k) (snap + ((size_t)(i) * NSTATE + (k)) * n)
 
   /* ratios: columns raw, shuffle, xor@1, xor@10, xor@100, rot-xor@10, xor@10 level 9 */
-  enum { NCOL = 8 };
+  enum { NCOL = 9 };
   const char *cols[NCOL] = {"raw+zstd",     "shuffle+zstd",  "xor@1+shuffle", "xor@10+shuffle",
                             "xor@100+shuffle", "rot+shuffle (full)", "rot+xor@10+shuffle",
-                            "xor@10+shuffle zstd-9"};
+                            "xor@10+shuffle zstd-9", "xor@10+bitshuffle"};
   size_t stored[NSTATE + 1][NCOL] = {{0}};
   for (int k = 0; k < NSTATE; k++) {
     const uint8_t *s0 = SNAP(0, k), *last = SNAP(3, k);
@@ -175,6 +195,7 @@ int main(int argc, char **argv) {
         sizeof(real) == 4 ? rot_size(level, last, NULL, n) : 0,
         sizeof(real) == 4 ? rot_size(level, SNAP(2, k), s0, n) : 0,
         encode_size(SMOE_ENC_XOR_SHUFFLE_ZSTD, 9, SNAP(2, k), s0, n),
+        sizeof(real) == 4 ? bitshuffle_size(level, SNAP(2, k), s0, n) : 0,
     };
     for (int j = 0; j < NCOL; j++) {
       stored[k][j] = v[j];
@@ -228,7 +249,7 @@ int main(int argc, char **argv) {
             "state. zstd level %d unless said. Ratio = raw bytes / chunk bytes (32-byte header "
             "included); every codec column round-trips bitwise. Full encodings are of step "
             "s+100; xor@k is step s+k against step s. `rot` is an experiment outside the codec "
-            "(each fp32 rotated left 1 bit so the exponent fills one byte plane).\n\n",
+            "(each fp32 rotated left 1 bit so the exponent fills one byte plane), and so is `bitshuffle` (32 bit planes instead of 4 byte planes).\n\n",
             L, c.dim, E, c.expert_dim, SMOE_REAL_NAME, total, loss, s, sh.n, n / 1e6, level);
     fprintf(o, "| state |");
     for (int j = 0; j < NCOL; j++) fprintf(o, " %s |", cols[j]);
