@@ -236,6 +236,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
   int64_t *rank_tokens = xmalloc(sizeof(int64_t) * (size_t)G * L);
   double *imb = xmalloc(sizeof(double) * (size_t)L);
+  int *replicas = xmalloc(sizeof(int) * (size_t)L * E); /* this step's, for the metrics */
   int64_t val_windows = smoe_data_val_windows(&data, T);
   if (val_windows > c->eval_windows) val_windows = c->eval_windows;
   const size_t P = (size_t)3 * c->dim * c->expert_dim, n_expert_params = (size_t)L * E * P;
@@ -288,8 +289,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     if (c->bias_update_rate > 0) update_expert_bias(&m, c->bias_update_rate);
     /* the policy's placement for the next step, then the updated weights go
      * straight to its slots: the same bytes whether or not it changed */
-    int *replicas = xmalloc(sizeof(int) * (size_t)L * E);
-    memcpy(replicas, m.placement.replicas, sizeof(int) * (size_t)L * E);
+    memcpy(replicas, m.placement.replicas, sizeof(int) * (size_t)L * E); /* for the metrics */
     double t_plan = smoe_now();
     smoe_policy_next(&policy, m.expert_counts, m.split_mode ? m.src_counts : NULL, step + 1,
                      &m.placement, &next);
@@ -302,7 +302,6 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     if (fp[0] != -fp[1]) {
       rc = smoe_fail(err, "ranks disagree on the placement or split of step %lld (internal error)",
                      (long long)step + 1);
-      free(replicas);
       break;
     }
     smoe_shards_weights(&sh, comm, &next, m.experts);
@@ -341,7 +340,6 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     }
     if (mt) rc = smoe_metrics_step(mt, &r, eval || (step + 1) % c->log_every == 0, err);
     free(counts);
-    free(replicas);
     smoe_comm_reset_bytes(comm);
     if (rc != 0) break;
     if (!isfinite(m.loss)) {
@@ -376,7 +374,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   }
   smoe_metrics_close(mt);
   free(batch);
-  free(rank_tokens), free(imb);
+  free(rank_tokens), free(imb), free(replicas);
   free(dm), free(dv);
   smoe_placement_free(&next);
   smoe_policy_free(&policy);
