@@ -17,6 +17,7 @@
 #include "data.h"
 #include "eval.h"
 #include "hf.h"
+#include "supervisor.h"
 #include "train.h"
 
 #define SMOE_VERSION "0.1.0"
@@ -391,6 +392,12 @@ static int cmd_config(int argc, char **argv, char *self) {
   return 0;
 }
 
+/* -------------------------------------------------------------------- run */
+
+static int cmd_run(int argc, char **argv, char *self) {
+  return smoe_supervise(argc, argv, self);
+}
+
 /* ------------------------------------------------------------------- main */
 
 static const command_t commands[] = {
@@ -398,6 +405,7 @@ static const command_t commands[] = {
     {"eval", "mean cross-entropy of a trained or HF model on a file", cmd_eval},
     {"export", "write a run's weights as an HF Mixtral model folder", cmd_export},
     {"config", "print the default config with every key documented", cmd_config},
+    {"run", "supervise a training job: restart it with --resume auto after a failure", cmd_run},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
