@@ -1,1 +1,981 @@
-/* ckpt.c (being written) */
+/* ckpt.c: checkpoints of one rank's state, manifests, chains, agreement and
+ * recovery, and the placement log (see ckpt.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "ckpt.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MANIFEST_MAGIC "SMMF"
+#define MANIFEST_VERSION 1u
+#define LOG_BATCH 32 /* placement records per write */
+
+/* --- byte order and keys --------------------------------------------------- */
+
+static void put_be64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+static uint64_t get_be64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* meta keys: 'm' | be64 step (manifest), 'g' | be64 step (globally complete) */
+#define META_KEY 9
+static void meta_key(uint8_t *k, char kind, int64_t step) {
+  k[0] = (uint8_t)kind;
+  put_be64(k + 1, (uint64_t)step);
+}
+
+/* chunk keys: be64 step | u8 region | be32 chunk */
+#define CHUNK_KEY 13
+static void chunk_key(uint8_t *k, int64_t step, int region, uint32_t chunk) {
+  put_be64(k, (uint64_t)step);
+  k[8] = (uint8_t)region;
+  for (int i = 0; i < 4; i++) k[9 + i] = (uint8_t)(chunk >> (24 - 8 * i));
+}
+
+/* --- growable little-endian writer / bounds-checked reader ----------------- */
+
+typedef struct {
+  uint8_t *p;
+  size_t n, cap;
+} wbuf_t;
+
+static void w_bytes(wbuf_t *w, const void *src, size_t n) {
+  if (w->n + n > w->cap) {
+    w->cap = (w->n + n) * 2 + 64;
+    w->p = xrealloc(w->p, w->cap);
+  }
+  memcpy(w->p + w->n, src, n);
+  w->n += n;
+}
+static void w_u64(wbuf_t *w, uint64_t v) {
+  uint8_t b[8];
+  for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
+  w_bytes(w, b, 8);
+}
+static void w_u32(wbuf_t *w, uint32_t v) {
+  uint8_t b[4];
+  for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
+  w_bytes(w, b, 4);
+}
+static void w_u16(wbuf_t *w, uint16_t v) {
+  uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+  w_bytes(w, b, 2);
+}
+static void w_u8(wbuf_t *w, uint8_t v) { w_bytes(w, &v, 1); }
+static void w_f64(wbuf_t *w, double d) {
+  uint64_t v;
+  memcpy(&v, &d, 8);
+  w_u64(w, v);
+}
+
+typedef struct {
+  const uint8_t *p;
+  size_t n, at;
+  int bad; /* ran past the end */
+} rbuf_t;
+
+static const uint8_t *r_take(rbuf_t *r, size_t n) {
+  if (r->bad || n > r->n - r->at) {
+    r->bad = 1;
+    return NULL;
+  }
+  const uint8_t *p = r->p + r->at;
+  r->at += n;
+  return p;
+}
+static uint64_t r_u64(rbuf_t *r) {
+  const uint8_t *p = r_take(r, 8);
+  uint64_t v = 0;
+  if (p)
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+static uint32_t r_u32(rbuf_t *r) {
+  const uint8_t *p = r_take(r, 4);
+  return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
+           : 0;
+}
+static uint16_t r_u16(rbuf_t *r) {
+  const uint8_t *p = r_take(r, 2);
+  return p ? (uint16_t)(p[0] | p[1] << 8) : 0;
+}
+static uint8_t r_u8(rbuf_t *r) {
+  const uint8_t *p = r_take(r, 1);
+  return p ? p[0] : 0;
+}
+static double r_f64(rbuf_t *r) {
+  uint64_t v = r_u64(r);
+  double d;
+  memcpy(&d, &v, 8);
+  return d;
+}
+
+/* --- manifests --------------------------------------------------------------- */
+
+typedef struct {
+  uint8_t enc;
+  uint64_t raw, stored, hash; /* hash: smoe_codec_hash of the stored value */
+} chunk_t;
+
+typedef struct {
+  char name[SMOE_CKPT_NAME];
+  uint8_t cf, elem;
+  uint64_t bytes, chunk_bytes;
+  uint32_t n_chunks;
+  chunk_t *chunks;
+} mregion_t;
+
+typedef struct {
+  int64_t step, base_step, full_step;
+  uint32_t chain_len, rank, G;
+  uint64_t digest;
+  double write_s;
+  int64_t unix_time;
+  uint64_t raw, stored;
+  uint32_t n_shapes, n_regions;
+  smoe_ckpt_shape_t *shapes;
+  mregion_t *regions;
+} manifest_t;
+
+static void manifest_free(manifest_t *m) {
+  for (uint32_t i = 0; m->regions && i < m->n_regions; i++) free(m->regions[i].chunks);
+  free(m->regions);
+  free(m->shapes);
+  memset(m, 0, sizeof *m);
+}
+
+static void manifest_encode(const manifest_t *m, wbuf_t *w) {
+  w_bytes(w, MANIFEST_MAGIC, 4);
+  w_u32(w, MANIFEST_VERSION);
+  w_u64(w, (uint64_t)m->step);
+  w_u64(w, (uint64_t)m->base_step);
+  w_u64(w, (uint64_t)m->full_step);
+  w_u32(w, m->chain_len);
+  w_u32(w, m->rank);
+  w_u32(w, m->G);
+  w_u64(w, m->digest);
+  w_f64(w, m->write_s);
+  w_u64(w, (uint64_t)m->unix_time);
+  w_u64(w, m->raw);
+  w_u64(w, m->stored);
+  w_u32(w, m->n_shapes);
+  for (uint32_t i = 0; i < m->n_shapes; i++) {
+    w_bytes(w, m->shapes[i].name, sizeof m->shapes[i].name);
+    w_u64(w, (uint64_t)m->shapes[i].value);
+  }
+  w_u32(w, m->n_regions);
+  for (uint32_t i = 0; i < m->n_regions; i++) {
+    const mregion_t *g = &m->regions[i];
+    w_bytes(w, g->name, SMOE_CKPT_NAME);
+    w_u8(w, g->cf);
+    w_u8(w, g->elem);
+    w_u64(w, g->bytes);
+    w_u64(w, g->chunk_bytes);
+    w_u32(w, g->n_chunks);
+    for (uint32_t c = 0; c < g->n_chunks; c++) {
+      w_u8(w, g->chunks[c].enc);
+      w_u64(w, g->chunks[c].raw);
+      w_u64(w, g->chunks[c].stored);
+      w_u64(w, g->chunks[c].hash);
+    }
+  }
+  w_u64(w, smoe_codec_hash(w->p, w->n));
+}
+
+/* Parses and checks a manifest value; -1 with err saying what is wrong. */
+static int manifest_decode(manifest_t *m, const void *v, size_t n, smoe_err_t *err) {
+  memset(m, 0, sizeof *m);
+  if (n < 4 + 8 || memcmp(v, MANIFEST_MAGIC, 4) != 0)
+    return smoe_fail(err, "not a manifest (%zu bytes, bad magic)", n);
+  rbuf_t tail = {(const uint8_t *)v + n - 8, 8, 0, 0};
+  if (r_u64(&tail) != smoe_codec_hash(v, n - 8))
+    return smoe_fail(err, "manifest checksum mismatch (%zu bytes): the manifest is corrupted", n);
+  rbuf_t r = {v, n - 8, 4, 0};
+  uint32_t version = r_u32(&r);
+  if (version != MANIFEST_VERSION)
+    return smoe_fail(err, "manifest format version %u, this build reads %u", version,
+                     MANIFEST_VERSION);
+  m->step = (int64_t)r_u64(&r);
+  m->base_step = (int64_t)r_u64(&r);
+  m->full_step = (int64_t)r_u64(&r);
+  m->chain_len = r_u32(&r);
+  m->rank = r_u32(&r);
+  m->G = r_u32(&r);
+  m->digest = r_u64(&r);
+  m->write_s = r_f64(&r);
+  m->unix_time = (int64_t)r_u64(&r);
+  m->raw = r_u64(&r);
+  m->stored = r_u64(&r);
+  m->n_shapes = r_u32(&r);
+  if (m->n_shapes > 1024) r.bad = 1;
+  if (!r.bad) m->shapes = xcalloc(m->n_shapes + 1, sizeof *m->shapes);
+  for (uint32_t i = 0; !r.bad && i < m->n_shapes; i++) {
+    const uint8_t *p = r_take(&r, sizeof m->shapes[i].name);
+    if (p) memcpy(m->shapes[i].name, p, sizeof m->shapes[i].name);
+    m->shapes[i].name[sizeof m->shapes[i].name - 1] = '\0';
+    m->shapes[i].value = (int64_t)r_u64(&r);
+  }
+  m->n_regions = r.bad ? 0 : r_u32(&r);
+  if (m->n_regions > 255) r.bad = 1;
+  if (!r.bad) m->regions = xcalloc(m->n_regions + 1, sizeof *m->regions);
+  for (uint32_t i = 0; !r.bad && i < m->n_regions; i++) {
+    mregion_t *g = &m->regions[i];
+    const uint8_t *p = r_take(&r, SMOE_CKPT_NAME);
+    if (p) memcpy(g->name, p, SMOE_CKPT_NAME);
+    g->name[SMOE_CKPT_NAME - 1] = '\0';
+    g->cf = r_u8(&r);
+    g->elem = r_u8(&r);
+    g->bytes = r_u64(&r);
+    g->chunk_bytes = r_u64(&r);
+    g->n_chunks = r_u32(&r);
+    /* each chunk takes 25 bytes of the manifest: bounds the allocation */
+    if (r.bad || g->n_chunks > (r.n - r.at) / 25 || g->chunk_bytes == 0 ||
+        g->cf >= SMOE_CF_COUNT || (g->elem != 4 && g->elem != 8) ||
+        (g->bytes + g->chunk_bytes - 1) / g->chunk_bytes != g->n_chunks) {
+      r.bad = 1;
+      break;
+    }
+    g->chunks = xcalloc(g->n_chunks + 1, sizeof *g->chunks);
+    for (uint32_t c = 0; c < g->n_chunks; c++) {
+      g->chunks[c].enc = r_u8(&r);
+      g->chunks[c].raw = r_u64(&r);
+      g->chunks[c].stored = r_u64(&r);
+      g->chunks[c].hash = r_u64(&r);
+    }
+  }
+  if (r.bad || r.at != r.n) {
+    manifest_free(m);
+    return smoe_fail(err, "manifest malformed (%zu bytes)", n);
+  }
+  return 0;
+}
+
+/* Reads and parses the manifest of `step`: 1 found, 0 absent, -1 error. */
+static int manifest_read(smoe_store_t *s, int64_t step, manifest_t *m, smoe_err_t *err) {
+  uint8_t k[META_KEY];
+  meta_key(k, 'm', step);
+  void *v = NULL;
+  size_t n = 0;
+  int found = smoe_store_get(s, SMOE_CF_META, k, sizeof k, &v, &n, err);
+  if (found <= 0) return found;
+  smoe_err_t e;
+  int rc = manifest_decode(m, v, n, &e);
+  free(v);
+  if (rc != 0)
+    return smoe_fail(err, "%s: manifest of step %lld (meta key 'm'+%lld): %s", smoe_store_path(s),
+                     (long long)step, (long long)step, e.msg);
+  if (m->step != step) {
+    manifest_free(m);
+    return smoe_fail(err, "%s: the manifest under key 'm'+%lld says step %lld", smoe_store_path(s),
+                     (long long)step, (long long)m->step);
+  }
+  return 1;
+}
+
+/* Steps with a manifest key, ascending (*steps malloc'd). */
+typedef struct {
+  int64_t *v;
+  int n, cap;
+} steps_t;
+static int collect_step(void *ctx, const void *k, size_t klen, const void *v, size_t vlen) {
+  (void)v, (void)vlen;
+  steps_t *st = ctx;
+  if (klen != META_KEY) return 0;
+  if (st->n == st->cap) {
+    st->cap = st->cap * 2 + 16;
+    st->v = xrealloc(st->v, sizeof(int64_t) * (size_t)st->cap);
+  }
+  st->v[st->n++] = (int64_t)get_be64((const uint8_t *)k + 1);
+  return 0;
+}
+static int list_keys(smoe_store_t *s, char kind, steps_t *st, smoe_err_t *err) {
+  memset(st, 0, sizeof *st);
+  uint8_t prefix = (uint8_t)kind;
+  return smoe_store_scan(s, SMOE_CF_META, &prefix, 1, collect_step, st, err);
+}
+static int has_step(const steps_t *st, int64_t step) {
+  for (int i = 0; i < st->n; i++)
+    if (st->v[i] == step) return 1;
+  return 0;
+}
+
+/* --- the handle -------------------------------------------------------------- */
+
+struct smoe_ckpt {
+  smoe_store_t *s;
+  int rank;
+  int n_regions, n_shapes;
+  smoe_ckpt_region_t *regions;
+  size_t *offset; /* of each region in stage/base */
+  size_t total;
+  smoe_ckpt_shape_t *shapes;
+  uint64_t digest;
+  smoe_ckpt_opts_t o;
+  uint8_t *stage, *base; /* the staged state; the last written (or restored) one */
+  int have_base;
+  int64_t base_step, base_full;
+  uint32_t base_chain;
+  int64_t staged;       /* step in stage, -1 none */
+  manifest_t written;   /* the writer's manifest of the staged step */
+  int write_rc;         /* 0, or -1 with write_err */
+  smoe_err_t write_err;
+  int64_t pending;      /* step awaiting agreement, -1 none */
+  int local;            /* its status here: 1 written, 0 not yet, -1 failed */
+  int64_t last_global;
+  smoe_batch_t *log;
+  int log_n;
+  uint8_t *out; /* encoder output, smoe_codec_bound(chunk) */
+  size_t out_cap;
+};
+
+static int enc_is_delta(smoe_enc_t e) {
+  return e == SMOE_ENC_XOR_SHUFFLE_ZSTD;
+}
+
+smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t *regions,
+                            int n_regions, const smoe_ckpt_shape_t *shapes, int n_shapes,
+                            uint64_t config_digest, const smoe_ckpt_opts_t *o, smoe_err_t *err) {
+  if (n_regions < 1 || n_regions > 255) {
+    smoe_fail(err, "checkpoint: %d regions (1..255 allowed)", n_regions);
+    return NULL;
+  }
+  for (int i = 0; i < n_regions; i++)
+    if (strnlen(regions[i].name, SMOE_CKPT_NAME) >= SMOE_CKPT_NAME) {
+      smoe_fail(err, "checkpoint: region name '%.*s...' is too long", SMOE_CKPT_NAME, regions[i].name);
+      return NULL;
+    }
+  smoe_store_t *s = smoe_store_open(dir, rank, err);
+  if (!s) return NULL;
+  smoe_ckpt_t *ck = xcalloc(1, sizeof *ck);
+  ck->s = s;
+  ck->rank = rank;
+  ck->o = *o;
+  ck->n_regions = n_regions;
+  ck->regions = xmalloc(sizeof *regions * (size_t)n_regions);
+  memcpy(ck->regions, regions, sizeof *regions * (size_t)n_regions);
+  ck->offset = xmalloc(sizeof(size_t) * (size_t)n_regions);
+  for (int i = 0; i < n_regions; i++) {
+    ck->offset[i] = ck->total;
+    ck->total += regions[i].bytes;
+  }
+  ck->n_shapes = n_shapes;
+  ck->shapes = xcalloc((size_t)n_shapes + 1, sizeof *shapes);
+  memcpy(ck->shapes, shapes, sizeof *shapes * (size_t)n_shapes);
+  ck->digest = config_digest;
+  ck->stage = xmalloc(ck->total + 1);
+  ck->base = xmalloc(ck->total + 1);
+  ck->staged = ck->pending = ck->last_global = -1;
+  ck->local = 1;
+  ck->log = smoe_batch_new(s);
+  ck->out_cap = smoe_codec_bound(o->chunk_bytes);
+  ck->out = xmalloc(ck->out_cap);
+  return ck;
+}
+
+static int log_flush(smoe_ckpt_t *ck, smoe_err_t *err) {
+  if (ck->log_n == 0) return 0;
+  int rc = smoe_store_write(ck->s, ck->log, SMOE_WRITE_PLAIN, err);
+  smoe_batch_clear(ck->log);
+  ck->log_n = 0;
+  return rc;
+}
+
+void smoe_ckpt_close(smoe_ckpt_t *ck) {
+  if (!ck) return;
+  smoe_err_t e;
+  if (log_flush(ck, &e) == 0) smoe_store_flush(ck->s, &e);
+  smoe_batch_free(ck->log);
+  manifest_free(&ck->written);
+  smoe_store_close(ck->s);
+  free(ck->regions), free(ck->offset), free(ck->shapes);
+  free(ck->stage), free(ck->base), free(ck->out);
+  free(ck);
+}
+
+smoe_store_t *smoe_ckpt_store(smoe_ckpt_t *ck) { return ck->s; }
+int64_t smoe_ckpt_pending(const smoe_ckpt_t *ck) { return ck->pending; }
+int smoe_ckpt_local_status(const smoe_ckpt_t *ck) { return ck->pending < 0 ? 1 : ck->local; }
+int64_t smoe_ckpt_last_global(const smoe_ckpt_t *ck) { return ck->last_global; }
+
+/* --- writing ----------------------------------------------------------------- */
+
+double smoe_ckpt_stage(smoe_ckpt_t *ck, int64_t step) {
+  double t0 = smoe_now();
+  smoe_err_t e;
+  if (log_flush(ck, &e) != 0) /* the log is best effort: a failure shows up at the manifest */
+    fprintf(stderr, "swiftmoe: [rank %d] placement log: %s\n", ck->rank, e.msg);
+  for (int i = 0; i < ck->n_regions; i++)
+    memcpy(ck->stage + ck->offset[i], ck->regions[i].data, ck->regions[i].bytes);
+  ck->staged = ck->pending = step;
+  ck->local = 0;
+  return smoe_now() - t0;
+}
+
+/* A key for messages: "shard key step 40 / master / chunk 3". */
+static void describe_chunk(char *b, size_t n, const manifest_t *m, int region, uint32_t c,
+                           int64_t step) {
+  snprintf(b, n, "%s key (step %lld, region %s, chunk %u)",
+           smoe_cf_name((smoe_cf_t)m->regions[region].cf), (long long)step,
+           m->regions[region].name, c);
+}
+
+void smoe_ckpt_write(smoe_ckpt_t *ck) {
+  const double t0 = smoe_now();
+  smoe_err_t *err = &ck->write_err;
+  manifest_t *m = &ck->written;
+  manifest_free(m);
+  const int delta = ck->have_base && ck->base_chain + 1 < (uint32_t)ck->o.full_every &&
+                    enc_is_delta(ck->o.delta_enc);
+  m->step = ck->staged;
+  m->base_step = delta ? ck->base_step : -1;
+  m->full_step = delta ? ck->base_full : ck->staged;
+  m->chain_len = delta ? ck->base_chain + 1 : 0;
+  m->rank = (uint32_t)ck->rank;
+  m->digest = ck->digest;
+  m->n_shapes = (uint32_t)ck->n_shapes;
+  m->shapes = xcalloc((size_t)ck->n_shapes + 1, sizeof *m->shapes);
+  memcpy(m->shapes, ck->shapes, sizeof *m->shapes * (size_t)ck->n_shapes);
+  for (int i = 0; i < ck->n_shapes; i++)
+    if (strcmp(ck->shapes[i].name, "ranks") == 0) m->G = (uint32_t)ck->shapes[i].value;
+  m->n_regions = (uint32_t)ck->n_regions;
+  m->regions = xcalloc((size_t)ck->n_regions, sizeof *m->regions);
+  const smoe_enc_t enc = delta ? ck->o.delta_enc : ck->o.full_enc;
+  smoe_batch_t *b = smoe_batch_new(ck->s);
+  int rc = 0;
+  for (int i = 0; i < ck->n_regions && rc == 0; i++) {
+    const smoe_ckpt_region_t *r = &ck->regions[i];
+    mregion_t *g = &m->regions[i];
+    memcpy(g->name, r->name, SMOE_CKPT_NAME);
+    g->cf = (uint8_t)r->cf;
+    g->elem = (uint8_t)r->elem;
+    g->bytes = r->bytes;
+    g->chunk_bytes = ck->o.chunk_bytes;
+    g->n_chunks = (uint32_t)((r->bytes + g->chunk_bytes - 1) / g->chunk_bytes);
+    g->chunks = xcalloc(g->n_chunks + 1, sizeof *g->chunks);
+    for (uint32_t c = 0; c < g->n_chunks && rc == 0; c++) {
+      size_t off = ck->offset[i] + c * g->chunk_bytes;
+      size_t len = r->bytes - c * g->chunk_bytes;
+      if (len > g->chunk_bytes) len = g->chunk_bytes;
+      smoe_err_t e;
+      int64_t l = smoe_codec_encode(enc, ck->o.level, ck->stage + off, delta ? ck->base + off : NULL,
+                                    len, (size_t)r->elem, ck->out, ck->out_cap, &e);
+      if (l < 0) {
+        char what[128];
+        describe_chunk(what, sizeof what, m, i, c, m->step);
+        rc = smoe_fail(err, "rank %d, checkpoint of step %lld: encoding %s: %s", ck->rank,
+                       (long long)m->step, what, e.msg);
+        break;
+      }
+      g->chunks[c] = (chunk_t){(uint8_t)enc, len, (uint64_t)l, smoe_codec_hash(ck->out, (size_t)l)};
+      m->raw += len;
+      m->stored += (uint64_t)l;
+      uint8_t k[CHUNK_KEY];
+      chunk_key(k, m->step, i, c);
+      smoe_batch_clear(b);
+      smoe_batch_put(b, (smoe_cf_t)r->cf, k, sizeof k, ck->out, (size_t)l);
+      if (smoe_store_write(ck->s, b, SMOE_WRITE_NO_WAL, &e) != 0)
+        rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s", ck->rank, (long long)m->step,
+                       e.msg);
+      SMOE_KILL_POINT("ckpt.chunk");
+    }
+  }
+  smoe_err_t e;
+  if (rc == 0 && smoe_store_persist(ck->s, &e) != 0)
+    rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s", ck->rank, (long long)m->step,
+                   e.msg);
+  SMOE_KILL_POINT("ckpt.before_manifest");
+  if (rc == 0) {
+    m->unix_time = (int64_t)time(NULL);
+    m->write_s = smoe_now() - t0;
+    wbuf_t w = {0};
+    manifest_encode(m, &w);
+    uint8_t k[META_KEY];
+    meta_key(k, 'm', m->step);
+    smoe_batch_clear(b);
+    smoe_batch_put(b, SMOE_CF_META, k, sizeof k, w.p, w.n);
+    if (smoe_store_write(ck->s, b, SMOE_WRITE_SYNC, &e) != 0)
+      rc = smoe_fail(err, "rank %d, checkpoint of step %lld: manifest: %s", ck->rank,
+                     (long long)m->step, e.msg);
+    free(w.p);
+  }
+  SMOE_KILL_POINT("ckpt.after_manifest");
+  smoe_batch_free(b);
+  ck->write_rc = rc;
+}
+
+int smoe_ckpt_finish(smoe_ckpt_t *ck, smoe_err_t *err) {
+  if (ck->write_rc != 0) {
+    ck->have_base = 0; /* the next checkpoint must not lean on this one */
+    ck->local = -1;
+    if (err) *err = ck->write_err;
+    return -1;
+  }
+  uint8_t *t = ck->base;
+  ck->base = ck->stage;
+  ck->stage = t;
+  ck->have_base = 1;
+  ck->base_step = ck->written.step;
+  ck->base_full = ck->written.full_step;
+  ck->base_chain = ck->written.chain_len;
+  ck->local = 1;
+  return 0;
+}
+
+/* Deletes checkpoint `step` (manifest first, so no manifest names missing chunks). */
+static int delete_checkpoint(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
+  uint8_t k[META_KEY], lo[8], hi[8];
+  meta_key(k, 'm', step);
+  if (smoe_store_delete(ck->s, SMOE_CF_META, k, sizeof k, err) != 0) return -1;
+  meta_key(k, 'g', step);
+  if (smoe_store_delete(ck->s, SMOE_CF_META, k, sizeof k, err) != 0) return -1;
+  put_be64(lo, (uint64_t)step);
+  put_be64(hi, (uint64_t)step + 1);
+  const smoe_cf_t fams[] = {SMOE_CF_SHARD, SMOE_CF_DENSE, SMOE_CF_DATA};
+  for (int i = 0; i < 3; i++)
+    if (smoe_store_delete_range(ck->s, fams[i], lo, 8, hi, 8, err) != 0) return -1;
+  return 0;
+}
+
+/* Keeps the newest `keep` globally complete checkpoints, the chains they need
+ * and everything newer; deletes the rest. */
+static int prune(smoe_ckpt_t *ck, smoe_err_t *err) {
+  steps_t man, glob;
+  if (list_keys(ck->s, 'm', &man, err) != 0) return -1;
+  if (list_keys(ck->s, 'g', &glob, err) != 0) {
+    free(man.v);
+    return -1;
+  }
+  int rc = 0, kept = 0;
+  int64_t oldest_needed = INT64_MAX;
+  for (int i = glob.n - 1; i >= 0 && kept < ck->o.keep; i--) {
+    if (!has_step(&man, glob.v[i])) continue;
+    manifest_t m;
+    if (manifest_read(ck->s, glob.v[i], &m, err) != 1) continue; /* unreadable: not kept */
+    if (m.full_step < oldest_needed) oldest_needed = m.full_step;
+    manifest_free(&m);
+    kept++;
+  }
+  for (int i = 0; i < man.n && rc == 0; i++)
+    if (man.v[i] < oldest_needed) rc = delete_checkpoint(ck, man.v[i], err);
+  free(man.v);
+  free(glob.v);
+  return rc;
+}
+
+int smoe_ckpt_agreed(smoe_ckpt_t *ck, int status, smoe_err_t *err) {
+  int64_t step = ck->pending;
+  ck->pending = -1;
+  if (step < 0 || status <= 0) return 0;
+  uint8_t k[META_KEY];
+  meta_key(k, 'g', step);
+  if (smoe_store_put(ck->s, SMOE_CF_META, k, sizeof k, "", 0, err) != 0) return -1;
+  ck->last_global = step;
+  return prune(ck, err);
+}
+
+/* --- reading ----------------------------------------------------------------- */
+
+/* Reads chunk c of region i of checkpoint m, checks it against the manifest and
+ * decodes it into out (base: the chain's state before it, for a delta). */
+static int read_chunk(smoe_store_t *s, int rank, const manifest_t *m, int i, uint32_t c,
+                      const uint8_t *base, uint8_t *out, smoe_err_t *err) {
+  const mregion_t *g = &m->regions[i];
+  const chunk_t *ch = &g->chunks[c];
+  char what[128];
+  describe_chunk(what, sizeof what, m, i, c, m->step);
+  uint8_t k[CHUNK_KEY];
+  chunk_key(k, m->step, i, c);
+  void *v = NULL;
+  size_t n = 0;
+  smoe_err_t e;
+  int found = smoe_store_get(s, (smoe_cf_t)g->cf, k, sizeof k, &v, &n, &e);
+  int rc = 0;
+  if (found < 0)
+    rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s: %s", rank, (long long)m->step, what,
+                   e.msg);
+  else if (!found)
+    rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s is missing", rank,
+                   (long long)m->step, what);
+  else if (n != ch->stored || smoe_codec_hash(v, n) != ch->hash)
+    rc = smoe_fail(err,
+                   "rank %d, checkpoint of step %lld: %s is corrupted (%zu bytes, manifest says "
+                   "%llu; checksum %s)",
+                   rank, (long long)m->step, what, n, (unsigned long long)ch->stored,
+                   n == ch->stored ? "differs" : "not checked");
+  else if (smoe_codec_decode(v, n, base, out, ch->raw, &e) != 0)
+    rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s: %s", rank, (long long)m->step, what,
+                   e.msg);
+  free(v);
+  return rc;
+}
+
+/* Decodes checkpoint `step` with its chain into out (the manifests' total bytes;
+ * *m gets the newest manifest, the caller frees it). */
+static int decode_chain(smoe_store_t *s, int rank, int64_t step, manifest_t *top, uint8_t **outp,
+                        size_t *total, smoe_err_t *err) {
+  /* the chain, newest first: step, its base, ..., the full one */
+  int n = 0, cap = 8;
+  manifest_t *chain = xcalloc((size_t)cap, sizeof *chain);
+  int rc = 0;
+  for (int64_t at = step; rc == 0;) {
+    if (n == cap) {
+      cap *= 2;
+      chain = xrealloc(chain, sizeof *chain * (size_t)cap);
+    }
+    int found = manifest_read(s, at, &chain[n], err);
+    if (found == 0)
+      rc = smoe_fail(err, "rank %d, checkpoint of step %lld: the manifest of step %lld (meta key "
+                     "'m'+%lld)%s is missing",
+                     rank, (long long)step, (long long)at, (long long)at,
+                     at == step ? "" : ", a link of its delta chain,");
+    if (found != 1) {
+      if (found < 0) { /* prefix the rank */
+        smoe_err_t e = *err;
+        smoe_fail(err, "rank %d: %s", rank, e.msg);
+      }
+      rc = -1;
+      break;
+    }
+    n++;
+    const manifest_t *m = &chain[n - 1];
+    if (m->base_step < 0) break;
+    if (m->base_step >= at || n > 100000) {
+      rc = smoe_fail(err, "rank %d, checkpoint of step %lld: bad chain link %lld -> %lld", rank,
+                     (long long)step, (long long)at, (long long)m->base_step);
+      break;
+    }
+    at = m->base_step;
+  }
+  /* every link must have the same layout */
+  for (int j = 1; rc == 0 && j < n; j++) {
+    int same = chain[j].n_regions == chain[0].n_regions;
+    for (uint32_t i = 0; same && i < chain[0].n_regions; i++)
+      same = chain[j].regions[i].bytes == chain[0].regions[i].bytes &&
+             chain[j].regions[i].chunk_bytes == chain[0].regions[i].chunk_bytes &&
+             chain[j].regions[i].cf == chain[0].regions[i].cf;
+    if (!same)
+      rc = smoe_fail(err, "rank %d, checkpoint of step %lld: its chain changes layout at step %lld",
+                     rank, (long long)step, (long long)chain[j].step);
+  }
+  uint8_t *out = NULL, *tmp = NULL;
+  size_t sum = 0;
+  if (rc == 0) {
+    size_t maxc = 0;
+    for (uint32_t i = 0; i < chain[0].n_regions; i++) {
+      sum += chain[0].regions[i].bytes;
+      if (chain[0].regions[i].chunk_bytes > maxc) maxc = chain[0].regions[i].chunk_bytes;
+    }
+    out = xmalloc(sum + 1);
+    tmp = xmalloc(maxc + 1);
+  }
+  size_t off = 0;
+  for (uint32_t i = 0; rc == 0 && i < chain[0].n_regions; i++) {
+    const mregion_t *g = &chain[0].regions[i];
+    for (uint32_t c = 0; rc == 0 && c < g->n_chunks; c++) {
+      uint8_t *dst = out + off + c * g->chunk_bytes;
+      rc = read_chunk(s, rank, &chain[n - 1], (int)i, c, NULL, dst, err);
+      for (int j = n - 2; rc == 0 && j >= 0; j--) {
+        rc = read_chunk(s, rank, &chain[j], (int)i, c, dst, tmp, err);
+        if (rc == 0) memcpy(dst, tmp, chain[j].regions[i].chunks[c].raw);
+      }
+    }
+    off += g->bytes;
+  }
+  free(tmp);
+  if (rc == 0) {
+    *top = chain[0];
+    chain[0] = (manifest_t){0};
+    *outp = out;
+    *total = sum;
+  } else {
+    free(out);
+  }
+  for (int j = 0; j < n; j++) manifest_free(&chain[j]);
+  free(chain);
+  return rc;
+}
+
+/* Restores checkpoint `step` into the regions. -2 for a shape or layout
+ * mismatch (no point in trying older checkpoints), -1 for a fault. */
+static int restore_step(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
+  manifest_t m;
+  manifest_t probe;
+  int found = manifest_read(ck->s, step, &probe, err);
+  if (found != 1) {
+    if (found == 0)
+      smoe_fail(err, "rank %d: no manifest of step %lld (meta key 'm'+%lld)", ck->rank,
+                (long long)step, (long long)step);
+    return -1;
+  }
+  /* shapes first: a different model is a config error, not a corruption */
+  char list[1024] = "";
+  size_t at = 0;
+  for (int i = 0; i < ck->n_shapes; i++) {
+    int64_t was = INT64_MIN;
+    for (uint32_t j = 0; j < probe.n_shapes; j++)
+      if (strcmp(probe.shapes[j].name, ck->shapes[i].name) == 0) was = probe.shapes[j].value;
+    if (was != ck->shapes[i].value && at < sizeof list - 1) {
+      char v[32] = "absent";
+      if (was != INT64_MIN) snprintf(v, sizeof v, "%lld", (long long)was);
+      at += (size_t)snprintf(list + at, sizeof list - at, "%s%s = %lld (checkpoint: %s)",
+                             at ? "; " : "", ck->shapes[i].name, (long long)ck->shapes[i].value, v);
+    }
+  }
+  int layout = probe.n_regions == (uint32_t)ck->n_regions;
+  for (int i = 0; layout && i < ck->n_regions; i++)
+    layout = strcmp(probe.regions[i].name, ck->regions[i].name) == 0 &&
+             probe.regions[i].bytes == ck->regions[i].bytes &&
+             probe.regions[i].elem == ck->regions[i].elem;
+  manifest_free(&probe);
+  if (list[0])
+    return smoe_fail(err, "the checkpoint of step %lld was made with other shapes than this run: %s",
+                     (long long)step, list), -2;
+  if (!layout)
+    return smoe_fail(err, "rank %d: the checkpoint of step %lld has another state layout than this "
+                     "build (precision or version differ)", ck->rank, (long long)step), -2;
+  uint8_t *out = NULL;
+  size_t total = 0;
+  if (decode_chain(ck->s, ck->rank, step, &m, &out, &total, err) != 0) return -1;
+  for (int i = 0; i < ck->n_regions; i++)
+    memcpy(ck->regions[i].data, out + ck->offset[i], ck->regions[i].bytes);
+  free(ck->base);
+  ck->base = out;
+  ck->have_base = 1;
+  ck->base_step = step;
+  ck->base_full = m.full_step;
+  ck->base_chain = m.chain_len;
+  manifest_free(&m);
+  return 0;
+}
+
+static int64_t allreduce_min(smoe_comm_t *comm, int64_t v) {
+  int64_t x = -v;
+  smoe_comm_allreduce_max_i64(comm, &x, 1, SMOE_PHASE_OTHER);
+  return -x;
+}
+
+/* Deletes every checkpoint and placement record after `step`. */
+static int discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
+  steps_t man;
+  if (list_keys(ck->s, 'm', &man, err) != 0) return -1;
+  int rc = 0;
+  for (int i = 0; i < man.n && rc == 0; i++)
+    if (man.v[i] > step) rc = delete_checkpoint(ck, man.v[i], err);
+  free(man.v);
+  uint8_t lo[8], hi[8];
+  put_be64(lo, (uint64_t)step + 1);
+  memset(hi, 0xff, 8);
+  if (rc == 0) rc = smoe_store_delete_range(ck->s, SMOE_CF_PLACEMENT, lo, 8, hi, 8, err);
+  if (rc == 0) rc = smoe_store_flush(ck->s, err);
+  return rc;
+}
+
+int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *step,
+                     smoe_err_t *err) {
+  *step = -1;
+  steps_t man;
+  int rc = list_keys(ck->s, 'm', &man, err);
+  if (allreduce_min(comm, rc) < 0) {
+    free(man.v);
+    return rc < 0 ? -1 : smoe_fail(err, "another rank could not list its checkpoints");
+  }
+  int64_t bound = INT64_MAX;
+  for (;;) {
+    int64_t cand = want;
+    if (want < 0) { /* the newest step every rank has */
+      int64_t mine = -1;
+      for (int i = 0; i < man.n; i++)
+        if (man.v[i] <= bound && man.v[i] > mine) mine = man.v[i];
+      cand = allreduce_min(comm, mine);
+      if (cand < 0) break;
+      if (allreduce_min(comm, has_step(&man, cand)) == 0) {
+        bound = cand - 1;
+        continue;
+      }
+    }
+    smoe_err_t e = {{0}};
+    int r = restore_step(ck, cand, &e);
+    int all = (int)allreduce_min(comm, r);
+    if (all == 0) {
+      *step = cand;
+      break;
+    }
+    if (r != 0) fprintf(stderr, "swiftmoe: [rank %d] cannot restore: %s\n", ck->rank, e.msg);
+    if (want >= 0 || all == -2) {
+      free(man.v);
+      if (r != 0) *err = e;
+      else smoe_fail(err, "another rank could not restore the checkpoint of step %lld (see its "
+                     "message)", (long long)cand);
+      return -1;
+    }
+    if (smoe_comm_rank(comm) == 0)
+      fprintf(stderr, "swiftmoe: the checkpoint of step %lld cannot be restored on every rank: "
+              "falling back to the previous globally complete one\n", (long long)cand);
+    bound = cand - 1;
+  }
+  free(man.v);
+  if (*step < 0) return 0;
+  ck->last_global = *step;
+  ck->pending = -1;
+  ck->local = 1;
+  return discard_after(ck, *step, err);
+}
+
+/* --- the placement log ------------------------------------------------------- */
+
+int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *p, smoe_err_t *err) {
+  wbuf_t w = {0};
+  w_u8(&w, SMOE_PLOG_VERSION);
+  w_u8(&w, 0);
+  w_u16(&w, (uint16_t)p->L);
+  w_u16(&w, (uint16_t)p->E);
+  w_u16(&w, (uint16_t)p->G);
+  w_u16(&w, (uint16_t)p->S);
+  w_u64(&w, (uint64_t)p->step);
+  for (int i = 0; i < p->L * p->E; i++) w_u32(&w, (uint32_t)p->loads[i]);
+  for (int i = 0; i < p->L * p->E; i++) w_u16(&w, (uint16_t)p->replicas[i]);
+  for (int i = 0; i < p->L * p->G * p->S; i++) w_u16(&w, (uint16_t)(int16_t)p->slot_expert[i]);
+  uint8_t k[8];
+  put_be64(k, (uint64_t)p->step);
+  smoe_batch_put(ck->log, SMOE_CF_PLACEMENT, k, 8, w.p, w.n);
+  free(w.p);
+  return ++ck->log_n >= LOG_BATCH ? log_flush(ck, err) : 0;
+}
+
+void smoe_plog_free(smoe_plog_t *p) {
+  free(p->loads), free(p->replicas), free(p->slot_expert);
+  memset(p, 0, sizeof *p);
+}
+
+static int plog_decode(smoe_plog_t *p, const void *v, size_t n) {
+  memset(p, 0, sizeof *p);
+  rbuf_t r = {v, n, 0, 0};
+  if (r_u8(&r) != SMOE_PLOG_VERSION) return -1;
+  r_u8(&r);
+  p->L = r_u16(&r), p->E = r_u16(&r), p->G = r_u16(&r), p->S = r_u16(&r);
+  p->step = (int64_t)r_u64(&r);
+  size_t le = (size_t)p->L * p->E, lgs = (size_t)p->L * p->G * p->S;
+  if (r.bad || n - r.at != le * 6 + lgs * 2) return -1;
+  p->loads = xmalloc(sizeof(int64_t) * (le + 1));
+  p->replicas = xmalloc(sizeof(int) * (le + 1));
+  p->slot_expert = xmalloc(sizeof(int) * (lgs + 1));
+  for (size_t i = 0; i < le; i++) p->loads[i] = r_u32(&r);
+  for (size_t i = 0; i < le; i++) p->replicas[i] = r_u16(&r);
+  for (size_t i = 0; i < lgs; i++) p->slot_expert[i] = (int16_t)r_u16(&r);
+  return 0;
+}
+
+int smoe_plog_read(smoe_store_t *s, int64_t step, smoe_plog_t *p, smoe_err_t *err) {
+  uint8_t k[8];
+  put_be64(k, (uint64_t)step);
+  void *v = NULL;
+  size_t n = 0;
+  memset(p, 0, sizeof *p);
+  int found = smoe_store_get(s, SMOE_CF_PLACEMENT, k, 8, &v, &n, err);
+  if (found <= 0) return found;
+  int rc = plog_decode(p, v, n);
+  free(v);
+  if (rc != 0 || p->step != step) {
+    smoe_plog_free(p);
+    return smoe_fail(err, "%s: placement record of step %lld is malformed (%zu bytes)",
+                     smoe_store_path(s), (long long)step, n);
+  }
+  return 1;
+}
+
+typedef struct {
+  int (*fn)(void *, const smoe_plog_t *);
+  void *ctx;
+} plog_scan_t;
+static int plog_each(void *ctx, const void *k, size_t klen, const void *v, size_t vlen) {
+  (void)k;
+  plog_scan_t *ps = ctx;
+  smoe_plog_t p;
+  if (klen != 8 || plog_decode(&p, v, vlen) != 0) {
+    smoe_plog_free(&p);
+    return -1;
+  }
+  int r = ps->fn(ps->ctx, &p);
+  smoe_plog_free(&p);
+  return r;
+}
+int smoe_plog_scan(smoe_store_t *s, int (*fn)(void *ctx, const smoe_plog_t *rec), void *ctx,
+                   smoe_err_t *err) {
+  plog_scan_t ps = {fn, ctx};
+  return smoe_store_scan(s, SMOE_CF_PLACEMENT, NULL, 0, plog_each, &ps, err);
+}
+
+/* --- inspection -------------------------------------------------------------- */
+
+int smoe_ckpt_list(smoe_store_t *s, smoe_ckpt_info_t **out, int *n, smoe_err_t *err) {
+  *out = NULL;
+  *n = 0;
+  steps_t man, glob;
+  if (list_keys(s, 'm', &man, err) != 0) return -1;
+  if (list_keys(s, 'g', &glob, err) != 0) {
+    free(man.v);
+    return -1;
+  }
+  smoe_ckpt_info_t *v = xcalloc((size_t)man.n + 1, sizeof *v);
+  int rc = 0;
+  for (int i = 0; i < man.n && rc == 0; i++) {
+    manifest_t m;
+    if (manifest_read(s, man.v[i], &m, err) != 1) {
+      rc = -1;
+      break;
+    }
+    int chunks = 0;
+    for (uint32_t j = 0; j < m.n_regions; j++) chunks += (int)m.regions[j].n_chunks;
+    v[i] = (smoe_ckpt_info_t){m.step, m.base_step, m.full_step, (int)m.chain_len,
+                              has_step(&glob, m.step), (int)m.rank, (int)m.G, m.raw, m.stored,
+                              m.write_s, m.unix_time, chunks};
+    manifest_free(&m);
+  }
+  free(man.v);
+  free(glob.v);
+  if (rc != 0) {
+    free(v);
+    return -1;
+  }
+  *out = v;
+  *n = man.n;
+  return 0;
+}
+
+int smoe_ckpt_verify(smoe_store_t *s, int64_t step, smoe_err_t *err) {
+  manifest_t m;
+  uint8_t *out = NULL;
+  size_t total = 0;
+  /* the rank is in the store's header; the path names it too */
+  const char *p = strrchr(smoe_store_path(s), '-');
+  int rank = p ? atoi(p + 1) : -1;
+  if (decode_chain(s, rank, step, &m, &out, &total, err) != 0) return -1;
+  manifest_free(&m);
+  free(out);
+  return 0;
+}
+
+/* --- kill points (test builds) ------------------------------------------------- */
+
+#ifdef SMOE_KILL_POINTS
+void smoe_kill_point(const char *name) {
+  static int hits;
+  const char *at = getenv("SMOE_KILL_AT");
+  if (!at) return;
+  size_t n = strlen(name);
+  if (strncmp(at, name, n) != 0 || (at[n] != '\0' && at[n] != ':')) return;
+  int want = at[n] == ':' ? atoi(at + n + 1) : 1;
+  if (++hits == (want > 0 ? want : 1)) {
+    fprintf(stderr, "swiftmoe: kill point %s reached (SMOE_KILL_AT): SIGKILL\n", name);
+    raise(SIGKILL);
+  }
+}
+#endif

@@ -14,6 +14,15 @@ int smoe_fail(smoe_err_t *err, const char *fmt, ...) {
   return -1;
 }
 
+void *smoe_xrealloc(void *p, size_t n, const char *file, int line) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q) {
+    fprintf(stderr, "swiftmoe: out of memory allocating %zu bytes at %s:%d\n", n, file, line);
+    exit(1);
+  }
+  return q;
+}
+
 void *smoe_xmalloc(size_t n, const char *file, int line) {
   void *p = malloc(n ? n : 1);
   if (!p) {

@@ -59,7 +59,9 @@ int smoe_fail(smoe_err_t *err, const char *fmt, ...)
 void *smoe_xmalloc(size_t n, const char *file, int line);
 void *smoe_xcalloc(size_t n, size_t size, const char *file, int line);
 #define xmalloc(n) smoe_xmalloc((n), __FILE__, __LINE__)
+void *smoe_xrealloc(void *p, size_t n, const char *file, int line);
 #define xcalloc(n, s) smoe_xcalloc((n), (s), __FILE__, __LINE__)
+#define xrealloc(p, n) smoe_xrealloc((p), (n), __FILE__, __LINE__)
 
 /* size_t multiply that aborts on overflow (sizes come from user config). */
 size_t smoe_mul(size_t a, size_t b);

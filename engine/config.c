@@ -149,8 +149,24 @@ static const cfg_key_t keys[] = {
 
     STR("checkpoint", "dir", ckpt_dir, "", NULL, NULL,
         "checkpoint folder; empty = state/ in the run folder"),
-    INT("checkpoint", "every", ckpt_every, "0", 0, 0, "checkpointing is not built yet",
-        "checkpoint every N steps; 0 = off"),
+    INT("checkpoint", "interval", ckpt_interval, "100", 0, INT_MAX, NULL,
+        "checkpoint every N steps; 0 = not by step count"),
+    DBL("checkpoint", "every_seconds", ckpt_every_seconds, "0", '[', 0, INFINITY, ')', NULL,
+        "also checkpoint at the first step boundary after N seconds without one; 0 = off"),
+    INT("checkpoint", "full_every", ckpt_full_every, "4", 1, 1000, NULL,
+        "a full checkpoint every N checkpoints, XOR deltas against the previous one between; "
+        "1 = every checkpoint full"),
+    INT("checkpoint", "keep", ckpt_keep, "2", 1, INT_MAX, NULL,
+        "globally complete checkpoints kept, with the chains they need; older ones are pruned"),
+    STR("checkpoint", "mode", ckpt_mode, "async", "async sync", NULL,
+        "async = encode and write on the libuv thread pool while training goes on; sync = "
+        "block the step loop until written (baseline)"),
+    STR("checkpoint", "when_busy", ckpt_when_busy, "wait", "wait skip", NULL,
+        "when the previous checkpoint is still being written at the next checkpoint step: wait "
+        "for it, or skip this one"),
+    INT("checkpoint", "zstd_level", ckpt_level, "3", 1, 19, NULL, "Zstandard level of chunks"),
+    INT("checkpoint", "chunk_mb", ckpt_chunk_mb, "4", 1, 1024, NULL,
+        "state is encoded and stored in chunks of this many MiB"),
 
     INT("metrics", "log_every", log_every, "1", 1, INT_MAX, NULL,
         "a metrics.jsonl line every N steps"),

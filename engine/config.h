@@ -53,7 +53,14 @@ typedef struct {
   char drop_order[16];    /* capacity policy: "position" or "weight" */
   /* [checkpoint] */
   char ckpt_dir[SMOE_PATHLEN]; /* "" = <run folder>/state */
-  int ckpt_every;              /* checkpoint every N steps; 0 = off */
+  int ckpt_interval;           /* checkpoint every N steps; 0 = not by steps */
+  double ckpt_every_seconds;   /* ... and after N seconds without one; 0 = off */
+  int ckpt_full_every;         /* a full checkpoint every N, deltas between */
+  int ckpt_keep;               /* globally complete checkpoints kept */
+  char ckpt_mode[8];           /* "async" or "sync" */
+  char ckpt_when_busy[8];      /* "wait" or "skip" */
+  int ckpt_level;              /* zstd level */
+  int ckpt_chunk_mb;           /* chunk size */
   /* [metrics] */
   int log_every;      /* a metrics.jsonl line every N steps */
   char progress[8];   /* "auto" (a live line on a terminal), "on", "off" */

@@ -1,10 +1,12 @@
 /* metrics.c: metrics.jsonl lines and the progress display. */
+#define _POSIX_C_SOURCE 200809L
 #include "metrics.h"
 
 #include "comm.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,11 +18,48 @@ struct smoe_metrics {
   int64_t total, plain_every;
 };
 
+/* The step of a metrics line, or -1. */
+static int64_t line_step(const char *line) {
+  const char *p = strstr(line, "{\"step\":");
+  return p == line ? strtoll(p + 8, NULL, 10) : -1;
+}
+
+/* Keeps the lines of path up to step `keep` (rewritten via a temporary file
+ * and rename, so a crash leaves the old or the new file). */
+static int keep_lines(const char *path, int64_t keep, int64_t *last, smoe_err_t *err) {
+  *last = 0;
+  FILE *in = fopen(path, "r");
+  if (!in) return errno == ENOENT ? 0 : smoe_fail(err, "cannot read %s: %s", path, strerror(errno));
+  char tmp[SMOE_ERRLEN + 8];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *out = fopen(tmp, "w");
+  if (!out) {
+    fclose(in);
+    return smoe_fail(err, "cannot write %s: %s", tmp, strerror(errno));
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  int bad = 0;
+  while (getline(&line, &cap, in) > 0) {
+    int64_t st = line_step(line);
+    if (st > *last) *last = st;
+    if (st <= keep && strchr(line, '\n') && fputs(line, out) < 0) bad = 1;
+  }
+  free(line);
+  fclose(in);
+  if (fclose(out) != 0 || bad || rename(tmp, path) != 0)
+    return smoe_fail(err, "cannot rewrite %s: %s", path, strerror(errno));
+  return 0;
+}
+
 smoe_metrics_t *smoe_metrics_open(const char *dir, const char *progress, int64_t total_steps,
-                                  smoe_err_t *err) {
+                                  int64_t resume_step, int64_t *last_logged, smoe_err_t *err) {
   char path[SMOE_ERRLEN];
   snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  FILE *f = fopen(path, "w");
+  int64_t last = 0;
+  if (resume_step >= 0 && keep_lines(path, resume_step, &last, err) != 0) return NULL;
+  if (last_logged) *last_logged = last;
+  FILE *f = fopen(path, resume_step >= 0 ? "a" : "w");
   if (!f) {
     smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
     return NULL;
@@ -83,6 +122,12 @@ int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write
       for (int l = 0; l < r->L; l++)
         cJSON_AddItemToArray(layers, cJSON_CreateIntArray(r->replicas + (size_t)l * r->E, r->E));
     }
+    if (r->ckpt) {
+      cJSON *k = cJSON_AddObjectToObject(o, "checkpoint");
+      cJSON_AddStringToObject(k, "write", r->ckpt);
+      cJSON_AddNumberToObject(k, "stall_s", r->ckpt_stall_s);
+    }
+    if (r->ckpt_global >= 0) cJSON_AddNumberToObject(o, "checkpoint_complete", (double)r->ckpt_global);
     if (r->bytes) {
       cJSON *b = cJSON_AddObjectToObject(o, "bytes");
       for (int p = 0; p < SMOE_PHASE_COUNT; p++)

@@ -23,12 +23,18 @@ typedef struct {
   const int64_t *bytes;          /* (SMOE_PHASE_COUNT) bytes sent this step, all ranks; may be NULL */
   const int *replicas;           /* (L, E) replicas of each expert this step; may be NULL */
   double plan_time_s, split_time_s; /* planning the next placement, splitting this step */
+  const char *ckpt;    /* a checkpoint of this step: "async", "sync", "skipped" (busy); or NULL */
+  double ckpt_stall_s; /* how long it blocked the step loop (staging, waiting) */
+  int64_t ckpt_global; /* a checkpoint step agreed globally complete at this step, or -1 */
 } smoe_step_record_t;
 
 /* Opens dir/metrics.jsonl for writing; progress: "auto", "on" or "off";
- * total_steps for the progress display. NULL with err set on failure. */
+ * total_steps for the progress display. resume_step >= 0 (a resumed run):
+ * keeps the file's lines up to that step and appends after them (the lines
+ * after it belong to lost steps); *last_logged gets the last step the file
+ * had (0 if none). NULL with err set on failure. */
 smoe_metrics_t *smoe_metrics_open(const char *dir, const char *progress, int64_t total_steps,
-                                  smoe_err_t *err);
+                                  int64_t resume_step, int64_t *last_logged, smoe_err_t *err);
 /* Appends one JSON line (flushed) when write is set; updates the display. */
 int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write, smoe_err_t *err);
 /* Prints a message line without breaking the live display. */

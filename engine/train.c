@@ -6,13 +6,16 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <omp.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt.h"
 #include "eval.h"
 #include "hf.h"
+#include "loop.h"
 #include "metrics.h"
 #include "moe.h"
 #include "optim.h"
@@ -153,6 +156,194 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   return 0;
 }
 
+
+/* The minimum of v over ranks. */
+static int64_t all_min(smoe_comm_t *comm, int64_t v) {
+  int64_t x = -v;
+  smoe_comm_allreduce_max_i64(comm, &x, 1, SMOE_PHASE_OTHER);
+  return -x;
+}
+
+/* --- checkpoints: which state, and the calls into ckpt/ and the loop ------ */
+
+/* The state a checkpoint holds on one rank, and how it is being written. */
+typedef struct {
+  smoe_ckpt_t *ck;
+  smoe_loop_t *loop;
+  int async, skip_busy;
+  int rc;        /* the last write's result, set by write_done */
+  smoe_err_t err;
+  int64_t pos[4]; /* region "position": seed, step, tokens, planner has loads */
+  uint64_t seed;
+  size_t dense_lo, dense_chunk; /* this rank's slice of the dense vectors */
+} saver_t;
+
+static void write_job(void *arg) {
+  saver_t *sv = arg;
+  smoe_ckpt_write(sv->ck);
+}
+static void write_done(void *arg) {
+  saver_t *sv = arg;
+  sv->rc = smoe_ckpt_finish(sv->ck, &sv->err);
+}
+
+/* A digest of the whole config as written (what changed, not only shapes). */
+static uint64_t config_digest(const smoe_config_t *c) {
+  char *text = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&text, &n);
+  if (!f) return 0;
+  smoe_config_write(c, f);
+  fclose(f);
+  uint64_t h = 0x5eed;
+  for (size_t i = 0; i < n; i++) h = smoe_mix64(h ^ (uint8_t)text[i]);
+  free(text);
+  return h;
+}
+
+/* Opens this rank's store and the loop. Regions: the expert optimizer shard,
+ * this rank's 1/G slice of the dense parameters and their moments (restored
+ * by an all-gather), the balancing bias, the planner's loads and the
+ * position. */
+static int saver_open(saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
+                      smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err) {
+  memset(sv, 0, sizeof *sv);
+  const int G = m->G, g = m->rank;
+  const size_t n = m->n_dense, chunk = (n + (size_t)G - 1) / (size_t)G;
+  sv->dense_chunk = chunk;
+  sv->dense_lo = (size_t)g * chunk < n ? (size_t)g * chunk : n;
+  size_t len = n - sv->dense_lo < chunk ? n - sv->dense_lo : chunk;
+  const size_t le = (size_t)m->dims.L * m->dims.E, rb = sizeof(real);
+  smoe_ckpt_region_t r[] = {
+      {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb},
+      {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb},
+      {"exp_avg_sq", SMOE_CF_SHARD, sh->exp_avg_sq, sh->n * rb, (int)rb},
+      {"dense", SMOE_CF_DENSE, m->dense_mem + sv->dense_lo, len * rb, (int)rb},
+      {"dense_m", SMOE_CF_DENSE, dm + sv->dense_lo, len * rb, (int)rb},
+      {"dense_v", SMOE_CF_DENSE, dv + sv->dense_lo, len * rb, (int)rb},
+      {"expert_bias", SMOE_CF_DENSE, m->expert_bias, le * rb, (int)rb},
+      {"planner_loads", SMOE_CF_DATA, pol->loads, le * sizeof(double), 8},
+      {"position", SMOE_CF_DATA, sv->pos, sizeof sv->pos, 8},
+  };
+  smoe_ckpt_shape_t shapes[] = {
+      {"model.vocab_size", c->vocab_size}, {"model.dim", c->dim},
+      {"model.n_layers", c->n_layers},     {"model.n_heads", c->n_heads},
+      {"model.n_kv_heads", c->n_kv_heads}, {"model.tie_embed", c->tie_word_embeddings},
+      {"moe.num_experts", c->num_experts}, {"moe.expert_dim", c->expert_dim},
+      {"ranks", G},                        {"slots_per_rank", m->S},
+      {"precision_bytes", (int64_t)rb},    {"replicated_optim", sh->replicated},
+  };
+  smoe_ckpt_opts_t o = {c->ckpt_full_every, c->ckpt_keep, c->ckpt_level,
+                        (size_t)c->ckpt_chunk_mb << 20, SMOE_ENC_SHUFFLE_ZSTD,
+                        SMOE_ENC_XOR_SHUFFLE_ZSTD};
+  char dir[SMOE_PATHLEN + 16];
+  if (c->ckpt_dir[0])
+    snprintf(dir, sizeof dir, "%s", c->ckpt_dir);
+  else
+    snprintf(dir, sizeof dir, "%s/state", out_dir);
+  sv->ck = smoe_ckpt_open(dir, g, r, (int)(sizeof r / sizeof r[0]), shapes,
+                          (int)(sizeof shapes / sizeof shapes[0]), config_digest(c), &o, err);
+  if (!sv->ck) return -1;
+  sv->loop = smoe_loop_new(c->ckpt_every_seconds, err);
+  if (!sv->loop) {
+    smoe_ckpt_close(sv->ck);
+    return -1;
+  }
+  sv->async = strcmp(c->ckpt_mode, "async") == 0;
+  sv->skip_busy = strcmp(c->ckpt_when_busy, "skip") == 0;
+  sv->rc = 0;
+  sv->seed = c->seed;
+  return 0;
+}
+
+static void saver_close(saver_t *sv) {
+  smoe_loop_free(sv->loop); /* waits for a write in flight */
+  smoe_ckpt_close(sv->ck);
+}
+
+/* Stages the state after `step` steps and writes it: on the thread pool, or
+ * here when sync. Returns the seconds the step loop was blocked. */
+static double saver_checkpoint(saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol,
+                               int sync) {
+  double stall = smoe_loop_wait(sv->loop); /* the caller decided to wait for a busy writer */
+  sv->pos[0] = (int64_t)sv->seed, sv->pos[1] = step, sv->pos[2] = tokens, sv->pos[3] = pol->have_loads;
+  stall += smoe_ckpt_stage(sv->ck, step);
+  if (sync) {
+    double t0 = smoe_now();
+    write_job(sv);
+    write_done(sv);
+    stall += smoe_now() - t0;
+  } else {
+    smoe_loop_submit(sv->loop, write_job, write_done, sv);
+  }
+  return stall;
+}
+
+/* Every rank knows the minimum status over ranks of the pending checkpoint:
+ * records it (1), or fails the run (-1); 0 = still being written somewhere. */
+static int saver_agreed(saver_t *sv, int status, int64_t *global, smoe_err_t *err) {
+  int64_t step = smoe_ckpt_pending(sv->ck);
+  *global = -1;
+  if (step < 0 || status == 0) return 0;
+  if (status < 0) {
+    if (sv->rc != 0) *err = sv->err;
+    else
+      smoe_fail(err, "the checkpoint of step %lld failed on another rank (see its message)",
+                (long long)step);
+    smoe_ckpt_agreed(sv->ck, -1, NULL);
+    return -1;
+  }
+  if (smoe_ckpt_agreed(sv->ck, 1, err) != 0) return -1;
+  *global = step;
+  return 0;
+}
+
+/* Restores the state after the resumed checkpoint: this rank's regions are
+ * back; the dense slices are all-gathered, the placement of the next step
+ * read from the placement log, and the replicas rebuilt by one
+ * weights-to-slots exchange. */
+static int saver_restored(saver_t *sv, smoe_model_t *m, smoe_shards_t *sh, smoe_policy_t *pol,
+                          real *dm, real *dv, int64_t step, smoe_comm_t *comm, smoe_err_t *err) {
+  const size_t n = m->n_dense, chunk = sv->dense_chunk, lo = sv->dense_lo;
+  const int G = m->G;
+  real *send = xcalloc(chunk + 1, sizeof(real)), *recv = xmalloc(sizeof(real) * chunk * G + 1);
+  real *bufs[3] = {m->dense_mem, dm, dv};
+  for (int b = 0; b < 3; b++) {
+    size_t len = n - lo < chunk ? n - lo : chunk;
+    memset(send, 0, sizeof(real) * chunk);
+    memcpy(send, bufs[b] + lo, sizeof(real) * len);
+    smoe_comm_allgather(comm, send, recv, sizeof(real) * chunk, SMOE_PHASE_OTHER);
+    memcpy(bufs[b], recv, sizeof(real) * n);
+  }
+  free(send), free(recv);
+  pol->have_loads = (int)sv->pos[3];
+  smoe_plog_t rec;
+  int found = smoe_plog_read(smoe_ckpt_store(sv->ck), step, &rec, err);
+  int rc = 0;
+  if (found == 0)
+    rc = smoe_fail(err, "rank %d: the placement log has no record of step %lld, which the "
+                   "checkpoint of that step needs", m->rank, (long long)step);
+  else if (found < 0)
+    rc = -1;
+  else if (rec.L != m->dims.L || rec.E != m->dims.E || rec.G != G || rec.S != m->S)
+    rc = smoe_fail(err, "rank %d: the placement record of step %lld has other shapes", m->rank,
+                   (long long)step);
+  int bad = (int)all_min(comm, rc);
+  if (bad == 0) {
+    smoe_placement_t p;
+    smoe_placement_init(&p, m->dims.L, m->dims.E, G, m->S);
+    memcpy(p.slot_expert, rec.slot_expert, sizeof(int) * (size_t)m->dims.L * G * m->S);
+    smoe_placement_count_replicas(&p);
+    smoe_model_set_placement(m, &p);
+    smoe_shards_weights(sh, comm, &p, m->experts);
+    smoe_placement_free(&p);
+  } else if (rc == 0) {
+    rc = smoe_fail(err, "another rank could not read its placement log (see its message)");
+  }
+  smoe_plog_free(&rec);
+  return rc;
+}
+
 /* What rank 0 prints (and, with metrics.all_ranks, every rank). */
 #define NOTE(...)                                                         \
   do {                                                                    \
@@ -164,7 +355,7 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
     }                                                                     \
   } while (0)
 
-int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
+int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf, int64_t resume,
                smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err) {
   const double t_start = smoe_now();
   const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
@@ -176,8 +367,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                      "training.global_batch_size = %d is not divisible by the %d ranks; each rank "
                      "takes an equal share of the batch",
                      c->global_batch_size, G);
-  smoe_metrics_t *mt = NULL; /* rank 0 writes the run folder */
-  if (rank == 0) {
+  if (rank == 0) { /* rank 0 writes the run folder */
     if (make_dirs(out_dir, err) != 0) return -1;
     char path[SMOE_PATHLEN + 32];
     snprintf(path, sizeof path, "%s/config.ini", out_dir);
@@ -185,8 +375,9 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     if (!f) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
     int bad = smoe_config_write(c, f) != 0;
     if (fclose(f) != 0 || bad) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
-    if (!(mt = smoe_metrics_open(out_dir, c->progress, c->steps, err))) return -1;
   }
+  smoe_comm_barrier(comm); /* the run folder exists before any rank opens its store in it */
+  smoe_metrics_t *mt = NULL;
   /* threads: the node's cores shared by the ranks on it */
   int threads = c->threads;
   if (threads == 0) {
@@ -196,10 +387,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   threads = smoe_set_threads(threads);
 
   smoe_data_t data;
-  if (smoe_data_load(&data, c->data_path, c->val_fraction, c->seq_len, err) != 0) {
-    smoe_metrics_close(mt);
-    return -1;
-  }
+  if (smoe_data_load(&data, c->data_path, c->val_fraction, c->seq_len, err) != 0) return -1;
   int rc = 0;
   if (data.vocab_size > c->vocab_size)
     rc = smoe_fail(err,
@@ -224,7 +412,6 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   }
   if (rc != 0) {
     if (have_model) smoe_model_free(&m);
-    smoe_metrics_close(mt);
     smoe_data_free(&data);
     return -1;
   }
@@ -240,6 +427,41 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   int64_t val_windows = smoe_data_val_windows(&data, T);
   if (val_windows > c->eval_windows) val_windows = c->eval_windows;
   const size_t P = (size_t)3 * c->dim * c->expert_dim, n_expert_params = (size_t)L * E * P;
+
+  /* the state store and the event loop; then, on --resume, the checkpoint */
+  saver_t sv;
+  int have_saver = 0;
+  rc = saver_open(&sv, c, out_dir, &m, &sh, &policy, dm, dv, err);
+  if (all_min(comm, rc) < 0 && rc == 0)
+    rc = smoe_fail(err, "another rank could not open its state store (see its message)");
+  have_saver = rc == 0;
+  int64_t start = 0;
+  if (rc == 0 && resume != SMOE_RESUME_NONE) {
+    double t0 = smoe_now();
+    rc = smoe_ckpt_resume(sv.ck, comm, resume, &start, err);
+    if (rc == 0 && start > 0) rc = saver_restored(&sv, &m, &sh, &policy, dm, dv, start, comm, err);
+    if (rc == 0 && start > 0 && (uint64_t)sv.pos[0] != c->seed && rank == 0)
+      fprintf(stderr, "swiftmoe: warning: training.seed is %llu, the checkpoint's run used %llu: "
+              "the data from here on differs from the interrupted run's\n",
+              (unsigned long long)c->seed, (unsigned long long)sv.pos[0]);
+    if (start < 0) start = 0;
+    res->resume_s = smoe_now() - t0;
+  }
+  int64_t last_logged = 0;
+  if (rc == 0 && rank == 0 &&
+      !(mt = smoe_metrics_open(out_dir, c->progress, c->steps, resume != SMOE_RESUME_NONE ? start : -1,
+                               &last_logged, err)))
+    rc = -1;
+  if (rc != 0) {
+    if (have_saver) saver_close(&sv);
+    smoe_placement_free(&next);
+    smoe_policy_free(&policy);
+    free(batch), free(rank_tokens), free(imb), free(replicas), free(dm), free(dv);
+    smoe_shards_free(&sh);
+    smoe_model_free(&m);
+    smoe_data_free(&data);
+    return -1;
+  }
   NOTE("swiftmoe: %d layers, dim %d, %d experts (top %d), %.2fM parameters (%.2fM active); "
        "%zu train / %zu val tokens from %d files; %d rank%s x %d thread%s, %s, policy %s",
        c->n_layers, c->dim, c->num_experts, c->top_k,
@@ -248,19 +470,34 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
        data.n_files, G, G > 1 ? "s" : "", threads, threads > 1 ? "s" : "", SMOE_REAL_NAME,
        c->policy);
   NOTE("run folder: %s%s%s", out_dir, init_hf ? "; weights from " : "", init_hf ? init_hf : "");
+  if (resume != SMOE_RESUME_NONE && start == 0)
+    NOTE("resume: no checkpoint that every rank completed; starting from step 0");
+  if (start > 0)
+    NOTE("resumed from the checkpoint of step %lld in %.2f s (every rank read its own store); "
+         "%lld step%s lost since it (the last step logged was %lld)",
+         (long long)start, res->resume_s,
+         (long long)(last_logged > start ? last_logged - start : 0),
+         last_logged - start == 1 ? "" : "s", (long long)last_logged);
 
   const double flops_tok = smoe_model_flops_per_token(&m);
-  res->first_val_loss = validate(&m, &data, val_windows);
-  NOTE("step 0: val loss %.4f over %lld windows", res->first_val_loss, (long long)val_windows);
+  if (start == 0) {
+    res->first_val_loss = validate(&m, &data, val_windows);
+    NOTE("step 0: val loss %.4f over %lld windows", res->first_val_loss, (long long)val_windows);
+  } else {
+    res->first_val_loss = -1; /* measured by the run that started it */
+  }
   smoe_comm_reset_bytes(comm);
-  int64_t tokens = 0;
+  int64_t tokens = start * (int64_t)c->global_batch_size * T;
   double imb_sum = 0, static_imb_sum = 0;
   /* SMOE_FAIL_AT=RANK:STEP makes that rank fail at that step: the test hook
    * for "a failing rank ends the whole job" */
   int fail_rank = -1;
   long long fail_step = -1;
   if (getenv("SMOE_FAIL_AT")) sscanf(getenv("SMOE_FAIL_AT"), "%d:%lld", &fail_rank, &fail_step);
-  for (int64_t step = 0; step < c->steps; step++) {
+  int64_t last_ckpt = start; /* the newest step checkpointed (or resumed from) */
+  int stop = 0;              /* preempted: agreed SIGTERM/SIGINT */
+  int64_t step;
+  for (step = start; step < c->steps; step++) {
     if (rank == fail_rank && step == fail_step) {
       rc = smoe_fail(err, "injected failure at step %lld (SMOE_FAIL_AT)", (long long)step);
       break;
@@ -294,21 +531,56 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     smoe_policy_next(&policy, m.expert_counts, m.split_mode ? m.src_counts : NULL, step + 1,
                      &m.placement, &next);
     t_plan = smoe_now() - t_plan;
-    /* every rank must hold the same plan and split: compare fingerprints */
+    smoe_plog_t rec = {L, E, G, m.S, step + 1, m.expert_counts, next.replicas, next.slot_expert};
+    smoe_err_t log_err;
+    if (smoe_ckpt_log(sv.ck, &rec, &log_err) != 0) /* the manifest's synced write reports it */
+      NOTE("warning: placement log: %s", log_err.msg);
+    /* One small all-reduce agrees on: the plan and split (every rank must hold
+     * the same: fingerprints), a signal seen anywhere, the checkpoint timer,
+     * whether a checkpoint writer is still busy, and the pending checkpoint's
+     * worst status. */
+    smoe_loop_poll(sv.loop);
     uint64_t h = m.split_hash;
     for (size_t i = 0; i < (size_t)L * G * m.S; i++) h = smoe_mix64(h ^ (uint64_t)next.slot_expert[i]);
-    int64_t fp[2] = {(int64_t)(h >> 1), -(int64_t)(h >> 1)};
-    smoe_comm_allreduce_max_i64(comm, fp, 2, SMOE_PHASE_OTHER);
+    int64_t fp[6] = {(int64_t)(h >> 1), -(int64_t)(h >> 1), smoe_loop_signal(sv.loop) != 0,
+                     smoe_loop_timer_fired(sv.loop), smoe_loop_busy(sv.loop),
+                     -smoe_ckpt_local_status(sv.ck)};
+    smoe_comm_allreduce_max_i64(comm, fp, 6, SMOE_PHASE_OTHER);
     if (fp[0] != -fp[1]) {
       rc = smoe_fail(err, "ranks disagree on the placement or split of step %lld (internal error)",
                      (long long)step + 1);
       break;
     }
+    int64_t global = -1;
+    if ((rc = saver_agreed(&sv, (int)-fp[5], &global, err)) != 0) break;
     smoe_shards_weights(&sh, comm, &next, m.experts);
     smoe_model_set_placement(&m, &next);
     double dt = smoe_now() - t0;
     res->train_s += dt;
     tokens += (int64_t)c->global_batch_size * T;
+    if (step == start) res->first_step_s = smoe_now() - t_start; /* recovery time, when resumed */
+
+    /* a checkpoint of the state after step + 1 steps: every interval, when
+     * the timer fired on some rank, and (synchronously) when preempted */
+    const int64_t done = step + 1;
+    stop = fp[2] > 0;
+    int due = stop || fp[3] > 0 || (c->ckpt_interval > 0 && done % c->ckpt_interval == 0);
+    const char *ckpt = NULL;
+    double stall = 0;
+    if (due && done != last_ckpt) {
+      if (stop) { /* written now, then agreed below before exiting */
+        stall = saver_checkpoint(&sv, done, tokens, &policy, 1);
+        ckpt = "sync";
+        last_ckpt = done;
+      } else if (fp[4] > 0 && sv.skip_busy) {
+        ckpt = "skipped";
+      } else {
+        stall = saver_checkpoint(&sv, done, tokens, &policy, !sv.async);
+        ckpt = sv.async ? "async" : "sync";
+        last_ckpt = done;
+      }
+      smoe_loop_timer_reset(sv.loop);
+    }
 
     /* metrics: bytes of this step summed over ranks, then the load */
     int64_t bytes[SMOE_PHASE_COUNT];
@@ -320,17 +592,20 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     int64_t dropped = 0;
     for (int l = 0; l < L; l++) dropped += m.dropped[l];
     res->dropped_tokens += dropped;
-    smoe_step_record_t r = {.step = step + 1, .loss = m.loss, .ce = m.ce, .aux_loss = m.aux,
+    smoe_step_record_t r = {.step = done, .loss = m.loss, .ce = m.ce, .aux_loss = m.aux,
                             .z_loss = m.z, .lr = o.lr, .grad_norm = norm, .val_loss = -1,
                             .tokens = tokens, .step_tokens = (int64_t)c->global_batch_size * T,
                             .step_time_s = dt, .expert_counts = m.expert_counts, .L = L, .E = E,
                             .G = G, .rank_tokens = rank_tokens, .imbalance = mean_imb,
                             .layer_imbalance = imb, .dropped = dropped, .bytes = bytes,
                             .replicas = replicas, .plan_time_s = t_plan,
-                            .split_time_s = m.split_time};
+                            .split_time_s = m.split_time, .ckpt = ckpt, .ckpt_stall_s = stall,
+                            .ckpt_global = global};
     res->final_train_loss = m.ce;
-    int last = step + 1 == c->steps;
-    int eval = last || (c->eval_every > 0 && (step + 1) % c->eval_every == 0);
+    res->ckpt_stall_s += stall;
+    res->checkpoints += ckpt && strcmp(ckpt, "skipped") != 0;
+    int last = done == c->steps;
+    int eval = !stop && (last || (c->eval_every > 0 && done % c->eval_every == 0));
     int64_t *counts = NULL;
     if (eval) { /* the counts above belong to the training batch: keep them */
       counts = xmalloc(sizeof(int64_t) * (size_t)L * E);
@@ -338,41 +613,61 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
       r.expert_counts = counts;
       r.val_loss = res->final_val_loss = validate(&m, &data, val_windows);
     }
-    if (mt) rc = smoe_metrics_step(mt, &r, eval || (step + 1) % c->log_every == 0, err);
+    if (mt)
+      rc = smoe_metrics_step(mt, &r, eval || ckpt || global >= 0 || done % c->log_every == 0, err);
     free(counts);
     smoe_comm_reset_bytes(comm);
     if (rc != 0) break;
     if (!isfinite(m.loss)) {
       rc = smoe_fail(err, "loss became %f at step %lld; lower training.lr (now %g) or check the data",
-                     m.loss, (long long)step + 1, c->lr);
+                     m.loss, (long long)done, c->lr);
       break;
     }
-    res->steps = step + 1;
+    res->steps = done;
+    if (stop) break;
   }
-  res->mean_imbalance = res->steps ? imb_sum / (double)res->steps : 1.0;
-  res->static_imbalance = res->steps ? static_imb_sum / (double)res->steps : 1.0;
-  res->tokens_per_s = res->train_s > 0 ? (double)tokens / res->train_s : 0;
+  /* the last checkpoint in flight: finished and agreed by every rank */
+  if (rc == 0 && smoe_ckpt_pending(sv.ck) >= 0) {
+    smoe_loop_wait(sv.loop);
+    int64_t global = -1;
+    rc = saver_agreed(&sv, (int)all_min(comm, smoe_ckpt_local_status(sv.ck)), &global, err);
+    if (rc == 0 && global >= 0)
+      NOTE("checkpoint of step %lld complete on every rank", (long long)global);
+  }
+  res->mean_imbalance = res->steps > start ? imb_sum / (double)(res->steps - start) : 1.0;
+  res->static_imbalance = res->steps > start ? static_imb_sum / (double)(res->steps - start) : 1.0;
+  res->tokens_per_s = res->train_s > 0 ? (double)(tokens - start * (int64_t)c->global_batch_size * T) / res->train_s : 0;
   res->model_flops_per_s = res->tokens_per_s * flops_tok;
+  res->preempted = stop && rc == 0;
+  if (res->preempted) {
+    int sig = smoe_loop_signal(sv.loop);
+    NOTE("preempted at step %lld (%s): checkpoint of step %lld written on every rank; resume with "
+         "--resume auto", (long long)res->steps, sig == SIGINT ? "SIGINT" : "SIGTERM",
+         (long long)smoe_ckpt_last_global(sv.ck));
+  }
   /* after an error on this rank only, no more collectives: the caller aborts the job */
-  if (rc == 0) smoe_shards_gather(&sh, comm, m.experts_full);
+  if (rc == 0 && !stop) smoe_shards_gather(&sh, comm, m.experts_full);
   res->wall_s = smoe_now() - t_start;
-  if (rc == 0 && rank == 0) { /* the weights first: "done" only once they are on disk */
+  if (rc == 0 && !stop && rank == 0) { /* the weights first: "done" only once they are on disk */
     char path[SMOE_PATHLEN + 32];
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
     rc = smoe_hf_save(&m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err);
     if (rc == 0) rc = write_summary(out_dir, c, res, threads, err);
   }
-  if (rc == 0) {
+  if (rc == 0 && !stop) {
     char replay[64] = "";
     if (G > 1 && res->static_imbalance > 0 && strcmp(c->policy, "static") != 0)
       snprintf(replay, sizeof replay, " (static on the same loads: %.3f)", res->static_imbalance);
-    NOTE("done: %lld steps in %.1f s, final train loss %.4f, val loss %.4f (at step 0: %.4f), "
+    char first[48] = "";
+    if (res->first_val_loss >= 0) snprintf(first, sizeof first, " (at step 0: %.4f)", res->first_val_loss);
+    NOTE("done: %lld steps in %.1f s, final train loss %.4f, val loss %.4f%s, "
          "%.0f tokens/s, %.2f GFLOP/s; policy %s: mean imbalance %.3f%s, %lld tokens dropped",
          (long long)res->steps, res->wall_s, res->final_train_loss, res->final_val_loss,
-         res->first_val_loss, res->tokens_per_s, res->model_flops_per_s / 1e9, c->policy,
+         first, res->tokens_per_s, res->model_flops_per_s / 1e9, c->policy,
          res->mean_imbalance, replay, (long long)res->dropped_tokens);
   }
   smoe_metrics_close(mt);
+  saver_close(&sv);
   free(batch);
   free(rank_tokens), free(imb), free(replicas);
   free(dm), free(dv);

@@ -21,15 +21,28 @@ typedef struct {
   int64_t dropped_tokens; /* assignments dropped by the capacity policy, all steps */
   size_t expert_optimizer_bytes; /* this rank's expert AdamW state (master, m, v), allocated */
   size_t optimizer_bytes;        /* the same plus the dense parameters' m and v */
+  int checkpoints;        /* written (started) by this run */
+  double ckpt_stall_s;    /* time the step loop was blocked by checkpoints, all of them */
+  double resume_s;        /* agreeing on and restoring the checkpoint (resumed runs) */
+  double first_step_s;    /* from the start of smoe_train to the end of its first step */
+  int preempted;          /* stopped by SIGTERM/SIGINT after a checkpoint */
 } smoe_train_result_t;
+
+/* smoe_train's resume argument: a step number, or one of these. */
+#define SMOE_RESUME_NONE (-2) /* a fresh run */
+#define SMOE_RESUME_AUTO (-1) /* the newest checkpoint every rank completed, if any */
 
 /* Trains per the (validated) config on the ranks of comm (every rank calls
  * it; rank 0 writes the run folder), writing config.ini, metrics.jsonl,
  * model.safetensors (the final weights, HF names, F32; F64 in the double
- * build) and summary.json into out_dir (created if missing). init_hf: NULL,
- * or a folder of HF Mixtral weights to start from (the config must already
- * match it: see smoe_hf_read_config). Returns 0 or -1 with err. */
-int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
+ * build) and summary.json into out_dir (created if missing), and each rank's
+ * checkpoints into its state store (checkpoint.dir, default out_dir/state).
+ * init_hf: NULL, or a folder of HF Mixtral weights to start from (the config
+ * must already match it: see smoe_hf_read_config). resume: SMOE_RESUME_NONE,
+ * SMOE_RESUME_AUTO or a checkpoint's step. A SIGTERM/SIGINT ends the run
+ * after the current step and a synchronous checkpoint (res->preempted; no
+ * final weights). Returns 0 or -1 with err. */
+int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf, int64_t resume,
                smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err);
 
 /* Sets OpenMP and BLAS threads (0 = all cores); returns the count. */

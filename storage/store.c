@@ -19,8 +19,8 @@ struct smoe_store {
   rocksdb_t *db;
   rocksdb_column_family_handle_t *cf[NFAM];
   rocksdb_readoptions_t *ro;
-  rocksdb_writeoptions_t *wo, *wo_sync;
-  int rank;
+  rocksdb_writeoptions_t *wo, *wo_sync, *wo_nowal;
+  int rank, readonly;
   char path[SMOE_PATHLEN];
 };
 
@@ -94,8 +94,12 @@ static rocksdb_t *open_families(smoe_store_t *s, int compress, char **e) {
   rocksdb_options_set_keep_log_file_num(dbo, 4);
   rocksdb_options_t *fo[NFAM];
   for (int i = 0; i < NFAM; i++) fo[i] = family_options(i, compress);
-  rocksdb_t *db = rocksdb_open_column_families(dbo, s->path, NFAM, FAMILY,
-                                               (const rocksdb_options_t *const *)fo, s->cf, e);
+  rocksdb_t *db =
+      s->readonly
+          ? rocksdb_open_for_read_only_column_families(
+                dbo, s->path, NFAM, FAMILY, (const rocksdb_options_t *const *)fo, s->cf, 0, e)
+          : rocksdb_open_column_families(dbo, s->path, NFAM, FAMILY,
+                                         (const rocksdb_options_t *const *)fo, s->cf, e);
   for (int i = 0; i < NFAM; i++) rocksdb_options_destroy(fo[i]);
   rocksdb_options_destroy(dbo);
   return db;
@@ -191,13 +195,14 @@ static int make_dir(const char *path, const char *what, smoe_err_t *err) {
   return 0;
 }
 
-smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err) {
+static smoe_store_t *open_store(const char *dir, int rank, int readonly, smoe_err_t *err) {
   if (rank < 0) {
     smoe_fail(err, "state store: rank %d is negative", rank);
     return NULL;
   }
   smoe_store_t *s = xcalloc(1, sizeof *s);
   s->rank = rank;
+  s->readonly = readonly;
   int n = snprintf(s->path, sizeof s->path, "%s/rank-%d", dir, rank);
   if (n < 0 || (size_t)n >= sizeof s->path) {
     smoe_fail(err, "state store: path %s/rank-%d is longer than %d bytes", dir, rank,
@@ -205,7 +210,7 @@ smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err) {
     free(s);
     return NULL;
   }
-  if (make_dir(dir, "state directory", err) != 0) {
+  if (!readonly && make_dir(dir, "state directory", err) != 0) {
     free(s);
     return NULL;
   }
@@ -214,7 +219,12 @@ smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err) {
   snprintf(current, sizeof current, "%s/CURRENT", s->path);
   struct stat st;
   int fresh = stat(current, &st) != 0;
-  if (make_dir(s->path, "database directory", err) != 0 ||
+  if (fresh && readonly) {
+    smoe_fail(err, "state store %s: no database here (no CURRENT file)", s->path);
+    free(s);
+    return NULL;
+  }
+  if ((!readonly && make_dir(s->path, "database directory", err) != 0) ||
       (!fresh && check_families(s, err) != 0)) {
     free(s);
     return NULL;
@@ -236,11 +246,21 @@ smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err) {
   s->wo = rocksdb_writeoptions_create();
   s->wo_sync = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(s->wo_sync, 1);
+  s->wo_nowal = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_disable_WAL(s->wo_nowal, 1);
   if (format_header(s, fresh, err) != 0) {
     smoe_store_close(s);
     return NULL;
   }
   return s;
+}
+
+smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err) {
+  return open_store(dir, rank, 0, err);
+}
+
+smoe_store_t *smoe_store_open_readonly(const char *dir, int rank, smoe_err_t *err) {
+  return open_store(dir, rank, 1, err);
 }
 
 void smoe_store_close(smoe_store_t *s) {
@@ -251,6 +271,7 @@ void smoe_store_close(smoe_store_t *s) {
   if (s->ro) rocksdb_readoptions_destroy(s->ro);
   if (s->wo) rocksdb_writeoptions_destroy(s->wo);
   if (s->wo_sync) rocksdb_writeoptions_destroy(s->wo_sync);
+  if (s->wo_nowal) rocksdb_writeoptions_destroy(s->wo_nowal);
   free(s);
 }
 
@@ -308,6 +329,19 @@ int smoe_store_flush(smoe_store_t *s, smoe_err_t *err) {
   smoe_fail(err, "state store %s: syncing the write-ahead log: %s", s->path, e);
   rocksdb_free(e);
   return -1;
+}
+
+int smoe_store_persist(smoe_store_t *s, smoe_err_t *err) {
+  rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+  rocksdb_flushoptions_set_wait(fo, 1);
+  int rc = 0;
+  for (int i = 0; i < SMOE_CF_COUNT && rc == 0; i++) {
+    char *e = NULL;
+    rocksdb_flush_cf(s->db, fo, s->cf[i], &e);
+    rc = rdb_fail(err, e, s, "flushing the memtable of", (smoe_cf_t)i, NULL, 0);
+  }
+  rocksdb_flushoptions_destroy(fo);
+  return rc;
 }
 
 /* --- scan ---------------------------------------------------------------- */
@@ -394,13 +428,21 @@ void smoe_batch_free(smoe_batch_t *b) {
   free(b);
 }
 
-int smoe_store_write(smoe_store_t *s, smoe_batch_t *b, int sync, smoe_err_t *err) {
+int smoe_store_write(smoe_store_t *s, smoe_batch_t *b, int mode, smoe_err_t *err) {
   assert(b->s == s);
   char *e = NULL;
-  rocksdb_write(s->db, sync ? s->wo_sync : s->wo, b->wb, &e);
+  rocksdb_write(s->db,
+                mode == SMOE_WRITE_SYNC     ? s->wo_sync
+                : mode == SMOE_WRITE_NO_WAL ? s->wo_nowal
+                                            : s->wo,
+                b->wb, &e);
   if (!e) return 0;
   smoe_fail(err, "state store %s: writing a batch of %zu operations%s: %s", s->path,
-            smoe_batch_count(b), sync ? " (synced)" : "", e);
+            smoe_batch_count(b),
+            mode == SMOE_WRITE_SYNC     ? " (synced)"
+            : mode == SMOE_WRITE_NO_WAL ? " (unlogged)"
+                                        : "",
+            e);
   rocksdb_free(e);
   return -1;
 }

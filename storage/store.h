@@ -49,6 +49,10 @@ const char *smoe_cf_name(smoe_cf_t cf);
  * smoe_store_close), or NULL with err set. */
 smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err);
 
+/* Opens an existing <dir>/rank-<rank> read-only (for inspection while a job may be
+ * running: no lock is taken, writes fail). NULL with err set if it is missing. */
+smoe_store_t *smoe_store_open_readonly(const char *dir, int rank, smoe_err_t *err);
+
 /* Closes the database and frees the handle (NULL is a no-op). Unsynced writes not yet
  * flushed may be lost only on a machine crash, not on a process exit. */
 void smoe_store_close(smoe_store_t *s);
@@ -87,6 +91,10 @@ int smoe_store_scan(smoe_store_t *s, smoe_cf_t cf, const void *prefix, size_t pl
 /* Syncs the write-ahead log: every write before it is durable afterwards. */
 int smoe_store_flush(smoe_store_t *s, smoe_err_t *err);
 
+/* Flushes every family's memtable into table and blob files (synced) and waits:
+ * afterwards writes made with SMOE_WRITE_NO_WAL are durable too. */
+int smoe_store_persist(smoe_store_t *s, smoe_err_t *err);
+
 /* A write batch, applied atomically by smoe_store_write: all of it or none of it is
  * visible, after a crash too. Bound to the store it was made for (which must outlive
  * it); owned by the caller (smoe_batch_free). Keys and values are copied at once. */
@@ -98,9 +106,13 @@ size_t smoe_batch_count(smoe_batch_t *b); /* operations in the batch */
 void smoe_batch_clear(smoe_batch_t *b);   /* empties it for reuse */
 void smoe_batch_free(smoe_batch_t *b);    /* NULL is a no-op */
 
-/* Applies b atomically; with sync, the batch (and every write before it) is durable
- * when this returns: write a checkpoint's manifest last, in one synced batch. b is
- * left unchanged (clear or free it). */
-int smoe_store_write(smoe_store_t *s, smoe_batch_t *b, int sync, smoe_err_t *err);
+/* Write modes. SYNC: the batch (and every logged write before it) is durable when
+ * smoe_store_write returns: a checkpoint's manifest goes last, in one synced batch.
+ * NO_WAL: the batch skips the write-ahead log (bulk chunk data is then written once,
+ * by smoe_store_persist, not twice); it is lost on a crash before the next persist. */
+enum { SMOE_WRITE_PLAIN = 0, SMOE_WRITE_SYNC = 1, SMOE_WRITE_NO_WAL = 2 };
+
+/* Applies b atomically in the given mode. b is left unchanged (clear or free it). */
+int smoe_store_write(smoe_store_t *s, smoe_batch_t *b, int mode, smoe_err_t *err);
 
 #endif

@@ -116,7 +116,9 @@ static void test_defaults_validate(void **state) {
   assert_int_equal(c.threads, 0);
   assert_string_equal(c.policy, "swiftmoe");
   assert_string_equal(c.ckpt_dir, "");
-  assert_int_equal(c.ckpt_every, 0);
+  assert_int_equal(c.ckpt_interval, 100);
+  assert_int_equal(c.ckpt_full_every, 4);
+  assert_string_equal(c.ckpt_mode, "async");
   assert_int_equal(c.log_every, 1);
   assert_string_equal(c.progress, "auto");
 }
@@ -312,7 +314,7 @@ FILE_ERR(bad_bool, "[model]\ntie_word_embeddings = maybe\n", "tie_word_embedding
          "true or false")
 FILE_ERR(bad_choice, "[metrics]\nprogress = sometimes\n", "progress = sometimes", "auto, on or off")
 FILE_ERR(other_policy, "[placement]\npolicy = eplb\n", "policy = eplb", "swiftmoe, static, capacity, random or symi")
-FILE_ERR(checkpoint_every, "[checkpoint]\nevery = 100\n", "every = 100", "not built yet")
+FILE_ERR(checkpoint_mode, "[checkpoint]\nmode = later\n", "mode = later", "async or sync")
 FILE_ERR(syntax, "[model]\ndim 64\n", ":2: dim 64: expected [section]")
 FILE_ERR(unclosed_section, "[model]\ndim = 64\n[moe\ntop_k = 1\n", ":3: [moe: expected [section]")
 FILE_ERR(continuation, "[model]\ndim = 64\n  n_layers = 2\n", ":3: [model] dim = n_layers = 2",
@@ -434,7 +436,7 @@ int main(void) {
       ERROR_TEST(bad_bool),
       ERROR_TEST(bad_choice),
       ERROR_TEST(other_policy),
-      ERROR_TEST(checkpoint_every),
+      ERROR_TEST(checkpoint_mode),
       ERROR_TEST(syntax),
       ERROR_TEST(unclosed_section),
       ERROR_TEST(continuation),

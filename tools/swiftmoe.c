@@ -89,9 +89,11 @@ static const option_t train_options[] = {
     {"--init-hf", "DIR", "start from HF Mixtral weights (config.json + safetensors); its "
                          "config.json sets [model] and [moe]"},
     {"--nproc", "N", "run on N local processes: re-runs this command under mpirun -np N"},
+    {"--resume", "auto|STEP", "continue the run in --out from its newest checkpoint that every "
+                              "rank completed (auto; none yet: from step 0), or from STEP"},
     {"--help", NULL, "show this help"},
 };
-enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_NPROC, TRAIN_HELP };
+enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_NPROC, TRAIN_RESUME, TRAIN_HELP };
 #define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
 
 /* --nproc N: exec mpirun -np N on this same command line without --nproc.
@@ -120,6 +122,9 @@ static int exec_mpirun(int nproc, int argc, char **argv, char *self) {
     args[n++] = argv[i];
   }
   args[n] = NULL;
+  /* mpirun forwards SIGTERM to the ranks but kills them 1 s later by default:
+   * give a preempted rank time to write its checkpoint */
+  setenv("OMPI_MCA_odls_base_sigkill_timeout", "120", 0);
   execvp("mpirun", args);
   fprintf(stderr, "swiftmoe train: cannot run mpirun for --nproc %d: %s (install openmpi-bin, or "
           "launch with mpirun/srun yourself)\n", nproc, strerror(errno));
@@ -128,7 +133,7 @@ static int exec_mpirun(int nproc, int argc, char **argv, char *self) {
 }
 
 static int cmd_train(int argc, char **argv, char *self) {
-  const char *config_path = NULL, *out = NULL, *init_hf = NULL;
+  const char *config_path = NULL, *out = NULL, *init_hf = NULL, *resume_arg = NULL;
   int nproc = 0;
   const char **sets = xcalloc((size_t)argc, sizeof(char *));
   int n_sets = 0, rc = 0;
@@ -141,6 +146,7 @@ static int cmd_train(int argc, char **argv, char *self) {
     if (k == TRAIN_OUT) out = value;
     if (k == TRAIN_INIT_HF) init_hf = value;
     if (k == TRAIN_NPROC) rc = positive("train", "--nproc", value, &nproc);
+    if (k == TRAIN_RESUME) resume_arg = value;
     if (k == N_TRAIN_OPTIONS) rc = usage_error("train", "unexpected argument '%s'", value);
     if (k == TRAIN_HELP) {
       printf("usage: swiftmoe train [--config FILE] [--set SECTION.KEY=VALUE ...] [--out DIR]\n\n"
@@ -169,6 +175,18 @@ static int cmd_train(int argc, char **argv, char *self) {
     if (err.msg[0] && smoe_comm_launch_rank() == 0) fprintf(stderr, "swiftmoe train: %s\n", err.msg);
     return rc;
   }
+  int64_t resume = SMOE_RESUME_NONE;
+  if (resume_arg) {
+    char *end = NULL;
+    long long v = strtoll(resume_arg, &end, 10);
+    if (strcmp(resume_arg, "auto") == 0)
+      resume = SMOE_RESUME_AUTO;
+    else if (end != resume_arg && *end == '\0' && v > 0)
+      resume = v;
+    else
+      return usage_error("train", "--resume takes 'auto' or a step number > 0, not '%s'", resume_arg);
+    if (!out) return usage_error("train", "%s needs --out, the run folder to continue", "--resume");
+  }
   if (nproc > 0) return exec_mpirun(nproc, argc, argv, self);
   char default_out[64];
   if (!out) {
@@ -180,7 +198,7 @@ static int cmd_train(int argc, char **argv, char *self) {
   }
   smoe_comm_t *comm = smoe_comm_init(NULL, NULL);
   smoe_train_result_t res;
-  if (smoe_train(&c, out, init_hf, comm, &res, &err) != 0) {
+  if (smoe_train(&c, out, init_hf, resume, comm, &res, &err) != 0) {
     if (smoe_comm_size(comm) > 1) {
       fprintf(stderr, "swiftmoe train: [rank %d] %s\n", smoe_comm_rank(comm), err.msg);
       smoe_comm_abort(comm, 1); /* the other ranks must not wait for this one */

@@ -1,0 +1,162 @@
+/* ckpt.h: checkpoints of one rank's state in its state store (storage/), and the
+ * agreement between ranks on which checkpoints are complete.
+ *
+ * The state is a list of regions (byte arrays of 4- or 8-byte elements), each in a
+ * column family: the expert optimizer shard in `shard`, this rank's slice of the
+ * dense parameters and their AdamW moments in `dense`, planner and data positions
+ * in `data`. A checkpoint of step s is, per region, chunks of at most chunk_bytes:
+ *   key   be64 step | u8 region | be32 chunk          (in the region's family)
+ *   value a codec chunk (storage/codec.h): full, or the XOR delta against the same
+ *         chunk of the previous checkpoint of this rank
+ * and, written LAST in one synced batch, its manifest (meta key 'm' | be64 step):
+ * step, kind, the chain it belongs to, the shapes and config digest of the run,
+ * each region's layout, each chunk's encoding, sizes and checksums, the write
+ * time, and a checksum of the manifest itself. Chunks are written without the
+ * write-ahead log and flushed into table/blob files before the manifest: a
+ * manifest present means every byte it names is durable. A checkpoint is locally
+ * complete when its manifest is; globally complete when every rank's is, which
+ * the ranks agree on at a later step (smoe_ckpt_agree) and record in meta
+ * ('g' | be64 step).
+ *
+ * The placement log (family `placement`, key be64 step): one record per step,
+ * see smoe_plog_*.
+ *
+ * Threads: smoe_ckpt_stage / finish / agree / resume and the log run on the main
+ * thread (the one that calls MPI); smoe_ckpt_write runs on any one thread, between
+ * a stage and its finish. */
+#ifndef SMOE_CKPT_H
+#define SMOE_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "comm.h"
+#include "common.h"
+#include "store.h"
+
+#define SMOE_CKPT_NAME 16 /* region names, shape names: at most 15 characters */
+
+typedef struct {
+  char name[SMOE_CKPT_NAME];
+  smoe_cf_t cf;
+  void *data;   /* live state: read by stage, written by restore */
+  size_t bytes;
+  int elem;     /* 4 or 8 */
+} smoe_ckpt_region_t;
+
+/* A number that must be equal to resume (model.dim, ranks, ...). */
+typedef struct {
+  char name[SMOE_CKPT_NAME + 8];
+  int64_t value;
+} smoe_ckpt_shape_t;
+
+typedef struct {
+  int full_every;     /* a full checkpoint every N (1: all full) */
+  int keep;           /* globally complete checkpoints kept */
+  int level;          /* zstd level */
+  size_t chunk_bytes; /* chunk size */
+  smoe_enc_t full_enc, delta_enc;
+} smoe_ckpt_opts_t;
+
+/* What a manifest says, for listing. */
+typedef struct {
+  int64_t step, base_step, full_step; /* base -1 for a full checkpoint */
+  int chain_len;                      /* deltas since the full one */
+  int global;                         /* recorded globally complete */
+  int rank, G;
+  uint64_t raw_bytes, stored_bytes;
+  double write_s;   /* encode + write + flush, in the writer */
+  int64_t unix_time;
+  int n_chunks;
+} smoe_ckpt_info_t;
+
+typedef struct smoe_ckpt smoe_ckpt_t;
+
+/* Opens (creating) <dir>/rank-<rank> for a run with these regions and shapes.
+ * regions and shapes are copied. NULL with err on failure. */
+smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t *regions,
+                            int n_regions, const smoe_ckpt_shape_t *shapes, int n_shapes,
+                            uint64_t config_digest, const smoe_ckpt_opts_t *o, smoe_err_t *err);
+void smoe_ckpt_close(smoe_ckpt_t *ck);
+/* The rank's store (owned by ck). */
+smoe_store_t *smoe_ckpt_store(smoe_ckpt_t *ck);
+
+/* Copies the live regions into the staging buffer as the checkpoint of `step`
+ * (main thread; no write may be in flight). Returns the seconds it took. */
+double smoe_ckpt_stage(smoe_ckpt_t *ck, int64_t step);
+/* Encodes and writes the staged checkpoint, manifest last (any one thread).
+ * The result is kept for smoe_ckpt_finish. */
+void smoe_ckpt_write(smoe_ckpt_t *ck);
+/* After the write: returns 0 if the staged checkpoint is locally complete (it
+ * becomes the base of the next delta), or -1 with err naming the rank, step and
+ * key (the next checkpoint is then a full one). */
+int smoe_ckpt_finish(smoe_ckpt_t *ck, smoe_err_t *err);
+/* The step staged last and not yet agreed on, or -1. */
+int64_t smoe_ckpt_pending(const smoe_ckpt_t *ck);
+/* This rank's status of the pending checkpoint: 1 written, 0 in flight or not
+ * finished, -1 failed; 1 when none is pending. */
+int smoe_ckpt_local_status(const smoe_ckpt_t *ck);
+/* Every rank's status is known (status = the minimum over ranks, from one
+ * all-reduce the caller makes): 1 records the pending checkpoint as globally
+ * complete and prunes per keep; -1 forgets it. Returns 0, or -1 with err. */
+int smoe_ckpt_agreed(smoe_ckpt_t *ck, int status, smoe_err_t *err);
+/* The newest step recorded globally complete (or -1). */
+int64_t smoe_ckpt_last_global(const smoe_ckpt_t *ck);
+
+/* Recovery on every rank (collective over comm): want = -1 for the newest step
+ * every rank has complete, falling back to older ones when one fails to
+ * restore (each failure said on stderr with rank, step and key); want >= 0 for
+ * exactly that step. On success the regions hold the state, *step its step, and
+ * checkpoints newer than it (an abandoned future) are deleted. *step = -1 with
+ * return 0 when want = -1 and no checkpoint exists. -1 with err otherwise; shape
+ * mismatches are listed in err. */
+int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *step,
+                     smoe_err_t *err);
+
+/* --- the placement log --------------------------------------------------- */
+
+/* One step's record: the global loads of step `step` (L, E), and the placement
+ * planned from them for step + 1: replicas (L, E), slot_expert (L, G, S).
+ * Encoded little-endian: u8 version (1), u8 0, u16 L, E, G, S, i64 step, then
+ * u32 loads, u16 replicas, i16 slot_expert. */
+typedef struct {
+  int L, E, G, S;
+  int64_t step;
+  int64_t *loads;
+  int *replicas, *slot_expert;
+} smoe_plog_t;
+
+#define SMOE_PLOG_VERSION 1
+
+/* Appends a record (main thread); written in batches every 32 records, before a
+ * checkpoint is staged, and at close; synced with the next manifest. */
+int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *rec, smoe_err_t *err);
+/* Reads the record of `step` into rec (allocated; smoe_plog_free). Returns 1,
+ * 0 if absent, -1 on error (malformed record: err names the step). */
+int smoe_plog_read(smoe_store_t *s, int64_t step, smoe_plog_t *rec, smoe_err_t *err);
+void smoe_plog_free(smoe_plog_t *rec);
+/* Calls fn for every record in step order (for `swiftmoe ckpt plans`). */
+int smoe_plog_scan(smoe_store_t *s, int (*fn)(void *ctx, const smoe_plog_t *rec), void *ctx,
+                   smoe_err_t *err);
+
+/* --- inspection (swiftmoe ckpt ls / verify) ------------------------------- */
+
+/* The manifests of one store in step order (*out malloc'd). A manifest that does
+ * not parse is an error naming its key. */
+int smoe_ckpt_list(smoe_store_t *s, smoe_ckpt_info_t **out, int *n, smoe_err_t *err);
+/* Re-reads checkpoint `step` of store s with its chain, checking every
+ * checksum. Returns 0, or -1 with err naming the rank, step and key. */
+int smoe_ckpt_verify(smoe_store_t *s, int64_t step, smoe_err_t *err);
+
+/* Test builds (SMOE_KILL_POINTS defined): SMOE_KILL_AT=NAME[:N] in the
+ * environment SIGKILLs the process the Nth time (default 1st) it reaches the
+ * point NAME. Compiled out otherwise. */
+#ifdef SMOE_KILL_POINTS
+void smoe_kill_point(const char *name);
+#define SMOE_KILL_POINT(name) smoe_kill_point(name)
+#else
+#define SMOE_KILL_POINT(name) ((void)0)
+#endif
+
+#endif
