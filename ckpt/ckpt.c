@@ -826,6 +826,9 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
   ck->last_global = *step;
   ck->pending = -1;
   ck->local = 1;
+  uint8_t k[META_KEY]; /* every rank restored it: globally complete, whatever was recorded */
+  meta_key(k, 'g', *step);
+  if (smoe_store_put(ck->s, SMOE_CF_META, k, sizeof k, "", 0, err) != 0) return -1;
   return discard_after(ck, *step, err);
 }
 

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "data.h"
 #include "eval.h"
+#include "ckpt_cmd.h"
 #include "hf.h"
 #include "supervisor.h"
 #include "train.h"
@@ -416,6 +417,11 @@ static int cmd_run(int argc, char **argv, char *self) {
   return smoe_supervise(argc, argv, self);
 }
 
+static int cmd_ckpt(int argc, char **argv, char *self) {
+  (void)self;
+  return smoe_ckpt_command(argc, argv);
+}
+
 /* ------------------------------------------------------------------- main */
 
 static const command_t commands[] = {
@@ -423,6 +429,7 @@ static const command_t commands[] = {
     {"eval", "mean cross-entropy of a trained or HF model on a file", cmd_eval},
     {"export", "write a run's weights as an HF Mixtral model folder", cmd_export},
     {"config", "print the default config with every key documented", cmd_config},
+    {"ckpt", "list or verify a run's checkpoints, or print its placement log", cmd_ckpt},
     {"run", "supervise a training job: restart it with --resume auto after a failure", cmd_run},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

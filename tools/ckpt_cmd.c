@@ -1,0 +1,234 @@
+/* ckpt_cmd.c: `swiftmoe ckpt`: what a run's state stores hold, read-only (a
+ * job may be running: nothing is locked or written).
+ *
+ *   ls DIR       one line per checkpoint step, over every rank's store
+ *   verify DIR   re-read every checkpoint with its chain, check every checksum
+ *   plans DIR    the placement log of rank 0, one JSON line per step
+ *
+ * DIR is a run folder (its state/ is used) or a checkpoint.dir. */
+#define _POSIX_C_SOURCE 200809L
+#include "ckpt_cmd.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ckpt.h"
+
+typedef struct {
+  smoe_store_t **s;
+  int n; /* ranks 0..n-1, every one present */
+} stores_t;
+
+/* Opens DIR/rank-0 .. rank-(n-1) read-only (DIR or DIR/state). */
+static int open_stores(const char *arg, stores_t *st, char *dir, size_t dn) {
+  struct stat sb;
+  snprintf(dir, dn, "%s/state", arg);
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) snprintf(dir, dn, "%s", arg);
+  DIR *d = opendir(dir);
+  if (!d) {
+    fprintf(stderr, "swiftmoe ckpt: cannot open %s: no such folder\n", dir);
+    return -1;
+  }
+  int max = -1;
+  for (struct dirent *e; (e = readdir(d));) {
+    int r;
+    char extra;
+    if (sscanf(e->d_name, "rank-%d%c", &r, &extra) == 1 && r >= 0 && r < 1 << 20 && r > max)
+      max = r;
+  }
+  closedir(d);
+  if (max < 0) {
+    fprintf(stderr, "swiftmoe ckpt: %s holds no state store (no rank-N folders)\n", dir);
+    return -1;
+  }
+  st->n = max + 1;
+  st->s = xcalloc((size_t)st->n, sizeof *st->s);
+  for (int r = 0; r < st->n; r++) {
+    smoe_err_t err;
+    if (!(st->s[r] = smoe_store_open_readonly(dir, r, &err))) {
+      fprintf(stderr, "swiftmoe ckpt: %s\n", err.msg);
+      for (int q = 0; q < r; q++) smoe_store_close(st->s[q]);
+      free(st->s);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void close_stores(stores_t *st) {
+  for (int r = 0; r < st->n; r++) smoe_store_close(st->s[r]);
+  free(st->s);
+}
+
+/* Every rank's manifests; steps in ascending order over all ranks. */
+typedef struct {
+  smoe_ckpt_info_t **v;
+  int *n;
+} lists_t;
+
+static int list_all(stores_t *st, lists_t *ls) {
+  ls->v = xcalloc((size_t)st->n, sizeof *ls->v);
+  ls->n = xcalloc((size_t)st->n, sizeof *ls->n);
+  int rc = 0;
+  for (int r = 0; r < st->n; r++) {
+    smoe_err_t err;
+    if (smoe_ckpt_list(st->s[r], &ls->v[r], &ls->n[r], &err) != 0) {
+      fprintf(stderr, "swiftmoe ckpt: rank %d: %s\n", r, err.msg);
+      rc = -1;
+    }
+  }
+  return rc;
+}
+
+static void free_lists(lists_t *ls, int n) {
+  for (int r = 0; r < n; r++) free(ls->v[r]);
+  free(ls->v), free(ls->n);
+}
+
+/* The smallest step > after in any list, or -1. */
+static int64_t next_step(const lists_t *ls, int n, int64_t after) {
+  int64_t best = -1;
+  for (int r = 0; r < n; r++)
+    for (int i = 0; i < ls->n[r]; i++)
+      if (ls->v[r][i].step > after && (best < 0 || ls->v[r][i].step < best)) best = ls->v[r][i].step;
+  return best;
+}
+
+static const smoe_ckpt_info_t *find(const lists_t *ls, int r, int64_t step) {
+  for (int i = 0; i < ls->n[r]; i++)
+    if (ls->v[r][i].step == step) return &ls->v[r][i];
+  return NULL;
+}
+
+static int cmd_ls(stores_t *st) {
+  lists_t ls;
+  int rc = list_all(st, &ls);
+  printf("%8s  %-18s  %-9s  %-8s  %12s  %12s  %6s  %8s\n", "step", "kind", "ranks", "complete",
+         "raw bytes", "stored", "ratio", "write s");
+  int count = 0;
+  for (int64_t step = next_step(&ls, st->n, -1); step >= 0; step = next_step(&ls, st->n, step)) {
+    int have = 0, global = 0;
+    uint64_t raw = 0, stored = 0;
+    double wmax = 0;
+    const smoe_ckpt_info_t *any = NULL;
+    for (int r = 0; r < st->n; r++) {
+      const smoe_ckpt_info_t *c = find(&ls, r, step);
+      if (!c) continue;
+      any = c;
+      have++;
+      global |= c->global;
+      raw += c->raw_bytes, stored += c->stored_bytes;
+      if (c->write_s > wmax) wmax = c->write_s;
+    }
+    char kind[40];
+    if (any->base_step < 0)
+      snprintf(kind, sizeof kind, "full");
+    else
+      snprintf(kind, sizeof kind, "delta %d of %lld", any->chain_len, (long long)any->full_step);
+    char ranks[24];
+    snprintf(ranks, sizeof ranks, "%d/%d", have, any->G > 0 ? any->G : st->n);
+    /* every rank wrote it: globally complete (agreed, or not yet recorded) */
+    const char *state = have == (any->G > 0 ? any->G : st->n) ? (global ? "global" : "all") : "partial";
+    printf("%8lld  %-18s  %-9s  %-8s  %12llu  %12llu  %5.2fx  %8.3f\n", (long long)step, kind,
+           ranks, state, (unsigned long long)raw, (unsigned long long)stored,
+           stored ? (double)raw / (double)stored : 0.0, wmax);
+    count++;
+  }
+  if (count == 0) printf("(no checkpoints)\n");
+  free_lists(&ls, st->n);
+  return rc ? 1 : 0;
+}
+
+static int cmd_verify(stores_t *st) {
+  lists_t ls;
+  int faults = list_all(st, &ls) != 0, checked = 0;
+  for (int r = 0; r < st->n; r++)
+    for (int i = 0; i < ls.n[r]; i++) {
+      smoe_err_t err;
+      checked++;
+      if (smoe_ckpt_verify(st->s[r], ls.v[r][i].step, &err) != 0) {
+        printf("FAULT %s\n", err.msg);
+        faults++;
+      } else {
+        printf("ok    rank %d, checkpoint of step %lld (%d chunks%s)\n", r,
+               (long long)ls.v[r][i].step, ls.v[r][i].n_chunks,
+               ls.v[r][i].base_step < 0 ? "" : ", with its delta chain");
+      }
+    }
+  free_lists(&ls, st->n);
+  printf("%d checkpoint%s on %d rank%s checked: %d fault%s\n", checked, checked == 1 ? "" : "s",
+         st->n, st->n == 1 ? "" : "s", faults, faults == 1 ? "" : "s");
+  return faults ? 1 : 0;
+}
+
+static int print_plan(void *ctx, const smoe_plog_t *p) {
+  (void)ctx;
+  printf("{\"step\":%lld,\"loads\":[", (long long)p->step);
+  for (int l = 0; l < p->L; l++) {
+    printf("%s[", l ? "," : "");
+    for (int e = 0; e < p->E; e++) printf("%s%lld", e ? "," : "", (long long)p->loads[l * p->E + e]);
+    printf("]");
+  }
+  printf("],\"replicas\":[");
+  for (int l = 0; l < p->L; l++) {
+    printf("%s[", l ? "," : "");
+    for (int e = 0; e < p->E; e++) printf("%s%d", e ? "," : "", p->replicas[l * p->E + e]);
+    printf("]");
+  }
+  printf("],\"slot_expert\":[");
+  for (int l = 0; l < p->L; l++) {
+    printf("%s[", l ? "," : "");
+    for (int g = 0; g < p->G; g++) {
+      printf("%s[", g ? "," : "");
+      for (int s = 0; s < p->S; s++)
+        printf("%s%d", s ? "," : "", p->slot_expert[((size_t)l * p->G + g) * p->S + s]);
+      printf("]");
+    }
+    printf("]");
+  }
+  printf("]}\n");
+  return 0;
+}
+
+static int cmd_plans(stores_t *st) {
+  smoe_err_t err;
+  if (smoe_plog_scan(st->s[0], print_plan, NULL, &err) != 0) {
+    fprintf(stderr, "swiftmoe ckpt plans: %s\n", err.msg);
+    return 1;
+  }
+  return 0;
+}
+
+int smoe_ckpt_command(int argc, char **argv) {
+  static const char *usage =
+      "usage: swiftmoe ckpt ls|verify|plans DIR\n\n"
+      "Reads a run's state stores (DIR is the run folder or its checkpoint.dir),\n"
+      "read-only: safe while the job runs.\n\n"
+      "  ls      each checkpoint: step, full or delta (of which full), ranks that wrote it,\n"
+      "          completeness (global = agreed by every rank; all = every rank wrote it, not\n"
+      "          yet recorded; partial = not restorable), bytes raw and stored, ratio, and\n"
+      "          the longest write time over ranks\n"
+      "  verify  re-reads every checkpoint of every rank with its delta chain, checking every\n"
+      "          checksum; exit status 1 on any fault\n"
+      "  plans   the placement log (rank 0): per step, the loads, replicas and slots, as JSON lines\n";
+  if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+    printf("%s", usage);
+    return 0;
+  }
+  if (argc != 2 || (strcmp(argv[0], "ls") && strcmp(argv[0], "verify") && strcmp(argv[0], "plans"))) {
+    fprintf(stderr, "swiftmoe ckpt: expected 'ls DIR', 'verify DIR' or 'plans DIR' (see 'swiftmoe "
+            "ckpt --help')\n");
+    return 2;
+  }
+  stores_t st;
+  char dir[SMOE_PATHLEN + 16];
+  if (open_stores(argv[1], &st, dir, sizeof dir) != 0) return 1;
+  int rc = strcmp(argv[0], "ls") == 0       ? cmd_ls(&st)
+           : strcmp(argv[0], "verify") == 0 ? cmd_verify(&st)
+                                            : cmd_plans(&st);
+  close_stores(&st);
+  return rc;
+}
