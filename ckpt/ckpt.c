@@ -756,6 +756,28 @@ static int restore_step(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
   return 0;
 }
 
+/* The newest step recorded globally complete whose manifest is gone, or -1. */
+static int64_t lost_manifest(smoe_store_t *s, const steps_t *man, smoe_err_t *err) {
+  steps_t glob;
+  if (list_keys(s, 'g', &glob, err) != 0) return -1;
+  int64_t lost = -1;
+  for (int i = 0; i < glob.n; i++)
+    if (!has_step(man, glob.v[i]) && glob.v[i] > lost) lost = glob.v[i];
+  free(glob.v);
+  return lost;
+}
+
+int smoe_ckpt_check_markers(smoe_store_t *s, smoe_err_t *err) {
+  steps_t man;
+  if (list_keys(s, 'm', &man, err) != 0) return -1;
+  int64_t lost = lost_manifest(s, &man, err);
+  free(man.v);
+  if (lost < 0) return 0;
+  return smoe_fail(err, "%s: the checkpoint of step %lld is recorded globally complete but its "
+                   "manifest (meta key 'm'+%lld) is missing", smoe_store_path(s), (long long)lost,
+                   (long long)lost);
+}
+
 static int64_t allreduce_min(smoe_comm_t *comm, int64_t v) {
   int64_t x = -v;
   smoe_comm_allreduce_max_i64(comm, &x, 1, SMOE_PHASE_OTHER);
@@ -821,6 +843,12 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
               "falling back to the previous globally complete one\n", (long long)cand);
     bound = cand - 1;
   }
+  smoe_err_t e;
+  int64_t lost = lost_manifest(ck->s, &man, &e);
+  if (lost > *step)
+    fprintf(stderr, "swiftmoe: [rank %d] the checkpoint of step %lld was recorded complete but its "
+            "manifest (meta key 'm'+%lld) is missing: falling back to step %lld\n", ck->rank,
+            (long long)lost, (long long)lost, (long long)*step);
   free(man.v);
   if (*step < 0) return 0;
   ck->last_global = *step;

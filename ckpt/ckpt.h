@@ -145,6 +145,9 @@ int smoe_plog_scan(smoe_store_t *s, int (*fn)(void *ctx, const smoe_plog_t *rec)
 /* The manifests of one store in step order (*out malloc'd). A manifest that does
  * not parse is an error naming its key. */
 int smoe_ckpt_list(smoe_store_t *s, smoe_ckpt_info_t **out, int *n, smoe_err_t *err);
+/* Fails naming the newest checkpoint recorded globally complete whose manifest
+ * is missing (deleted or lost), if any. */
+int smoe_ckpt_check_markers(smoe_store_t *s, smoe_err_t *err);
 /* Re-reads checkpoint `step` of store s with its chain, checking every
  * checksum. Returns 0, or -1 with err naming the rank, step and key. */
 int smoe_ckpt_verify(smoe_store_t *s, int64_t step, smoe_err_t *err);

@@ -9,7 +9,7 @@
 
 struct smoe_loop {
   uv_loop_t loop;
-  uv_signal_t term, intr;
+  uv_signal_t term, intr, usr1;
   uv_timer_t timer;
   uv_work_t work;
   uint64_t period_ms; /* 0: no timer */
@@ -26,6 +26,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (l->handlers) {
     uv_signal_stop(&l->term);
     uv_signal_stop(&l->intr);
+    uv_signal_stop(&l->usr1);
     l->handlers = 0;
   }
 }
@@ -55,15 +56,17 @@ smoe_loop_t *smoe_loop_new(double every_seconds, smoe_err_t *err) {
   int rc = uv_loop_init(&l->loop);
   if (rc == 0) rc = uv_signal_init(&l->loop, &l->term);
   if (rc == 0) rc = uv_signal_init(&l->loop, &l->intr);
+  if (rc == 0) rc = uv_signal_init(&l->loop, &l->usr1);
   if (rc == 0) rc = uv_timer_init(&l->loop, &l->timer);
   if (rc != 0) {
     smoe_fail(err, "libuv: cannot set up the event loop: %s", uv_strerror(rc));
     free(l);
     return NULL;
   }
-  l->term.data = l->intr.data = l->timer.data = l->work.data = l;
+  l->term.data = l->intr.data = l->usr1.data = l->timer.data = l->work.data = l;
   uv_signal_start(&l->term, on_signal, SIGTERM);
   uv_signal_start(&l->intr, on_signal, SIGINT);
+  uv_signal_start(&l->usr1, on_signal, SIGUSR1);
   l->handlers = 1;
   l->period_ms = every_seconds > 0 ? (uint64_t)(every_seconds * 1000.0 + 0.5) : 0;
   if (l->period_ms) uv_timer_start(&l->timer, on_timer, l->period_ms, l->period_ms);
@@ -114,6 +117,7 @@ void smoe_loop_free(smoe_loop_t *l) {
   smoe_loop_wait(l);
   uv_close((uv_handle_t *)&l->term, on_close);
   uv_close((uv_handle_t *)&l->intr, on_close);
+  uv_close((uv_handle_t *)&l->usr1, on_close);
   uv_close((uv_handle_t *)&l->timer, on_close);
   uv_run(&l->loop, UV_RUN_DEFAULT);
   uv_loop_close(&l->loop);

@@ -2,10 +2,12 @@
  *
  * The step chain runs on the main thread (the only one that calls MPI); at
  * every step boundary it polls the loop, which delivers what happened
- * meanwhile: SIGTERM/SIGINT, the checkpoint timer, and the completion of the
- * job on libuv's thread pool (a checkpoint being encoded and written). One job
- * is in flight at a time. After the first SIGTERM or SIGINT the handlers are
- * removed, so a second one ends the process at once (default action). */
+ * meanwhile: a preemption signal, the checkpoint timer, and the completion of
+ * the job on libuv's thread pool (a checkpoint being encoded and written). One
+ * job is in flight at a time. Preemption signals: SIGTERM, SIGINT, and SIGUSR1
+ * (Open MPI's mpirun forwards SIGUSR1 to the ranks at once, while it turns a
+ * SIGTERM into an abort that kills them a second later). After the first one
+ * the handlers are removed, so a second signal ends the process at once. */
 #ifndef SMOE_LOOP_H
 #define SMOE_LOOP_H
 
@@ -31,7 +33,7 @@ int smoe_loop_busy(const smoe_loop_t *l);
 /* Blocks until the job in flight (if any) is done; returns the seconds waited. */
 double smoe_loop_wait(smoe_loop_t *l);
 
-/* The first SIGTERM or SIGINT received (its number), or 0. */
+/* The first preemption signal received (its number), or 0. */
 int smoe_loop_signal(const smoe_loop_t *l);
 /* 1 if the timer fired since the last call (then cleared), else 0. */
 int smoe_loop_timer_fired(smoe_loop_t *l);

@@ -642,7 +642,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   if (res->preempted) {
     int sig = smoe_loop_signal(sv.loop);
     NOTE("preempted at step %lld (%s): checkpoint of step %lld written on every rank; resume with "
-         "--resume auto", (long long)res->steps, sig == SIGINT ? "SIGINT" : "SIGTERM",
+         "--resume auto", (long long)res->steps, sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM",
          (long long)smoe_ckpt_last_global(sv.ck));
   }
   /* after an error on this rank only, no more collectives: the caller aborts the job */

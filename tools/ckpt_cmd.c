@@ -158,6 +158,13 @@ static int cmd_verify(stores_t *st) {
                ls.v[r][i].base_step < 0 ? "" : ", with its delta chain");
       }
     }
+  for (int r = 0; r < st->n; r++) {
+    smoe_err_t err;
+    if (smoe_ckpt_check_markers(st->s[r], &err) != 0) {
+      printf("FAULT rank %d: %s\n", r, err.msg);
+      faults++;
+    }
+  }
   free_lists(&ls, st->n);
   printf("%d checkpoint%s on %d rank%s checked: %d fault%s\n", checked, checked == 1 ? "" : "s",
          st->n, st->n == 1 ? "" : "s", faults, faults == 1 ? "" : "s");

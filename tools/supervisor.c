@@ -1,10 +1,430 @@
-/* supervisor.c: `swiftmoe run` (placeholder; being written). */
+/* supervisor.c: `swiftmoe run`, the restart supervisor.
+ *
+ * A plain libuv process (no MPI) that runs a launch command such as
+ * `mpirun -np 4 swiftmoe train --out runs/x`, and after a failure runs it
+ * again with `--resume auto`, after a backoff that doubles up to 30 s.
+ * SIGTERM/SIGINT are forwarded to the child, which then decides the exit
+ * status: a preempted `swiftmoe train` writes a checkpoint and exits 0.
+ *
+ * The child runs detached (setsid): a Ctrl-C at the terminal then reaches
+ * only the supervisor, which forwards it once, instead of reaching every
+ * process twice. Signals go to the child's process group (-pid), so that a
+ * shell wrapper and its children get them too. mpirun puts each rank in a
+ * group of its own. It turns a SIGTERM/SIGINT into an abort (SIGTERM to the
+ * ranks after odls_base_sigkill_timeout seconds, SIGKILL as long after, exit
+ * status 1 whatever the ranks did), but forwards SIGUSR1 at once and exits
+ * with the ranks: so when COMMAND is mpirun/mpiexec/orterun the supervisor
+ * forwards SIGTERM/SIGINT as SIGUSR1, which swiftmoe train takes as a
+ * preemption like SIGTERM (measured with Open MPI 4.1.4).
+ *
+ * Exit codes: 0 the command succeeded (or exited 0 after a forwarded
+ * signal); 1 restarts exhausted, or interrupted during a backoff; 2 bad
+ * usage, the command cannot be run, or the command exited 2 (bad usage or
+ * config: restarting would not help); 128+N the command was killed by
+ * signal N after a forwarded signal; otherwise the command's own status
+ * after a forwarded signal. */
+#define _POSIX_C_SOURCE 200809L
 #include "supervisor.h"
 
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "common.h"
+
+#define MAX_BACKOFF_S 30
+#define METRICS_TAIL 65536 /* bytes of metrics.jsonl read for the last step */
+
+/* A libuv call that cannot fail in normal use: report where and exit. */
+#define UV_CHECK(call) uv_check((call), #call, __FILE__, __LINE__)
+static void uv_check(int rc, const char *what, const char *file, int line) {
+  if (rc >= 0) return;
+  fprintf(stderr, "swiftmoe run: %s failed at %s:%d: %s\n", what, file, line, uv_strerror(rc));
+  exit(1);
+}
+
+/* --------------------------------------------------------------- options */
+
+typedef struct {
+  const char *name, *arg, *help;
+} sup_option_t;
+
+static const sup_option_t options[] = {
+    {"--max-restarts", "N", "restarts after failures before giving up (default 3)"},
+    {"--backoff", "SECONDS", "first wait before a restart, then doubled up to 30 (default 1)"},
+    {"--help", NULL, "show this help"},
+};
+enum { OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_HELP, N_OPTIONS };
+
+typedef struct {
+  int max_restarts;
+  int backoff_s;
+  int help;
+  char **cmd; /* the launch command, after "--" (not owned) */
+  int cmdc;
+} sup_args_t;
+
+static int usage(const char *fmt, const char *what) {
+  fprintf(stderr, "swiftmoe run: ");
+  fprintf(stderr, fmt, what);
+  fprintf(stderr, " (see 'swiftmoe run --help')\n");
+  return 2;
+}
+
+static void print_help(void) {
+  printf(
+      "usage: swiftmoe run [--max-restarts N] [--backoff SECONDS] -- COMMAND [ARGS...]\n\n"
+      "Runs COMMAND, e.g. 'mpirun -np 4 swiftmoe train --out runs/x', and restarts it\n"
+      "with --resume auto when it fails (exit status other than 0 and 2, or killed by\n"
+      "a signal). Exit status 2 (bad usage or config) is not retried. SIGTERM and\n"
+      "SIGINT are forwarded to COMMAND (as SIGUSR1 when it is mpirun or mpiexec, which\n"
+      "forward that one to the ranks at once), which is then not restarted; a second\n"
+      "one forwards SIGKILL.\n\n"
+      "Exit codes: 0 COMMAND succeeded; 1 restarts exhausted; 2 bad usage, or COMMAND\n"
+      "cannot run or exited 2; after a forwarded signal, COMMAND's status.\n\noptions:\n");
+  for (int i = 0; i < N_OPTIONS; i++) {
+    char left[64];
+    const sup_option_t *o = &options[i];
+    snprintf(left, sizeof left, "%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+    printf("  %-28s %s\n", left, o->help);
+  }
+}
+
+/* An integer option value in lo..hi, or a usage error. */
+static int int_value(const char *name, const char *v, int lo, int hi, int *out) {
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || x < lo || x > hi) {
+    fprintf(stderr,
+            "swiftmoe run: %s %s: expected an integer in %d..%d (see 'swiftmoe run --help')\n",
+            name, v, lo, hi);
+    return 2;
+  }
+  *out = (int)x;
+  return 0;
+}
+
+/* Parses "[options] -- COMMAND...". Returns 0 or the exit code of a usage error. */
+static int parse_args(int argc, char **argv, sup_args_t *a) {
+  *a = (sup_args_t){.max_restarts = 3, .backoff_s = 1};
+  for (int i = 0; i < argc; i++) {
+    const char *s = argv[i];
+    if (strcmp(s, "--") == 0) {
+      a->cmd = argv + i + 1;
+      a->cmdc = argc - i - 1;
+      if (a->cmdc == 0) return usage("%s", "no command after '--'");
+      return 0;
+    }
+    int k = 0;
+    size_t len = 0;
+    for (; k < N_OPTIONS; k++) {
+      len = strlen(options[k].name);
+      if (strncmp(s, options[k].name, len) == 0 && (s[len] == '\0' || s[len] == '=')) break;
+    }
+    if (k == N_OPTIONS) {
+      if (strncmp(s, "--", 2) == 0) return usage("unknown option '%s'", s);
+      return usage("unexpected argument '%s': put the command after '--'", s);
+    }
+    if (k == OPT_HELP) {
+      a->help = 1;
+      return 0;
+    }
+    const char *v = s[len] == '=' ? s + len + 1 : i + 1 < argc ? argv[++i] : NULL;
+    if (!v) return usage("option %s needs a value", options[k].name);
+    int rc = k == OPT_MAX_RESTARTS ? int_value("--max-restarts", v, 0, 1000, &a->max_restarts)
+                                   : int_value("--backoff", v, 0, 3600, &a->backoff_s);
+    if (rc) return rc;
+  }
+  return usage("%s", "no command: expected '-- COMMAND [ARGS...]'");
+}
+
+/* --------------------------------------------------------------- command */
+
+/* The command of a restart: `--resume VALUE` or `--resume=VALUE` (the last one)
+ * gets the value "auto", or `--resume auto` is appended. NULL-terminated; the
+ * strings are the caller's or static. */
+static char **restart_command(char **cmd, int cmdc) {
+  char **r = xcalloc((size_t)cmdc + 3, sizeof(char *));
+  int at = -1;
+  for (int i = 0; i < cmdc; i++) {
+    r[i] = cmd[i];
+    if (strcmp(cmd[i], "--resume") == 0 || strncmp(cmd[i], "--resume=", 9) == 0) at = i;
+  }
+  int n = cmdc;
+  if (at >= 0 && cmd[at][8] == '=') {
+    r[at] = "--resume=auto";
+  } else if (at >= 0 && at + 1 < cmdc) {
+    r[at + 1] = "auto";
+  } else {
+    if (at < 0) r[n++] = "--resume"; /* else a trailing --resume gets its value */
+    r[n++] = "auto";
+  }
+  r[n] = NULL;
+  return r;
+}
+
+/* The value of the command's last `--out DIR` / `--out=DIR`, or NULL. */
+static const char *out_dir(char **cmd, int cmdc) {
+  const char *dir = NULL;
+  for (int i = 0; i < cmdc; i++) {
+    if (strcmp(cmd[i], "--out") == 0 && i + 1 < cmdc) dir = cmd[i + 1];
+    if (strncmp(cmd[i], "--out=", 6) == 0) dir = cmd[i] + 6;
+  }
+  return dir;
+}
+
+/* Whether the command is an MPI launcher that aborts the job on SIGTERM. */
+static int is_mpi_launcher(const char *cmd) {
+  const char *base = strrchr(cmd, '/');
+  base = base ? base + 1 : cmd;
+  return strcmp(base, "mpirun") == 0 || strcmp(base, "mpiexec") == 0 ||
+         strcmp(base, "orterun") == 0;
+}
+
+/* ------------------------------------------------------------- reporting */
+
+/* The last "step" recorded in DIR/metrics.jsonl: 1 and *step, or 0 if there is
+ * none (no file, no line with a step). Reads only the file's tail, backwards:
+ * the file grows by one line a step, and its last line may be half written. */
+static int last_step(const char *dir, long long *step) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  char *buf = xmalloc(METRICS_TAIL + 1);
+  off_t size = fseeko(f, 0, SEEK_END) == 0 ? ftello(f) : 0;
+  off_t from = size > METRICS_TAIL ? size - METRICS_TAIL : 0;
+  size_t len = fseeko(f, from, SEEK_SET) == 0 ? fread(buf, 1, METRICS_TAIL, f) : 0;
+  fclose(f);
+  int found = 0;
+  size_t end = len;
+  while (!found && end > 0) {
+    size_t start = end;
+    while (start > 0 && buf[start - 1] != '\n') start--;
+    if (start == 0 && from > 0) break; /* a line cut by the tail window */
+    buf[end] = '\0';
+    cJSON *j = cJSON_Parse(buf + start);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "step");
+    if (cJSON_IsNumber(s)) {
+      *step = (long long)s->valuedouble;
+      found = 1;
+    }
+    cJSON_Delete(j);
+    end = start > 0 ? start - 1 : 0;
+  }
+  free(buf);
+  return found;
+}
+
+static const char *signal_name(int sig) {
+  static const struct {
+    int sig;
+    const char *name;
+  } names[] = {{SIGHUP, "SIGHUP"},   {SIGINT, "SIGINT"},   {SIGQUIT, "SIGQUIT"},
+               {SIGILL, "SIGILL"},   {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"},
+               {SIGFPE, "SIGFPE"},   {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"},
+               {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"}, {SIGPIPE, "SIGPIPE"},
+               {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGXCPU, "SIGXCPU"}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (names[i].sig == sig) return names[i].name;
+  return NULL;
+}
+
+/* "exit status 1", "killed by SIGKILL" or "killed by signal 37". */
+static void describe(char *buf, size_t n, int64_t exit_status, int term_signal) {
+  const char *name = signal_name(term_signal);
+  if (term_signal && name)
+    snprintf(buf, n, "killed by %s", name);
+  else if (term_signal)
+    snprintf(buf, n, "killed by signal %d", term_signal);
+  else
+    snprintf(buf, n, "exit status %lld", (long long)exit_status);
+}
+
+/* ------------------------------------------------------------- supervisor */
+
+typedef struct {
+  uv_loop_t loop;
+  uv_process_t child;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t backoff;
+  sup_args_t args;
+  char **restart_cmd; /* the command with --resume auto */
+  const char *out;     /* the command's --out DIR, or NULL */
+  uint64_t backoff_ms; /* before the next restart */
+  int attempts, restarts;
+  int running;     /* the child has been spawned and not reaped */
+  int forwarded;   /* signals forwarded to the child */
+  int interrupted; /* a signal came while no child ran */
+  int done;        /* no more attempts: exit with code */
+  int code;
+  uint64_t started_ns;
+  char final[64]; /* how the last attempt ended */
+} sup_t;
+
+static void finish(sup_t *s, int code) {
+  s->done = 1;
+  s->code = code;
+  uv_close((uv_handle_t *)&s->sigterm, NULL);
+  uv_close((uv_handle_t *)&s->sigint, NULL);
+  uv_close((uv_handle_t *)&s->backoff, NULL);
+}
+
+static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal);
+
+/* Starts attempt s->attempts + 1; on failure to spawn, finishes. */
+static void spawn_attempt(sup_t *s) {
+  char **cmd = s->attempts == 0 ? s->args.cmd : s->restart_cmd;
+  uv_stdio_container_t stdio[3];
+  for (int i = 0; i < 3; i++)
+    stdio[i] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = i};
+  uv_process_options_t o = {.exit_cb = on_child_exit,
+                            .file = cmd[0],
+                            .args = cmd,
+                            .flags = UV_PROCESS_DETACHED,
+                            .stdio_count = 3,
+                            .stdio = stdio};
+  s->attempts++;
+  s->child.data = s;
+  s->started_ns = uv_hrtime();
+  int rc = uv_spawn(&s->loop, &s->child, &o);
+  if (rc == 0) {
+    s->running = 1;
+    return;
+  }
+  /* A command that cannot be run will not run on a retry either. */
+  uv_close((uv_handle_t *)&s->child, NULL);
+  fprintf(stderr, "swiftmoe run: cannot run '%s': %s\n", cmd[0], uv_strerror(rc));
+  snprintf(s->final, sizeof s->final, "cannot run: %s", uv_err_name(rc));
+  finish(s, 2);
+}
+
+static void on_backoff(uv_timer_t *t) {
+  sup_t *s = t->data;
+  s->restarts++;
+  spawn_attempt(s);
+}
+
+/* The child handle is closed: now it may be spawned again. */
+static void on_child_closed(uv_handle_t *h) {
+  sup_t *s = h->data;
+  if (s->done) {
+    finish(s, s->code);
+  } else if (s->interrupted) {
+    fprintf(stderr, "swiftmoe run: interrupted before restart %d; not restarting\n",
+            s->restarts + 1);
+    finish(s, 1);
+  } else {
+    UV_CHECK(uv_timer_start(&s->backoff, on_backoff, s->backoff_ms, 0));
+    s->backoff_ms =
+        s->backoff_ms * 2 > MAX_BACKOFF_S * 1000 ? MAX_BACKOFF_S * 1000 : s->backoff_ms * 2;
+  }
+}
+
+/* Decides what follows an attempt: done (s->done, s->code) or a restart. */
+static void decide(sup_t *s, int64_t exit_status, int term_signal, double ran_s) {
+  if (s->forwarded) {
+    s->done = 1;
+    s->code = term_signal ? 128 + term_signal : (int)exit_status;
+    return;
+  }
+  if (exit_status == 0 && !term_signal) {
+    s->done = 1;
+    s->code = 0;
+    return;
+  }
+  if (exit_status == 2 && !term_signal) {
+    fprintf(stderr,
+            "swiftmoe run: attempt %d failed (exit status 2: bad usage or config); "
+            "not restarting\n",
+            s->attempts);
+    s->done = 1;
+    s->code = 2;
+    return;
+  }
+  char step[4200] = "";
+  long long last;
+  if (s->out && last_step(s->out, &last))
+    snprintf(step, sizeof step, "; last step %lld in %s/metrics.jsonl", last, s->out);
+  else if (s->out)
+    snprintf(step, sizeof step, "; no step in %s/metrics.jsonl", s->out);
+  if (s->restarts >= s->args.max_restarts) {
+    fprintf(stderr,
+            "swiftmoe run: attempt %d failed (%s) after %.1f s%s; restarts exhausted "
+            "(--max-restarts %d); giving up\n",
+            s->attempts, s->final, ran_s, step, s->args.max_restarts);
+    s->done = 1;
+    s->code = 1;
+    return;
+  }
+  fprintf(stderr,
+          "swiftmoe run: attempt %d failed (%s) after %.1f s%s; restart %d of %d in %.1f s\n",
+          s->attempts, s->final, ran_s, step, s->restarts + 1, s->args.max_restarts,
+          (double)s->backoff_ms / 1000);
+}
+
+static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal) {
+  sup_t *s = p->data;
+  double ran_s = (double)(uv_hrtime() - s->started_ns) / 1e9;
+  s->running = 0;
+  describe(s->final, sizeof s->final, exit_status, term_signal);
+  decide(s, exit_status, term_signal, ran_s);
+  uv_close((uv_handle_t *)p, on_child_closed);
+}
+
+/* SIGTERM/SIGINT: forward to the child's process group; a second one forwards
+ * SIGKILL. Without a child (during a backoff) stop: a restart is not wanted. */
+static void on_signal(uv_signal_t *h, int signum) {
+  sup_t *s = h->data;
+  if (!s->running) {
+    s->interrupted = 1;
+    if (uv_is_active((uv_handle_t *)&s->backoff)) {
+      uv_timer_stop(&s->backoff);
+      fprintf(stderr, "swiftmoe run: %s during the backoff; not restarting\n", signal_name(signum));
+      finish(s, 1);
+    }
+    return;
+  }
+  int sig = s->forwarded ? SIGKILL : is_mpi_launcher(s->args.cmd[0]) ? SIGUSR1 : signum;
+  fprintf(stderr, "swiftmoe run: forwarding %s to the command (pid %d)\n", signal_name(sig),
+          s->child.pid);
+  int rc = uv_kill(-s->child.pid, sig);
+  if (rc == UV_ESRCH) rc = uv_process_kill(&s->child, sig); /* its group is gone, not it */
+  if (rc < 0 && rc != UV_ESRCH)
+    fprintf(stderr, "swiftmoe run: cannot signal pid %d: %s\n", s->child.pid, uv_strerror(rc));
+  s->forwarded++;
+}
 
 int smoe_supervise(int argc, char **argv, const char *self) {
-  (void)argc, (void)argv, (void)self;
-  fprintf(stderr, "swiftmoe run: not built yet\n");
-  return 2;
+  (void)self;
+  sup_t *s = xcalloc(1, sizeof *s);
+  int rc = parse_args(argc, argv, &s->args);
+  if (rc || s->args.help) {
+    if (s->args.help) print_help();
+    free(s);
+    return rc;
+  }
+  s->restart_cmd = restart_command(s->args.cmd, s->args.cmdc);
+  s->out = out_dir(s->args.cmd, s->args.cmdc);
+  s->backoff_ms = (uint64_t)s->args.backoff_s * 1000;
+  UV_CHECK(uv_loop_init(&s->loop));
+  s->sigterm.data = s->sigint.data = s->backoff.data = s;
+  UV_CHECK(uv_signal_init(&s->loop, &s->sigterm));
+  UV_CHECK(uv_signal_init(&s->loop, &s->sigint));
+  UV_CHECK(uv_timer_init(&s->loop, &s->backoff));
+  UV_CHECK(uv_signal_start(&s->sigterm, on_signal, SIGTERM));
+  UV_CHECK(uv_signal_start(&s->sigint, on_signal, SIGINT));
+  spawn_attempt(s);
+  UV_CHECK(uv_run(&s->loop, UV_RUN_DEFAULT));
+  UV_CHECK(uv_loop_close(&s->loop)); /* UV_EBUSY: a handle left open */
+  fprintf(stderr, "swiftmoe run: %d attempt%s, %d restart%s; last: %s; exit %d\n", s->attempts,
+          s->attempts == 1 ? "" : "s", s->restarts, s->restarts == 1 ? "" : "s", s->final, s->code);
+  rc = s->code;
+  free(s->restart_cmd);
+  free(s);
+  return rc;
 }

@@ -123,9 +123,6 @@ static int exec_mpirun(int nproc, int argc, char **argv, char *self) {
     args[n++] = argv[i];
   }
   args[n] = NULL;
-  /* mpirun forwards SIGTERM to the ranks but kills them 1 s later by default:
-   * give a preempted rank time to write its checkpoint */
-  setenv("OMPI_MCA_odls_base_sigkill_timeout", "120", 0);
   execvp("mpirun", args);
   fprintf(stderr, "swiftmoe train: cannot run mpirun for --nproc %d: %s (install openmpi-bin, or "
           "launch with mpirun/srun yourself)\n", nproc, strerror(errno));
