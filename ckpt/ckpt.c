@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MANIFEST_MAGIC "SMMF"
 #define MANIFEST_VERSION 1u
@@ -249,6 +250,8 @@ static int manifest_decode(manifest_t *m, const void *v, size_t n, smoe_err_t *e
       g->chunks[c].raw = r_u64(&r);
       g->chunks[c].stored = r_u64(&r);
       g->chunks[c].hash = r_u64(&r);
+      uint64_t want = g->bytes - (uint64_t)c * g->chunk_bytes; /* decoding writes raw bytes */
+      if (g->chunks[c].raw != (want < g->chunk_bytes ? want : g->chunk_bytes)) r.bad = 1;
     }
   }
   if (r.bad || r.at != r.n) {
@@ -556,7 +559,7 @@ static int prune(smoe_ckpt_t *ck, smoe_err_t *err) {
   int rc = 0, kept = 0;
   int64_t oldest_needed = INT64_MAX;
   for (int i = glob.n - 1; i >= 0 && kept < ck->o.keep; i--) {
-    if (!has_step(&man, glob.v[i])) continue;
+    if (glob.v[i] > ck->last_global || !has_step(&man, glob.v[i])) continue;
     manifest_t m;
     if (manifest_read(ck->s, glob.v[i], &m, err) != 1) continue; /* unreadable: not kept */
     if (m.full_step < oldest_needed) oldest_needed = m.full_step;
@@ -637,7 +640,7 @@ static int decode_chain(smoe_store_t *s, int rank, int64_t step, manifest_t *top
                      rank, (long long)step, (long long)at, (long long)at,
                      at == step ? "" : ", a link of its delta chain,");
     if (found != 1) {
-      if (found < 0) { /* prefix the rank */
+      if (found < 0 && err) { /* prefix the rank */
         smoe_err_t e = *err;
         smoe_fail(err, "rank %d: %s", rank, e.msg);
       }
@@ -748,7 +751,11 @@ static int restore_step(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
     memcpy(ck->regions[i].data, out + ck->offset[i], ck->regions[i].bytes);
   free(ck->base);
   ck->base = out;
+  /* the next checkpoint is a delta on this one only if chunked the same way */
   ck->have_base = 1;
+  for (int i = 0; i < ck->n_regions; i++)
+    if (m.regions[i].chunk_bytes != ck->o.chunk_bytes || m.regions[i].cf != ck->regions[i].cf)
+      ck->have_base = 0;
   ck->base_step = step;
   ck->base_full = m.full_step;
   ck->base_chain = m.chain_len;
@@ -786,18 +793,27 @@ static int64_t allreduce_min(smoe_comm_t *comm, int64_t v) {
 
 /* Deletes every checkpoint and placement record after `step`. */
 static int discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
-  steps_t man;
-  if (list_keys(ck->s, 'm', &man, err) != 0) return -1;
   int rc = 0;
-  for (int i = 0; i < man.n && rc == 0; i++)
-    if (man.v[i] > step) rc = delete_checkpoint(ck, man.v[i], err);
-  free(man.v);
-  uint8_t lo[8], hi[8];
+  uint8_t lo[META_KEY], hi[META_KEY];
+  const smoe_cf_t fams[] = {SMOE_CF_PLACEMENT, SMOE_CF_SHARD, SMOE_CF_DENSE, SMOE_CF_DATA};
   put_be64(lo, (uint64_t)step + 1);
   memset(hi, 0xff, 8);
-  if (rc == 0) rc = smoe_store_delete_range(ck->s, SMOE_CF_PLACEMENT, lo, 8, hi, 8, err);
+  for (int i = 0; i < 4 && rc == 0; i++) rc = smoe_store_delete_range(ck->s, fams[i], lo, 8, hi, 8, err);
+  for (int i = 0; i < 2 && rc == 0; i++) { /* markers, and manifests (last: their chunks are gone) */
+    meta_key(lo, "gm"[i], step + 1);
+    meta_key(hi, "gm"[i], -1);
+    rc = smoe_store_delete_range(ck->s, SMOE_CF_META, lo, META_KEY, hi, META_KEY, err);
+  }
   if (rc == 0) rc = smoe_store_flush(ck->s, err);
   return rc;
+}
+
+int smoe_ckpt_start_fresh(smoe_ckpt_t *ck, int *removed, smoe_err_t *err) {
+  steps_t man;
+  if (list_keys(ck->s, 'm', &man, err) != 0) return -1;
+  *removed = man.n;
+  free(man.v);
+  return discard_after(ck, -1, err);
 }
 
 int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *step,
@@ -810,6 +826,7 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
     return rc < 0 ? -1 : smoe_fail(err, "another rank could not list its checkpoints");
   }
   int64_t bound = INT64_MAX;
+  int failed = 0; /* a common checkpoint existed but could not be restored */
   for (;;) {
     int64_t cand = want;
     if (want < 0) { /* the newest step every rank has */
@@ -841,6 +858,7 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
     if (smoe_comm_rank(comm) == 0)
       fprintf(stderr, "swiftmoe: the checkpoint of step %lld cannot be restored on every rank: "
               "falling back to the previous globally complete one\n", (long long)cand);
+    failed = 1;
     bound = cand - 1;
   }
   smoe_err_t e;
@@ -850,7 +868,10 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
             "manifest (meta key 'm'+%lld) is missing: falling back to step %lld\n", ck->rank,
             (long long)lost, (long long)lost, (long long)*step);
   free(man.v);
-  if (*step < 0) return 0;
+  if (*step < 0 && failed)
+    return smoe_fail(err, "%s holds checkpoints, but none can be restored on every rank (see the "
+                     "messages above); nothing was changed", smoe_store_path(ck->s));
+  if (*step < 0) return discard_after(ck, -1, err); /* what is there is no complete checkpoint */
   ck->last_global = *step;
   ck->pending = -1;
   ck->local = 1;
@@ -997,15 +1018,27 @@ int smoe_ckpt_verify(smoe_store_t *s, int64_t step, smoe_err_t *err) {
 /* --- kill points (test builds) ------------------------------------------------- */
 
 #ifdef SMOE_KILL_POINTS
+/* SMOE_KILL_AT=NAME[:N[:RANK]]: the Nth hit of NAME (on launch rank RANK only);
+ * SMOE_KILL_RANDOM=P: any point, with probability P per hit. */
 void smoe_kill_point(const char *name) {
   static int hits;
-  const char *at = getenv("SMOE_KILL_AT");
-  if (!at) return;
+  static uint64_t rng;
+  const char *at = getenv("SMOE_KILL_AT"), *p = getenv("SMOE_KILL_RANDOM");
+  int die = 0;
+  if (p) {
+    if (!rng) rng = smoe_mix64((uint64_t)getpid() ^ (uint64_t)time(NULL) << 20);
+    rng = smoe_mix64(rng);
+    die = (double)(rng >> 11) / 9007199254740992.0 < atof(p);
+  }
   size_t n = strlen(name);
-  if (strncmp(at, name, n) != 0 || (at[n] != '\0' && at[n] != ':')) return;
-  int want = at[n] == ':' ? atoi(at + n + 1) : 1;
-  if (++hits == (want > 0 ? want : 1)) {
-    fprintf(stderr, "swiftmoe: kill point %s reached (SMOE_KILL_AT): SIGKILL\n", name);
+  if (at && strncmp(at, name, n) == 0 && (at[n] == '\0' || at[n] == ':')) {
+    int want = 1, rank = -1;
+    if (at[n] == ':') sscanf(at + n + 1, "%d:%d", &want, &rank);
+    const char *r = getenv("OMPI_COMM_WORLD_RANK");
+    if (rank < 0 || (r && atoi(r) == rank)) die |= ++hits == want;
+  }
+  if (die) {
+    fprintf(stderr, "swiftmoe: kill point %s: SIGKILL (test build)\n", name);
     raise(SIGKILL);
   }
 }

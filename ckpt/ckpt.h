@@ -109,10 +109,15 @@ int64_t smoe_ckpt_last_global(const smoe_ckpt_t *ck);
  * restore (each failure said on stderr with rank, step and key); want >= 0 for
  * exactly that step. On success the regions hold the state, *step its step, and
  * checkpoints newer than it (an abandoned future) are deleted. *step = -1 with
- * return 0 when want = -1 and no checkpoint exists. -1 with err otherwise; shape
- * mismatches are listed in err. */
+ * return 0 when want = -1 and no checkpoint is complete on every rank (what
+ * there is gets deleted). -1 with err otherwise — also when complete ones exist
+ * but none restores (nothing is deleted then); shape mismatches are listed. */
 int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *step,
                      smoe_err_t *err);
+
+/* A fresh run in a store that holds an earlier run's state: deletes every
+ * checkpoint and placement record (*removed = checkpoints deleted). */
+int smoe_ckpt_start_fresh(smoe_ckpt_t *ck, int *removed, smoe_err_t *err);
 
 /* --- the placement log --------------------------------------------------- */
 
@@ -152,9 +157,11 @@ int smoe_ckpt_check_markers(smoe_store_t *s, smoe_err_t *err);
  * checksum. Returns 0, or -1 with err naming the rank, step and key. */
 int smoe_ckpt_verify(smoe_store_t *s, int64_t step, smoe_err_t *err);
 
-/* Test builds (SMOE_KILL_POINTS defined): SMOE_KILL_AT=NAME[:N] in the
+/* Test builds (SMOE_KILL_POINTS defined): SMOE_KILL_AT=NAME[:N[:RANK]] in the
  * environment SIGKILLs the process the Nth time (default 1st) it reaches the
- * point NAME. Compiled out otherwise. */
+ * point NAME (on that launch rank only, if given); SMOE_KILL_RANDOM=P at any
+ * point with probability P. Points: ckpt.chunk (after each chunk written),
+ * ckpt.before_manifest, ckpt.after_manifest. Compiled out otherwise. */
 #ifdef SMOE_KILL_POINTS
 void smoe_kill_point(const char *name);
 #define SMOE_KILL_POINT(name) smoe_kill_point(name)

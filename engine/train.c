@@ -436,6 +436,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     rc = smoe_fail(err, "another rank could not open its state store (see its message)");
   have_saver = rc == 0;
   int64_t start = 0;
+  int removed = 0; /* checkpoints of an earlier run in the same folder, on a fresh start */
+  if (rc == 0 && resume == SMOE_RESUME_NONE) rc = smoe_ckpt_start_fresh(sv.ck, &removed, err);
   if (rc == 0 && resume != SMOE_RESUME_NONE) {
     double t0 = smoe_now();
     rc = smoe_ckpt_resume(sv.ck, comm, resume, &start, err);
@@ -470,6 +472,9 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
        data.n_files, G, G > 1 ? "s" : "", threads, threads > 1 ? "s" : "", SMOE_REAL_NAME,
        c->policy);
   NOTE("run folder: %s%s%s", out_dir, init_hf ? "; weights from " : "", init_hf ? init_hf : "");
+  if (removed > 0)
+    NOTE("fresh start: removed the %d checkpoint%s an earlier run left in this run folder (use "
+         "--resume auto to continue one)", removed, removed == 1 ? "" : "s");
   if (resume != SMOE_RESUME_NONE && start == 0)
     NOTE("resume: no checkpoint that every rank completed; starting from step 0");
   if (start > 0)
@@ -553,6 +558,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     }
     int64_t global = -1;
     if ((rc = saver_agreed(&sv, (int)-fp[5], &global, err)) != 0) break;
+    if (global >= 0) NOTE("checkpoint of step %lld complete on every rank", (long long)global);
     smoe_shards_weights(&sh, comm, &next, m.experts);
     smoe_model_set_placement(&m, &next);
     double dt = smoe_now() - t0;

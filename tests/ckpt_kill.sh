@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Crash loop: a 4-rank job under `swiftmoe run` is SIGKILLed again and again —
+# by this script, at random moments, on a random rank, and by the test build's
+# kill points inside the checkpoint write path (SMOE_KILL_RANDOM: any chunk
+# write, before or after a manifest, with a small probability) — and restarted
+# each time with --resume auto. Checks:
+#  - the job ends (exit 0) after several restarts, with the final weights and
+#    every step's loss bitwise equal to an uninterrupted run's;
+#  - every restart resumes from a checkpoint at least as new as the last one
+#    announced complete on every rank before the kill (no completed step before
+#    the last complete checkpoint is ever lost);
+#  - `swiftmoe ckpt verify` finds no fault at the end.
+# Bounded: at most 6 external kills, the job takes under a minute here.
+# usage: ckpt_kill.sh path/to/swiftmoe_f64 (the test build with kill points)
+set -uo pipefail
+bin=$1
+tmp=$(mktemp -d)
+trap 'pkill -9 -f "$tmp/" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpi=(mpirun --oversubscribe --bind-to none -np 4)
+args=(--set model.dim=32 --set model.n_layers=2 --set moe.expert_dim=48 --set model.seq_len=32
+      --set training.global_batch_size=8 --set training.steps=240 --set training.warmup_steps=5
+      --set training.eval_every=0 --set training.eval_windows=4 --set metrics.progress=off
+      --set training.threads=1 --set checkpoint.interval=3 --set checkpoint.full_every=3
+      --set checkpoint.keep=2)
+fail=0
+
+"${mpi[@]}" "$bin" train "${args[@]}" --out "$tmp/ref" 2>"$tmp/ref.log" || { echo "FAIL reference run"; exit 1; }
+
+d=$tmp/chaos
+SMOE_KILL_RANDOM=0.004 "$bin" run --max-restarts 40 --backoff 0 -- \
+  "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" >"$tmp/chaos.log" 2>&1 &
+sup=$!
+kills=0
+while kill -0 $sup 2>/dev/null && [ $kills -lt 6 ]; do
+  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.8 + (r % 150) / 100 }')"
+  mapfile -t pids < <(pgrep -f "$bin train .*--out $d" | grep -v "^$$\$")
+  # ranks only: mpirun's own command line has "mpirun" in it
+  ranks=()
+  for p in "${pids[@]}"; do grep -qa mpirun "/proc/$p/cmdline" 2>/dev/null || ranks+=("$p"); done
+  [ ${#ranks[@]} -gt 0 ] || continue
+  victim=${ranks[$((RANDOM % ${#ranks[@]}))]}
+  kill -9 "$victim" 2>/dev/null && kills=$((kills + 1))
+done
+wait $sup
+rc=$?
+
+restarts=$(grep -c "^swiftmoe run: attempt .* failed" "$tmp/chaos.log")
+killpoints=$(grep -c "kill point" "$tmp/chaos.log")
+echo "job exit $rc after $restarts restarts ($kills SIGKILLs from the test, $killpoints kill points hit)"
+[ $rc -eq 0 ] || { echo "FAIL: the supervised job did not finish"; tail -20 "$tmp/chaos.log"; fail=1; }
+[ "$restarts" -ge 3 ] || { echo "FAIL: only $restarts restarts: the loop did not exercise recovery"; fail=1; }
+
+# every resume: from a checkpoint no older than the last one announced complete
+awk '
+  /checkpoint of step [0-9]+ complete on every rank/ {
+    for (i = 1; i <= NF; i++) if ($i == "step") last = $(i + 1) + 0 }
+  /resumed from the checkpoint of step/ {
+    s = -1
+    for (i = 1; i <= NF; i++) if ($i == "step" && s < 0) s = $(i + 1) + 0
+    n++
+    if (s < last) { printf "FAIL: resumed from %d, but %d was complete before the crash\n", s, last; bad = 1 }
+    else printf "resume %d: from step %d (last announced complete: %d)\n", n, s, last
+    last = s }
+  END { exit bad }' "$tmp/chaos.log" || fail=1
+
+python3 - "$tmp/ref" "$d" <<'PY' || fail=1
+import json, sys
+def losses(d):
+    return {j["step"]: j["loss"] for j in map(json.loads, open(d + "/metrics.jsonl"))}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+if a != b:
+    diff = [s for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
+    sys.exit("FAIL: per-step losses differ at steps %s" % diff[:8])
+print("per-step losses: %d steps, bitwise equal" % len(a))
+PY
+cmp -s "$tmp/ref/model.safetensors" "$d/model.safetensors" &&
+  echo "final weights: bitwise equal" || { echo "FAIL: final weights differ"; fail=1; }
+"$bin" ckpt verify "$d" >"$tmp/verify" || { echo "FAIL: ckpt verify"; cat "$tmp/verify"; fail=1; }
+tail -1 "$tmp/verify"
+[ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
+exit $fail
