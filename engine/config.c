@@ -153,7 +153,7 @@ static const cfg_key_t keys[] = {
         "checkpoint every N steps; 0 = not by step count"),
     DBL("checkpoint", "every_seconds", ckpt_every_seconds, "0", '[', 0, INFINITY, ')', NULL,
         "also checkpoint at the first step boundary after N seconds without one; 0 = off"),
-    INT("checkpoint", "full_every", ckpt_full_every, "4", 1, 1000, NULL,
+    INT("checkpoint", "full_every", ckpt_full_every, "1", 1, 1000, NULL,
         "a full checkpoint every N checkpoints, XOR deltas against the previous one between; "
         "1 = every checkpoint full"),
     INT("checkpoint", "keep", ckpt_keep, "2", 1, INT_MAX, NULL,

@@ -143,6 +143,10 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   cJSON_AddStringToObject(o, "expert_optimizer", c->expert_optimizer);
   cJSON_AddNumberToObject(o, "expert_optimizer_bytes_per_rank", (double)r->expert_optimizer_bytes);
   cJSON_AddNumberToObject(o, "optimizer_bytes_per_rank", (double)r->optimizer_bytes);
+  cJSON_AddNumberToObject(o, "checkpoints", r->checkpoints);
+  cJSON_AddNumberToObject(o, "checkpoint_stall_s", r->ckpt_stall_s);
+  cJSON_AddNumberToObject(o, "first_step_s", r->first_step_s);
+  if (r->resume_s > 0) cJSON_AddNumberToObject(o, "resume_s", r->resume_s);
   cJSON_AddNumberToObject(o, "threads", threads);
   cJSON_AddStringToObject(o, "precision", SMOE_REAL_NAME);
   cJSON_AddNumberToObject(o, "seed", (double)c->seed);

@@ -117,7 +117,7 @@ static void test_defaults_validate(void **state) {
   assert_string_equal(c.policy, "swiftmoe");
   assert_string_equal(c.ckpt_dir, "");
   assert_int_equal(c.ckpt_interval, 100);
-  assert_int_equal(c.ckpt_full_every, 4);
+  assert_int_equal(c.ckpt_full_every, 1);
   assert_string_equal(c.ckpt_mode, "async");
   assert_int_equal(c.log_every, 1);
   assert_string_equal(c.progress, "auto");
