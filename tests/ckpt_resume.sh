@@ -103,6 +103,20 @@ sigterm_case training
 # a checkpoint every step, asynchronous: the signal lands during a write
 sigterm_case during_write --set checkpoint.interval=1
 
+# --- the timer and a busy writer -------------------------------------------------
+d=$tmp/timer
+"$bin" train "${args[@]}" --set checkpoint.interval=0 --set checkpoint.every_seconds=0.3 \
+  --set training.steps=60 --out "$d" 2>/dev/null || bad "checkpoint.every_seconds run"
+n=$(grep -c '"write":"async"' "$d/metrics.jsonl")
+[ "$n" -ge 1 ] && ok "checkpoint.every_seconds = 0.3, interval 0: $n checkpoints by the timer" ||
+  bad "checkpoint.every_seconds: no checkpoint"
+d=$tmp/skip
+"$bin" train "${args[@]}" --set checkpoint.interval=1 --set checkpoint.when_busy=skip --set checkpoint.zstd_level=19 \
+  --out "$d" 2>/dev/null || bad "when_busy = skip run"
+n=$(grep -c '"write":"skipped"' "$d/metrics.jsonl")
+[ "$n" -ge 1 ] && ok "when_busy = skip at interval 1 (slow zstd-19 writes): $n checkpoints skipped, said in metrics.jsonl" ||
+  bad "when_busy = skip: nothing skipped"
+
 # --- corruption -------------------------------------------------------------------
 # a run stopped after step 18: checkpoints 12 and 16 kept (keep = 2), all full
 mkrun() {
