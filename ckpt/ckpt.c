@@ -335,6 +335,7 @@ struct smoe_ckpt {
   int64_t last_global;
   smoe_batch_t *log;
   int log_n;
+  wbuf_t rec; /* the placement record being encoded */
   uint8_t *out; /* encoder output, smoe_codec_bound(chunk) */
   size_t out_cap;
 };
@@ -403,7 +404,7 @@ void smoe_ckpt_close(smoe_ckpt_t *ck) {
   manifest_free(&ck->written);
   smoe_store_close(ck->s);
   free(ck->regions), free(ck->offset), free(ck->shapes);
-  free(ck->stage), free(ck->base), free(ck->out);
+  free(ck->stage), free(ck->base), free(ck->out), free(ck->rec.p);
   free(ck);
 }
 
@@ -795,12 +796,6 @@ int smoe_ckpt_check_markers(smoe_store_t *s, smoe_err_t *err) {
                    (long long)lost);
 }
 
-static int64_t allreduce_min(smoe_comm_t *comm, int64_t v) {
-  int64_t x = -v;
-  smoe_comm_allreduce_max_i64(comm, &x, 1, SMOE_PHASE_OTHER);
-  return -x;
-}
-
 /* Deletes every checkpoint and placement record after `step`. */
 static int discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
   int rc = 0;
@@ -831,7 +826,7 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
   *step = -1;
   steps_t man;
   int rc = list_keys(ck->s, 'm', &man, err);
-  if (allreduce_min(comm, rc) < 0) {
+  if (smoe_comm_min_i64(comm, rc, SMOE_PHASE_OTHER) < 0) {
     free(man.v);
     return rc < 0 ? -1 : smoe_fail(err, "another rank could not list its checkpoints");
   }
@@ -843,16 +838,16 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
       int64_t mine = -1;
       for (int i = 0; i < man.n; i++)
         if (man.v[i] <= bound && man.v[i] > mine) mine = man.v[i];
-      cand = allreduce_min(comm, mine);
+      cand = smoe_comm_min_i64(comm, mine, SMOE_PHASE_OTHER);
       if (cand < 0) break;
-      if (allreduce_min(comm, has_step(&man, cand)) == 0) {
+      if (smoe_comm_min_i64(comm, has_step(&man, cand), SMOE_PHASE_OTHER) == 0) {
         bound = cand - 1;
         continue;
       }
     }
     smoe_err_t e = {{0}};
     int r = restore_step(ck, cand, &e);
-    int all = (int)allreduce_min(comm, r);
+    int all = (int)smoe_comm_min_i64(comm, r, SMOE_PHASE_OTHER);
     if (all == 0) {
       *step = cand;
       break;
@@ -894,7 +889,8 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
 /* --- the placement log ------------------------------------------------------- */
 
 int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *p, smoe_err_t *err) {
-  wbuf_t w = {0};
+  wbuf_t w = ck->rec; /* one buffer for every record: nothing allocated per step */
+  w.n = 0;
   w_u8(&w, SMOE_PLOG_VERSION);
   w_u8(&w, 0);
   w_u16(&w, (uint16_t)p->L);
@@ -908,7 +904,7 @@ int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *p, smoe_err_t *err) {
   uint8_t k[8];
   put_be64(k, (uint64_t)p->step);
   smoe_batch_put(ck->log, SMOE_CF_PLACEMENT, k, 8, w.p, w.n);
-  free(w.p);
+  ck->rec = w;
   return ++ck->log_n >= LOG_BATCH ? log_flush(ck, err) : 0;
 }
 
@@ -1016,10 +1012,7 @@ int smoe_ckpt_verify(smoe_store_t *s, int64_t step, smoe_err_t *err) {
   manifest_t m;
   uint8_t *out = NULL;
   size_t total = 0;
-  /* the rank is in the store's header; the path names it too */
-  const char *p = strrchr(smoe_store_path(s), '-');
-  int rank = p ? atoi(p + 1) : -1;
-  if (decode_chain(s, rank, step, &m, &out, &total, err) != 0) return -1;
+  if (decode_chain(s, smoe_store_rank(s), step, &m, &out, &total, err) != 0) return -1;
   manifest_free(&m);
   free(out);
   return 0;

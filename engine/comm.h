@@ -55,6 +55,8 @@ void smoe_comm_allreduce_f64(smoe_comm_t *c, double *x, size_t n, smoe_phase_t p
 void smoe_comm_allreduce_i64(smoe_comm_t *c, int64_t *x, size_t n, smoe_phase_t phase);
 /* In-place maximum over all ranks. */
 void smoe_comm_allreduce_max_i64(smoe_comm_t *c, int64_t *x, size_t n, smoe_phase_t phase);
+/* The minimum of v over ranks (every rank calls it). */
+int64_t smoe_comm_min_i64(smoe_comm_t *c, int64_t v, smoe_phase_t phase);
 
 /* recv (size * bytes) = every rank's `bytes` of send, in rank order. */
 void smoe_comm_allgather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,

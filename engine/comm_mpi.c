@@ -121,6 +121,11 @@ void smoe_comm_allreduce_max_i64(smoe_comm_t *c, int64_t *x, size_t n, smoe_phas
   allreduce(c, x, n, sizeof(int64_t), MPI_INT64_T, MPI_MAX, phase);
 }
 
+int64_t smoe_comm_min_i64(smoe_comm_t *c, int64_t v, smoe_phase_t phase) {
+  allreduce(c, &v, 1, sizeof(int64_t), MPI_INT64_T, MPI_MIN, phase);
+  return v;
+}
+
 void smoe_comm_allgather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
                          smoe_phase_t phase) {
   if (c->size == 1) {

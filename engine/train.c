@@ -161,13 +161,6 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
 }
 
 
-/* The minimum of v over ranks. */
-static int64_t all_min(smoe_comm_t *comm, int64_t v) {
-  int64_t x = -v;
-  smoe_comm_allreduce_max_i64(comm, &x, 1, SMOE_PHASE_OTHER);
-  return -x;
-}
-
 /* --- checkpoints: which state, and the calls into ckpt/ and the loop ------ */
 
 /* The state a checkpoint holds on one rank, and how it is being written. */
@@ -332,7 +325,7 @@ static int saver_restored(saver_t *sv, smoe_model_t *m, smoe_shards_t *sh, smoe_
   else if (rec.L != m->dims.L || rec.E != m->dims.E || rec.G != G || rec.S != m->S)
     rc = smoe_fail(err, "rank %d: the placement record of step %lld has other shapes", m->rank,
                    (long long)step);
-  int bad = (int)all_min(comm, rc);
+  int bad = (int)smoe_comm_min_i64(comm, rc, SMOE_PHASE_OTHER);
   if (bad == 0) {
     smoe_placement_t p;
     smoe_placement_init(&p, m->dims.L, m->dims.E, G, m->S);
@@ -436,7 +429,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   saver_t sv;
   int have_saver = 0;
   rc = saver_open(&sv, c, out_dir, &m, &sh, &policy, dm, dv, err);
-  if (all_min(comm, rc) < 0 && rc == 0)
+  if (smoe_comm_min_i64(comm, rc, SMOE_PHASE_OTHER) < 0 && rc == 0)
     rc = smoe_fail(err, "another rank could not open its state store (see its message)");
   have_saver = rc == 0;
   int64_t start = 0;
@@ -640,7 +633,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   if (rc == 0 && smoe_ckpt_pending(sv.ck) >= 0) {
     smoe_loop_wait(sv.loop);
     int64_t global = -1;
-    rc = saver_agreed(&sv, (int)all_min(comm, smoe_ckpt_local_status(sv.ck)), &global, err);
+    int status = (int)smoe_comm_min_i64(comm, smoe_ckpt_local_status(sv.ck), SMOE_PHASE_OTHER);
+    rc = saver_agreed(&sv, status, &global, err);
     if (rc == 0 && global >= 0)
       NOTE("checkpoint of step %lld complete on every rank", (long long)global);
   }

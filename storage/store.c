@@ -37,6 +37,10 @@ const char *smoe_store_path(const smoe_store_t *s) {
   return s->path;
 }
 
+int smoe_store_rank(const smoe_store_t *s) {
+  return s->rank;
+}
+
 /* --- error messages ------------------------------------------------------ */
 
 /* Writes key as a quoted printable string into out (escaping bytes outside ASCII

@@ -59,6 +59,8 @@ void smoe_store_close(smoe_store_t *s);
 
 /* The database directory <dir>/rank-<g>; owned by s, valid until close. */
 const char *smoe_store_path(const smoe_store_t *s);
+/* The rank the store belongs to (checked against its format header at open). */
+int smoe_store_rank(const smoe_store_t *s);
 
 /* Writes one value (unsynced: durable after smoe_store_flush or a synced write).
  * key and val are copied; the caller keeps them. */
