@@ -48,7 +48,8 @@ build:
 
 demo: deps-demo
 	@$(MAKE) --no-print-directory build
-	./$(BUILD)/swiftmoe train --nproc $(DEMO_RANKS) --out $(DEMO_OUT)
+	@echo "make demo: $(DEMO_OUT) is the demo's own folder; an earlier demo there is replaced (--overwrite)"
+	./$(BUILD)/swiftmoe train --nproc $(DEMO_RANKS) --out $(DEMO_OUT) --overwrite
 
 test: deps-test
 	@$(MAKE) --no-print-directory build

@@ -66,10 +66,6 @@ static void w_u32(wbuf_t *w, uint32_t v) {
   for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
   w_bytes(w, b, 4);
 }
-static void w_u16(wbuf_t *w, uint16_t v) {
-  uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-  w_bytes(w, b, 2);
-}
 static void w_u8(wbuf_t *w, uint8_t v) { w_bytes(w, &v, 1); }
 static void w_f64(wbuf_t *w, double d) {
   uint64_t v;
@@ -103,10 +99,6 @@ static uint32_t r_u32(rbuf_t *r) {
   const uint8_t *p = r_take(r, 4);
   return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
            : 0;
-}
-static uint16_t r_u16(rbuf_t *r) {
-  const uint8_t *p = r_take(r, 2);
-  return p ? (uint16_t)(p[0] | p[1] << 8) : 0;
 }
 static uint8_t r_u8(rbuf_t *r) {
   const uint8_t *p = r_take(r, 1);
@@ -333,12 +325,15 @@ struct smoe_ckpt {
   int64_t pending;      /* step awaiting agreement, -1 none */
   int local;            /* its status here: 1 written, 0 not yet, -1 failed */
   int64_t last_global;
+  int64_t reclaim_lo, reclaim_hi; /* steps pruned since the last compaction, -1 none */
   smoe_batch_t *log;
   int log_n;
   wbuf_t rec; /* the placement record being encoded */
   uint8_t *out; /* encoder output, smoe_codec_bound(chunk) */
   size_t out_cap;
 };
+
+static void reclaim(smoe_ckpt_t *ck);
 
 static int enc_is_delta(smoe_enc_t e) {
   return e == SMOE_ENC_XOR_SHUFFLE_ZSTD;
@@ -380,7 +375,7 @@ smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t 
   ck->base = xcalloc(ck->total + 1, 1);
   memset(ck->stage, 0, ck->total + 1);
   memset(ck->base, 0, ck->total + 1);
-  ck->staged = ck->pending = ck->last_global = -1;
+  ck->staged = ck->pending = ck->last_global = ck->reclaim_lo = ck->reclaim_hi = -1;
   ck->local = 1;
   ck->log = smoe_batch_new(s);
   ck->out_cap = smoe_codec_bound(o->chunk_bytes);
@@ -400,6 +395,7 @@ void smoe_ckpt_close(smoe_ckpt_t *ck) {
   if (!ck) return;
   smoe_err_t e;
   if (log_flush(ck, &e) == 0) smoe_store_flush(ck->s, &e);
+  reclaim(ck);
   smoe_batch_free(ck->log);
   manifest_free(&ck->written);
   smoe_store_close(ck->s);
@@ -441,7 +437,34 @@ static void describe_chunk(char *b, size_t n, const manifest_t *m, int region, u
            m->regions[region].name, c);
 }
 
+/* Compacts the range of the checkpoints pruned since the last call, so that
+ * their table and blob files go (RocksDB would otherwise keep them until its
+ * own compactions reach them: disk use grew with the run). On the writer's
+ * thread: it runs before the next checkpoint's chunks, off the step loop. */
+static void reclaim(smoe_ckpt_t *ck) {
+  if (ck->reclaim_lo < 0) return;
+  uint8_t b[8], e[8];
+  put_be64(b, (uint64_t)ck->reclaim_lo);
+  put_be64(e, (uint64_t)ck->reclaim_hi + 1);
+  const smoe_cf_t fams[] = {SMOE_CF_SHARD, SMOE_CF_DENSE, SMOE_CF_DATA};
+  for (int i = 0; i < 3; i++) smoe_store_compact(ck->s, fams[i], b, 8, e, 8);
+  ck->reclaim_lo = ck->reclaim_hi = -1;
+}
+
+#ifdef SMOE_KILL_POINTS
+/* Test builds: SMOE_WRITE_DELAY_MS=N makes every write N ms slower (a writer
+ * slower than a step); SMOE_FAIL_WRITE_AT=STEP fails the write of that step. */
+static void test_write_hooks(smoe_ckpt_t *ck, int64_t step, int *rc) {
+  const char *delay = getenv("SMOE_WRITE_DELAY_MS"), *fail = getenv("SMOE_FAIL_WRITE_AT");
+  if (delay) nanosleep(&(struct timespec){atoi(delay) / 1000, atoi(delay) % 1000 * 1000000L}, NULL);
+  if (*rc == 0 && fail && atoll(fail) == step)
+    *rc = smoe_fail(&ck->write_err, "rank %d, checkpoint of step %lld: injected write failure "
+                    "(SMOE_FAIL_WRITE_AT, test build)", ck->rank, (long long)step);
+}
+#endif
+
 void smoe_ckpt_write(smoe_ckpt_t *ck) {
+  reclaim(ck); /* the previous prune's (no prune runs while a write is in flight) */
   const double t0 = smoe_now();
   smoe_err_t *err = &ck->write_err;
   manifest_t *m = &ck->written;
@@ -502,6 +525,9 @@ void smoe_ckpt_write(smoe_ckpt_t *ck) {
     }
   }
   smoe_err_t e;
+#ifdef SMOE_KILL_POINTS
+  test_write_hooks(ck, m->step, &rc);
+#endif
   if (rc == 0 && smoe_store_persist(ck->s, &e) != 0)
     rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s", ck->rank, (long long)m->step,
                    e.msg);
@@ -577,10 +603,19 @@ static int prune(smoe_ckpt_t *ck, smoe_err_t *err) {
     manifest_free(&m);
     kept++;
   }
+  int64_t lo = -1, hi = -1; /* the deleted steps */
   for (int i = 0; i < man.n && rc == 0; i++)
-    if (man.v[i] < oldest_needed) rc = delete_checkpoint(ck, man.v[i], err);
+    if (man.v[i] < oldest_needed) {
+      rc = delete_checkpoint(ck, man.v[i], err);
+      if (lo < 0) lo = man.v[i];
+      hi = man.v[i];
+    }
   free(man.v);
   free(glob.v);
+  if (rc == 0 && lo >= 0) { /* their space is reclaimed by the next write (or at close) */
+    if (ck->reclaim_lo < 0 || lo < ck->reclaim_lo) ck->reclaim_lo = lo;
+    if (hi > ck->reclaim_hi) ck->reclaim_hi = hi;
+  }
   return rc;
 }
 
@@ -785,6 +820,29 @@ static int64_t lost_manifest(smoe_store_t *s, const steps_t *man, smoe_err_t *er
   return lost;
 }
 
+int smoe_ckpt_survey(smoe_store_t *s, smoe_ckpt_survey_t *out, smoe_err_t *err) {
+  *out = (smoe_ckpt_survey_t){0, -1, -1, 0};
+  steps_t man, glob;
+  if (list_keys(s, 'm', &man, err) != 0) return -1;
+  if (list_keys(s, 'g', &glob, err) != 0) {
+    free(man.v);
+    return -1;
+  }
+  out->count = man.n;
+  for (int i = 0; i < man.n; i++)
+    if (man.v[i] > out->newest) out->newest = man.v[i];
+  manifest_t m;
+  if (out->newest >= 0 && manifest_read(s, out->newest, &m, NULL) == 1) {
+    out->G = (int)m.G;
+    manifest_free(&m);
+  }
+  for (int i = 0; i < glob.n; i++)
+    if (has_step(&man, glob.v[i]) && glob.v[i] > out->newest_global) out->newest_global = glob.v[i];
+  free(man.v);
+  free(glob.v);
+  return 0;
+}
+
 int smoe_ckpt_check_markers(smoe_store_t *s, smoe_err_t *err) {
   steps_t man;
   if (list_keys(s, 'm', &man, err) != 0) return -1;
@@ -821,8 +879,8 @@ int smoe_ckpt_start_fresh(smoe_ckpt_t *ck, int *removed, smoe_err_t *err) {
   return discard_after(ck, -1, err);
 }
 
-int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *step,
-                     smoe_err_t *err) {
+int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, smoe_ckpt_check_fn check,
+                     void *ctx, int64_t *step, smoe_err_t *err) {
   *step = -1;
   steps_t man;
   int rc = list_keys(ck->s, 'm', &man, err);
@@ -847,7 +905,23 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
     }
     smoe_err_t e = {{0}};
     int r = restore_step(ck, cand, &e);
-    int all = (int)smoe_comm_min_i64(comm, r, SMOE_PHASE_OTHER);
+    uint64_t fp = 0;
+    if (r == 0 && check && check(ctx, cand, &fp, &e) != 0) r = -1;
+    /* the worst result over ranks, and whether every rank holds the same
+     * fingerprint (max of h and of -h: equal iff min == max) */
+    int64_t v[3] = {-r, (int64_t)(fp >> 1), -(int64_t)(fp >> 1)};
+    smoe_comm_allreduce_max_i64(comm, v, 3, SMOE_PHASE_OTHER);
+    int all = (int)-v[0];
+    if (all == 0 && v[1] != -v[2]) {
+      all = -1;
+      if (smoe_comm_rank(comm) == 0)
+        fprintf(stderr, "swiftmoe: the ranks' placement records of step %lld differ\n",
+                (long long)cand);
+      if (r == 0)
+        smoe_fail(&e, "the ranks' placement records of step %lld differ: their logs disagree on "
+                  "the placement the checkpoint resumes with", (long long)cand);
+      r = -1;
+    }
     if (all == 0) {
       *step = cand;
       break;
@@ -872,11 +946,19 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
     fprintf(stderr, "swiftmoe: [rank %d] the checkpoint of step %lld was recorded complete but its "
             "manifest (meta key 'm'+%lld) is missing: falling back to step %lld\n", ck->rank,
             (long long)lost, (long long)lost, (long long)*step);
+  const int mine = man.n;
+  int64_t held = man.n; /* then: checkpoints on the rank that holds the most */
   free(man.v);
   if (*step < 0 && failed)
     return smoe_fail(err, "%s holds checkpoints, but none can be restored on every rank (see the "
                      "messages above); nothing was changed", smoe_store_path(ck->s));
-  if (*step < 0) return discard_after(ck, -1, err); /* what is there is no complete checkpoint */
+  if (*step < 0) {
+    smoe_comm_allreduce_max_i64(comm, &held, 1, SMOE_PHASE_OTHER);
+    if (held > 0) /* a rank's checkpoints are a run's state: never thrown away by a resume */
+      return smoe_fail(err, "the ranks hold checkpoints, but no step is complete on every rank "
+                       "(%s holds %d); nothing was changed", smoe_store_path(ck->s), mine);
+    return discard_after(ck, -1, err); /* only unfinished writes: no manifest anywhere */
+  }
   ck->last_global = *step;
   ck->pending = -1;
   ck->local = 1;
@@ -889,45 +971,32 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *
 /* --- the placement log ------------------------------------------------------- */
 
 int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *p, smoe_err_t *err) {
-  wbuf_t w = ck->rec; /* one buffer for every record: nothing allocated per step */
-  w.n = 0;
-  w_u8(&w, SMOE_PLOG_VERSION);
-  w_u8(&w, 0);
-  w_u16(&w, (uint16_t)p->L);
-  w_u16(&w, (uint16_t)p->E);
-  w_u16(&w, (uint16_t)p->G);
-  w_u16(&w, (uint16_t)p->S);
-  w_u64(&w, (uint64_t)p->step);
-  for (int i = 0; i < p->L * p->E; i++) w_u32(&w, (uint32_t)p->loads[i]);
-  for (int i = 0; i < p->L * p->E; i++) w_u16(&w, (uint16_t)p->replicas[i]);
-  for (int i = 0; i < p->L * p->G * p->S; i++) w_u16(&w, (uint16_t)(int16_t)p->slot_expert[i]);
+  const size_t n = smoe_plog_size(p->L, p->E, p->G, p->S);
+  if (n > ck->rec.cap) { /* one buffer for every record: allocated once for the run's shapes */
+    ck->rec.cap = n;
+    ck->rec.p = xrealloc(ck->rec.p, n);
+  }
+  smoe_plog_encode(p, ck->rec.p);
   uint8_t k[8];
   put_be64(k, (uint64_t)p->step);
-  smoe_batch_put(ck->log, SMOE_CF_PLACEMENT, k, 8, w.p, w.n);
-  ck->rec = w;
+  smoe_batch_put(ck->log, SMOE_CF_PLACEMENT, k, 8, ck->rec.p, n);
   return ++ck->log_n >= LOG_BATCH ? log_flush(ck, err) : 0;
 }
 
-void smoe_plog_free(smoe_plog_t *p) {
-  free(p->loads), free(p->replicas), free(p->slot_expert);
-  memset(p, 0, sizeof *p);
-}
-
-static int plog_decode(smoe_plog_t *p, const void *v, size_t n) {
-  memset(p, 0, sizeof *p);
-  rbuf_t r = {v, n, 0, 0};
-  if (r_u8(&r) != SMOE_PLOG_VERSION) return -1;
-  r_u8(&r);
-  p->L = r_u16(&r), p->E = r_u16(&r), p->G = r_u16(&r), p->S = r_u16(&r);
-  p->step = (int64_t)r_u64(&r);
-  size_t le = (size_t)p->L * p->E, lgs = (size_t)p->L * p->G * p->S;
-  if (r.bad || n - r.at != le * 6 + lgs * 2) return -1;
-  p->loads = xmalloc(sizeof(int64_t) * (le + 1));
-  p->replicas = xmalloc(sizeof(int) * (le + 1));
-  p->slot_expert = xmalloc(sizeof(int) * (lgs + 1));
-  for (size_t i = 0; i < le; i++) p->loads[i] = r_u32(&r);
-  for (size_t i = 0; i < le; i++) p->replicas[i] = r_u16(&r);
-  for (size_t i = 0; i < lgs; i++) p->slot_expert[i] = (int16_t)r_u16(&r);
+/* Decodes the record stored under key `step`: 0, or -1 with err naming the
+ * store, the step and what is wrong. */
+static int plog_parse(smoe_store_t *s, int64_t step, const void *v, size_t n, smoe_plog_t *p,
+                      smoe_err_t *err) {
+  smoe_err_t e;
+  if (smoe_plog_decode(p, v, n, &e) != 0)
+    return smoe_fail(err, "%s: placement record of step %lld: %s", smoe_store_path(s),
+                     (long long)step, e.msg);
+  if (p->step != step) {
+    int64_t says = p->step;
+    smoe_plog_free(p);
+    return smoe_fail(err, "%s: placement record of step %lld says step %lld", smoe_store_path(s),
+                     (long long)step, (long long)says);
+  }
   return 0;
 }
 
@@ -939,36 +1008,51 @@ int smoe_plog_read(smoe_store_t *s, int64_t step, smoe_plog_t *p, smoe_err_t *er
   memset(p, 0, sizeof *p);
   int found = smoe_store_get(s, SMOE_CF_PLACEMENT, k, 8, &v, &n, err);
   if (found <= 0) return found;
-  int rc = plog_decode(p, v, n);
+  int rc = plog_parse(s, step, v, n, p, err);
   free(v);
-  if (rc != 0 || p->step != step) {
-    smoe_plog_free(p);
-    return smoe_fail(err, "%s: placement record of step %lld is malformed (%zu bytes)",
-                     smoe_store_path(s), (long long)step, n);
-  }
-  return 1;
+  return rc == 0 ? 1 : -1;
 }
 
 typedef struct {
+  smoe_store_t *s;
   int (*fn)(void *, const smoe_plog_t *);
+  void (*bad)(void *, int64_t, const char *);
   void *ctx;
+  smoe_err_t err; /* the first bad record */
+  int64_t n;
 } plog_scan_t;
 static int plog_each(void *ctx, const void *k, size_t klen, const void *v, size_t vlen) {
-  (void)k;
   plog_scan_t *ps = ctx;
+  int64_t step = klen == 8 ? (int64_t)get_be64(k) : -1;
   smoe_plog_t p;
-  if (klen != 8 || plog_decode(&p, v, vlen) != 0) {
+  smoe_err_t e;
+  int r = 0;
+  ps->n++;
+  if (klen != 8)
+    r = smoe_fail(&e, "%s: a placement key of %zu bytes (8 expected)", smoe_store_path(ps->s), klen);
+  else if (plog_parse(ps->s, step, v, vlen, &p, &e) == 0) {
+    r = ps->fn ? ps->fn(ps->ctx, &p) : 0;
     smoe_plog_free(&p);
-    return -1;
+    return r;
   }
-  int r = ps->fn(ps->ctx, &p);
-  smoe_plog_free(&p);
-  return r;
+  if (ps->bad) { /* verify: report it and go on */
+    ps->bad(ps->ctx, step, e.msg);
+    return 0;
+  }
+  ps->err = e;
+  return -1;
 }
 int smoe_plog_scan(smoe_store_t *s, int (*fn)(void *ctx, const smoe_plog_t *rec), void *ctx,
                    smoe_err_t *err) {
-  plog_scan_t ps = {fn, ctx};
-  return smoe_store_scan(s, SMOE_CF_PLACEMENT, NULL, 0, plog_each, &ps, err);
+  plog_scan_t ps = {s, fn, NULL, ctx, {{0}}, 0};
+  int rc = smoe_store_scan(s, SMOE_CF_PLACEMENT, NULL, 0, plog_each, &ps, err);
+  if (rc != 0 && ps.err.msg[0] && err) *err = ps.err; /* say what was wrong, not only where */
+  return rc;
+}
+int64_t smoe_plog_verify(smoe_store_t *s, void (*bad)(void *ctx, int64_t step, const char *msg),
+                         void *ctx, smoe_err_t *err) {
+  plog_scan_t ps = {s, NULL, bad, ctx, {{0}}, 0};
+  return smoe_store_scan(s, SMOE_CF_PLACEMENT, NULL, 0, plog_each, &ps, err) == 0 ? ps.n : -1;
 }
 
 /* --- inspection -------------------------------------------------------------- */

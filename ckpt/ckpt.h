@@ -33,6 +33,7 @@
 #include "codec.h"
 #include "comm.h"
 #include "common.h"
+#include "plog.h"
 #include "store.h"
 
 #define SMOE_CKPT_NAME 16 /* region names, shape names: at most 15 characters */
@@ -86,7 +87,8 @@ smoe_store_t *smoe_ckpt_store(smoe_ckpt_t *ck);
  * (main thread; no write may be in flight). Returns the seconds it took. */
 double smoe_ckpt_stage(smoe_ckpt_t *ck, int64_t step);
 /* Encodes and writes the staged checkpoint, manifest last (any one thread).
- * The result is kept for smoe_ckpt_finish. */
+ * The result is kept for smoe_ckpt_finish. First it compacts away the
+ * checkpoints pruned since the last write (their files leave the disk). */
 void smoe_ckpt_write(smoe_ckpt_t *ck);
 /* After the write: returns 0 if the staged checkpoint is locally complete (it
  * becomes the base of the next delta), or -1 with err naming the rank, step and
@@ -104,16 +106,23 @@ int smoe_ckpt_agreed(smoe_ckpt_t *ck, int status, smoe_err_t *err);
 /* The newest step recorded globally complete (or -1). */
 int64_t smoe_ckpt_last_global(const smoe_ckpt_t *ck);
 
+/* What the caller checks once a checkpoint's regions are restored on a rank,
+ * before the ranks agree on it (the placement the step resumes with): 0 with
+ * *fingerprint set, which must be equal on every rank, or -1 with err. */
+typedef int (*smoe_ckpt_check_fn)(void *ctx, int64_t step, uint64_t *fingerprint,
+                                  smoe_err_t *err);
+
 /* Recovery on every rank (collective over comm): want = -1 for the newest step
  * every rank has complete, falling back to older ones when one fails to
- * restore (each failure said on stderr with rank, step and key); want >= 0 for
+ * restore or to pass check (may be NULL), or when the ranks' fingerprints
+ * differ (each failure said on stderr with rank, step and key); want >= 0 for
  * exactly that step. On success the regions hold the state, *step its step, and
  * checkpoints newer than it (an abandoned future) are deleted. *step = -1 with
  * return 0 when want = -1 and no checkpoint is complete on every rank (what
  * there is gets deleted). -1 with err otherwise — also when complete ones exist
  * but none restores (nothing is deleted then); shape mismatches are listed. */
-int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t *step,
-                     smoe_err_t *err);
+int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, smoe_ckpt_check_fn check,
+                     void *ctx, int64_t *step, smoe_err_t *err);
 
 /* A fresh run in a store that holds an earlier run's state: deletes every
  * checkpoint and placement record (*removed = checkpoints deleted). */
@@ -121,35 +130,38 @@ int smoe_ckpt_start_fresh(smoe_ckpt_t *ck, int *removed, smoe_err_t *err);
 
 /* --- the placement log --------------------------------------------------- */
 
-/* One step's record: the global loads of step `step` (L, E), and the placement
- * planned from them for step + 1: replicas (L, E), slot_expert (L, G, S).
- * Encoded little-endian: u8 version (1), u8 0, u16 L, E, G, S, i64 step, then
- * u32 loads, u16 replicas, i16 slot_expert. */
-typedef struct {
-  int L, E, G, S;
-  int64_t step;
-  int64_t *loads;
-  int *replicas, *slot_expert;
-} smoe_plog_t;
-
-#define SMOE_PLOG_VERSION 1
-
 /* Appends a record (main thread); written in batches every 32 records, before a
  * checkpoint is staged, and at close; synced with the next manifest. */
 int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *rec, smoe_err_t *err);
 /* Reads the record of `step` into rec (allocated; smoe_plog_free). Returns 1,
- * 0 if absent, -1 on error (malformed record: err names the step). */
+ * 0 if absent, -1 on error: a record that fails its checksum or is not a
+ * valid placement (plog.h), or one under another step's key; err names the
+ * store, the step and what is wrong. */
 int smoe_plog_read(smoe_store_t *s, int64_t step, smoe_plog_t *rec, smoe_err_t *err);
-void smoe_plog_free(smoe_plog_t *rec);
-/* Calls fn for every record in step order (for `swiftmoe ckpt plans`). */
+/* Calls fn for every record in step order (for `swiftmoe ckpt plans`); stops
+ * at the first bad record with err saying what is wrong. */
 int smoe_plog_scan(smoe_store_t *s, int (*fn)(void *ctx, const smoe_plog_t *rec), void *ctx,
                    smoe_err_t *err);
+/* Checks every record (for `swiftmoe ckpt verify`): calls bad(ctx, step, msg)
+ * for each one that does not decode. Returns the number of records, or -1
+ * with err if the store cannot be read. */
+int64_t smoe_plog_verify(smoe_store_t *s, void (*bad)(void *ctx, int64_t step, const char *msg),
+                         void *ctx, smoe_err_t *err);
 
 /* --- inspection (swiftmoe ckpt ls / verify) ------------------------------- */
 
 /* The manifests of one store in step order (*out malloc'd). A manifest that does
  * not parse is an error naming its key. */
 int smoe_ckpt_list(smoe_store_t *s, smoe_ckpt_info_t **out, int *n, smoe_err_t *err);
+/* What a store holds: how many checkpoints (manifests), the newest step, the
+ * newest step recorded globally complete (-1 when none), and the number of
+ * ranks that wrote the newest (0 if unreadable). */
+typedef struct {
+  int count;
+  int64_t newest, newest_global;
+  int G;
+} smoe_ckpt_survey_t;
+int smoe_ckpt_survey(smoe_store_t *s, smoe_ckpt_survey_t *out, smoe_err_t *err);
 /* Fails naming the newest checkpoint recorded globally complete whose manifest
  * is missing (deleted or lost), if any. */
 int smoe_ckpt_check_markers(smoe_store_t *s, smoe_err_t *err);
@@ -161,7 +173,9 @@ int smoe_ckpt_verify(smoe_store_t *s, int64_t step, smoe_err_t *err);
  * environment SIGKILLs the process the Nth time (default 1st) it reaches the
  * point NAME (on that launch rank only, if given); SMOE_KILL_RANDOM=P at any
  * point with probability P. Points: ckpt.chunk (after each chunk written),
- * ckpt.before_manifest, ckpt.after_manifest. Compiled out otherwise. */
+ * ckpt.before_manifest, ckpt.after_manifest. Compiled out otherwise, as are
+ * two more hooks of the write: SMOE_WRITE_DELAY_MS=N (every write N ms
+ * slower) and SMOE_FAIL_WRITE_AT=STEP (that step's write fails). */
 #ifdef SMOE_KILL_POINTS
 void smoe_kill_point(const char *name);
 #define SMOE_KILL_POINT(name) smoe_kill_point(name)

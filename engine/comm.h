@@ -18,7 +18,6 @@ typedef enum {
   SMOE_PHASE_COUNTS,       /* routing counts and router statistics */
   SMOE_PHASE_GRAD_TO_SHARDS,   /* expert gradients to the ranks owning their optimizer shards */
   SMOE_PHASE_WEIGHTS_TO_SLOTS, /* updated expert weights to the next placement's slots */
-  SMOE_PHASE_MIGRATION,    /* optimizer state moved between ranks (always 0: shards are static) */
   SMOE_PHASE_OTHER,        /* losses, norms, evaluation, checkpoint gathers */
   SMOE_PHASE_COUNT
 } smoe_phase_t;

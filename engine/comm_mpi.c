@@ -13,7 +13,7 @@ struct smoe_comm {
 
 static const char *phase_names[SMOE_PHASE_COUNT] = {
     "dispatch", "combine", "dense_grad", "counts", "grad_to_shards", "weights_to_slots",
-    "migration", "other"};
+    "other"};
 const char *smoe_phase_name(smoe_phase_t p) { return phase_names[p]; }
 
 /* llm.c's mpiCheck: file, line and MPI's own message, then the whole job ends. */

@@ -35,6 +35,7 @@ typedef struct {
   size_t off, size;      /* the field in smoe_config_t */
   const char *def;       /* default, as written in a file */
   long long lo, hi;      /* K_INT: inclusive range (hi == INT_MAX: no upper bound) */
+  bool auto_ok;          /* K_INT: also the word "auto" (stored as -1; see its help) */
   double dlo, dhi;       /* K_DOUBLE: range (dhi == INFINITY: no upper bound) */
   const char *choices;   /* K_STRING: allowed values, space-separated; NULL = a path */
   const char *note;      /* said after the range: a cross-field rule, or why so narrow */
@@ -56,6 +57,8 @@ typedef struct {
  * upper end means no upper bound. */
 #define INT(s, k, f, d, a, b, n, h) \
   {s, k, K_INT, AT(f, int), .def = d, .lo = a, .hi = b, .note = n, .help = h}
+#define INT_AUTO(s, k, f, d, a, b, n, h) \
+  {s, k, K_INT, AT(f, int), .def = d, .lo = a, .hi = b, .auto_ok = true, .note = n, .help = h}
 #define U64(s, k, f, d, h) \
   {s, k, K_U64, AT(f, uint64_t), .def = d, .help = h}
 #define DBL(s, k, f, d, lb, a, b, rb, n, h) \
@@ -107,8 +110,9 @@ static const cfg_key_t keys[] = {
     DBL("training", "lr", lr, "3e-3", '(', 0, INFINITY, ')', NULL, "peak learning rate"),
     DBL("training", "min_lr", min_lr, "3e-4", '[', 0, INFINITY, ')', "at most training.lr",
         "learning rate at the end of the cosine decay"),
-    INT("training", "warmup_steps", warmup_steps, "50", 0, INT_MAX, "at most training.steps",
-        "steps of linear warmup"),
+    INT_AUTO("training", "warmup_steps", warmup_steps, "auto", 0, INT_MAX, "at most training.steps",
+             "steps of linear warmup; auto = training.steps / 20, at most 50 (50 for the 1000-step "
+             "demo, 1 for a 20-step run, 0 below 20 steps)"),
     DBL("training", "weight_decay", weight_decay, "0.1", '[', 0, INFINITY, ')', NULL,
         "AdamW decoupled weight decay"),
     DBL("training", "beta1", beta1, "0.9", '[', 0, 1, ')', NULL, "AdamW beta1"),
@@ -206,6 +210,7 @@ static void describe(const cfg_key_t *k, char *b, size_t n) {
   b[0] = '\0';
   switch (k->type) {
     case K_INT:
+      if (k->auto_ok) cat(b, n, "auto or ");
       if (k->lo == k->hi)
         cat(b, n, "%lld", k->lo);
       else if (k->hi == INT_MAX)
@@ -254,7 +259,9 @@ static bool parse(const cfg_key_t *k, const char *s, value_t *v) {
   errno = 0;
   switch (k->type) {
     case K_INT:
+      if (k->auto_ok && strcasecmp(s, "auto") == 0) return v->i = SMOE_AUTO, true;
       v->i = strtoll(s, &end, 10);
+      if (k->auto_ok && v->i == SMOE_AUTO) return false; /* only the word means auto */
       break;
     case K_U64:
       if (strchr(s, '-')) return false; /* strtoull would wrap "-1" */
@@ -283,7 +290,7 @@ static bool choice_ok(const char *choices, const char *s) {
 static bool allowed(const cfg_key_t *k, value_t v) {
   switch (k->type) {
     case K_INT:
-      return v.i >= k->lo && v.i <= k->hi;
+      return (v.i >= k->lo && v.i <= k->hi) || (k->auto_ok && v.i == SMOE_AUTO);
     case K_U64:
       return true;
     case K_DOUBLE:
@@ -366,7 +373,8 @@ static void format_double(double x, char *b, size_t n) {
 static void format_value(const cfg_key_t *k, value_t v, char *b, size_t n) {
   switch (k->type) {
     case K_INT:
-      snprintf(b, n, "%lld", v.i);
+      if (k->auto_ok && v.i == SMOE_AUTO) snprintf(b, n, "auto");
+      else snprintf(b, n, "%lld", v.i);
       break;
     case K_U64:
       snprintf(b, n, "%llu", (unsigned long long)v.u);
@@ -588,10 +596,15 @@ int smoe_config_validate(const smoe_config_t *c, smoe_err_t *err) {
     return smoe_fail(err, "training.min_lr = %s exceeds training.lr = %s: min_lr must be in 0..lr",
                      a, b);
   }
-  if (c->warmup_steps > c->steps)
+  if (c->warmup_steps != SMOE_AUTO && c->warmup_steps > c->steps)
     return smoe_fail(err, "training.warmup_steps = %d exceeds training.steps = %d", c->warmup_steps,
                      c->steps);
   return 0;
+}
+
+int smoe_config_warmup(const smoe_config_t *c) {
+  if (c->warmup_steps != SMOE_AUTO) return c->warmup_steps;
+  return c->steps / 20 < 50 ? c->steps / 20 : 50;
 }
 
 /* Writes text as "; " comment lines of at most ~96 characters (the INI

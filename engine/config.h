@@ -35,7 +35,7 @@ typedef struct {
   int steps;             /* optimizer steps */
   double lr;             /* peak learning rate */
   double min_lr;         /* learning rate at the end of the cosine */
-  int warmup_steps;      /* linear warmup steps */
+  int warmup_steps;      /* linear warmup steps; SMOE_AUTO: smoe_config_warmup decides */
   double weight_decay;   /* AdamW decoupled weight decay */
   double beta1, beta2, adam_eps;
   double grad_clip;   /* max global grad norm; 0 = off */
@@ -66,6 +66,13 @@ typedef struct {
   char progress[8];   /* "auto" (a live line on a terminal), "on", "off" */
   int all_ranks;      /* every rank prints, not only rank 0 */
 } smoe_config_t;
+
+/* An integer key set to "auto" (training.warmup_steps) holds this. */
+#define SMOE_AUTO (-1)
+
+/* The warmup steps a run uses: training.warmup_steps, or for auto
+ * training.steps / 20, at most 50 (so a short run is never refused). */
+int smoe_config_warmup(const smoe_config_t *c);
 
 /* Fills c with the built-in defaults (identical to configs/tiny.ini). */
 void smoe_config_defaults(smoe_config_t *c);

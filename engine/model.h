@@ -5,8 +5,10 @@
  * table of shaped pointers (smoe_dense_t), their gradients in a second with
  * the same layout; this rank's expert slots are one (L, S, P) buffer (see
  * moe.h for P), their gradients a second; activations and backward scratch
- * are allocated once for a batch of B sequences. Nothing is allocated in a
- * step.
+ * are allocated once for a batch of B sequences. A step still allocates
+ * scratch (dispatch plans, the router's top-k, exchange counts, about
+ * fifteen malloc/free pairs); making it allocation-free is the workspace's
+ * job (the next issue).
  *
  * Over G ranks (comm.h) the dense parameters are replicated (data parallel:
  * each rank runs its share of the batch, gradients are all-reduced) and the

@@ -106,6 +106,14 @@ void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step) {
 
 int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err) {
   for (int l = 0; l < p->L; l++)
+    for (int g = 0; g < p->G; g++)
+      for (int s = 0; s < p->S; s++) {
+        int e = p->slot_expert[((size_t)l * p->G + g) * p->S + s];
+        if (e < -1 || e >= p->E)
+          return smoe_fail(err, "layer %d: slot %d of rank %d holds expert %d (allowed: 0..%d, "
+                           "or -1 for an empty slot)", l, s, g, e, p->E - 1);
+      }
+  for (int l = 0; l < p->L; l++)
     for (int e = 0; e < p->E; e++) {
       int n = 0;
       for (int g = 0; g < p->G; g++) {

@@ -39,8 +39,9 @@ void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step);
 /* replicas <- counted from slot_expert. */
 void smoe_placement_count_replicas(smoe_placement_t *p);
 
-/* Checks the invariants (every expert placed, replicas on distinct ranks,
- * replica counts consistent). Returns 0 or -1 with err. */
+/* Checks the invariants (every slot empty or an expert in 0..E-1, every
+ * expert placed, replicas on distinct ranks, replica counts consistent).
+ * Returns 0 or -1 with err naming the layer, rank, slot or expert. */
 int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err);
 
 /* route (L, G, E): the global slot (g * S + s) that rank q's tokens for

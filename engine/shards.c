@@ -3,6 +3,12 @@
 
 #include <string.h>
 
+/* Zeroed elements, counted in sh->bytes. */
+static real *alloc(smoe_shards_t *sh, size_t n) {
+  sh->bytes += smoe_mul(n, sizeof(real));
+  return xcalloc(n, sizeof(real));
+}
+
 void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_comm_t *c,
                       int replicated) {
   memset(sh, 0, sizeof *sh);
@@ -10,12 +16,12 @@ void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_com
   sh->G = smoe_comm_size(c), sh->rank = smoe_comm_rank(c);
   sh->chunk = replicated ? P : (P + (size_t)sh->G - 1) / (size_t)sh->G;
   sh->n = smoe_mul(smoe_mul((size_t)L, (size_t)E), sh->chunk);
-  sh->state = xcalloc(smoe_mul(3, sh->n), sizeof(real));
+  sh->state = alloc(sh, smoe_mul(3, sh->n));
   sh->master = sh->state, sh->exp_avg = sh->state + sh->n, sh->exp_avg_sq = sh->state + 2 * sh->n;
-  sh->grad = xcalloc(sh->n, sizeof(real));
+  sh->grad = alloc(sh, sh->n);
   size_t scratch = replicated ? sh->n : smoe_mul(smoe_mul((size_t)L * sh->G, (size_t)S), sh->chunk);
-  sh->send = xcalloc(scratch, sizeof(real));
-  sh->recv = xcalloc(scratch, sizeof(real));
+  sh->send = alloc(sh, scratch);
+  sh->recv = alloc(sh, scratch);
 }
 
 void smoe_shards_free(smoe_shards_t *sh) {
@@ -26,7 +32,6 @@ void smoe_shards_free(smoe_shards_t *sh) {
   memset(sh, 0, sizeof *sh);
 }
 
-size_t smoe_shards_state_bytes(const smoe_shards_t *sh) { return 3 * sh->n * sizeof(real); }
 
 /* Slice g of an expert vector: [g * chunk, min((g + 1) * chunk, P)). */
 static size_t slice_len(const smoe_shards_t *sh, int g) {

@@ -30,14 +30,13 @@ typedef struct {
   real *exp_avg_sq;    /* (L, E, chunk) */
   real *grad;          /* (L, E, chunk) gradient slices (not optimizer state) */
   real *send, *recv;   /* exchange scratch, (L * G * S * chunk) each */
+  size_t bytes;        /* what init allocated: state, grad, send and recv */
 } smoe_shards_t;
 
 void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_comm_t *c,
                       int replicated);
 void smoe_shards_free(smoe_shards_t *sh);
 
-/* Bytes of optimizer state on this rank (master + exp_avg + exp_avg_sq). */
-size_t smoe_shards_state_bytes(const smoe_shards_t *sh);
 
 /* master <- this rank's slices of full (L, E, P). */
 void smoe_shards_load(smoe_shards_t *sh, const real *full);

@@ -1,26 +1,27 @@
 /* train.c: the single-process training loop: data -> forward -> backward ->
  * clip -> AdamW -> balancing bias -> metrics, with periodic validation. */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* flock */
 #include "train.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <omp.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ckpt.h"
 #include "eval.h"
 #include "hf.h"
-#include "loop.h"
 #include "metrics.h"
 #include "moe.h"
 #include "optim.h"
-#include "policy.h"
-#include "shards.h"
+#include "saver.h"
 
 void openblas_set_num_threads(int);
 
@@ -161,184 +162,185 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
 }
 
 
-/* --- checkpoints: which state, and the calls into ckpt/ and the loop ------ */
+/* --- the run folder ------------------------------------------------------- */
 
-/* The state a checkpoint holds on one rank, and how it is being written. */
+/* Appends to the message in b (size n), truncating. */
+static void say(char *b, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *b, size_t n, const char *fmt, ...) {
+  size_t at = strlen(b);
+  if (at + 1 >= n) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b + at, n - at, fmt, ap);
+  va_end(ap);
+}
+
+#define LOCK_NAME ".swiftmoe.lock"
+
+/* Takes the run folder's lock (rank 0, before it writes anything there): a
+ * second job on the same folder stops here, not after rewriting the first
+ * one's config.ini. Returns the descriptor that holds it until closed (at
+ * exit, whatever the exit), or -1 with err. */
+static int lock_run_folder(const char *dir, smoe_err_t *err) {
+  char path[SMOE_PATHLEN + 32];
+  snprintf(path, sizeof path, "%s/" LOCK_NAME, dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return smoe_fail(err, "cannot create %s: %s", path, strerror(errno));
+  char pid[32] = "";
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    close(fd);
+    return smoe_fail(err, "%s is in use by another swiftmoe job%s%s%s: its lock %s is held; wait "
+                     "for that job to end, or use another --out", dir, pid[0] ? " (pid " : "", pid,
+                     pid[0] ? ")" : "", LOCK_NAME);
+  }
+  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid()); /* for the message above */
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) { /* only informative */
+  }
+  return fd;
+}
+
+/* The names in the run folder that an earlier run left (everything but the
+ * lock and the state folder, whose checkpoints are surveyed apart), as "a, b"
+ * in list; returns how many. */
+static int earlier_files(const char *dir, char *list, size_t n) {
+  list[0] = '\0';
+  struct dirent **e = NULL;
+  int k = scandir(dir, &e, NULL, alphasort), count = 0;
+  for (int i = 0; i < k; i++) {
+    const char *name = e[i]->d_name;
+    if (strcmp(name, ".") && strcmp(name, "..") && strcmp(name, LOCK_NAME) && strcmp(name, "state"))
+      say(list, n, "%s%s", count++ ? ", " : "", name);
+    free(e[i]);
+  }
+  free(e);
+  return count;
+}
+
+/* What one rank's state store holds, as all-gathered. */
 typedef struct {
-  smoe_ckpt_t *ck;
-  smoe_loop_t *loop;
-  int async, skip_busy;
-  int rc;        /* the last write's result, set by write_done */
-  smoe_err_t err;
-  int64_t pos[4]; /* region "position": seed, step, tokens, planner has loads */
-  uint64_t seed;
-  size_t dense_lo, dense_chunk; /* this rank's slice of the dense vectors */
-} saver_t;
+  int64_t store;  /* the store exists */
+  int64_t count, newest, newest_global, G; /* smoe_ckpt_survey_t */
+} survey_t;
 
-static void write_job(void *arg) {
-  saver_t *sv = arg;
-  smoe_ckpt_write(sv->ck);
+/* "rank 2" or "ranks 2, 3" for the ranks where want(s) holds; the count. */
+static int say_ranks(char *b, size_t n, const survey_t *s, int G, int (*want)(const survey_t *)) {
+  int k = 0;
+  for (int g = 0; g < G; g++) k += want(&s[g]);
+  say(b, n, "rank%s", k > 1 ? "s" : "");
+  for (int g = 0, i = 0; g < G; g++)
+    if (want(&s[g])) say(b, n, "%s %d", i++ ? "," : "", g);
+  return k;
 }
-static void write_done(void *arg) {
-  saver_t *sv = arg;
-  sv->rc = smoe_ckpt_finish(sv->ck, &sv->err);
-}
+static int holds(const survey_t *s) { return s->count > 0; }
+static int no_store(const survey_t *s) { return !s->store; }
+static int empty_store(const survey_t *s) { return s->store && s->count == 0; }
 
-/* A digest of the whole config as written (what changed, not only shapes). */
-static uint64_t config_digest(const smoe_config_t *c) {
-  char *text = NULL;
-  size_t n = 0;
-  FILE *f = open_memstream(&text, &n);
-  if (!f) return 0;
-  smoe_config_write(c, f);
-  fclose(f);
-  uint64_t h = 0x5eed;
-  for (size_t i = 0; i < n; i++) h = smoe_mix64(h ^ (uint8_t)text[i]);
-  free(text);
-  return h;
-}
-
-/* Opens this rank's store and the loop. Regions: the expert optimizer shard,
- * this rank's 1/G slice of the dense parameters and their moments (restored
- * by an all-gather), the balancing bias, the planner's loads and the
- * position. */
-static int saver_open(saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
-                      smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err) {
-  memset(sv, 0, sizeof *sv);
-  const int G = m->G, g = m->rank;
-  const size_t n = m->n_dense, chunk = (n + (size_t)G - 1) / (size_t)G;
-  sv->dense_chunk = chunk;
-  sv->dense_lo = (size_t)g * chunk < n ? (size_t)g * chunk : n;
-  size_t len = n - sv->dense_lo < chunk ? n - sv->dense_lo : chunk;
-  const size_t le = (size_t)m->dims.L * m->dims.E, rb = sizeof(real);
-  smoe_ckpt_region_t r[] = {
-      {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb},
-      {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb},
-      {"exp_avg_sq", SMOE_CF_SHARD, sh->exp_avg_sq, sh->n * rb, (int)rb},
-      {"dense", SMOE_CF_DENSE, m->dense_mem + sv->dense_lo, len * rb, (int)rb},
-      {"dense_m", SMOE_CF_DENSE, dm + sv->dense_lo, len * rb, (int)rb},
-      {"dense_v", SMOE_CF_DENSE, dv + sv->dense_lo, len * rb, (int)rb},
-      {"expert_bias", SMOE_CF_DENSE, m->expert_bias, le * rb, (int)rb},
-      {"planner_loads", SMOE_CF_DATA, pol->loads, le * sizeof(double), 8},
-      {"position", SMOE_CF_DATA, sv->pos, sizeof sv->pos, 8},
-  };
-  smoe_ckpt_shape_t shapes[] = {
-      {"model.vocab_size", c->vocab_size}, {"model.dim", c->dim},
-      {"model.n_layers", c->n_layers},     {"model.n_heads", c->n_heads},
-      {"model.n_kv_heads", c->n_kv_heads}, {"model.tie_embed", c->tie_word_embeddings},
-      {"moe.num_experts", c->num_experts}, {"moe.expert_dim", c->expert_dim},
-      {"ranks", G},                        {"slots_per_rank", m->S},
-      {"precision_bytes", (int64_t)rb},    {"replicated_optim", sh->replicated},
-  };
-  smoe_ckpt_opts_t o = {c->ckpt_full_every, c->ckpt_keep, c->ckpt_level,
-                        (size_t)c->ckpt_chunk_mb << 20, SMOE_ENC_SHUFFLE_ZSTD,
-                        SMOE_ENC_XOR_SHUFFLE_ZSTD};
-  char dir[SMOE_PATHLEN + 16];
-  if (c->ckpt_dir[0])
-    snprintf(dir, sizeof dir, "%s", c->ckpt_dir);
-  else
-    snprintf(dir, sizeof dir, "%s/state", out_dir);
-  sv->ck = smoe_ckpt_open(dir, g, r, (int)(sizeof r / sizeof r[0]), shapes,
-                          (int)(sizeof shapes / sizeof shapes[0]), config_digest(c), &o, err);
-  if (!sv->ck) return -1;
-  sv->loop = smoe_loop_new(c->ckpt_every_seconds, err);
-  if (!sv->loop) {
-    smoe_ckpt_close(sv->ck);
-    return -1;
+/* What a run may do with what its folder and the ranks' stores hold (pure):
+ * 0 to go on, or the exit code with msg. A fresh run needs an empty folder
+ * (or --overwrite); a resume needs checkpoints on every rank, or on none. */
+static int decide(int64_t resume, const char *dir, const char *state, int files,
+                  const char *names, const survey_t *s, int G, char *msg, size_t n) {
+  int with = 0, wrote_G = 0;
+  int64_t newest = -1, complete = INT64_MAX;
+  for (int g = 0; g < G; g++) {
+    if (!s[g].count) continue;
+    with++;
+    if (s[g].newest > newest) newest = s[g].newest, wrote_G = (int)s[g].G;
+    if (s[g].newest_global < complete) complete = s[g].newest_global;
   }
-  sv->async = strcmp(c->ckpt_mode, "async") == 0;
-  sv->skip_busy = strcmp(c->ckpt_when_busy, "skip") == 0;
-  sv->rc = 0;
-  sv->seed = c->seed;
-  return 0;
-}
-
-static void saver_close(saver_t *sv) {
-  smoe_loop_free(sv->loop); /* waits for a write in flight */
-  smoe_ckpt_close(sv->ck);
-}
-
-/* Stages the state after `step` steps and writes it: on the thread pool, or
- * here when sync. Returns the seconds the step loop was blocked. */
-static double saver_checkpoint(saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol,
-                               int sync) {
-  double stall = smoe_loop_wait(sv->loop); /* the caller decided to wait for a busy writer */
-  sv->pos[0] = (int64_t)sv->seed, sv->pos[1] = step, sv->pos[2] = tokens, sv->pos[3] = pol->have_loads;
-  stall += smoe_ckpt_stage(sv->ck, step);
-  if (sync) {
-    double t0 = smoe_now();
-    write_job(sv);
-    write_done(sv);
-    stall += smoe_now() - t0;
-  } else {
-    smoe_loop_submit(sv->loop, write_job, write_done, sv);
-  }
-  return stall;
-}
-
-/* Every rank knows the minimum status over ranks of the pending checkpoint:
- * records it (1), or fails the run (-1); 0 = still being written somewhere. */
-static int saver_agreed(saver_t *sv, int status, int64_t *global, smoe_err_t *err) {
-  int64_t step = smoe_ckpt_pending(sv->ck);
-  *global = -1;
-  if (step < 0 || status == 0) return 0;
-  if (status < 0) {
-    if (sv->rc != 0) *err = sv->err;
+  msg[0] = '\0';
+  if (resume == SMOE_RESUME_OVERWRITE) return 0;
+  if (resume == SMOE_RESUME_NONE) {
+    if (!with && !files) return 0;
+    say(msg, n, "%s already holds a run (", dir);
+    if (with == G && complete >= 0)
+      say(msg, n, "its newest complete checkpoint is step %lld", (long long)complete);
+    else if (with)
+      say(msg, n, "checkpoints up to step %lld on %d of %d ranks", (long long)newest, with, G);
     else
-      smoe_fail(err, "the checkpoint of step %lld failed on another rank (see its message)",
-                (long long)step);
-    smoe_ckpt_agreed(sv->ck, -1, NULL);
-    return -1;
+      say(msg, n, "no checkpoint");
+    say(msg, n, "%s%s): continue it with --resume auto, or start over with --overwrite, which "
+        "deletes its checkpoints and results", files ? "; " : "", files ? names : "");
+    return 2;
   }
-  if (smoe_ckpt_agreed(sv->ck, 1, err) != 0) return -1;
-  *global = step;
-  return 0;
+  if (with == 0 || with == G) return 0;
+  int missing = 0, empty = 0;
+  for (int g = 0; g < G; g++) missing += no_store(&s[g]), empty += empty_store(&s[g]);
+  say(msg, n, "--resume: in %s, ", state);
+  if (missing) {
+    say_ranks(msg, n, s, G, no_store);
+    say(msg, n, " %s no state store%s", missing > 1 ? "have" : "has", empty ? " and " : "");
+  }
+  if (empty) {
+    say_ranks(msg, n, s, G, empty_store);
+    say(msg, n, " %s no checkpoint", empty > 1 ? "hold" : "holds");
+  }
+  say(msg, n, ", while ");
+  say_ranks(msg, n, s, G, holds);
+  say(msg, n, " %s checkpoints up to step %lld", with > 1 ? "hold" : "holds", (long long)newest);
+  if (wrote_G > 0 && wrote_G != G) say(msg, n, " (written by %d ranks; this job has %d)", wrote_G, G);
+  say(msg, n, ": a rank's store is missing (a node replaced with an empty disk?); restore it and "
+      "resume, or start over with --overwrite. Nothing was changed");
+  return 1;
 }
 
-/* Restores the state after the resumed checkpoint: this rank's regions are
- * back; the dense slices are all-gathered, the placement of the next step
- * read from the placement log, and the replicas rebuilt by one
- * weights-to-slots exchange. */
-static int saver_restored(saver_t *sv, smoe_model_t *m, smoe_shards_t *sh, smoe_policy_t *pol,
-                          real *dm, real *dv, int64_t step, smoe_comm_t *comm, smoe_err_t *err) {
-  const size_t n = m->n_dense, chunk = sv->dense_chunk, lo = sv->dense_lo;
-  const int G = m->G;
-  real *send = xcalloc(chunk + 1, sizeof(real)), *recv = xmalloc(sizeof(real) * chunk * G + 1);
-  real *bufs[3] = {m->dense_mem, dm, dv};
-  for (int b = 0; b < 3; b++) {
-    size_t len = n - lo < chunk ? n - lo : chunk;
-    memset(send, 0, sizeof(real) * chunk);
-    memcpy(send, bufs[b] + lo, sizeof(real) * len);
-    smoe_comm_allgather(comm, send, recv, sizeof(real) * chunk, SMOE_PHASE_OTHER);
-    memcpy(bufs[b], recv, sizeof(real) * n);
+/* Rank 0 locks the run folder and lists what an earlier run left there; each
+ * rank surveys its store (read-only: nothing is created or changed); then
+ * every rank takes the same decision (decide). On a refusal returns -1 with
+ * res->refused set on every rank. Rank 0 then writes config.ini. *lock: the
+ * lock's descriptor on rank 0, else -1. */
+static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64_t resume,
+                              smoe_comm_t *comm, int *lock, smoe_train_result_t *res,
+                              smoe_err_t *err) {
+  const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
+  *lock = -1;
+  char names[256] = "";
+  int files = 0;
+  if (rank == 0) {
+    if (make_dirs(out_dir, err) != 0 || (*lock = lock_run_folder(out_dir, err)) < 0) return -1;
+    files = earlier_files(out_dir, names, sizeof names);
   }
-  free(send), free(recv);
-  pol->have_loads = (int)sv->pos[3];
-  smoe_plog_t rec;
-  int found = smoe_plog_read(smoe_ckpt_store(sv->ck), step, &rec, err);
-  int rc = 0;
-  if (found == 0)
-    rc = smoe_fail(err, "rank %d: the placement log has no record of step %lld, which the "
-                   "checkpoint of that step needs", m->rank, (long long)step);
-  else if (found < 0)
-    rc = -1;
-  else if (rec.L != m->dims.L || rec.E != m->dims.E || rec.G != G || rec.S != m->S)
-    rc = smoe_fail(err, "rank %d: the placement record of step %lld has other shapes", m->rank,
-                   (long long)step);
-  int bad = (int)smoe_comm_min_i64(comm, rc, SMOE_PHASE_OTHER);
-  if (bad == 0) {
-    smoe_placement_t p;
-    smoe_placement_init(&p, m->dims.L, m->dims.E, G, m->S);
-    memcpy(p.slot_expert, rec.slot_expert, sizeof(int) * (size_t)m->dims.L * G * m->S);
-    smoe_placement_count_replicas(&p);
-    smoe_model_set_placement(m, &p);
-    smoe_shards_weights(sh, comm, &p, m->experts);
-    smoe_placement_free(&p);
-  } else if (rc == 0) {
-    rc = smoe_fail(err, "another rank could not read its placement log (see its message)");
+  char state[SMOE_PATHLEN + 16];
+  smoe_saver_dir(c, out_dir, state, sizeof state);
+  survey_t mine = {smoe_store_exists(state, rank), 0, -1, -1, 0};
+  if (mine.store) {
+    smoe_store_t *s = smoe_store_open_readonly(state, rank, err);
+    smoe_ckpt_survey_t sv;
+    if (!s || smoe_ckpt_survey(s, &sv, err) != 0) {
+      smoe_store_close(s);
+      return -1;
+    }
+    smoe_store_close(s);
+    mine = (survey_t){1, sv.count, sv.newest, sv.newest_global, sv.G};
   }
-  smoe_plog_free(&rec);
-  return rc;
+  int64_t flag = files; /* rank 0's files, to every rank */
+  smoe_comm_allreduce_max_i64(comm, &flag, 1, SMOE_PHASE_OTHER);
+  survey_t *all = xmalloc(sizeof *all * (size_t)G);
+  smoe_comm_allgather(comm, &mine, all, sizeof mine, SMOE_PHASE_OTHER);
+  int code = decide(resume, out_dir, state, (int)flag, names, all, G, err->msg, sizeof err->msg);
+  free(all);
+  if (code) {
+    res->refused = code;
+    return -1;
+  }
+  if (rank == 0) {
+    char path[SMOE_PATHLEN + 32];
+    snprintf(path, sizeof path, "%s/config.ini", out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
+    int bad = smoe_config_write(c, f) != 0;
+    if (fclose(f) != 0 || bad) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
+    if (resume == SMOE_RESUME_OVERWRITE) /* the earlier run's results: not this run's */
+      for (const char *const *f = (const char *const[]){"model.safetensors", "summary.json", NULL}; *f; f++) {
+        snprintf(path, sizeof path, "%s/%s", out_dir, *f);
+        if (unlink(path) != 0 && errno != ENOENT)
+          return smoe_fail(err, "--overwrite: cannot remove %s: %s", path, strerror(errno));
+      }
+  }
+  return 0;
 }
 
 /* What rank 0 prints (and, with metrics.all_ranks, every rank). */
@@ -352,10 +354,14 @@ static int saver_restored(saver_t *sv, smoe_model_t *m, smoe_shards_t *sh, smoe_
     }                                                                     \
   } while (0)
 
+static int train_in(const smoe_config_t *c, const char *out_dir, const char *init_hf,
+                    int64_t resume, smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err,
+                    double t_start);
+
 int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf, int64_t resume,
                smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err) {
   const double t_start = smoe_now();
-  const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
+  const int G = smoe_comm_size(comm);
   memset(res, 0, sizeof *res);
   res->ranks = G;
   if (smoe_config_validate(c, err) != 0) return -1;
@@ -364,16 +370,18 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                      "training.global_batch_size = %d is not divisible by the %d ranks; each rank "
                      "takes an equal share of the batch",
                      c->global_batch_size, G);
-  if (rank == 0) { /* rank 0 writes the run folder */
-    if (make_dirs(out_dir, err) != 0) return -1;
-    char path[SMOE_PATHLEN + 32];
-    snprintf(path, sizeof path, "%s/config.ini", out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
-    int bad = smoe_config_write(c, f) != 0;
-    if (fclose(f) != 0 || bad) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
-  }
-  smoe_comm_barrier(comm); /* the run folder exists before any rank opens its store in it */
+  int lock = -1;
+  int rc = prepare_run_folder(c, out_dir, resume, comm, &lock, res, err);
+  if (rc == 0) rc = train_in(c, out_dir, init_hf, resume, comm, res, err, t_start);
+  if (lock >= 0) close(lock);
+  return rc;
+}
+
+/* The run, once its folder is ready (smoe_train). */
+static int train_in(const smoe_config_t *c, const char *out_dir, const char *init_hf,
+                    int64_t resume, smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err,
+                    double t_start) {
+  const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
   smoe_metrics_t *mt = NULL;
   /* threads: the node's cores shared by the ranks on it */
   int threads = c->threads;
@@ -404,8 +412,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     smoe_shards_init(&sh, L, E, smoe_expert_numel(c->dim, c->expert_dim), m.S, comm,
                      strcmp(c->expert_optimizer, "replicated") == 0);
     smoe_shards_load(&sh, m.experts_full);
-    res->optimizer_bytes = smoe_shards_state_bytes(&sh) + 2 * m.n_dense * sizeof(real);
-    res->expert_optimizer_bytes = smoe_shards_state_bytes(&sh);
+    res->expert_optimizer_bytes = sh.bytes;
+    res->optimizer_bytes = sh.bytes + 2 * m.n_dense * sizeof(real); /* + dm, dv below */
   }
   if (rc != 0) {
     if (have_model) smoe_model_free(&m);
@@ -426,33 +434,32 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   const size_t P = (size_t)3 * c->dim * c->expert_dim, n_expert_params = (size_t)L * E * P;
 
   /* the state store and the event loop; then, on --resume, the checkpoint */
-  saver_t sv;
+  smoe_saver_t sv;
   int have_saver = 0;
-  rc = saver_open(&sv, c, out_dir, &m, &sh, &policy, dm, dv, err);
+  rc = smoe_saver_open(&sv, c, out_dir, &m, &sh, &policy, dm, dv, err);
   if (smoe_comm_min_i64(comm, rc, SMOE_PHASE_OTHER) < 0 && rc == 0)
     rc = smoe_fail(err, "another rank could not open its state store (see its message)");
   have_saver = rc == 0;
+  const int fresh = resume == SMOE_RESUME_NONE || resume == SMOE_RESUME_OVERWRITE;
   int64_t start = 0;
-  int removed = 0; /* checkpoints of an earlier run in the same folder, on a fresh start */
-  if (rc == 0 && resume == SMOE_RESUME_NONE) rc = smoe_ckpt_start_fresh(sv.ck, &removed, err);
-  if (rc == 0 && resume != SMOE_RESUME_NONE) {
+  int removed = 0; /* checkpoints of the earlier run, with --overwrite */
+  if (rc == 0 && fresh) rc = smoe_ckpt_start_fresh(sv.ck, &removed, err);
+  if (rc == 0 && !fresh) {
     double t0 = smoe_now();
-    rc = smoe_ckpt_resume(sv.ck, comm, resume, &start, err);
-    if (rc == 0 && start > 0) rc = saver_restored(&sv, &m, &sh, &policy, dm, dv, start, comm, err);
+    rc = smoe_saver_resume(&sv, comm, resume, &m, &sh, &policy, dm, dv, &start, err);
     if (rc == 0 && start > 0 && (uint64_t)sv.pos[0] != c->seed && rank == 0)
       fprintf(stderr, "swiftmoe: warning: training.seed is %llu, the checkpoint's run used %llu: "
               "the data from here on differs from the interrupted run's\n",
               (unsigned long long)c->seed, (unsigned long long)sv.pos[0]);
-    if (start < 0) start = 0;
     res->resume_s = smoe_now() - t0;
   }
   int64_t last_logged = 0;
   if (rc == 0 && rank == 0 &&
-      !(mt = smoe_metrics_open(out_dir, c->progress, c->steps, resume != SMOE_RESUME_NONE ? start : -1,
-                               &last_logged, err)))
+      !(mt = smoe_metrics_open(out_dir, c->progress, c->steps, fresh ? -1 : start, &last_logged,
+                               err)))
     rc = -1;
   if (rc != 0) {
-    if (have_saver) saver_close(&sv);
+    if (have_saver) smoe_saver_close(&sv);
     smoe_placement_free(&next);
     smoe_policy_free(&policy);
     free(batch), free(rank_tokens), free(imb), free(replicas), free(dm), free(dv);
@@ -469,17 +476,20 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
        data.n_files, G, G > 1 ? "s" : "", threads, threads > 1 ? "s" : "", SMOE_REAL_NAME,
        c->policy);
   NOTE("run folder: %s%s%s", out_dir, init_hf ? "; weights from " : "", init_hf ? init_hf : "");
-  if (removed > 0)
-    NOTE("fresh start: removed the %d checkpoint%s an earlier run left in this run folder (use "
-         "--resume auto to continue one)", removed, removed == 1 ? "" : "s");
-  if (resume != SMOE_RESUME_NONE && start == 0)
-    NOTE("resume: no checkpoint that every rank completed; starting from step 0");
-  if (start > 0)
+  if (resume == SMOE_RESUME_OVERWRITE)
+    NOTE("--overwrite: removed the earlier run's %d checkpoint%s, metrics and final weights from "
+         "this run folder", removed, removed == 1 ? "" : "s");
+  if (!fresh && start == 0) NOTE("resume: no rank holds a checkpoint yet; starting from step 0");
+  if (start > 0) /* counted from what metrics.jsonl holds: every checkpointed step is in it */
     NOTE("resumed from the checkpoint of step %lld in %.2f s (every rank read its own store); "
          "%lld step%s lost since it (the last step logged was %lld)",
          (long long)start, res->resume_s,
          (long long)(last_logged > start ? last_logged - start : 0),
          last_logged - start == 1 ? "" : "s", (long long)last_logged);
+  if (start > 0 && rank == 0 && last_logged < start)
+    NOTE("warning: metrics.jsonl ends at step %lld, before the resumed step %lld: its lines for "
+         "steps %lld..%lld are missing (was the file replaced?)", (long long)last_logged,
+         (long long)start, (long long)last_logged + 1, (long long)start);
 
   const double flops_tok = smoe_model_flops_per_token(&m);
   if (start == 0) {
@@ -521,7 +531,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
       smoe_scale(m.dense_grad_mem, m.n_dense, (real)clip);
       smoe_scale(sh.grad, sh.n, (real)clip);
     }
-    smoe_adamw_t o = {smoe_lr_at(step, c->warmup_steps, c->steps, c->lr, c->min_lr), c->beta1,
+    smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(c), c->steps, c->lr, c->min_lr), c->beta1,
                       c->beta2, c->adam_eps, c->weight_decay};
     smoe_adamw_step(m.dense_mem, m.dense_grad_mem, dm, dv, m.n_dense, &o, step + 1);
     smoe_adamw_step(sh.master, sh.grad, sh.exp_avg, sh.exp_avg_sq, sh.n, &o, step + 1);
@@ -554,7 +564,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
       break;
     }
     int64_t global = -1;
-    if ((rc = saver_agreed(&sv, (int)-fp[5], &global, err)) != 0) break;
+    if ((rc = smoe_saver_agreed(&sv, (int)-fp[5], &global, err)) != 0) break;
     if (global >= 0) NOTE("checkpoint of step %lld complete on every rank", (long long)global);
     smoe_shards_weights(&sh, comm, &next, m.experts);
     smoe_model_set_placement(&m, &next);
@@ -563,29 +573,8 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     tokens += (int64_t)c->global_batch_size * T;
     if (step == start) res->first_step_s = smoe_now() - t_start; /* recovery time, when resumed */
 
-    /* a checkpoint of the state after step + 1 steps: every interval, when
-     * the timer fired on some rank, and (synchronously) when preempted */
-    const int64_t done = step + 1;
-    stop = fp[2] > 0;
-    int due = stop || fp[3] > 0 || (c->ckpt_interval > 0 && done % c->ckpt_interval == 0);
-    const char *ckpt = NULL;
-    double stall = 0;
-    if (due && done != last_ckpt) {
-      if (stop) { /* written now, then agreed below before exiting */
-        stall = saver_checkpoint(&sv, done, tokens, &policy, 1);
-        ckpt = "sync";
-        last_ckpt = done;
-      } else if (fp[4] > 0 && sv.skip_busy) {
-        ckpt = "skipped";
-      } else {
-        stall = saver_checkpoint(&sv, done, tokens, &policy, !sv.async);
-        ckpt = sv.async ? "async" : "sync";
-        last_ckpt = done;
-      }
-      smoe_loop_timer_reset(sv.loop);
-    }
-
     /* metrics: bytes of this step summed over ranks, then the load */
+    const int64_t done = step + 1;
     int64_t bytes[SMOE_PHASE_COUNT];
     smoe_comm_bytes(comm, bytes);
     smoe_comm_allreduce_i64(comm, bytes, SMOE_PHASE_COUNT, SMOE_PHASE_OTHER);
@@ -595,27 +584,60 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
     int64_t dropped = 0;
     for (int l = 0; l < L; l++) dropped += m.dropped[l];
     res->dropped_tokens += dropped;
+    stop = fp[2] > 0;
+    int last = done == c->steps;
+    int eval = !stop && (last || (c->eval_every > 0 && done % c->eval_every == 0));
+    int64_t *counts = NULL;
+    double val_loss = -1;
+    if (eval) { /* the counts belong to the training batch: keep them */
+      counts = xmalloc(sizeof(int64_t) * (size_t)L * E);
+      memcpy(counts, m.expert_counts, sizeof(int64_t) * (size_t)L * E);
+      val_loss = res->final_val_loss = validate(&m, &data, val_windows);
+    }
+
+    /* a checkpoint of the state after `done` steps: every interval, when the
+     * timer fired on some rank, and (synchronously) when preempted. A write
+     * still pending from an earlier checkpoint is finished and agreed first,
+     * so every checkpoint written is agreed or reported. The state is staged
+     * now and written after this step's metrics line: a checkpoint is never
+     * complete before its step is logged, so a resume leaves no hole in
+     * metrics.jsonl. */
+    int due = stop || fp[3] > 0 || (c->ckpt_interval > 0 && done % c->ckpt_interval == 0);
+    const char *ckpt = NULL;
+    double stall = 0;
+    int write = 0, sync = stop || !sv.async;
+    if (due && done != last_ckpt && isfinite(m.loss)) {
+      if (!stop && fp[4] > 0 && sv.skip_busy) {
+        ckpt = "skipped";
+      } else {
+        int64_t settled;
+        if ((rc = smoe_saver_settle(&sv, comm, &settled, &stall, err)) != 0) {
+          free(counts);
+          break;
+        }
+        if (settled >= 0) {
+          NOTE("checkpoint of step %lld complete on every rank", (long long)settled);
+          global = settled;
+        }
+        stall += smoe_saver_stage(&sv, done, tokens, &policy);
+        ckpt = sync ? "sync" : "async";
+        write = 1;
+        last_ckpt = done;
+      }
+      smoe_loop_timer_reset(sv.loop);
+    }
     smoe_step_record_t r = {.step = done, .loss = m.loss, .ce = m.ce, .aux_loss = m.aux,
-                            .z_loss = m.z, .lr = o.lr, .grad_norm = norm, .val_loss = -1,
+                            .z_loss = m.z, .lr = o.lr, .grad_norm = norm, .val_loss = val_loss,
                             .tokens = tokens, .step_tokens = (int64_t)c->global_batch_size * T,
-                            .step_time_s = dt, .expert_counts = m.expert_counts, .L = L, .E = E,
+                            .step_time_s = dt,
+                            .expert_counts = counts ? counts : m.expert_counts, .L = L, .E = E,
                             .G = G, .rank_tokens = rank_tokens, .imbalance = mean_imb,
                             .layer_imbalance = imb, .dropped = dropped, .bytes = bytes,
                             .replicas = replicas, .plan_time_s = t_plan,
                             .split_time_s = m.split_time, .ckpt = ckpt, .ckpt_stall_s = stall,
                             .ckpt_global = global};
     res->final_train_loss = m.ce;
-    res->ckpt_stall_s += stall;
-    res->checkpoints += ckpt && strcmp(ckpt, "skipped") != 0;
-    int last = done == c->steps;
-    int eval = !stop && (last || (c->eval_every > 0 && done % c->eval_every == 0));
-    int64_t *counts = NULL;
-    if (eval) { /* the counts above belong to the training batch: keep them */
-      counts = xmalloc(sizeof(int64_t) * (size_t)L * E);
-      memcpy(counts, m.expert_counts, sizeof(int64_t) * (size_t)L * E);
-      r.expert_counts = counts;
-      r.val_loss = res->final_val_loss = validate(&m, &data, val_windows);
-    }
+    res->checkpoints += write;
     if (mt)
       rc = smoe_metrics_step(mt, &r, eval || ckpt || global >= 0 || done % c->log_every == 0, err);
     free(counts);
@@ -626,17 +648,18 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                      m.loss, (long long)done, c->lr);
       break;
     }
+    if (write) stall += smoe_saver_write(&sv, sync); /* logged: now it may complete */
+    res->ckpt_stall_s += stall;
     res->steps = done;
     if (stop) break;
   }
   /* the last checkpoint in flight: finished and agreed by every rank */
-  if (rc == 0 && smoe_ckpt_pending(sv.ck) >= 0) {
-    smoe_loop_wait(sv.loop);
-    int64_t global = -1;
-    int status = (int)smoe_comm_min_i64(comm, smoe_ckpt_local_status(sv.ck), SMOE_PHASE_OTHER);
-    rc = saver_agreed(&sv, status, &global, err);
-    if (rc == 0 && global >= 0)
-      NOTE("checkpoint of step %lld complete on every rank", (long long)global);
+  if (rc == 0) {
+    int64_t settled;
+    double stall = 0;
+    rc = smoe_saver_settle(&sv, comm, &settled, &stall, err);
+    if (rc == 0 && settled >= 0)
+      NOTE("checkpoint of step %lld complete on every rank", (long long)settled);
   }
   res->mean_imbalance = res->steps > start ? imb_sum / (double)(res->steps - start) : 1.0;
   res->static_imbalance = res->steps > start ? static_imb_sum / (double)(res->steps - start) : 1.0;
@@ -671,7 +694,7 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
          res->mean_imbalance, replay, (long long)res->dropped_tokens);
   }
   smoe_metrics_close(mt);
-  saver_close(&sv);
+  smoe_saver_close(&sv);
   free(batch);
   free(rank_tokens), free(imb), free(replicas);
   free(dm), free(dv);

@@ -19,17 +19,21 @@ typedef struct {
   double mean_imbalance;  /* tokens computed per rank, max / mean, over layers and steps */
   double static_imbalance; /* the same for the static placement replayed on the run's loads */
   int64_t dropped_tokens; /* assignments dropped by the capacity policy, all steps */
-  size_t expert_optimizer_bytes; /* this rank's expert AdamW state (master, m, v), allocated */
+  size_t expert_optimizer_bytes; /* allocated for the expert shards on this rank: master, m, v,
+                                    gradient slices, exchange buffers (smoe_shards_t.bytes) */
   size_t optimizer_bytes;        /* the same plus the dense parameters' m and v */
   int checkpoints;        /* written (started) by this run */
   double ckpt_stall_s;    /* time the step loop was blocked by checkpoints, all of them */
   double resume_s;        /* agreeing on and restoring the checkpoint (resumed runs) */
   double first_step_s;    /* from the start of smoe_train to the end of its first step */
   int preempted;          /* stopped by SIGTERM/SIGINT after a checkpoint */
+  int refused;            /* 1 or 2: every rank refused the run folder alike (err says why);
+                             exit with this code, nothing was changed */
 } smoe_train_result_t;
 
 /* smoe_train's resume argument: a step number, or one of these. */
-#define SMOE_RESUME_NONE (-2) /* a fresh run */
+#define SMOE_RESUME_NONE (-2)      /* a fresh run: the run folder must hold no earlier run */
+#define SMOE_RESUME_OVERWRITE (-3) /* a fresh run replacing the folder's earlier run */
 #define SMOE_RESUME_AUTO (-1) /* the newest checkpoint every rank completed, if any */
 
 /* Trains per the (validated) config on the ranks of comm (every rank calls

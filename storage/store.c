@@ -81,7 +81,7 @@ static rocksdb_options_t *family_options(int i, int compress) {
   int own = (i == SMOE_CF_META || i == SMOE_CF_PLACEMENT || i == SMOE_CF_DATA);
   rocksdb_options_set_compression(
       o, own && compress ? rocksdb_lz4_compression : rocksdb_no_compression);
-  if (i == SMOE_CF_SHARD) { /* big chunks: keep them out of the LSM tree's compactions */
+  if (i == SMOE_CF_SHARD || i == SMOE_CF_DENSE) { /* big chunks: out of the LSM tree's compactions */
     rocksdb_options_set_enable_blob_files(o, 1);
     rocksdb_options_set_min_blob_size(o, SMOE_STORE_BLOB_MIN);
     rocksdb_options_set_blob_compression_type(o, rocksdb_no_compression);
@@ -95,7 +95,8 @@ static rocksdb_t *open_families(smoe_store_t *s, int compress, char **e) {
   rocksdb_options_t *dbo = rocksdb_options_create();
   rocksdb_options_set_create_if_missing(dbo, 1);
   rocksdb_options_set_create_missing_column_families(dbo, 1);
-  rocksdb_options_set_keep_log_file_num(dbo, 4);
+  rocksdb_options_set_keep_log_file_num(dbo, 4); /* RocksDB's own LOG: at most 4 x 1 MiB old ones */
+  rocksdb_options_set_max_log_file_size(dbo, 1 << 20);
   rocksdb_options_t *fo[NFAM];
   for (int i = 0; i < NFAM; i++) fo[i] = family_options(i, compress);
   rocksdb_t *db =
@@ -259,6 +260,13 @@ static smoe_store_t *open_store(const char *dir, int rank, int readonly, smoe_er
   return s;
 }
 
+int smoe_store_exists(const char *dir, int rank) {
+  char current[SMOE_PATHLEN + 32];
+  snprintf(current, sizeof current, "%s/rank-%d/CURRENT", dir, rank);
+  struct stat st;
+  return stat(current, &st) == 0;
+}
+
 smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err) {
   return open_store(dir, rank, 0, err);
 }
@@ -324,6 +332,12 @@ int smoe_store_delete_range(smoe_store_t *s, smoe_cf_t cf, const void *begin, si
   char *e = NULL;
   rocksdb_delete_range_cf(s->db, s->wo, s->cf[cf], begin, blen, end, elen, &e);
   return rdb_fail(err, e, s, "delete range (from the begin key) in", cf, begin, blen);
+}
+
+void smoe_store_compact(smoe_store_t *s, smoe_cf_t cf, const void *begin, size_t blen,
+                        const void *end, size_t elen) {
+  assert((unsigned)cf < SMOE_CF_COUNT);
+  rocksdb_compact_range_cf(s->db, s->cf[cf], begin, blen, end, elen);
 }
 
 int smoe_store_flush(smoe_store_t *s, smoe_err_t *err) {

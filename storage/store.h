@@ -3,7 +3,7 @@
  * Column families (see DESIGN.md, "The state store"):
  *   meta       manifests and run metadata; holds the format header (below)
  *   shard      optimizer-shard chunks   (values already zstd-compressed by our codec:
- *   dense      dense parameters + state  RocksDB compression off; shard uses BlobDB)
+ *   dense      dense parameters + state  RocksDB compression off; both use BlobDB)
  *   placement  the placement log        (RocksDB LZ4 when linked, else none)
  *   data       data/RNG positions       (likewise)
  *
@@ -49,6 +49,10 @@ const char *smoe_cf_name(smoe_cf_t cf);
  * smoe_store_close), or NULL with err set. */
 smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err);
 
+/* Whether <dir>/rank-<rank> holds a database (its CURRENT file exists);
+ * creates nothing. */
+int smoe_store_exists(const char *dir, int rank);
+
 /* Opens an existing <dir>/rank-<rank> read-only (for inspection while a job may be
  * running: no lock is taken, writes fail). NULL with err set if it is missing. */
 smoe_store_t *smoe_store_open_readonly(const char *dir, int rank, smoe_err_t *err);
@@ -89,6 +93,13 @@ typedef int (*smoe_store_scan_fn)(void *ctx, const void *k, size_t klen, const v
                                   size_t vlen);
 int smoe_store_scan(smoe_store_t *s, smoe_cf_t cf, const void *prefix, size_t plen,
                     smoe_store_scan_fn fn, void *ctx, smoe_err_t *err);
+
+/* Compacts the keys begin <= k < end of cf now (waiting): deleted values in
+ * that range leave the table files, and blob files that only they used are
+ * removed. Pruning calls it, so that disk use follows the deletes instead of
+ * waiting for RocksDB's own compactions. */
+void smoe_store_compact(smoe_store_t *s, smoe_cf_t cf, const void *begin, size_t blen,
+                        const void *end, size_t elen);
 
 /* Syncs the write-ahead log: every write before it is durable afterwards. */
 int smoe_store_flush(smoe_store_t *s, smoe_err_t *err);

@@ -5,17 +5,45 @@
 # write, before or after a manifest, with a small probability) — and restarted
 # each time with --resume auto. Checks:
 #  - the job ends (exit 0) after several restarts, with the final weights and
-#    every step's loss bitwise equal to an uninterrupted run's;
+#    every step's loss bitwise equal to an uninterrupted run's (a step missing
+#    from metrics.jsonl after a resume fails this too);
 #  - every restart resumes from a checkpoint at least as new as the last one
 #    announced complete on every rank before the kill (no completed step before
 #    the last complete checkpoint is ever lost);
 #  - `swiftmoe ckpt verify` finds no fault at the end.
-# Bounded: at most 6 external kills, the job takes under a minute here.
+# Diagnosable and bounded: it prints each phase, kill and restart as it goes;
+# every wait has a deadline (the whole test ends within DEADLINE seconds, under
+# ctest's 300); the job runs with `swiftmoe run --stall-timeout`, so a hung
+# attempt is stopped and restarted. On a failure, a deadline, or a SIGTERM
+# (ctest's timeout) it prints the tail of the supervisor's log and the
+# processes still running, and keeps its folder.
 # usage: ckpt_kill.sh path/to/swiftmoe_f64 (the test build with kill points)
 set -uo pipefail
 bin=$1
+DEADLINE=${DEADLINE:-260}
 tmp=$(mktemp -d)
-trap 'pkill -9 -f "$tmp/" 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
+t0=$SECONDS
+keep=${KEEP:-}
+say() { printf '[%3ds] %s\n' $((SECONDS - t0)) "$*"; }
+
+# what is running, and the supervisor's log: for a failure, a deadline, a signal
+diagnose() {
+  say "diagnostics: $1"
+  if [ -f "$tmp/chaos.log" ]; then
+    echo "--- last 30 lines of the supervisor's log ($tmp/chaos.log):"
+    tail -30 "$tmp/chaos.log"
+  fi
+  echo "--- processes of this test:"
+  ps -eo pid,ppid,pgid,stat,etime,wchan:20,args --forest | grep -F -e "$tmp" | grep -v grep || true
+  keep=1
+}
+cleanup() {
+  pkill -9 -f "$tmp/" 2>/dev/null
+  if [ -n "$keep" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'diagnose "interrupted by a signal after $((SECONDS - t0)) s (ctest timeout?)"; exit 1' TERM INT
+
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi=(mpirun --oversubscribe --bind-to none -np 4)
 args=(--set model.dim=32 --set model.n_layers=2 --set moe.expert_dim=48 --set model.seq_len=32
@@ -25,14 +53,30 @@ args=(--set model.dim=32 --set model.n_layers=2 --set moe.expert_dim=48 --set mo
       --set checkpoint.keep=2)
 fail=0
 
-"${mpi[@]}" "$bin" train "${args[@]}" --out "$tmp/ref" 2>"$tmp/ref.log" || { echo "FAIL reference run"; exit 1; }
+say "reference run (4 ranks, uninterrupted)"
+if ! timeout -k 5 120 "${mpi[@]}" "$bin" train "${args[@]}" --out "$tmp/ref" 2>"$tmp/ref.log"; then
+  diagnose "the reference run failed or timed out"; tail -5 "$tmp/ref.log"; exit 1
+fi
+say "reference run done"
 
 d=$tmp/chaos
-SMOE_KILL_RANDOM=0.004 "$bin" run --max-restarts 40 --backoff 0 -- \
+SMOE_KILL_RANDOM=0.004 "$bin" run --max-restarts 40 --backoff 0 --stall-timeout 60 -- \
   "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" >"$tmp/chaos.log" 2>&1 &
 sup=$!
-kills=0
-while kill -0 $sup 2>/dev/null && [ $kills -lt 6 ]; do
+say "crash loop started (supervisor pid $sup)"
+kills=0 reported=0
+# report_restarts: print the supervisor's new restart lines
+report_restarts() {
+  local lines
+  mapfile -t lines < <(grep -E "^swiftmoe run: attempt|kill point" "$tmp/chaos.log" 2>/dev/null)
+  while [ "$reported" -lt "${#lines[@]}" ]; do say "  ${lines[$reported]}"; reported=$((reported + 1)); done
+}
+while kill -0 $sup 2>/dev/null; do
+  if [ $((SECONDS - t0)) -ge "$DEADLINE" ]; then
+    diagnose "deadline: the supervised job still runs after $DEADLINE s"; exit 1
+  fi
+  report_restarts
+  if [ $kills -ge 6 ]; then sleep 0.5; continue; fi
   sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.8 + (r % 150) / 100 }')"
   mapfile -t pids < <(pgrep -f "$bin train .*--out $d" | grep -v "^$$\$")
   # ranks only: mpirun's own command line has "mpirun" in it
@@ -40,15 +84,19 @@ while kill -0 $sup 2>/dev/null && [ $kills -lt 6 ]; do
   for p in "${pids[@]}"; do grep -qa mpirun "/proc/$p/cmdline" 2>/dev/null || ranks+=("$p"); done
   [ ${#ranks[@]} -gt 0 ] || continue
   victim=${ranks[$((RANDOM % ${#ranks[@]}))]}
-  kill -9 "$victim" 2>/dev/null && kills=$((kills + 1))
+  if kill -9 "$victim" 2>/dev/null; then
+    kills=$((kills + 1))
+    say "kill $kills: SIGKILL to rank pid $victim"
+  fi
 done
 wait $sup
 rc=$?
+report_restarts
 
 restarts=$(grep -c "^swiftmoe run: attempt .* failed" "$tmp/chaos.log")
 killpoints=$(grep -c "kill point" "$tmp/chaos.log")
-echo "job exit $rc after $restarts restarts ($kills SIGKILLs from the test, $killpoints kill points hit)"
-[ $rc -eq 0 ] || { echo "FAIL: the supervised job did not finish"; tail -20 "$tmp/chaos.log"; fail=1; }
+say "job exit $rc after $restarts restarts ($kills SIGKILLs from the test, $killpoints kill points hit)"
+[ $rc -eq 0 ] || { echo "FAIL: the supervised job did not finish"; fail=1; }
 [ "$restarts" -ge 3 ] || { echo "FAIL: only $restarts restarts: the loop did not exercise recovery"; fail=1; }
 
 # every resume: from a checkpoint no older than the last one announced complete
@@ -64,19 +112,22 @@ awk '
     last = s }
   END { exit bad }' "$tmp/chaos.log" || fail=1
 
-python3 - "$tmp/ref" "$d" <<'PY' || fail=1
+timeout 60 python3 - "$tmp/ref" "$d" <<'PY' || fail=1
 import json, sys
 def losses(d):
     return {j["step"]: j["loss"] for j in map(json.loads, open(d + "/metrics.jsonl"))}
 a, b = losses(sys.argv[1]), losses(sys.argv[2])
 if a != b:
     diff = [s for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
-    sys.exit("FAIL: per-step losses differ at steps %s" % diff[:8])
+    missing = [s for s in diff if s not in b]
+    sys.exit("FAIL: per-step losses differ at steps %s%s" % (diff[:8], " (missing from the resumed "
+             "run's metrics.jsonl: %s)" % missing[:8] if missing else ""))
 print("per-step losses: %d steps, bitwise equal" % len(a))
 PY
 cmp -s "$tmp/ref/model.safetensors" "$d/model.safetensors" &&
   echo "final weights: bitwise equal" || { echo "FAIL: final weights differ"; fail=1; }
-"$bin" ckpt verify "$d" >"$tmp/verify" || { echo "FAIL: ckpt verify"; cat "$tmp/verify"; fail=1; }
+timeout 60 "$bin" ckpt verify "$d" >"$tmp/verify" || { echo "FAIL: ckpt verify"; cat "$tmp/verify"; fail=1; }
 tail -1 "$tmp/verify"
-[ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
+[ $fail -eq 0 ] || diagnose "a check failed"
+say "$([ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed")"
 exit $fail

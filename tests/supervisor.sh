@@ -138,6 +138,25 @@ grep -q "attempt 1 failed (exit status 3).*last step 7 in $T/run6/metrics.jsonl;
 run 1 --max-restarts 0 -- sh -c 'exit 3' x "--out=$T/run6"
 grep -q "last step 7" "$T/err" || fail "--out=DIR"
 
+echo "6b. --stall-timeout: a job whose metrics.jsonl stops growing is stopped and restarted"
+mkdir "$T/run6b"
+# attempt 1 logs a step, then hangs (SIGTERM ends it); attempt 2 logs and exits 0
+run 0 --backoff 0 --stall-timeout 1 -- sh -c 'echo "{\"step\": $(wc -l <"$0/count" 2>/dev/null || echo 0)}" \
+  >>"$0/metrics.jsonl"; echo x >>"$0/count"; [ "$(wc -l <"$0/count")" -ge 2 ] || sleep 30' \
+  "$T/run6b" --out "$T/run6b"
+[ "$(wc -l <"$T/run6b/count")" -eq 2 ] || fail "expected 2 attempts after a stall"
+grep -q "attempt 1 made no progress for 1 s: $T/run6b/metrics.jsonl gained no line (last step 0); stopping it" \
+  "$T/err" || fail "no stall line"
+grep -q "attempt 1 failed (killed by SIGTERM, stalled).*restart 1 of 3" "$T/err" ||
+  fail "the stalled attempt was not restarted as a failure"
+echo "6c. a stalled job that ignores SIGTERM gets SIGKILL (15 s later)"
+rc=0
+timeout 40 "$SM" run --max-restarts 0 --stall-timeout 1 -- sh -c 'trap "" TERM; sleep 60 & wait $!; wait $!' \
+  --out "$T/run6c" 2>"$T/err" || rc=$?
+[ "$rc" -eq 1 ] || fail "exit $rc after a stall with no restart left, expected 1"
+grep -q "still running 15 s after SIGTERM: SIGKILL" "$T/err" || fail "no SIGKILL after the grace period"
+grep -q "attempt 1 failed (killed by SIGKILL, stalled)" "$T/err" || fail "SIGKILL not reported"
+
 echo "7. usage errors exit 2 and name the problem"
 run 2 sh -c true
 grep -q "unexpected argument 'sh'" "$T/err" || fail "no '--'"
@@ -147,6 +166,8 @@ run 2 --max-restarts abc -- true
 grep -q -- "--max-restarts abc" "$T/err" || fail "non-integer --max-restarts"
 run 2 --backoff 1.5 -- true
 grep -q -- "--backoff 1.5" "$T/err" || fail "non-integer --backoff"
+run 2 --stall-timeout -1 -- true
+grep -q -- "--stall-timeout -1: expected an integer in 0.." "$T/err" || fail "negative --stall-timeout"
 run 2 --max-restarts
 grep -q -- "--max-restarts needs a value" "$T/err" || fail "missing value"
 run 2 --

@@ -155,7 +155,7 @@ static void agree(smoe_ckpt_t *ck, int status) {
 static int64_t resume_ok(fx_t *f, smoe_ckpt_t *ck, int64_t want) {
   int64_t step = -2;
   smoe_err_t err = {{0}};
-  int rc = smoe_ckpt_resume(ck, f->comm, want, &step, &err);
+  int rc = smoe_ckpt_resume(ck, f->comm, want, NULL, NULL, &step, &err);
   if (rc != 0) print_error("smoe_ckpt_resume(%lld): %s\n", (long long)want, err.msg);
   assert_int_equal(rc, 0);
   return step;
@@ -165,7 +165,7 @@ static int64_t resume_ok(fx_t *f, smoe_ckpt_t *ck, int64_t want) {
 static void resume_fails(fx_t *f, smoe_ckpt_t *ck, int64_t want, smoe_err_t *err) {
   int64_t step = -2;
   memset(err, 0, sizeof *err);
-  assert_int_equal(smoe_ckpt_resume(ck, f->comm, want, &step, err), -1);
+  assert_int_equal(smoe_ckpt_resume(ck, f->comm, want, NULL, NULL, &step, err), -1);
   assert_true(err->msg[0] != '\0');
 }
 
@@ -646,17 +646,23 @@ static void test_missing_base_chunk(void **state) {
 
 /* --- 7. the placement log ----------------------------------------------------- */
 
-enum { PL = 2, PE = 4, PG = 1, PS = 4 };
+enum { PL = 2, PE = 4, PG = 2, PS = 3 };
 
+/* A valid placement that changes with the step: rank 0 holds experts s, s+1,
+ * s+2 (mod 4) of layer l (s = step + l), rank 1 the fourth, one more and an
+ * empty slot (-1). */
 static void plog_make(smoe_plog_t *p, int64_t step, int64_t loads[PL * PE], int replicas[PL * PE],
                       int slot_expert[PL * PG * PS]) {
   *p = (smoe_plog_t){PL, PE, PG, PS, step, loads, replicas, slot_expert};
-  for (int i = 0; i < PL * PE; i++) {
-    loads[i] = step * 1000 + i;
-    replicas[i] = 1 + (int)((step + i) % 2);
+  for (int l = 0; l < PL; l++) {
+    int *se = slot_expert + l * PG * PS, s = (int)((step + l) % PE);
+    for (int i = 0; i < 3; i++) se[i] = (s + i) % PE;
+    se[3] = (s + 3) % PE, se[4] = s, se[5] = -1;
+    for (int e = 0; e < PE; e++) {
+      loads[l * PE + e] = step * 1000 + l * PE + e;
+      replicas[l * PE + e] = e == s ? 2 : 1;
+    }
   }
-  for (int i = 0; i < PL * PG * PS; i++)
-    slot_expert[i] = (step + i) % 5 == 0 ? -1 : (int)((step + i) % PE); /* -1: an empty slot */
 }
 
 static void plog_expect(const smoe_plog_t *got, int64_t step) {
@@ -738,6 +744,81 @@ static void test_placement_log(void **state) {
   store_close(f, s);
 }
 
+/* Placement records are checksummed and checked as placements: every
+ * damage is refused with what is wrong, a good record round-trips. */
+static void expect_decode_fails(const uint8_t *b, size_t n, const char *what) {
+  smoe_plog_t p;
+  smoe_err_t err = {{0}};
+  assert_int_equal(smoe_plog_decode(&p, b, n, &err), -1);
+  assert_null(p.slot_expert);
+  expect_msg(&err, what);
+}
+
+static void test_placement_record_checks(void **state) {
+  (void)state;
+  int64_t loads[PL * PE];
+  int replicas[PL * PE], slot_expert[PL * PG * PS];
+  smoe_plog_t rec, back;
+  plog_make(&rec, 7, loads, replicas, slot_expert);
+  const size_t n = smoe_plog_size(PL, PE, PG, PS);
+  uint8_t *b = malloc(n), *c = malloc(n);
+  smoe_plog_encode(&rec, b);
+  smoe_err_t err = {{0}};
+  assert_int_equal(smoe_plog_decode(&back, b, n, &err), 0);
+  plog_expect(&back, 7);
+  uint64_t fp = smoe_plog_fingerprint(&back);
+  smoe_plog_free(&back);
+  /* every single flipped bit, anywhere, fails the checksum */
+  for (size_t i = 0; i < n; i++)
+    for (int bit = 0; bit < 8; bit++) {
+      memcpy(c, b, n);
+      c[i] ^= (uint8_t)(1 << bit);
+      smoe_plog_t p;
+      assert_int_equal(smoe_plog_decode(&p, c, n, NULL), -1);
+    }
+  memcpy(c, b, n);
+  c[n / 2] ^= 1;
+  expect_decode_fails(c, n, "checksum mismatch");
+  expect_decode_fails(b, n - 1, "make"); /* "N bytes; L .. make M" */
+  expect_decode_fails(b, 5, "shorter than a record's header");
+  memcpy(c, b, n);
+  c[0] = 3;
+  expect_decode_fails(c, n, "format version 3");
+  /* well-formed bytes, bad placements (re-encoded: the checksum is right) */
+  slot_expert[0] = PE + 3;
+  smoe_plog_encode(&rec, c);
+  expect_decode_fails(c, n, "slot 0 of rank 0 holds expert 7");
+  slot_expert[0] = -2;
+  smoe_plog_encode(&rec, c);
+  expect_decode_fails(c, n, "holds expert -2");
+  plog_make(&rec, 7, loads, replicas, slot_expert);
+  slot_expert[3] = -1; /* layer 0's expert 2 (rank 1's first slot) removed */
+  smoe_plog_encode(&rec, c);
+  expect_decode_fails(c, n, "layer 0: expert 2 has no slot");
+  plog_make(&rec, 7, loads, replicas, slot_expert);
+  slot_expert[5] = slot_expert[3]; /* expert 2 twice on rank 1 */
+  smoe_plog_encode(&rec, c);
+  expect_decode_fails(c, n, "expert 2 has 2 replicas on rank 1");
+  plog_make(&rec, 7, loads, replicas, slot_expert);
+  replicas[0] += 1;
+  smoe_plog_encode(&rec, c);
+  expect_decode_fails(c, n, "replica count");
+  /* version 1 (no checksum) is still read, and still checked */
+  plog_make(&rec, 7, loads, replicas, slot_expert);
+  smoe_plog_encode(&rec, c);
+  c[0] = 1;
+  assert_int_equal(smoe_plog_decode(&back, c, n - 8, &err), 0);
+  assert_true(smoe_plog_fingerprint(&back) == fp);
+  smoe_plog_free(&back);
+  /* the fingerprint follows the placement */
+  slot_expert[5] = slot_expert[4], slot_expert[4] = -1; /* rank 1's extra replica moves a slot */
+  smoe_plog_encode(&rec, c);
+  assert_int_equal(smoe_plog_decode(&back, c, n, &err), 0);
+  assert_true(smoe_plog_fingerprint(&back) != fp);
+  smoe_plog_free(&back);
+  free(b), free(c);
+}
+
 /* --- fixed defects ------------------------------------------------------------- */
 
 /* Complete checkpoints that all fail to restore: resume is an error (it used
@@ -762,7 +843,7 @@ static void test_unrestorable_then_fresh(void **state) {
   smoe_err_t err = {{0}};
   int64_t step = 0;
   /* complete checkpoints exist but none restores: an error, nothing deleted */
-  assert_int_equal(smoe_ckpt_resume(ck, f->comm, -1, &step, &err), -1);
+  assert_int_equal(smoe_ckpt_resume(ck, f->comm, -1, NULL, NULL, &step, &err), -1);
   assert_non_null(strstr(err.msg, "none can be restored"));
   int removed = 0; /* the user starts afresh instead */
   assert_int_equal(smoe_ckpt_start_fresh(ck, &removed, &err), 0);
@@ -942,6 +1023,7 @@ int main(int argc, char **argv) {
       T(test_shape_mismatch),     T(test_corrupt_chunk),
       T(test_deleted_manifest),   T(test_truncated_manifest),
       T(test_missing_base_chunk), T(test_placement_log),
+      cmocka_unit_test(test_placement_record_checks),
       T(test_unrestorable_then_fresh),  T(test_chunk_size_change),
       T(test_stale_global_record), T(test_manifest_chunk_raw_checked),
   };

@@ -83,6 +83,40 @@ static void altered(smoe_config_t *c) {
 
 /* --- defaults and files -------------------------------------------------- */
 
+/* warmup_steps = auto follows the run's length, so a short run is not
+ * refused; an explicit warmup longer than the run still is. */
+static void test_warmup_auto(void **state) {
+  (void)state;
+  smoe_config_t c;
+  smoe_err_t err = {{0}};
+  smoe_config_defaults(&c);
+  const int steps[] = {1, 19, 20, 100, 999, 1000, 5000}, want[] = {0, 0, 1, 5, 49, 50, 50};
+  for (int i = 0; i < 7; i++) {
+    c.steps = steps[i];
+    if (smoe_config_validate(&c, &err) != 0) fail_msg("steps %d: %s", steps[i], err.msg);
+    assert_int_equal(smoe_config_warmup(&c), want[i]);
+  }
+  assert_int_equal(smoe_config_set(&c, "training.steps=20", &err), 0);
+  assert_int_equal(smoe_config_validate(&c, &err), 0);
+  assert_int_equal(smoe_config_set(&c, "training.warmup_steps=50", &err), 0);
+  assert_int_equal(smoe_config_validate(&c, &err), -1);
+  assert_contains(err.msg, "training.warmup_steps = 50 exceeds training.steps = 20");
+  assert_int_equal(smoe_config_set(&c, "training.warmup_steps=7", &err), 0);
+  assert_int_equal(smoe_config_warmup(&c), 7);
+  assert_int_equal(smoe_config_set(&c, "training.warmup_steps=AUTO", &err), 0);
+  assert_int_equal(c.warmup_steps, SMOE_AUTO);
+  assert_int_equal(smoe_config_set(&c, "training.warmup_steps=-1", &err), -1);
+  assert_contains(err.msg, "expected auto or an integer >= 0");
+  /* written as "auto", read back as auto */
+  char *text = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&text, &n);
+  assert_int_equal(smoe_config_write(&c, f), 0);
+  fclose(f);
+  assert_contains(text, "\nwarmup_steps = auto\n");
+  free(text);
+}
+
 static void test_defaults_validate(void **state) {
   (void)state;
   smoe_config_t c;
@@ -107,7 +141,8 @@ static void test_defaults_validate(void **state) {
   assert_int_equal(c.global_batch_size, 16);
   assert_int_equal(c.steps, 1000);
   assert_true(c.lr == 3e-3 && c.min_lr == 3e-4);
-  assert_int_equal(c.warmup_steps, 50);
+  assert_int_equal(c.warmup_steps, SMOE_AUTO);
+  assert_int_equal(smoe_config_warmup(&c), 50);
   assert_true(c.weight_decay == 0.1 && c.beta1 == 0.9 && c.beta2 == 0.95);
   assert_true(c.adam_eps == 1e-8 && c.grad_clip == 1.0);
   assert_int_equal(c.eval_every, 100);
@@ -407,6 +442,7 @@ static void test_markdown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_validate),
+      cmocka_unit_test(test_warmup_auto),
       cmocka_unit_test(test_tiny_ini_is_defaults),
       cmocka_unit_test(test_write_load_roundtrip),
       cmocka_unit_test(test_write_refuses_bad_value),

@@ -2,7 +2,8 @@
  * job may be running: nothing is locked or written).
  *
  *   ls DIR       one line per checkpoint step, over every rank's store
- *   verify DIR   re-read every checkpoint with its chain, check every checksum
+ *   verify DIR   re-read every checkpoint with its chain, check every checksum,
+ *                and check every placement record
  *   plans DIR    the placement log of rank 0, one JSON line per step
  *
  * DIR is a run folder (its state/ is used) or a checkpoint.dir. */
@@ -142,6 +143,12 @@ static int cmd_ls(stores_t *st) {
   return rc ? 1 : 0;
 }
 
+static void plan_fault(void *ctx, int64_t step, const char *msg) {
+  (void)step; /* msg names it */
+  printf("FAULT %s\n", msg);
+  ++*(int *)ctx;
+}
+
 static int cmd_verify(stores_t *st) {
   lists_t ls;
   int faults = list_all(st, &ls) != 0, checked = 0;
@@ -165,9 +172,30 @@ static int cmd_verify(stores_t *st) {
       faults++;
     }
   }
+  /* the placement log: every record, and the one each checkpoint resumes with */
+  int64_t records = 0;
+  for (int r = 0; r < st->n; r++) {
+    smoe_err_t err;
+    int64_t n = smoe_plog_verify(st->s[r], plan_fault, &faults, &err);
+    if (n < 0) {
+      printf("FAULT rank %d: %s\n", r, err.msg);
+      faults++;
+    }
+    records += n > 0 ? n : 0;
+    for (int i = 0; i < ls.n[r]; i++) {
+      smoe_plog_t p;
+      if (smoe_plog_read(st->s[r], ls.v[r][i].step, &p, &err) == 0) {
+        printf("FAULT rank %d: no placement record of step %lld, which its checkpoint resumes "
+               "with\n", r, (long long)ls.v[r][i].step);
+        faults++;
+      }
+      smoe_plog_free(&p);
+    }
+  }
   free_lists(&ls, st->n);
-  printf("%d checkpoint%s on %d rank%s checked: %d fault%s\n", checked, checked == 1 ? "" : "s",
-         st->n, st->n == 1 ? "" : "s", faults, faults == 1 ? "" : "s");
+  printf("%d checkpoint%s and %lld placement record%s on %d rank%s checked: %d fault%s\n",
+         checked, checked == 1 ? "" : "s", (long long)records, records == 1 ? "" : "s", st->n,
+         st->n == 1 ? "" : "s", faults, faults == 1 ? "" : "s");
   return faults ? 1 : 0;
 }
 
@@ -219,7 +247,8 @@ int smoe_ckpt_command(int argc, char **argv) {
       "          yet recorded; partial = not restorable), bytes raw and stored, ratio, and\n"
       "          the longest write time over ranks\n"
       "  verify  re-reads every checkpoint of every rank with its delta chain, checking every\n"
-      "          checksum; exit status 1 on any fault\n"
+      "          checksum, and every placement record (checksum, a valid placement, present\n"
+      "          for each checkpoint); exit status 1 on any fault\n"
       "  plans   the placement log (rank 0): per step, the loads, replicas and slots, as JSON lines\n";
   if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
     printf("%s", usage);

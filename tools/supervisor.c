@@ -17,6 +17,13 @@
  * forwards SIGTERM/SIGINT as SIGUSR1, which swiftmoe train takes as a
  * preemption like SIGTERM (measured with Open MPI 4.1.4).
  *
+ * A job that makes no progress (no new line in <out>/metrics.jsonl, or none
+ * yet since it started) for --stall-timeout seconds is stopped and restarted
+ * like a failed one: a rank blocked for ever in a collective whose peer died,
+ * or a launcher that never noticed a death, must not hang the job. Stopping:
+ * SIGTERM (mpirun aborts its job on it: SIGTERM, then SIGKILL to the ranks),
+ * then SIGKILL to the command's process group after a grace period.
+ *
  * Exit codes: 0 the command succeeded (or exited 0 after a forwarded
  * signal); 1 restarts exhausted, or interrupted during a backoff; 2 bad
  * usage, the command cannot be run, or the command exited 2 (bad usage or
@@ -38,6 +45,7 @@
 
 #define MAX_BACKOFF_S 30
 #define METRICS_TAIL 65536 /* bytes of metrics.jsonl read for the last step */
+#define STALL_GRACE_MS 15000 /* after the SIGTERM of a stalled job, until SIGKILL */
 
 /* A libuv call that cannot fail in normal use: report where and exit. */
 #define UV_CHECK(call) uv_check((call), #call, __FILE__, __LINE__)
@@ -56,13 +64,16 @@ typedef struct {
 static const sup_option_t options[] = {
     {"--max-restarts", "N", "restarts after failures before giving up (default 3)"},
     {"--backoff", "SECONDS", "first wait before a restart, then doubled up to 30 (default 1)"},
+    {"--stall-timeout", "SECONDS", "stop and restart a job whose --out DIR/metrics.jsonl gains no "
+                                   "line for this long; 0 = never (default 1800)"},
     {"--help", NULL, "show this help"},
 };
-enum { OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_HELP, N_OPTIONS };
+enum { OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_STALL, OPT_HELP, N_OPTIONS };
 
 typedef struct {
   int max_restarts;
   int backoff_s;
+  int stall_s;
   int help;
   char **cmd; /* the launch command, after "--" (not owned) */
   int cmdc;
@@ -83,7 +94,8 @@ static void print_help(void) {
       "a signal). Exit status 2 (bad usage or config) is not retried. SIGTERM and\n"
       "SIGINT are forwarded to COMMAND (as SIGUSR1 when it is mpirun or mpiexec, which\n"
       "forward that one to the ranks at once), which is then not restarted; a second\n"
-      "one forwards SIGKILL.\n\n"
+      "one forwards SIGKILL. A job whose --out DIR/metrics.jsonl gains no line for\n"
+      "--stall-timeout seconds is stopped (SIGTERM, SIGKILL 15 s later) and restarted.\n\n"
       "Exit codes: 0 COMMAND succeeded; 1 restarts exhausted; 2 bad usage, or COMMAND\n"
       "cannot run or exited 2; after a forwarded signal, COMMAND's status.\n\noptions:\n");
   for (int i = 0; i < N_OPTIONS; i++) {
@@ -110,7 +122,7 @@ static int int_value(const char *name, const char *v, int lo, int hi, int *out) 
 
 /* Parses "[options] -- COMMAND...". Returns 0 or the exit code of a usage error. */
 static int parse_args(int argc, char **argv, sup_args_t *a) {
-  *a = (sup_args_t){.max_restarts = 3, .backoff_s = 1};
+  *a = (sup_args_t){.max_restarts = 3, .backoff_s = 1, .stall_s = 1800};
   for (int i = 0; i < argc; i++) {
     const char *s = argv[i];
     if (strcmp(s, "--") == 0) {
@@ -136,7 +148,8 @@ static int parse_args(int argc, char **argv, sup_args_t *a) {
     const char *v = s[len] == '=' ? s + len + 1 : i + 1 < argc ? argv[++i] : NULL;
     if (!v) return usage("option %s needs a value", options[k].name);
     int rc = k == OPT_MAX_RESTARTS ? int_value("--max-restarts", v, 0, 1000, &a->max_restarts)
-                                   : int_value("--backoff", v, 0, 3600, &a->backoff_s);
+             : k == OPT_BACKOFF    ? int_value("--backoff", v, 0, 3600, &a->backoff_s)
+                                   : int_value("--stall-timeout", v, 0, 1 << 24, &a->stall_s);
     if (rc) return rc;
   }
   return usage("%s", "no command: expected '-- COMMAND [ARGS...]'");
@@ -252,6 +265,11 @@ typedef struct {
   uv_process_t child;
   uv_signal_t sigterm, sigint;
   uv_timer_t backoff;
+  uv_timer_t watch;    /* progress of the running attempt (--stall-timeout) */
+  char metrics[4200];  /* <out>/metrics.jsonl, or "" */
+  int64_t seen_size;   /* its size at the last progress */
+  uint64_t progress_ns; /* when the attempt last made progress */
+  int stalled;         /* 1: stopped for no progress (SIGTERM sent); 2: SIGKILL sent */
   sup_args_t args;
   char **restart_cmd; /* the command with --resume auto */
   const char *out;     /* the command's --out DIR, or NULL */
@@ -272,9 +290,50 @@ static void finish(sup_t *s, int code) {
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
   uv_close((uv_handle_t *)&s->backoff, NULL);
+  uv_close((uv_handle_t *)&s->watch, NULL);
 }
 
 static void on_child_exit(uv_process_t *p, int64_t exit_status, int term_signal);
+
+/* Signals the child's process group (or the child alone, if its group is gone). */
+static void signal_child(sup_t *s, int sig) {
+  int rc = uv_kill(-s->child.pid, sig);
+  if (rc == UV_ESRCH) rc = uv_process_kill(&s->child, sig);
+  if (rc < 0 && rc != UV_ESRCH)
+    fprintf(stderr, "swiftmoe run: cannot signal pid %d: %s\n", s->child.pid, uv_strerror(rc));
+}
+
+/* --stall-timeout: progress is metrics.jsonl growing. A stalled attempt gets
+ * SIGTERM (mpirun: abort the job), then SIGKILL; its exit is then a failure. */
+static void on_watch(uv_timer_t *t) {
+  sup_t *s = t->data;
+  if (!s->running) return;
+  uint64_t now = uv_hrtime();
+  uv_fs_t req;
+  if (s->metrics[0] && uv_fs_stat(NULL, &req, s->metrics, NULL) == 0 &&
+      (int64_t)req.statbuf.st_size != s->seen_size) {
+    s->seen_size = (int64_t)req.statbuf.st_size;
+    s->progress_ns = now;
+  }
+  uv_fs_req_cleanup(&req);
+  double idle_s = (double)(now - s->progress_ns) / 1e9;
+  if (!s->stalled && idle_s >= s->args.stall_s) {
+    long long step;
+    char where[4300] = "";
+    if (s->out && last_step(s->out, &step)) snprintf(where, sizeof where, " (last step %lld)", step);
+    fprintf(stderr, "swiftmoe run: attempt %d made no progress for %.0f s: %s gained no line%s; "
+            "stopping it (SIGTERM, SIGKILL in %d s) to restart it\n", s->attempts, idle_s,
+            s->metrics[0] ? s->metrics : "metrics.jsonl", where, STALL_GRACE_MS / 1000);
+    signal_child(s, SIGTERM);
+    s->stalled = 1;
+    s->progress_ns = now; /* the grace period counts from here */
+  } else if (s->stalled == 1 && idle_s * 1000 >= STALL_GRACE_MS) {
+    fprintf(stderr, "swiftmoe run: attempt %d still running %d s after SIGTERM: SIGKILL\n",
+            s->attempts, STALL_GRACE_MS / 1000);
+    signal_child(s, SIGKILL);
+    s->stalled = 2;
+  }
+}
 
 /* Starts attempt s->attempts + 1; on failure to spawn, finishes. */
 static void spawn_attempt(sup_t *s) {
@@ -294,6 +353,12 @@ static void spawn_attempt(sup_t *s) {
   int rc = uv_spawn(&s->loop, &s->child, &o);
   if (rc == 0) {
     s->running = 1;
+    s->stalled = 0;
+    s->progress_ns = s->started_ns;
+    uv_fs_t req; /* what metrics.jsonl holds already is not progress */
+    s->seen_size = s->metrics[0] && uv_fs_stat(NULL, &req, s->metrics, NULL) == 0
+                       ? (int64_t)req.statbuf.st_size : -1;
+    if (s->metrics[0]) uv_fs_req_cleanup(&req);
     return;
   }
   /* A command that cannot be run will not run on a retry either. */
@@ -327,17 +392,19 @@ static void on_child_closed(uv_handle_t *h) {
 
 /* Decides what follows an attempt: done (s->done, s->code) or a restart. */
 static void decide(sup_t *s, int64_t exit_status, int term_signal, double ran_s) {
+  if (s->stalled) /* whatever it exited with, it was stopped for no progress */
+    snprintf(s->final + strlen(s->final), sizeof s->final - strlen(s->final), ", stalled");
   if (s->forwarded) {
     s->done = 1;
     s->code = term_signal ? 128 + term_signal : (int)exit_status;
     return;
   }
-  if (exit_status == 0 && !term_signal) {
+  if (exit_status == 0 && !term_signal && !s->stalled) {
     s->done = 1;
     s->code = 0;
     return;
   }
-  if (exit_status == 2 && !term_signal) {
+  if (exit_status == 2 && !term_signal && !s->stalled) {
     fprintf(stderr,
             "swiftmoe run: attempt %d failed (exit status 2: bad usage or config); "
             "not restarting\n",
@@ -392,10 +459,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   int sig = s->forwarded ? SIGKILL : is_mpi_launcher(s->args.cmd[0]) ? SIGUSR1 : signum;
   fprintf(stderr, "swiftmoe run: forwarding %s to the command (pid %d)\n", signal_name(sig),
           s->child.pid);
-  int rc = uv_kill(-s->child.pid, sig);
-  if (rc == UV_ESRCH) rc = uv_process_kill(&s->child, sig); /* its group is gone, not it */
-  if (rc < 0 && rc != UV_ESRCH)
-    fprintf(stderr, "swiftmoe run: cannot signal pid %d: %s\n", s->child.pid, uv_strerror(rc));
+  signal_child(s, sig);
   s->forwarded++;
 }
 
@@ -412,10 +476,17 @@ int smoe_supervise(int argc, char **argv, const char *self) {
   s->out = out_dir(s->args.cmd, s->args.cmdc);
   s->backoff_ms = (uint64_t)s->args.backoff_s * 1000;
   UV_CHECK(uv_loop_init(&s->loop));
-  s->sigterm.data = s->sigint.data = s->backoff.data = s;
+  s->sigterm.data = s->sigint.data = s->backoff.data = s->watch.data = s;
   UV_CHECK(uv_signal_init(&s->loop, &s->sigterm));
   UV_CHECK(uv_signal_init(&s->loop, &s->sigint));
   UV_CHECK(uv_timer_init(&s->loop, &s->backoff));
+  UV_CHECK(uv_timer_init(&s->loop, &s->watch));
+  if (s->out) snprintf(s->metrics, sizeof s->metrics, "%s/metrics.jsonl", s->out);
+  if (s->args.stall_s > 0) { /* checked 20 times per timeout, at least every 5 s */
+    uint64_t every = (uint64_t)s->args.stall_s * 50;
+    every = every < 100 ? 100 : every > 5000 ? 5000 : every;
+    UV_CHECK(uv_timer_start(&s->watch, on_watch, every, every));
+  }
   UV_CHECK(uv_signal_start(&s->sigterm, on_signal, SIGTERM));
   UV_CHECK(uv_signal_start(&s->sigint, on_signal, SIGINT));
   spawn_attempt(s);

@@ -92,9 +92,13 @@ static const option_t train_options[] = {
     {"--nproc", "N", "run on N local processes: re-runs this command under mpirun -np N"},
     {"--resume", "auto|STEP", "continue the run in --out from its newest checkpoint that every "
                               "rank completed (auto; none yet: from step 0), or from STEP"},
+    {"--overwrite", NULL, "start over in an --out that holds an earlier run, deleting its "
+                          "checkpoints, metrics and final weights (without it, such a folder is "
+                          "refused)"},
     {"--help", NULL, "show this help"},
 };
-enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_NPROC, TRAIN_RESUME, TRAIN_HELP };
+enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_NPROC, TRAIN_RESUME,
+       TRAIN_OVERWRITE, TRAIN_HELP };
 #define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
 
 /* --nproc N: exec mpirun -np N on this same command line without --nproc.
@@ -132,7 +136,7 @@ static int exec_mpirun(int nproc, int argc, char **argv, char *self) {
 
 static int cmd_train(int argc, char **argv, char *self) {
   const char *config_path = NULL, *out = NULL, *init_hf = NULL, *resume_arg = NULL;
-  int nproc = 0;
+  int nproc = 0, overwrite = 0;
   const char **sets = xcalloc((size_t)argc, sizeof(char *));
   int n_sets = 0, rc = 0;
   for (int i = 0; i < argc && rc == 0; i++) {
@@ -145,9 +149,11 @@ static int cmd_train(int argc, char **argv, char *self) {
     if (k == TRAIN_INIT_HF) init_hf = value;
     if (k == TRAIN_NPROC) rc = positive("train", "--nproc", value, &nproc);
     if (k == TRAIN_RESUME) resume_arg = value;
+    if (k == TRAIN_OVERWRITE) overwrite = 1;
     if (k == N_TRAIN_OPTIONS) rc = usage_error("train", "unexpected argument '%s'", value);
     if (k == TRAIN_HELP) {
-      printf("usage: swiftmoe train [--config FILE] [--set SECTION.KEY=VALUE ...] [--out DIR]\n\n"
+      printf("usage: swiftmoe train [--config FILE] [--set SECTION.KEY=VALUE ...] [--out DIR]\n"
+             "                      [--resume auto|STEP | --overwrite]\n\n"
              "Trains a Mixtral-architecture MoE on this machine. The run folder gets\n"
              "config.ini (the resolved config), metrics.jsonl (one line per step),\n"
              "model.safetensors (the final weights, HF names) and summary.json.\n\noptions:\n");
@@ -184,7 +190,11 @@ static int cmd_train(int argc, char **argv, char *self) {
     else
       return usage_error("train", "--resume takes 'auto' or a step number > 0, not '%s'", resume_arg);
     if (!out) return usage_error("train", "%s needs --out, the run folder to continue", "--resume");
+    if (overwrite)
+      return usage_error("train", "%s", "--resume continues the run in --out and --overwrite "
+                         "deletes it: give one of them");
   }
+  if (overwrite) resume = SMOE_RESUME_OVERWRITE;
   if (nproc > 0) return exec_mpirun(nproc, argc, argv, self);
   char default_out[64];
   if (!out) {
@@ -197,6 +207,11 @@ static int cmd_train(int argc, char **argv, char *self) {
   smoe_comm_t *comm = smoe_comm_init(NULL, NULL);
   smoe_train_result_t res;
   if (smoe_train(&c, out, init_hf, resume, comm, &res, &err) != 0) {
+    if (res.refused) { /* every rank refused alike: nothing to abort */
+      if (smoe_comm_rank(comm) == 0) fprintf(stderr, "swiftmoe train: %s\n", err.msg);
+      smoe_comm_finalize(comm);
+      return res.refused;
+    }
     if (smoe_comm_size(comm) > 1) {
       fprintf(stderr, "swiftmoe train: [rank %d] %s\n", smoe_comm_rank(comm), err.msg);
       smoe_comm_abort(comm, 1); /* the other ranks must not wait for this one */

@@ -386,7 +386,7 @@ int main(int argc, char **argv) {
         smoe_scale(m.dense_grad_mem, m.n_dense, (real)clip);
         smoe_scale(sh.grad, sh.n, (real)clip);
       }
-      smoe_adamw_t o = {smoe_lr_at(step, c.warmup_steps, c.steps, c.lr, c.min_lr), c.beta1, c.beta2,
+      smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(&c), c.steps, c.lr, c.min_lr), c.beta1, c.beta2,
                         c.adam_eps, c.weight_decay};
       smoe_adamw_step(m.dense_mem, m.dense_grad_mem, dm, dv, m.n_dense, &o, step + 1);
       smoe_adamw_step(sh.master, sh.grad, sh.exp_avg, sh.exp_avg_sq, sh.n, &o, step + 1);
@@ -462,13 +462,13 @@ int main(int argc, char **argv) {
             "(32-byte header included). `@k`: full encodings are of step s+k, deltas of step "
             "s+k against step s. All three = the three states' raw bytes over their stored "
             "bytes.\n\n",
-            L, c.dim, E, c.expert_dim, SMOE_REAL_NAME, B, c.lr, c.min_lr, c.steps, c.warmup_steps,
+            L, c.dim, E, c.expert_dim, SMOE_REAL_NAME, B, c.lr, c.min_lr, c.steps, smoe_config_warmup(&c),
             c.beta1, c.beta2, sh.n, n / 1e6, level);
     fprintf(o, "Rows:\n\n");
     for (int x = 0; x < NVAR; x++) fprintf(o, "- `%s`: %s.\n", VAR_NAMES[x], VAR_NOTES[x]);
     for (int p = 0; p < npoint; p++) {
       fprintf(o, "\n## s = %d (lr at s: %.2e)\n\n| variant |", points[p],
-              smoe_lr_at(points[p], c.warmup_steps, c.steps, c.lr, c.min_lr));
+              smoe_lr_at(points[p], smoe_config_warmup(&c), c.steps, c.lr, c.min_lr));
       for (int j = 1; j < NOFF; j++)
         fprintf(o, " master@%d | exp_avg@%d | exp_avg_sq@%d | **all@%d** |", OFFS[j], OFFS[j],
                 OFFS[j], OFFS[j]);

@@ -1,0 +1,187 @@
+/* saver.c: one rank's checkpoints during training (see saver.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "saver.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void write_job(void *arg) {
+  smoe_saver_t *sv = arg;
+  smoe_ckpt_write(sv->ck);
+}
+static void write_done(void *arg) {
+  smoe_saver_t *sv = arg;
+  sv->rc = smoe_ckpt_finish(sv->ck, &sv->err);
+}
+
+/* A digest of the whole config as written (what changed, not only shapes). */
+static uint64_t config_digest(const smoe_config_t *c) {
+  char *text = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&text, &n);
+  if (!f) return 0;
+  smoe_config_write(c, f);
+  fclose(f);
+  uint64_t h = 0x5eed;
+  for (size_t i = 0; i < n; i++) h = smoe_mix64(h ^ (uint8_t)text[i]);
+  free(text);
+  return h;
+}
+
+void smoe_saver_dir(const smoe_config_t *c, const char *out_dir, char *dir, size_t n) {
+  if (c->ckpt_dir[0])
+    snprintf(dir, n, "%s", c->ckpt_dir);
+  else
+    snprintf(dir, n, "%s/state", out_dir);
+}
+
+int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir,
+                    smoe_model_t *m, smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv,
+                    smoe_err_t *err) {
+  memset(sv, 0, sizeof *sv);
+  const int G = m->G, g = m->rank;
+  const size_t n = m->n_dense, chunk = (n + (size_t)G - 1) / (size_t)G;
+  sv->dense_chunk = chunk;
+  sv->dense_lo = (size_t)g * chunk < n ? (size_t)g * chunk : n;
+  size_t len = n - sv->dense_lo < chunk ? n - sv->dense_lo : chunk;
+  const size_t le = (size_t)m->dims.L * m->dims.E, rb = sizeof(real);
+  smoe_ckpt_region_t r[] = {
+      {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb},
+      {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb},
+      {"exp_avg_sq", SMOE_CF_SHARD, sh->exp_avg_sq, sh->n * rb, (int)rb},
+      {"dense", SMOE_CF_DENSE, m->dense_mem + sv->dense_lo, len * rb, (int)rb},
+      {"dense_m", SMOE_CF_DENSE, dm + sv->dense_lo, len * rb, (int)rb},
+      {"dense_v", SMOE_CF_DENSE, dv + sv->dense_lo, len * rb, (int)rb},
+      {"expert_bias", SMOE_CF_DENSE, m->expert_bias, le * rb, (int)rb},
+      {"planner_loads", SMOE_CF_DATA, pol->loads, le * sizeof(double), 8},
+      {"position", SMOE_CF_DATA, sv->pos, sizeof sv->pos, 8},
+  };
+  smoe_ckpt_shape_t shapes[] = {
+      {"model.vocab_size", c->vocab_size}, {"model.dim", c->dim},
+      {"model.n_layers", c->n_layers},     {"model.n_heads", c->n_heads},
+      {"model.n_kv_heads", c->n_kv_heads}, {"model.tie_embed", c->tie_word_embeddings},
+      {"moe.num_experts", c->num_experts}, {"moe.expert_dim", c->expert_dim},
+      {"ranks", G},                        {"slots_per_rank", m->S},
+      {"precision_bytes", (int64_t)rb},    {"replicated_optim", sh->replicated},
+  };
+  smoe_ckpt_opts_t o = {c->ckpt_full_every, c->ckpt_keep, c->ckpt_level,
+                        (size_t)c->ckpt_chunk_mb << 20, SMOE_ENC_SHUFFLE_ZSTD,
+                        SMOE_ENC_XOR_SHUFFLE_ZSTD};
+  char dir[SMOE_PATHLEN + 16];
+  smoe_saver_dir(c, out_dir, dir, sizeof dir);
+  sv->ck = smoe_ckpt_open(dir, g, r, (int)(sizeof r / sizeof r[0]), shapes,
+                          (int)(sizeof shapes / sizeof shapes[0]), config_digest(c), &o, err);
+  if (!sv->ck) return -1;
+  sv->loop = smoe_loop_new(c->ckpt_every_seconds, err);
+  if (!sv->loop) {
+    smoe_ckpt_close(sv->ck);
+    return -1;
+  }
+  sv->async = strcmp(c->ckpt_mode, "async") == 0;
+  sv->skip_busy = strcmp(c->ckpt_when_busy, "skip") == 0;
+  sv->seed = c->seed;
+  sv->L = m->dims.L, sv->E = m->dims.E, sv->G = G, sv->S = m->S, sv->rank = g;
+  return 0;
+}
+
+void smoe_saver_close(smoe_saver_t *sv) {
+  smoe_loop_free(sv->loop); /* waits for a write in flight */
+  smoe_ckpt_close(sv->ck);
+  smoe_plog_free(&sv->plan);
+}
+
+double smoe_saver_stage(smoe_saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol) {
+  sv->pos[0] = (int64_t)sv->seed, sv->pos[1] = step, sv->pos[2] = tokens;
+  sv->pos[3] = pol->have_loads;
+  return smoe_ckpt_stage(sv->ck, step);
+}
+
+double smoe_saver_write(smoe_saver_t *sv, int sync) {
+  if (!sync) {
+    smoe_loop_submit(sv->loop, write_job, write_done, sv);
+    return 0;
+  }
+  double t0 = smoe_now();
+  write_job(sv);
+  write_done(sv);
+  return smoe_now() - t0;
+}
+
+int smoe_saver_agreed(smoe_saver_t *sv, int status, int64_t *global, smoe_err_t *err) {
+  int64_t step = smoe_ckpt_pending(sv->ck);
+  *global = -1;
+  if (step < 0 || status == 0) return 0;
+  if (status < 0) {
+    if (sv->rc != 0) *err = sv->err;
+    else
+      smoe_fail(err, "the checkpoint of step %lld failed on another rank (see its message)",
+                (long long)step);
+    smoe_ckpt_agreed(sv->ck, -1, NULL);
+    return -1;
+  }
+  if (smoe_ckpt_agreed(sv->ck, 1, err) != 0) return -1;
+  *global = step;
+  return 0;
+}
+
+int smoe_saver_settle(smoe_saver_t *sv, smoe_comm_t *comm, int64_t *global, double *stall,
+                      smoe_err_t *err) {
+  *global = -1;
+  if (smoe_ckpt_pending(sv->ck) < 0) return 0; /* the same on every rank */
+  *stall += smoe_loop_wait(sv->loop);
+  int status = (int)smoe_comm_min_i64(comm, smoe_ckpt_local_status(sv->ck), SMOE_PHASE_OTHER);
+  return smoe_saver_agreed(sv, status, global, err);
+}
+
+/* The resume check (smoe_ckpt_check_fn): the placement record of `step`, the
+ * placement the resumed step runs with, read, checked against this run's
+ * shapes and kept in sv->plan. */
+static int check_plan(void *arg, int64_t step, uint64_t *fingerprint, smoe_err_t *err) {
+  smoe_saver_t *sv = arg;
+  smoe_plog_free(&sv->plan);
+  int found = smoe_plog_read(smoe_ckpt_store(sv->ck), step, &sv->plan, err);
+  if (found == 0)
+    return smoe_fail(err, "rank %d: the placement log has no record of step %lld, which the "
+                     "checkpoint of that step needs", sv->rank, (long long)step);
+  if (found < 0) return -1;
+  const smoe_plog_t *p = &sv->plan;
+  if (p->L != sv->L || p->E != sv->E || p->G != sv->G || p->S != sv->S)
+    return smoe_fail(err, "rank %d: the placement record of step %lld is for L %d, E %d, G %d, "
+                     "S %d; this run has L %d, E %d, G %d, S %d", sv->rank, (long long)step, p->L,
+                     p->E, p->G, p->S, sv->L, sv->E, sv->G, sv->S);
+  *fingerprint = smoe_plog_fingerprint(p);
+  return 0;
+}
+
+int smoe_saver_resume(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, smoe_model_t *m,
+                      smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, int64_t *start,
+                      smoe_err_t *err) {
+  *start = 0;
+  int64_t step;
+  if (smoe_ckpt_resume(sv->ck, comm, want, check_plan, sv, &step, err) != 0) return -1;
+  if (step < 0) return 0;
+  /* this rank's regions are back; the dense vectors from every rank's slice */
+  const size_t n = m->n_dense, chunk = sv->dense_chunk, lo = sv->dense_lo;
+  real *send = xcalloc(chunk + 1, sizeof(real)), *recv = xmalloc(sizeof(real) * chunk * sv->G + 1);
+  real *bufs[3] = {m->dense_mem, dm, dv};
+  for (int b = 0; b < 3; b++) {
+    size_t len = n - lo < chunk ? n - lo : chunk;
+    memset(send, 0, sizeof(real) * chunk);
+    memcpy(send, bufs[b] + lo, sizeof(real) * len);
+    smoe_comm_allgather(comm, send, recv, sizeof(real) * chunk, SMOE_PHASE_OTHER);
+    memcpy(bufs[b], recv, sizeof(real) * n);
+  }
+  free(send), free(recv);
+  pol->have_loads = (int)sv->pos[3];
+  /* the checked placement (every rank holds the same), and the replicas */
+  smoe_placement_t p;
+  smoe_placement_init(&p, sv->L, sv->E, sv->G, sv->S);
+  memcpy(p.slot_expert, sv->plan.slot_expert, sizeof(int) * (size_t)sv->L * sv->G * sv->S);
+  smoe_placement_count_replicas(&p);
+  smoe_model_set_placement(m, &p);
+  smoe_shards_weights(sh, comm, &p, m->experts);
+  smoe_placement_free(&p);
+  smoe_plog_free(&sv->plan);
+  *start = step;
+  return 0;
+}

@@ -1,0 +1,74 @@
+/* saver.h: one rank's checkpoints during training. Which state a checkpoint
+ * holds (the regions: the expert optimizer shard, this rank's 1/G slice of
+ * the dense parameters and their moments, the balancing bias, the planner's
+ * loads and the position), staging it, writing it on the loop's thread pool
+ * (or at once), the agreement between ranks that it is complete everywhere,
+ * and restoring it on resume. train.c decides when; ckpt/ does the storing.
+ *
+ * Every function marked "collective" is called by every rank at the same
+ * point (it talks to the other ranks through comm). */
+#ifndef SMOE_SAVER_H
+#define SMOE_SAVER_H
+
+#include "ckpt.h"
+#include "loop.h"
+#include "model.h"
+#include "policy.h"
+#include "shards.h"
+
+typedef struct {
+  smoe_ckpt_t *ck;
+  smoe_loop_t *loop;
+  int async, skip_busy;
+  int rc; /* the last write's result, set when it finished */
+  smoe_err_t err;
+  int64_t pos[4]; /* region "position": seed, step, tokens, planner has loads */
+  uint64_t seed;
+  size_t dense_lo, dense_chunk; /* this rank's slice of the dense vectors */
+  int L, E, G, S, rank;
+  smoe_plog_t plan; /* on resume: the placement record the restored step runs with */
+} smoe_saver_t;
+
+/* The folder of the ranks' state stores: checkpoint.dir, or out_dir/state. */
+void smoe_saver_dir(const smoe_config_t *c, const char *out_dir, char *dir, size_t n);
+
+/* Opens this rank's store (creating it) and the event loop; the regions
+ * point into m, sh, pol, dm and dv, which must outlive the saver. */
+int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir,
+                    smoe_model_t *m, smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv,
+                    smoe_err_t *err);
+/* Waits for a write in flight, closes the store. */
+void smoe_saver_close(smoe_saver_t *sv);
+
+/* Copies the state after `step` steps into the staging buffer (nothing is
+ * written yet: smoe_saver_write). No write may be pending: see settle.
+ * Returns the seconds it took. */
+double smoe_saver_stage(smoe_saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol);
+/* Writes the staged checkpoint: on the thread pool (async), or here (sync).
+ * Returns the seconds the caller was blocked. */
+double smoe_saver_write(smoe_saver_t *sv, int sync);
+
+/* Every rank knows `status`, the minimum over ranks of the pending
+ * checkpoint's smoe_ckpt_local_status: 1 records it globally complete and
+ * prunes (*global = its step), -1 fails the run naming the step, 0 (still
+ * being written somewhere) leaves it pending. *global = -1 otherwise. */
+int smoe_saver_agreed(smoe_saver_t *sv, int status, int64_t *global, smoe_err_t *err);
+/* Collective: waits until this rank's pending write (if any) has finished,
+ * then agrees on it as above. After it nothing is pending, so every
+ * checkpoint written is agreed (or reported failed) before the next one is
+ * staged. *stall += the seconds waited. */
+int smoe_saver_settle(smoe_saver_t *sv, smoe_comm_t *comm, int64_t *global, double *stall,
+                      smoe_err_t *err);
+
+/* Collective: resumes from checkpoint `want` (-1: the newest
+ * every rank completed, falling back past damaged ones). The placement
+ * record of the step is read and checked on every rank (checksum, shapes,
+ * a valid placement, the same on every rank) before the step is accepted.
+ * Then the dense slices are all-gathered, the placement applied and the
+ * replicas rebuilt by one weights-to-slots exchange. *start = the resumed
+ * step, or 0 when there is no checkpoint anywhere. */
+int smoe_saver_resume(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, smoe_model_t *m,
+                      smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, int64_t *start,
+                      smoe_err_t *err);
+
+#endif
