@@ -128,7 +128,10 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   snprintf(path, sizeof path, "%s/summary.json", dir);
   cJSON *o = cJSON_CreateObject();
   cJSON_AddNumberToObject(o, "steps", (double)r->steps);
-  cJSON_AddNumberToObject(o, "final_train_loss", r->final_train_loss);
+  if (isnan(r->final_train_loss)) /* resumed at the last step: no step of this run measured it */
+    cJSON_AddNullToObject(o, "final_train_loss");
+  else
+    cJSON_AddNumberToObject(o, "final_train_loss", r->final_train_loss);
   cJSON_AddNumberToObject(o, "first_val_loss", r->first_val_loss);
   cJSON_AddNumberToObject(o, "final_val_loss", r->final_val_loss);
   cJSON_AddNumberToObject(o, "wall_time_s", r->wall_s);
@@ -290,8 +293,8 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
 /* Rank 0 locks the run folder and lists what an earlier run left there; each
  * rank surveys its store (read-only: nothing is created or changed); then
  * every rank takes the same decision (decide). On a refusal returns -1 with
- * res->refused set on every rank. Rank 0 then writes config.ini. *lock: the
- * lock's descriptor on rank 0, else -1. */
+ * res->refused set on every rank. *lock: the lock's descriptor on rank 0,
+ * else -1. */
 static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64_t resume,
                               smoe_comm_t *comm, int *lock, smoe_train_result_t *res,
                               smoe_err_t *err) {
@@ -322,24 +325,28 @@ static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64
   smoe_comm_allgather(comm, &mine, all, sizeof mine, SMOE_PHASE_OTHER);
   int code = decide(resume, out_dir, state, (int)flag, names, all, G, err->msg, sizeof err->msg);
   free(all);
-  if (code) {
-    res->refused = code;
-    return -1;
-  }
-  if (rank == 0) {
-    char path[SMOE_PATHLEN + 32];
-    snprintf(path, sizeof path, "%s/config.ini", out_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
-    int bad = smoe_config_write(c, f) != 0;
-    if (fclose(f) != 0 || bad) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
-    if (resume == SMOE_RESUME_OVERWRITE) /* the earlier run's results: not this run's */
-      for (const char *const *f = (const char *const[]){"model.safetensors", "summary.json", NULL}; *f; f++) {
-        snprintf(path, sizeof path, "%s/%s", out_dir, *f);
-        if (unlink(path) != 0 && errno != ENOENT)
-          return smoe_fail(err, "--overwrite: cannot remove %s: %s", path, strerror(errno));
-      }
-  }
+  if (code) res->refused = code;
+  return code ? -1 : 0;
+}
+
+/* Rank 0, once the run's state is settled (a resume that fails, say on other
+ * shapes, leaves the folder as it was): config.ini, and with --overwrite the
+ * earlier run's final weights and summary removed (they are not this run's). */
+static int write_run_files(const smoe_config_t *c, const char *out_dir, int64_t resume,
+                           smoe_err_t *err) {
+  char path[SMOE_PATHLEN + 32];
+  snprintf(path, sizeof path, "%s/config.ini", out_dir);
+  FILE *f = fopen(path, "w");
+  if (!f) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
+  int bad = smoe_config_write(c, f) != 0;
+  if (fclose(f) != 0 || bad) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
+  if (resume == SMOE_RESUME_OVERWRITE)
+    for (const char *const *n = (const char *const[]){"model.safetensors", "summary.json", NULL}; *n;
+         n++) {
+      snprintf(path, sizeof path, "%s/%s", out_dir, *n);
+      if (unlink(path) != 0 && errno != ENOENT)
+        return smoe_fail(err, "--overwrite: cannot remove %s: %s", path, strerror(errno));
+    }
   return 0;
 }
 
@@ -454,6 +461,7 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
     res->resume_s = smoe_now() - t0;
   }
   int64_t last_logged = 0;
+  if (rc == 0 && rank == 0) rc = write_run_files(c, out_dir, resume, err);
   if (rc == 0 && rank == 0 &&
       !(mt = smoe_metrics_open(out_dir, c->progress, c->steps, fresh ? -1 : start, &last_logged,
                                err)))
@@ -507,6 +515,8 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
   long long fail_step = -1;
   if (getenv("SMOE_FAIL_AT")) sscanf(getenv("SMOE_FAIL_AT"), "%d:%lld", &fail_rank, &fail_step);
   int64_t last_ckpt = start; /* the newest step checkpointed (or resumed from) */
+  res->steps = start;             /* steps done, counted from the run's start */
+  res->final_train_loss = NAN;    /* until a step of this process measures it */
   int stop = 0;              /* preempted: agreed SIGTERM/SIGINT */
   int64_t step;
   for (step = start; step < c->steps; step++) {
@@ -673,6 +683,8 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
          (long long)smoe_ckpt_last_global(sv.ck));
   }
   /* after an error on this rank only, no more collectives: the caller aborts the job */
+  if (rc == 0 && !stop && start == c->steps) /* resumed after the last step: as if it had ended */
+    res->final_val_loss = validate(&m, &data, val_windows);
   if (rc == 0 && !stop) smoe_shards_gather(&sh, comm, m.experts_full);
   res->wall_s = smoe_now() - t_start;
   if (rc == 0 && !stop && rank == 0) { /* the weights first: "done" only once they are on disk */
@@ -681,7 +693,11 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
     rc = smoe_hf_save(&m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err);
     if (rc == 0) rc = write_summary(out_dir, c, res, threads, err);
   }
-  if (rc == 0 && !stop) {
+  if (rc == 0 && !stop && start == c->steps) { /* resumed after the last step: nothing to train */
+    NOTE("done: the run was already complete at step %lld (resumed from its last checkpoint); "
+         "val loss %.4f; final weights and summary written again", (long long)start,
+         res->final_val_loss);
+  } else if (rc == 0 && !stop) {
     char replay[64] = "";
     if (G > 1 && res->static_imbalance > 0 && strcmp(c->policy, "static") != 0)
       snprintf(replay, sizeof replay, " (static on the same loads: %.3f)", res->static_imbalance);

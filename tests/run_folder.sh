@@ -10,7 +10,7 @@
 #    nothing changes and rank-2 is not recreated;
 #  - a second job on a folder whose job is running stops at the folder's lock
 #    (exit 1, "in use"), before writing anything: config.ini stays the first
-#    job's;
+#    job's; a resume that fails (other shapes) changes nothing either;
 #  - a short run needs no warmup setting: `--set training.steps=20` trains.
 # usage: run_folder.sh path/to/swiftmoe
 set -uo pipefail
@@ -56,6 +56,17 @@ if [ $rc -eq 0 ] && grep -q "^--overwrite: removed the earlier run's 2 checkpoin
 else
   bad "--overwrite: exit $rc, checkpoints '$steps'"; tail -3 "$tmp/err"
 fi
+
+# a resume that fails (other shapes) leaves the folder as it was, config.ini
+# included, and its checkpoints (RocksDB's own files change on any open)
+user() { sums "$1" | grep -v " ./state/"; "$bin" ckpt ls "$1"; }
+user "$d" >"$tmp/before"
+rc=0
+timeout 60 "$bin" train "${args[@]}" --set model.dim=64 --out "$d" --resume auto 2>"$tmp/err" || rc=$?
+user "$d" >"$tmp/after"
+[ $rc -eq 1 ] && grep -q "other shapes" "$tmp/err" && cmp -s "$tmp/before" "$tmp/after" &&
+  ok "a failed resume (other shapes): exit 1, nothing changed" ||
+  { bad "failed resume: exit $rc: $(tail -1 "$tmp/err")"; diff "$tmp/before" "$tmp/after" | head -5; }
 
 # --- --resume auto with a rank's store missing ---------------------------------------
 d=$tmp/b

@@ -157,6 +157,32 @@ timeout 40 "$SM" run --max-restarts 0 --stall-timeout 1 -- sh -c 'trap "" TERM; 
 grep -q "still running 15 s after SIGTERM: SIGKILL" "$T/err" || fail "no SIGKILL after the grace period"
 grep -q "attempt 1 failed (killed by SIGKILL, stalled)" "$T/err" || fail "SIGKILL not reported"
 
+echo "6d. an mpirun left with only exited ranks (zombies) is killed and the job restarted"
+# (Open MPI 4.1.4's mpirun can hang so in its own shutdown after a rank is
+# SIGKILLed in MPI_Init.) The fake launcher forks two "ranks" that exit at once
+# and never reaps them; its second attempt exits 0.
+mkdir -p "$T/bin6d"
+cat >"$T/bin6d/mpirun" <<'EOF'
+#!/usr/bin/env python3
+import os, sys, time
+log = sys.argv[1]
+open(log, "a").write("x\n")
+if sum(1 for _ in open(log)) >= 2:
+    sys.exit(0)
+for _ in range(2):
+    if os.fork() == 0:
+        os._exit(0)
+time.sleep(60)
+EOF
+chmod +x "$T/bin6d/mpirun"
+rc=0
+timeout 40 "$SM" run --backoff 0 -- "$T/bin6d/mpirun" "$T/count.6d" 2>"$T/err" || rc=$?
+[ "$rc" -eq 0 ] || fail "exit $rc after a hung launcher, expected 0 (restarted)"
+[ "$(wc -l <"$T/count.6d")" -eq 2 ] || fail "expected 2 attempts"
+grep -q "mpirun (pid [0-9]*) is still running 10 s after all its 2 ranks exited" "$T/err" ||
+  fail "no line for the hung launcher"
+grep -q "attempt 1 failed (killed by SIGKILL, launcher hung)" "$T/err" || fail "restart line"
+
 echo "7. usage errors exit 2 and name the problem"
 run 2 sh -c true
 grep -q "unexpected argument 'sh'" "$T/err" || fail "no '--'"

@@ -433,6 +433,15 @@ static void test_markdown(void **state) {
   fclose(in);
   if (strcmp(doc, md) != 0) fail_msg("%s is stale: rerun this test with SMOE_UPDATE_DOCS=1", path);
   free(doc);
+  /* the README's copy too (pasted from that file) */
+  snprintf(path, sizeof path, "%s/README.md", root);
+  in = fopen(path, "r");
+  if (!in) fail_msg("cannot open %s", path);
+  doc = slurp(in);
+  fclose(in);
+  if (!strstr(doc, md))
+    fail_msg("the config table in %s differs from configs/README-config-table.md: paste it", path);
+  free(doc);
   free(md);
 }
 

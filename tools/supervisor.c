@@ -17,6 +17,14 @@
  * forwards SIGTERM/SIGINT as SIGUSR1, which swiftmoe train takes as a
  * preemption like SIGTERM (measured with Open MPI 4.1.4).
  *
+ * An MPI launcher still running LAUNCHER_HANG_S seconds after every one of
+ * its ranks has exited (all its children zombies) is hung in its own
+ * shutdown and is killed, so the job's failure is seen and it restarts.
+ * Open MPI 4.1.4's mpirun does this when a rank is SIGKILLed while it
+ * connects to mpirun's PMIx server (in MPI_Init): it reports the death, then
+ * blocks for ever on a mutex in PMIx_server_finalize (measured: 6 of 150
+ * kills 0-0.4 s after launch); that hang stalled the crash-loop test.
+ *
  * A job that makes no progress (no new line in <out>/metrics.jsonl, or none
  * yet since it started) for --stall-timeout seconds is stopped and restarted
  * like a failed one: a rank blocked for ever in a collective whose peer died,
@@ -34,6 +42,7 @@
 #include "supervisor.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +55,7 @@
 #define MAX_BACKOFF_S 30
 #define METRICS_TAIL 65536 /* bytes of metrics.jsonl read for the last step */
 #define STALL_GRACE_MS 15000 /* after the SIGTERM of a stalled job, until SIGKILL */
+#define LAUNCHER_HANG_S 10   /* a launcher whose ranks have all exited, until SIGKILL */
 
 /* A libuv call that cannot fail in normal use: report where and exit. */
 #define UV_CHECK(call) uv_check((call), #call, __FILE__, __LINE__)
@@ -270,6 +280,8 @@ typedef struct {
   int64_t seen_size;   /* its size at the last progress */
   uint64_t progress_ns; /* when the attempt last made progress */
   int stalled;         /* 1: stopped for no progress (SIGTERM sent); 2: SIGKILL sent */
+  uint64_t orphaned_ns; /* since when the launcher's children are all zombies, or 0 */
+  const char *stop_why; /* why this supervisor stopped the attempt ("stalled", ...) */
   sup_args_t args;
   char **restart_cmd; /* the command with --resume auto */
   const char *out;     /* the command's --out DIR, or NULL */
@@ -303,19 +315,66 @@ static void signal_child(sup_t *s, int sig) {
     fprintf(stderr, "swiftmoe run: cannot signal pid %d: %s\n", s->child.pid, uv_strerror(rc));
 }
 
+/* Children of pid: how many, and how many are zombies (exited, not reaped).
+ * Reads /proc (Linux); both 0 where it cannot. */
+static void children(int pid, int *n, int *zombies) {
+  *n = *zombies = 0;
+  DIR *d = opendir("/proc");
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    char path[300], buf[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    const char *close = strrchr(buf, ')'); /* "pid (comm) state ppid ..."; comm may hold ')' */
+    char state;
+    int ppid;
+    if (close && sscanf(close + 1, " %c %d", &state, &ppid) == 2 && ppid == pid) {
+      (*n)++;
+      *zombies += state == 'Z';
+    }
+  }
+  closedir(d);
+}
+
+/* A launcher hung in its own shutdown (see the top of this file): SIGKILL. */
+static void check_launcher(sup_t *s, uint64_t now) {
+  int n, zombies;
+  children(s->child.pid, &n, &zombies);
+  if (n == 0 || zombies < n) {
+    s->orphaned_ns = 0;
+    return;
+  }
+  if (!s->orphaned_ns) s->orphaned_ns = now;
+  if (now - s->orphaned_ns < (uint64_t)LAUNCHER_HANG_S * 1000000000u || s->stalled == 2) return;
+  fprintf(stderr, "swiftmoe run: %s (pid %d) is still running %d s after all its %d ranks "
+          "exited: the launcher hung in its own shutdown; SIGKILL, to restart the job\n",
+          s->args.cmd[0], s->child.pid, LAUNCHER_HANG_S, n);
+  signal_child(s, SIGKILL);
+  s->stalled = 2;
+  s->stop_why = "launcher hung";
+}
+
 /* --stall-timeout: progress is metrics.jsonl growing. A stalled attempt gets
  * SIGTERM (mpirun: abort the job), then SIGKILL; its exit is then a failure. */
 static void on_watch(uv_timer_t *t) {
   sup_t *s = t->data;
   if (!s->running) return;
   uint64_t now = uv_hrtime();
-  uv_fs_t req;
-  if (s->metrics[0] && uv_fs_stat(NULL, &req, s->metrics, NULL) == 0 &&
-      (int64_t)req.statbuf.st_size != s->seen_size) {
-    s->seen_size = (int64_t)req.statbuf.st_size;
-    s->progress_ns = now;
+  if (is_mpi_launcher(s->args.cmd[0])) check_launcher(s, now);
+  if (s->args.stall_s <= 0) return;
+  if (s->metrics[0]) {
+    uv_fs_t req;
+    if (uv_fs_stat(NULL, &req, s->metrics, NULL) == 0 && (int64_t)req.statbuf.st_size != s->seen_size) {
+      s->seen_size = (int64_t)req.statbuf.st_size;
+      s->progress_ns = now;
+    }
+    uv_fs_req_cleanup(&req);
   }
-  uv_fs_req_cleanup(&req);
   double idle_s = (double)(now - s->progress_ns) / 1e9;
   if (!s->stalled && idle_s >= s->args.stall_s) {
     long long step;
@@ -326,6 +385,7 @@ static void on_watch(uv_timer_t *t) {
             s->metrics[0] ? s->metrics : "metrics.jsonl", where, STALL_GRACE_MS / 1000);
     signal_child(s, SIGTERM);
     s->stalled = 1;
+    s->stop_why = "stalled";
     s->progress_ns = now; /* the grace period counts from here */
   } else if (s->stalled == 1 && idle_s * 1000 >= STALL_GRACE_MS) {
     fprintf(stderr, "swiftmoe run: attempt %d still running %d s after SIGTERM: SIGKILL\n",
@@ -354,11 +414,14 @@ static void spawn_attempt(sup_t *s) {
   if (rc == 0) {
     s->running = 1;
     s->stalled = 0;
+    s->orphaned_ns = 0;
     s->progress_ns = s->started_ns;
-    uv_fs_t req; /* what metrics.jsonl holds already is not progress */
-    s->seen_size = s->metrics[0] && uv_fs_stat(NULL, &req, s->metrics, NULL) == 0
-                       ? (int64_t)req.statbuf.st_size : -1;
-    if (s->metrics[0]) uv_fs_req_cleanup(&req);
+    s->seen_size = -1; /* what metrics.jsonl holds already is not progress */
+    if (s->metrics[0]) {
+      uv_fs_t req;
+      if (uv_fs_stat(NULL, &req, s->metrics, NULL) == 0) s->seen_size = (int64_t)req.statbuf.st_size;
+      uv_fs_req_cleanup(&req);
+    }
     return;
   }
   /* A command that cannot be run will not run on a retry either. */
@@ -392,8 +455,8 @@ static void on_child_closed(uv_handle_t *h) {
 
 /* Decides what follows an attempt: done (s->done, s->code) or a restart. */
 static void decide(sup_t *s, int64_t exit_status, int term_signal, double ran_s) {
-  if (s->stalled) /* whatever it exited with, it was stopped for no progress */
-    snprintf(s->final + strlen(s->final), sizeof s->final - strlen(s->final), ", stalled");
+  if (s->stalled) /* whatever it exited with, this supervisor stopped it */
+    snprintf(s->final + strlen(s->final), sizeof s->final - strlen(s->final), ", %s", s->stop_why);
   if (s->forwarded) {
     s->done = 1;
     s->code = term_signal ? 128 + term_signal : (int)exit_status;
@@ -482,11 +545,9 @@ int smoe_supervise(int argc, char **argv, const char *self) {
   UV_CHECK(uv_timer_init(&s->loop, &s->backoff));
   UV_CHECK(uv_timer_init(&s->loop, &s->watch));
   if (s->out) snprintf(s->metrics, sizeof s->metrics, "%s/metrics.jsonl", s->out);
-  if (s->args.stall_s > 0) { /* checked 20 times per timeout, at least every 5 s */
-    uint64_t every = (uint64_t)s->args.stall_s * 50;
-    every = every < 100 ? 100 : every > 5000 ? 5000 : every;
-    UV_CHECK(uv_timer_start(&s->watch, on_watch, every, every));
-  }
+  /* checked every second, or 20 times per stall timeout if shorter */
+  uint64_t every = s->args.stall_s > 0 && s->args.stall_s < 20 ? (uint64_t)s->args.stall_s * 50 : 1000;
+  UV_CHECK(uv_timer_start(&s->watch, on_watch, every < 100 ? 100 : every, every < 100 ? 100 : every));
   UV_CHECK(uv_signal_start(&s->sigterm, on_signal, SIGTERM));
   UV_CHECK(uv_signal_start(&s->sigint, on_signal, SIGINT));
   spawn_attempt(s);
