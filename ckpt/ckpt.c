@@ -947,17 +947,25 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, smoe_ckpt
             "manifest (meta key 'm'+%lld) is missing: falling back to step %lld\n", ck->rank,
             (long long)lost, (long long)lost, (long long)*step);
   const int mine = man.n;
-  int64_t held = man.n; /* then: checkpoints on the rank that holds the most */
   free(man.v);
   if (*step < 0 && failed)
     return smoe_fail(err, "%s holds checkpoints, but none can be restored on every rank (see the "
                      "messages above); nothing was changed", smoe_store_path(ck->s));
   if (*step < 0) {
-    smoe_comm_allreduce_max_i64(comm, &held, 1, SMOE_PHASE_OTHER);
-    if (held > 0) /* a rank's checkpoints are a run's state: never thrown away by a resume */
-      return smoe_fail(err, "the ranks hold checkpoints, but no step is complete on every rank "
-                       "(%s holds %d); nothing was changed", smoe_store_path(ck->s), mine);
-    return discard_after(ck, -1, err); /* only unfinished writes: no manifest anywhere */
+    /* Checkpoints that were never complete on every rank (a crash during the
+     * first one) are unfinished writes: discarded. But once one was agreed
+     * (a 'g' marker anywhere), every rank held a checkpoint: the missing ones
+     * were lost, and the others' are the run's state, not to be thrown away. */
+    steps_t glob;
+    if (list_keys(ck->s, 'g', &glob, err) != 0) glob.n = 1; /* unreadable: keep everything */
+    free(glob.v);
+    int64_t agreed = glob.n;
+    smoe_comm_allreduce_max_i64(comm, &agreed, 1, SMOE_PHASE_OTHER);
+    if (agreed > 0)
+      return smoe_fail(err, "no checkpoint is on every rank although some were complete on every "
+                       "rank before (%s holds %d): a rank's checkpoints are lost; nothing was "
+                       "changed", smoe_store_path(ck->s), mine);
+    return discard_after(ck, -1, err);
   }
   ck->last_global = *step;
   ck->pending = -1;

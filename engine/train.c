@@ -243,7 +243,8 @@ static int empty_store(const survey_t *s) { return s->store && s->count == 0; }
 
 /* What a run may do with what its folder and the ranks' stores hold (pure):
  * 0 to go on, or the exit code with msg. A fresh run needs an empty folder
- * (or --overwrite); a resume needs checkpoints on every rank, or on none. */
+ * (or --overwrite); a resume needs checkpoints on every rank, or none ever
+ * agreed (a crash during the first checkpoint leaves some ranks with it). */
 static int decide(int64_t resume, const char *dir, const char *state, int files,
                   const char *names, const survey_t *s, int G, char *msg, size_t n) {
   int with = 0, wrote_G = 0;
@@ -269,7 +270,11 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
         "deletes its checkpoints and results", files ? "; " : "", files ? names : "");
     return 2;
   }
-  if (with == 0 || with == G) return 0;
+  /* some ranks without checkpoints: refused only once a checkpoint was agreed
+   * (every rank held it); before that, they are an unfinished first write */
+  int agreed = 0;
+  for (int g = 0; g < G; g++) agreed |= s[g].newest_global >= 0;
+  if (with == 0 || with == G || !agreed) return 0;
   int missing = 0, empty = 0;
   for (int g = 0; g < G; g++) missing += no_store(&s[g]), empty += empty_store(&s[g]);
   say(msg, n, "--resume: in %s, ", state);
@@ -294,10 +299,10 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
  * rank surveys its store (read-only: nothing is created or changed); then
  * every rank takes the same decision (decide). On a refusal returns -1 with
  * res->refused set on every rank. *lock: the lock's descriptor on rank 0,
- * else -1. */
+ * else -1; *earlier: whether the folder held an earlier run. */
 static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64_t resume,
-                              smoe_comm_t *comm, int *lock, smoe_train_result_t *res,
-                              smoe_err_t *err) {
+                              smoe_comm_t *comm, int *lock, int *earlier,
+                              smoe_train_result_t *res, smoe_err_t *err) {
   const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
   *lock = -1;
   char names[256] = "";
@@ -324,6 +329,8 @@ static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64
   survey_t *all = xmalloc(sizeof *all * (size_t)G);
   smoe_comm_allgather(comm, &mine, all, sizeof mine, SMOE_PHASE_OTHER);
   int code = decide(resume, out_dir, state, (int)flag, names, all, G, err->msg, sizeof err->msg);
+  *earlier = flag > 0;
+  for (int g = 0; g < G; g++) *earlier |= all[g].count > 0;
   free(all);
   if (code) res->refused = code;
   return code ? -1 : 0;
@@ -362,8 +369,8 @@ static int write_run_files(const smoe_config_t *c, const char *out_dir, int64_t 
   } while (0)
 
 static int train_in(const smoe_config_t *c, const char *out_dir, const char *init_hf,
-                    int64_t resume, smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err,
-                    double t_start);
+                    int64_t resume, int earlier, smoe_comm_t *comm, smoe_train_result_t *res,
+                    smoe_err_t *err, double t_start);
 
 int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf, int64_t resume,
                smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err) {
@@ -377,17 +384,17 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                      "training.global_batch_size = %d is not divisible by the %d ranks; each rank "
                      "takes an equal share of the batch",
                      c->global_batch_size, G);
-  int lock = -1;
-  int rc = prepare_run_folder(c, out_dir, resume, comm, &lock, res, err);
-  if (rc == 0) rc = train_in(c, out_dir, init_hf, resume, comm, res, err, t_start);
+  int lock = -1, earlier = 0;
+  int rc = prepare_run_folder(c, out_dir, resume, comm, &lock, &earlier, res, err);
+  if (rc == 0) rc = train_in(c, out_dir, init_hf, resume, earlier, comm, res, err, t_start);
   if (lock >= 0) close(lock);
   return rc;
 }
 
 /* The run, once its folder is ready (smoe_train). */
 static int train_in(const smoe_config_t *c, const char *out_dir, const char *init_hf,
-                    int64_t resume, smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err,
-                    double t_start) {
+                    int64_t resume, int earlier, smoe_comm_t *comm, smoe_train_result_t *res,
+                    smoe_err_t *err, double t_start) {
   const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
   smoe_metrics_t *mt = NULL;
   /* threads: the node's cores shared by the ranks on it */
@@ -484,10 +491,11 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
        data.n_files, G, G > 1 ? "s" : "", threads, threads > 1 ? "s" : "", SMOE_REAL_NAME,
        c->policy);
   NOTE("run folder: %s%s%s", out_dir, init_hf ? "; weights from " : "", init_hf ? init_hf : "");
-  if (resume == SMOE_RESUME_OVERWRITE)
+  if (resume == SMOE_RESUME_OVERWRITE && earlier)
     NOTE("--overwrite: removed the earlier run's %d checkpoint%s, metrics and final weights from "
          "this run folder", removed, removed == 1 ? "" : "s");
-  if (!fresh && start == 0) NOTE("resume: no rank holds a checkpoint yet; starting from step 0");
+  if (!fresh && start == 0)
+    NOTE("resume: no checkpoint was ever complete on every rank; starting from step 0");
   if (start > 0) /* counted from what metrics.jsonl holds: every checkpointed step is in it */
     NOTE("resumed from the checkpoint of step %lld in %.2f s (every rank read its own store); "
          "%lld step%s lost since it (the last step logged was %lld)",

@@ -7,14 +7,16 @@
 #    checkpoints; --overwrite with --resume is a usage error;
 #  - --resume auto with one rank's store missing (4 ranks, state/rank-2
 #    deleted) is refused: exit 1, naming rank 2 and the step the others hold;
-#    nothing changes and rank-2 is not recreated;
+#    nothing changes and rank-2 is not recreated; but a first checkpoint that
+#    never became complete on every rank (a crash while writing it: rank 1's
+#    manifest removed) is an unfinished write, and the resume starts at step 0;
 #  - a second job on a folder whose job is running stops at the folder's lock
 #    (exit 1, "in use"), before writing anything: config.ini stays the first
 #    job's; a resume that fails (other shapes) changes nothing either;
 #  - a short run needs no warmup setting: `--set training.steps=20` trains.
-# usage: run_folder.sh path/to/swiftmoe
+# usage: run_folder.sh path/to/swiftmoe path/to/store_tool
 set -uo pipefail
-bin=$1
+bin=$1 tool=$2
 tmp=$(mktemp -d)
 trap 'pkill -9 -f "$tmp/" 2>/dev/null; rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
@@ -83,6 +85,19 @@ if [ $rc -eq 1 ] && [ "$(wc -l <<<"$msg")" -eq 1 ] && grep -q "rank 2 has no sta
   ok "a missing rank store: exit 1, nothing changed: ${msg:0:170}..."
 else
   bad "a missing rank store: exit $rc: $msg"; diff "$tmp/before" "$tmp/after" | head -5
+fi
+
+# a crash during the first checkpoint: ranks 0, 2, 3 hold it, rank 1 does not, and
+# no checkpoint was ever agreed: the resume starts from step 0
+d=$tmp/e
+SMOE_FAIL_AT=0:3 "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" >/dev/null 2>&1
+"$tool" "$d/state" 1 delete-manifest 3 || bad "store_tool"
+rc=0
+"${mpi[@]}" "$bin" train "${args[@]}" --out "$d" --resume auto 2>"$tmp/err" >/dev/null || rc=$?
+if [ $rc -eq 0 ] && grep -q "resume: no checkpoint was ever complete on every rank; starting from step 0" "$tmp/err"; then
+  ok "a first checkpoint never complete on every rank: resumed from step 0"
+else
+  bad "unfinished first checkpoint: exit $rc: $(grep "swiftmoe" "$tmp/err" | tail -2)"
 fi
 
 # --- a second job on a running job's folder ------------------------------------------

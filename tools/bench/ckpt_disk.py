@@ -2,7 +2,9 @@
 """Disk use of the state store over a run: trains with checkpoints every N steps
 and keep K, samples the size of the state folder (every file, as `du -sb`) about
 every 0.2 s, and reports it against what the kept checkpoints hold (keep x the
-stored bytes of one checkpoint, from `swiftmoe ckpt ls`).
+stored bytes of one checkpoint, from `swiftmoe ckpt ls`). Also counts the
+checkpoints written (metrics.jsonl) and those announced complete on every rank
+(the run's log), and lists the ones kept at the end.
 
     ckpt_disk.py [--build build] [--ranks 4] [--steps 1000] [--interval 10] [--keep 2]
                  [--set KEY=VALUE ...] [--json PATH] [--md PATH]
@@ -63,18 +65,26 @@ rows = [l.split() for l in ls.splitlines()[1:] if l.split() and l.split()[0].isd
 ckpt_bytes = max(int(r[-4]) for r in rows)  # stored bytes of one checkpoint, all ranks
 peak = max(b for _, b in samples)
 kept = len(rows)
+rows_m = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+written = sum(1 for r in rows_m if r.get("checkpoint", {}).get("write") in ("async", "sync"))
+log = open(out + ".log").read()
+agreed = len(set(int(w.split()[3]) for w in log.splitlines()
+                 if w.startswith("checkpoint of step") and "complete on every rank" in w))
 res = {"ranks": a.ranks, "steps": a.steps, "interval": a.interval, "keep": a.keep,
-       "checkpoints_kept": kept, "checkpoint_stored_bytes": ckpt_bytes, "peak_bytes": peak,
+       "checkpoints_written": written, "checkpoints_agreed": agreed,
+       "checkpoints_kept": kept, "kept_steps": [int(r[0]) for r in rows],
+       "checkpoint_stored_bytes": ckpt_bytes, "peak_bytes": peak,
        "final_bytes": final, "peak_over_kept": peak / (a.keep * ckpt_bytes),
        "final_over_kept": final / (a.keep * ckpt_bytes), "samples": len(samples),
        "wall_s": round(time.time() - t0, 1), "settings": a.set}
 # disk use at each tenth of the run, to see whether it grows
 tenth = [max((b for s, b in samples if s <= (i + 1) * samples[-1][0] / 10), default=0) for i in range(10)]
 res["peak_by_tenth_mb"] = [round(b / 1e6, 1) for b in tenth]
-line = (f"{a.ranks} ranks, {a.steps} steps, interval {a.interval}, keep {a.keep}: one checkpoint "
+line = (f"{a.ranks} ranks, {a.steps} steps, interval {a.interval}, keep {a.keep}: {agreed} of "
+        f"{written} checkpoints written announced complete, kept {res['kept_steps']}; one checkpoint "
         f"{ckpt_bytes / 1e6:.1f} MB stored; state folder peak {peak / 1e6:.1f} MB = "
         f"{res['peak_over_kept']:.2f} x keep checkpoints, at the end {final / 1e6:.1f} MB "
-        f"({res['final_over_kept']:.2f} x); {kept} kept; peak by tenth of the run (MB): "
+        f"({res['final_over_kept']:.2f} x); peak by tenth of the run (MB): "
         f"{res['peak_by_tenth_mb']}")
 print(line)
 if a.json:
