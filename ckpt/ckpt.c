@@ -1037,7 +1037,8 @@ static int plog_each(void *ctx, const void *k, size_t klen, const void *v, size_
   int r = 0;
   ps->n++;
   if (klen != 8)
-    r = smoe_fail(&e, "%s: a placement key of %zu bytes (8 expected)", smoe_store_path(ps->s), klen);
+    r = smoe_fail(&e, "%s: a placement key of %zu bytes (8 expected)", smoe_store_path(ps->s),
+                  klen);
   else if (plog_parse(ps->s, step, v, vlen, &p, &e) == 0) {
     r = ps->fn ? ps->fn(ps->ctx, &p) : 0;
     smoe_plog_free(&p);

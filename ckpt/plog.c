@@ -60,8 +60,14 @@ int smoe_plog_decode(smoe_plog_t *p, const void *v, size_t n, smoe_err_t *err) {
   if (version >= 2 && get(b + n - 8, 8) != smoe_codec_hash(b, n - 8))
     return smoe_fail(err, "checksum mismatch: the record is corrupted");
   const size_t le = (size_t)L * E, lgs = (size_t)L * G * S;
-  *p = (smoe_plog_t){L, E, G, S, (int64_t)get(b + 10, 8), xmalloc(sizeof(int64_t) * le),
-                     xmalloc(sizeof(int) * le), xmalloc(sizeof(int) * lgs)};
+  *p = (smoe_plog_t){L,
+                     E,
+                     G,
+                     S,
+                     (int64_t)get(b + 10, 8),
+                     xmalloc(sizeof(int64_t) * le),
+                     xmalloc(sizeof(int) * le),
+                     xmalloc(sizeof(int) * lgs)};
   const uint8_t *at = b + HEAD;
   for (size_t i = 0; i < le; i++, at += 4) p->loads[i] = (int64_t)get(at, 4);
   for (size_t i = 0; i < le; i++, at += 2) p->replicas[i] = (int)get(at, 2);
@@ -76,8 +82,8 @@ int smoe_plog_decode(smoe_plog_t *p, const void *v, size_t n, smoe_err_t *err) {
 }
 
 uint64_t smoe_plog_fingerprint(const smoe_plog_t *p) {
-  uint64_t h = smoe_mix64(((uint64_t)p->L << 48) ^ ((uint64_t)p->E << 32) ^
-                          ((uint64_t)p->G << 16) ^ (uint64_t)p->S);
+  uint64_t h = smoe_mix64(((uint64_t)p->L << 48) ^ ((uint64_t)p->E << 32) ^ ((uint64_t)p->G << 16) ^
+                          (uint64_t)p->S);
   for (size_t i = 0; i < (size_t)p->L * p->G * p->S; i++)
     h = smoe_mix64(h ^ (uint64_t)(p->slot_expert[i] + 1));
   return h;

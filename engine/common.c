@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <stdarg.h>
+#include <string.h>
 #include <time.h>
 
 int smoe_fail(smoe_err_t *err, const char *fmt, ...) {
@@ -12,6 +13,15 @@ int smoe_fail(smoe_err_t *err, const char *fmt, ...) {
     va_end(ap);
   }
   return -1;
+}
+
+void smoe_append(char *b, size_t n, const char *fmt, ...) {
+  size_t at = strlen(b);
+  if (at + 1 >= n) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(b + at, n - at, fmt, ap);
+  va_end(ap);
 }
 
 void *smoe_xrealloc(void *p, size_t n, const char *file, int line) {

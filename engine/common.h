@@ -55,6 +55,9 @@ typedef struct {
 int smoe_fail(smoe_err_t *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Appends formatted text to the string in b (size n), truncating. */
+void smoe_append(char *b, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Allocation that cannot fail silently: aborts with the size and call site. */
 void *smoe_xmalloc(size_t n, const char *file, int line);
 void *smoe_xcalloc(size_t n, size_t size, const char *file, int line);

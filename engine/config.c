@@ -188,16 +188,6 @@ typedef union {
   const char *s;
 } value_t;
 
-/* Appends to the string in b (size n), truncating. */
-static void cat(char *b, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void cat(char *b, size_t n, const char *fmt, ...) {
-  size_t len = strlen(b);
-  if (len + 1 >= n) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(b + len, n - len, fmt, ap);
-  va_end(ap);
-}
 
 /* Longest string value: the field, and a `name = value` line inih can read. */
 static size_t max_len(const cfg_key_t *k) {
@@ -210,40 +200,40 @@ static void describe(const cfg_key_t *k, char *b, size_t n) {
   b[0] = '\0';
   switch (k->type) {
     case K_INT:
-      if (k->auto_ok) cat(b, n, "auto or ");
+      if (k->auto_ok) smoe_append(b, n, "auto or ");
       if (k->lo == k->hi)
-        cat(b, n, "%lld", k->lo);
+        smoe_append(b, n, "%lld", k->lo);
       else if (k->hi == INT_MAX)
-        cat(b, n, "an integer >= %lld", k->lo);
+        smoe_append(b, n, "an integer >= %lld", k->lo);
       else
-        cat(b, n, "an integer in %lld..%lld", k->lo, k->hi);
+        smoe_append(b, n, "an integer in %lld..%lld", k->lo, k->hi);
       break;
     case K_U64:
-      cat(b, n, "an integer in 0..%llu", (unsigned long long)UINT64_MAX);
+      smoe_append(b, n, "an integer in 0..%llu", (unsigned long long)UINT64_MAX);
       break;
     case K_DOUBLE:
       if (isinf(k->dhi))
-        cat(b, n, "a number %s %g", k->lo_open ? ">" : ">=", k->dlo);
+        smoe_append(b, n, "a number %s %g", k->lo_open ? ">" : ">=", k->dlo);
       else
-        cat(b, n, "a number in %c%g, %g%c", k->lo_open ? '(' : '[', k->dlo, k->dhi,
+        smoe_append(b, n, "a number in %c%g, %g%c", k->lo_open ? '(' : '[', k->dlo, k->dhi,
             k->hi_open ? ')' : ']');
       break;
     case K_BOOL:
-      cat(b, n, "true or false (also 1/0, yes/no, on/off)");
+      smoe_append(b, n, "true or false (also 1/0, yes/no, on/off)");
       break;
     case K_STRING:
       if (!k->choices) {
-        cat(b, n, "a path of at most %zu characters, without ';'", max_len(k));
+        smoe_append(b, n, "a path of at most %zu characters, without ';'", max_len(k));
         break;
       }
       for (const char *c = k->choices; *c; c++) /* "a b c" -> "a, b or c" */
         if (*c != ' ')
-          cat(b, n, "%c", *c);
+          smoe_append(b, n, "%c", *c);
         else
-          cat(b, n, strchr(c + 1, ' ') ? ", " : " or ");
+          smoe_append(b, n, strchr(c + 1, ' ') ? ", " : " or ");
       break;
   }
-  if (k->note) cat(b, n, " (%s)", k->note);
+  if (k->note) smoe_append(b, n, " (%s)", k->note);
 }
 
 static bool parse_bool(const char *s, long long *out) {
@@ -408,9 +398,9 @@ static void list_names(const char *section, char *b, size_t n) {
   b[0] = '\0';
   for (size_t i = 0; i < NKEYS; i++)
     if (!section && (i == 0 || strcmp(keys[i].section, keys[i - 1].section) != 0))
-      cat(b, n, "%s[%s]", i ? ", " : "", keys[i].section);
+      smoe_append(b, n, "%s[%s]", i ? ", " : "", keys[i].section);
     else if (section && strcmp(keys[i].section, section) == 0)
-      cat(b, n, "%s%s", b[0] ? ", " : "", keys[i].name);
+      smoe_append(b, n, "%s%s", b[0] ? ", " : "", keys[i].name);
 }
 
 /* Sets section.name from text; `where` starts the error message. */

@@ -35,9 +35,8 @@ void smoe_saver_dir(const smoe_config_t *c, const char *out_dir, char *dir, size
     snprintf(dir, n, "%s/state", out_dir);
 }
 
-int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir,
-                    smoe_model_t *m, smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv,
-                    smoe_err_t *err) {
+int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
+                    smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err) {
   memset(sv, 0, sizeof *sv);
   const int G = m->G, g = m->rank;
   const size_t n = m->n_dense, chunk = (n + (size_t)G - 1) / (size_t)G;
@@ -57,16 +56,22 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
       {"position", SMOE_CF_DATA, sv->pos, sizeof sv->pos, 8},
   };
   smoe_ckpt_shape_t shapes[] = {
-      {"model.vocab_size", c->vocab_size}, {"model.dim", c->dim},
-      {"model.n_layers", c->n_layers},     {"model.n_heads", c->n_heads},
-      {"model.n_kv_heads", c->n_kv_heads}, {"model.tie_embed", c->tie_word_embeddings},
-      {"moe.num_experts", c->num_experts}, {"moe.expert_dim", c->expert_dim},
-      {"ranks", G},                        {"slots_per_rank", m->S},
-      {"precision_bytes", (int64_t)rb},    {"replicated_optim", sh->replicated},
+      {"model.vocab_size", c->vocab_size},
+      {"model.dim", c->dim},
+      {"model.n_layers", c->n_layers},
+      {"model.n_heads", c->n_heads},
+      {"model.n_kv_heads", c->n_kv_heads},
+      {"model.tie_embed", c->tie_word_embeddings},
+      {"moe.num_experts", c->num_experts},
+      {"moe.expert_dim", c->expert_dim},
+      {"ranks", G},
+      {"slots_per_rank", m->S},
+      {"precision_bytes", (int64_t)rb},
+      {"replicated_optim", sh->replicated},
   };
-  smoe_ckpt_opts_t o = {c->ckpt_full_every, c->ckpt_keep, c->ckpt_level,
-                        (size_t)c->ckpt_chunk_mb << 20, SMOE_ENC_SHUFFLE_ZSTD,
-                        SMOE_ENC_XOR_SHUFFLE_ZSTD};
+  smoe_ckpt_opts_t o = {c->ckpt_full_every,    c->ckpt_keep,
+                        c->ckpt_level,         (size_t)c->ckpt_chunk_mb << 20,
+                        SMOE_ENC_SHUFFLE_ZSTD, SMOE_ENC_XOR_SHUFFLE_ZSTD};
   char dir[SMOE_PATHLEN + 16];
   smoe_saver_dir(c, out_dir, dir, sizeof dir);
   sv->ck = smoe_ckpt_open(dir, g, r, (int)(sizeof r / sizeof r[0]), shapes,
@@ -112,7 +117,8 @@ int smoe_saver_agreed(smoe_saver_t *sv, int status, int64_t *global, smoe_err_t 
   *global = -1;
   if (step < 0 || status == 0) return 0;
   if (status < 0) {
-    if (sv->rc != 0) *err = sv->err;
+    if (sv->rc != 0)
+      *err = sv->err;
     else
       smoe_fail(err, "the checkpoint of step %lld failed on another rank (see its message)",
                 (long long)step);
@@ -141,14 +147,17 @@ static int check_plan(void *arg, int64_t step, uint64_t *fingerprint, smoe_err_t
   smoe_plog_free(&sv->plan);
   int found = smoe_plog_read(smoe_ckpt_store(sv->ck), step, &sv->plan, err);
   if (found == 0)
-    return smoe_fail(err, "rank %d: the placement log has no record of step %lld, which the "
-                     "checkpoint of that step needs", sv->rank, (long long)step);
+    return smoe_fail(err,
+                     "rank %d: the placement log has no record of step %lld, which the "
+                     "checkpoint of that step needs",
+                     sv->rank, (long long)step);
   if (found < 0) return -1;
   const smoe_plog_t *p = &sv->plan;
   if (p->L != sv->L || p->E != sv->E || p->G != sv->G || p->S != sv->S)
-    return smoe_fail(err, "rank %d: the placement record of step %lld is for L %d, E %d, G %d, "
-                     "S %d; this run has L %d, E %d, G %d, S %d", sv->rank, (long long)step, p->L,
-                     p->E, p->G, p->S, sv->L, sv->E, sv->G, sv->S);
+    return smoe_fail(err,
+                     "rank %d: the placement record of step %lld is for L %d, E %d, G %d, "
+                     "S %d; this run has L %d, E %d, G %d, S %d",
+                     sv->rank, (long long)step, p->L, p->E, p->G, p->S, sv->L, sv->E, sv->G, sv->S);
   *fingerprint = smoe_plog_fingerprint(p);
   return 0;
 }

@@ -34,9 +34,8 @@ void smoe_saver_dir(const smoe_config_t *c, const char *out_dir, char *dir, size
 
 /* Opens this rank's store (creating it) and the event loop; the regions
  * point into m, sh, pol, dm and dv, which must outlive the saver. */
-int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir,
-                    smoe_model_t *m, smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv,
-                    smoe_err_t *err);
+int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
+                    smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err);
 /* Waits for a write in flight, closes the store. */
 void smoe_saver_close(smoe_saver_t *sv);
 

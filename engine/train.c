@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <omp.h>
 #include <string.h>
 #include <sys/file.h>
@@ -167,17 +166,6 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
 
 /* --- the run folder ------------------------------------------------------- */
 
-/* Appends to the message in b (size n), truncating. */
-static void say(char *b, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *b, size_t n, const char *fmt, ...) {
-  size_t at = strlen(b);
-  if (at + 1 >= n) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(b + at, n - at, fmt, ap);
-  va_end(ap);
-}
-
 #define LOCK_NAME ".swiftmoe.lock"
 
 /* Takes the run folder's lock (rank 0, before it writes anything there): a
@@ -199,9 +187,9 @@ static int lock_run_folder(const char *dir, smoe_err_t *err) {
                      "for that job to end, or use another --out", dir, pid[0] ? " (pid " : "", pid,
                      pid[0] ? ")" : "", LOCK_NAME);
   }
-  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid()); /* for the message above */
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) { /* only informative */
-  }
+  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  int ok = ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)len, 0) == len;
+  (void)ok; /* the pid only serves the message above */
   return fd;
 }
 
@@ -215,7 +203,7 @@ static int earlier_files(const char *dir, char *list, size_t n) {
   for (int i = 0; i < k; i++) {
     const char *name = e[i]->d_name;
     if (strcmp(name, ".") && strcmp(name, "..") && strcmp(name, LOCK_NAME) && strcmp(name, "state"))
-      say(list, n, "%s%s", count++ ? ", " : "", name);
+      smoe_append(list, n, "%s%s", count++ ? ", " : "", name);
     free(e[i]);
   }
   free(e);
@@ -232,9 +220,9 @@ typedef struct {
 static int say_ranks(char *b, size_t n, const survey_t *s, int G, int (*want)(const survey_t *)) {
   int k = 0;
   for (int g = 0; g < G; g++) k += want(&s[g]);
-  say(b, n, "rank%s", k > 1 ? "s" : "");
+  smoe_append(b, n, "rank%s", k > 1 ? "s" : "");
   for (int g = 0, i = 0; g < G; g++)
-    if (want(&s[g])) say(b, n, "%s %d", i++ ? "," : "", g);
+    if (want(&s[g])) smoe_append(b, n, "%s %d", i++ ? "," : "", g);
   return k;
 }
 static int holds(const survey_t *s) { return s->count > 0; }
@@ -259,15 +247,16 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
   if (resume == SMOE_RESUME_OVERWRITE) return 0;
   if (resume == SMOE_RESUME_NONE) {
     if (!with && !files) return 0;
-    say(msg, n, "%s already holds a run (", dir);
+    smoe_append(msg, n, "%s already holds a run (", dir);
     if (with == G && complete >= 0)
-      say(msg, n, "its newest complete checkpoint is step %lld", (long long)complete);
+      smoe_append(msg, n, "its newest complete checkpoint is step %lld", (long long)complete);
     else if (with)
-      say(msg, n, "checkpoints up to step %lld on %d of %d ranks", (long long)newest, with, G);
+      smoe_append(msg, n, "checkpoints up to step %lld on %d of %d ranks", (long long)newest, with,
+                  G);
     else
-      say(msg, n, "no checkpoint");
-    say(msg, n, "%s%s): continue it with --resume auto, or start over with --overwrite, which "
-        "deletes its checkpoints and results", files ? "; " : "", files ? names : "");
+      smoe_append(msg, n, "no checkpoint");
+    smoe_append(msg, n, "%s%s): continue it with --resume auto, or start over with --overwrite, "
+                "which deletes its checkpoints and results", files ? "; " : "", files ? names : "");
     return 2;
   }
   /* some ranks without checkpoints: refused only once a checkpoint was agreed
@@ -277,21 +266,24 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
   if (with == 0 || with == G || !agreed) return 0;
   int missing = 0, empty = 0;
   for (int g = 0; g < G; g++) missing += no_store(&s[g]), empty += empty_store(&s[g]);
-  say(msg, n, "--resume: in %s, ", state);
+  smoe_append(msg, n, "--resume: in %s, ", state);
   if (missing) {
     say_ranks(msg, n, s, G, no_store);
-    say(msg, n, " %s no state store%s", missing > 1 ? "have" : "has", empty ? " and " : "");
+    smoe_append(msg, n, " %s no state store%s", missing > 1 ? "have" : "has",
+                empty ? " and " : "");
   }
   if (empty) {
     say_ranks(msg, n, s, G, empty_store);
-    say(msg, n, " %s no checkpoint", empty > 1 ? "hold" : "holds");
+    smoe_append(msg, n, " %s no checkpoint", empty > 1 ? "hold" : "holds");
   }
-  say(msg, n, ", while ");
+  smoe_append(msg, n, ", while ");
   say_ranks(msg, n, s, G, holds);
-  say(msg, n, " %s checkpoints up to step %lld", with > 1 ? "hold" : "holds", (long long)newest);
-  if (wrote_G > 0 && wrote_G != G) say(msg, n, " (written by %d ranks; this job has %d)", wrote_G, G);
-  say(msg, n, ": a rank's store is missing (a node replaced with an empty disk?); restore it and "
-      "resume, or start over with --overwrite. Nothing was changed");
+  smoe_append(msg, n, " %s checkpoints up to step %lld", with > 1 ? "hold" : "holds",
+              (long long)newest);
+  if (wrote_G > 0 && wrote_G != G)
+    smoe_append(msg, n, " (written by %d ranks; this job has %d)", wrote_G, G);
+  smoe_append(msg, n, ": a rank's store is missing (a node replaced with an empty disk?); restore "
+              "it and resume, or start over with --overwrite. Nothing was changed");
   return 1;
 }
 
@@ -347,13 +339,12 @@ static int write_run_files(const smoe_config_t *c, const char *out_dir, int64_t 
   if (!f) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
   int bad = smoe_config_write(c, f) != 0;
   if (fclose(f) != 0 || bad) return smoe_fail(err, "cannot write %s: %s", path, strerror(errno));
-  if (resume == SMOE_RESUME_OVERWRITE)
-    for (const char *const *n = (const char *const[]){"model.safetensors", "summary.json", NULL}; *n;
-         n++) {
-      snprintf(path, sizeof path, "%s/%s", out_dir, *n);
-      if (unlink(path) != 0 && errno != ENOENT)
-        return smoe_fail(err, "--overwrite: cannot remove %s: %s", path, strerror(errno));
-    }
+  static const char *const results[] = {"model.safetensors", "summary.json"};
+  for (int i = 0; resume == SMOE_RESUME_OVERWRITE && i < 2; i++) {
+    snprintf(path, sizeof path, "%s/%s", out_dir, results[i]);
+    if (unlink(path) != 0 && errno != ENOENT)
+      return smoe_fail(err, "--overwrite: cannot remove %s: %s", path, strerror(errno));
+  }
   return 0;
 }
 

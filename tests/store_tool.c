@@ -51,8 +51,9 @@ static int damage_plan(smoe_store_t *s, const unsigned char *k, const char *how,
 int main(int argc, char **argv) {
   int plan = argc == 6 && strcmp(argv[3], "plan") == 0;
   if (!plan && (argc != 5 || strcmp(argv[3], "delete-manifest") != 0)) {
-    fprintf(stderr, "usage: store_tool DIR RANK delete-manifest STEP\n"
-                    "       store_tool DIR RANK plan STEP expert|swap|length|flip\n");
+    fprintf(stderr,
+            "usage: store_tool DIR RANK delete-manifest STEP\n"
+            "       store_tool DIR RANK plan STEP expert|swap|length|flip\n");
     return 2;
   }
   smoe_err_t err;

@@ -24,8 +24,11 @@
 #include "shards.h"
 
 #if defined(__SANITIZE_ADDRESS__)
-size_t __sanitizer_get_current_allocated_bytes(void); /* libasan's (its header is not always installed) */
-static size_t in_use(void) { return __sanitizer_get_current_allocated_bytes(); }
+size_t __sanitizer_get_current_allocated_bytes(
+    void); /* libasan's (its header is not always installed) */
+static size_t in_use(void) {
+  return __sanitizer_get_current_allocated_bytes();
+}
 #else
 static size_t in_use(void) {
   struct mallinfo2 mi = mallinfo2();

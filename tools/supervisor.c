@@ -369,7 +369,8 @@ static void on_watch(uv_timer_t *t) {
   if (s->args.stall_s <= 0) return;
   if (s->metrics[0]) {
     uv_fs_t req;
-    if (uv_fs_stat(NULL, &req, s->metrics, NULL) == 0 && (int64_t)req.statbuf.st_size != s->seen_size) {
+    if (uv_fs_stat(NULL, &req, s->metrics, NULL) == 0 &&
+        (int64_t)req.statbuf.st_size != s->seen_size) {
       s->seen_size = (int64_t)req.statbuf.st_size;
       s->progress_ns = now;
     }
@@ -379,7 +380,8 @@ static void on_watch(uv_timer_t *t) {
   if (!s->stalled && idle_s >= s->args.stall_s) {
     long long step;
     char where[4300] = "";
-    if (s->out && last_step(s->out, &step)) snprintf(where, sizeof where, " (last step %lld)", step);
+    if (s->out && last_step(s->out, &step))
+      snprintf(where, sizeof where, " (last step %lld)", step);
     fprintf(stderr, "swiftmoe run: attempt %d made no progress for %.0f s: %s gained no line%s; "
             "stopping it (SIGTERM, SIGKILL in %d s) to restart it\n", s->attempts, idle_s,
             s->metrics[0] ? s->metrics : "metrics.jsonl", where, STALL_GRACE_MS / 1000);
@@ -419,7 +421,8 @@ static void spawn_attempt(sup_t *s) {
     s->seen_size = -1; /* what metrics.jsonl holds already is not progress */
     if (s->metrics[0]) {
       uv_fs_t req;
-      if (uv_fs_stat(NULL, &req, s->metrics, NULL) == 0) s->seen_size = (int64_t)req.statbuf.st_size;
+      if (uv_fs_stat(NULL, &req, s->metrics, NULL) == 0)
+        s->seen_size = (int64_t)req.statbuf.st_size;
       uv_fs_req_cleanup(&req);
     }
     return;
@@ -547,7 +550,8 @@ int smoe_supervise(int argc, char **argv, const char *self) {
   if (s->out) snprintf(s->metrics, sizeof s->metrics, "%s/metrics.jsonl", s->out);
   /* checked every second, or 20 times per stall timeout if shorter */
   uint64_t every = s->args.stall_s > 0 && s->args.stall_s < 20 ? (uint64_t)s->args.stall_s * 50 : 1000;
-  UV_CHECK(uv_timer_start(&s->watch, on_watch, every < 100 ? 100 : every, every < 100 ? 100 : every));
+  if (every < 100) every = 100;
+  UV_CHECK(uv_timer_start(&s->watch, on_watch, every, every));
   UV_CHECK(uv_signal_start(&s->sigterm, on_signal, SIGTERM));
   UV_CHECK(uv_signal_start(&s->sigint, on_signal, SIGINT));
   spawn_attempt(s);

@@ -18,13 +18,12 @@
 #include "placement.h"
 #include "plog.h"
 
-#define CHECK(cond)                                                                            \
-  do {                                                                                         \
-    if (!(cond)) {                                                                             \
-      fprintf(stderr, "fuzz_plog: invariant failed at %s:%d: %s\n", __FILE__, __LINE__,        \
-              #cond);                                                                          \
-      __builtin_trap();                                                                        \
-    }                                                                                          \
+#define CHECK(cond)                                                                             \
+  do {                                                                                          \
+    if (!(cond)) {                                                                              \
+      fprintf(stderr, "fuzz_plog: invariant failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      __builtin_trap();                                                                         \
+    }                                                                                           \
   } while (0)
 
 static void decode(const uint8_t *b, size_t n) {
@@ -36,16 +35,17 @@ static void decode(const uint8_t *b, size_t n) {
   }
   for (size_t i = 0; i < (size_t)p.L * p.G * p.S; i++)
     CHECK(p.slot_expert[i] >= -1 && p.slot_expert[i] < p.E);
-  for (size_t i = 0; i < (size_t)p.L * p.E; i++)
-    CHECK(p.replicas[i] >= 1 && p.replicas[i] <= p.G);
+  for (size_t i = 0; i < (size_t)p.L * p.E; i++) CHECK(p.replicas[i] >= 1 && p.replicas[i] <= p.G);
   smoe_placement_t pl = {p.L, p.E, p.G, p.S, p.slot_expert, p.replicas};
   CHECK(smoe_placement_check(&pl, &err) == 0);
   size_t m = smoe_plog_size(p.L, p.E, p.G, p.S);
   uint8_t *again = malloc(m);
   CHECK(again != NULL);
   smoe_plog_encode(&p, again);
-  if (b[0] == SMOE_PLOG_VERSION) CHECK(m == n && memcmp(again, b, n) == 0);
-  else CHECK(m == n + 8 && memcmp(again + 1, b + 1, n - 1) == 0); /* version 1: no checksum */
+  if (b[0] == SMOE_PLOG_VERSION)
+    CHECK(m == n && memcmp(again, b, n) == 0);
+  else
+    CHECK(m == n + 8 && memcmp(again + 1, b + 1, n - 1) == 0); /* version 1: no checksum */
   CHECK(smoe_plog_fingerprint(&p) == smoe_plog_fingerprint(&p));
   free(again);
   smoe_plog_free(&p);
@@ -61,7 +61,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *b = calloc(smoe_plog_size(L, E, G, S), 1); /* encode writes the checksum too */
   CHECK(b != NULL);
   /* a valid header and checksum around the fuzzer's body bytes */
-  smoe_plog_t p = {L, E, G, S, 42, calloc((size_t)L * E, 8), calloc((size_t)L * E, sizeof(int)),
+  smoe_plog_t p = {L,
+                   E,
+                   G,
+                   S,
+                   42,
+                   calloc((size_t)L * E, 8),
+                   calloc((size_t)L * E, sizeof(int)),
                    calloc((size_t)L * G * S, sizeof(int))};
   CHECK(p.loads && p.replicas && p.slot_expert);
   smoe_plog_encode(&p, b); /* header (and zero body) */

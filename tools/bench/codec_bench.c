@@ -386,7 +386,8 @@ int main(int argc, char **argv) {
         smoe_scale(m.dense_grad_mem, m.n_dense, (real)clip);
         smoe_scale(sh.grad, sh.n, (real)clip);
       }
-      smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(&c), c.steps, c.lr, c.min_lr), c.beta1, c.beta2,
+      smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(&c), c.steps, c.lr, c.min_lr), c.beta1,
+                        c.beta2,
                         c.adam_eps, c.weight_decay};
       smoe_adamw_step(m.dense_mem, m.dense_grad_mem, dm, dv, m.n_dense, &o, step + 1);
       smoe_adamw_step(sh.master, sh.grad, sh.exp_avg, sh.exp_avg_sq, sh.n, &o, step + 1);
@@ -462,7 +463,8 @@ int main(int argc, char **argv) {
             "(32-byte header included). `@k`: full encodings are of step s+k, deltas of step "
             "s+k against step s. All three = the three states' raw bytes over their stored "
             "bytes.\n\n",
-            L, c.dim, E, c.expert_dim, SMOE_REAL_NAME, B, c.lr, c.min_lr, c.steps, smoe_config_warmup(&c),
+            L, c.dim, E, c.expert_dim, SMOE_REAL_NAME, B, c.lr, c.min_lr, c.steps,
+            smoe_config_warmup(&c),
             c.beta1, c.beta2, sh.n, n / 1e6, level);
     fprintf(o, "Rows:\n\n");
     for (int x = 0; x < NVAR; x++) fprintf(o, "- `%s`: %s.\n", VAR_NAMES[x], VAR_NOTES[x]);
