@@ -105,7 +105,9 @@ static void print_help(void) {
       "SIGINT are forwarded to COMMAND (as SIGUSR1 when it is mpirun or mpiexec, which\n"
       "forward that one to the ranks at once), which is then not restarted; a second\n"
       "one forwards SIGKILL. A job whose --out DIR/metrics.jsonl gains no line for\n"
-      "--stall-timeout seconds is stopped (SIGTERM, SIGKILL 15 s later) and restarted.\n\n"
+      "--stall-timeout seconds is stopped (SIGTERM, SIGKILL 15 s later) and restarted,\n"
+      "and so is an mpirun still running 10 s after all its ranks exited (a launcher\n"
+      "hung in its own shutdown).\n\n"
       "Exit codes: 0 COMMAND succeeded; 1 restarts exhausted; 2 bad usage, or COMMAND\n"
       "cannot run or exited 2; after a forwarded signal, COMMAND's status.\n\noptions:\n");
   for (int i = 0; i < N_OPTIONS; i++) {
