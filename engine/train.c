@@ -584,6 +584,8 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
 
     /* metrics: bytes of this step summed over ranks, then the load */
     const int64_t done = step + 1;
+    /* this step's losses, before a validation pass reuses the model's buffers */
+    const double loss = m.loss, ce = m.ce, aux = m.aux, z = m.z;
     int64_t bytes[SMOE_PHASE_COUNT];
     smoe_comm_bytes(comm, bytes);
     smoe_comm_allreduce_i64(comm, bytes, SMOE_PHASE_COUNT, SMOE_PHASE_OTHER);
@@ -615,7 +617,7 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
     const char *ckpt = NULL;
     double stall = 0;
     int write = 0, sync = stop || !sv.async;
-    if (due && done != last_ckpt && isfinite(m.loss)) {
+    if (due && done != last_ckpt && isfinite(loss)) {
       if (!stop && fp[4] > 0 && sv.skip_busy) {
         ckpt = "skipped";
       } else {
@@ -635,8 +637,8 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
       }
       smoe_loop_timer_reset(sv.loop);
     }
-    smoe_step_record_t r = {.step = done, .loss = m.loss, .ce = m.ce, .aux_loss = m.aux,
-                            .z_loss = m.z, .lr = o.lr, .grad_norm = norm, .val_loss = val_loss,
+    smoe_step_record_t r = {.step = done, .loss = loss, .ce = ce, .aux_loss = aux, .z_loss = z,
+                            .lr = o.lr, .grad_norm = norm, .val_loss = val_loss,
                             .tokens = tokens, .step_tokens = (int64_t)c->global_batch_size * T,
                             .step_time_s = dt,
                             .expert_counts = counts ? counts : m.expert_counts, .L = L, .E = E,
@@ -645,16 +647,16 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
                             .replicas = replicas, .plan_time_s = t_plan,
                             .split_time_s = m.split_time, .ckpt = ckpt, .ckpt_stall_s = stall,
                             .ckpt_global = global};
-    res->final_train_loss = m.ce;
+    res->final_train_loss = ce;
     res->checkpoints += write;
     if (mt)
       rc = smoe_metrics_step(mt, &r, eval || ckpt || global >= 0 || done % c->log_every == 0, err);
     free(counts);
     smoe_comm_reset_bytes(comm);
     if (rc != 0) break;
-    if (!isfinite(m.loss)) {
+    if (!isfinite(loss)) {
       rc = smoe_fail(err, "loss became %f at step %lld; lower training.lr (now %g) or check the data",
-                     m.loss, (long long)done, c->lr);
+                     loss, (long long)done, c->lr);
       break;
     }
     if (write) stall += smoe_saver_write(&sv, sync); /* logged: now it may complete */

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Multi-rank training through mpirun (double build):
 #  - static at G = 1, 2, 4: the same per-step losses and final weights (1e-9);
+#  - a validation pass changes nothing that is logged: the losses of a run validating every 5
+#    steps equal those of one validating only at the end, bit for bit;
 #  - capacity with a huge factor equals dropless bit for bit; with factor 0.5 it drops;
 #  - a rank that fails ends the whole job, non-zero, with its message.
 # usage: mpi_train.sh path/to/swiftmoe_f64
@@ -20,6 +22,10 @@ fail=0
 "$bin" train "${args[@]}" --out "$tmp/g1" 2>/dev/null
 for g in 2 4; do "${mpi[@]}" -np $g "$bin" train "${args[@]}" --out "$tmp/g$g" 2>/dev/null; done
 python3 "$here/compare_runs.py" 1e-9 "$tmp/g1" "$tmp/g2" "$tmp/g4" || fail=1
+
+# g1 validates at step 5 (and 10); this run only at step 10
+"$bin" train "${args[@]}" --set training.eval_every=0 --out "$tmp/eval_end" 2>/dev/null
+python3 "$here/compare_runs.py" 0 "$tmp/g1" "$tmp/eval_end" || fail=1
 
 "${mpi[@]}" -np 2 "$bin" train "${args[@]}" --set placement.policy=capacity \
   --set placement.capacity_factor=100 --out "$tmp/cap_huge" 2>/dev/null
