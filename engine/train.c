@@ -21,6 +21,7 @@
 #include "moe.h"
 #include "optim.h"
 #include "saver.h"
+#include "step.h"
 
 void openblas_set_num_threads(int);
 
@@ -61,21 +62,16 @@ static double validate(smoe_model_t *m, const smoe_data_t *d, int64_t windows) {
   return r.loss;
 }
 
-/* DeepSeek-V3's aux-loss-free balancing: after each step, raise the bias of
- * experts below the mean load and lower it above, by a fixed rate (global
- * counts, so every rank makes the same change). */
-static void update_expert_bias(smoe_model_t *m, double rate) {
-  const int L = m->dims.L, E = m->dims.E;
-  for (int l = 0; l < L; l++) {
-    const int64_t *c = m->expert_counts + (size_t)l * E;
-    double mean = 0;
-    for (int e = 0; e < E; e++) mean += (double)c[e];
-    mean /= E;
-    for (int e = 0; e < E; e++) {
-      double diff = mean - (double)c[e];
-      m->expert_bias[(size_t)l * E + e] += (real)(rate * ((diff > 0) - (diff < 0)));
-    }
-  }
+/* The control values every step agrees on (smoe_step_ctl_t): a signal seen
+ * anywhere, the checkpoint timer, whether a checkpoint writer is still busy,
+ * and the pending checkpoint's worst status (negated: the max is the worst). */
+static void read_control(void *arg, int64_t *v) {
+  smoe_saver_t *sv = arg;
+  smoe_loop_poll(sv->loop);
+  v[0] = smoe_loop_signal(sv->loop) != 0;
+  v[1] = smoe_loop_timer_fired(sv->loop);
+  v[2] = smoe_loop_busy(sv->loop);
+  v[3] = -smoe_ckpt_local_status(sv->ck);
 }
 
 /* What the static placement (expert e on rank e / (E/G)) would have cost on
@@ -405,35 +401,18 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
                    "set model.vocab_size >= %d",
                    c->vocab_size, data.vocab_size, data.vocab_size);
   const int B = c->global_batch_size / G, T = c->seq_len, L = c->n_layers, E = c->num_experts;
-  smoe_model_t m;
-  int have_model = rc == 0 && smoe_model_init_dist(&m, c, B, comm, err) == 0;
-  if (rc == 0 && !have_model) rc = -1;
-  if (rc == 0 && init_hf) {
-    rc = smoe_hf_load(&m, init_hf, err); /* every expert, into experts_full */
-    if (rc == 0) smoe_model_scatter_experts(&m);
-  }
-  smoe_shards_t sh; /* the experts' optimizer state: this rank's slices */
-  if (rc == 0) {
-    smoe_shards_init(&sh, L, E, smoe_expert_numel(c->dim, c->expert_dim), m.S, comm,
-                     strcmp(c->expert_optimizer, "replicated") == 0);
-    smoe_shards_load(&sh, m.experts_full);
-    res->expert_optimizer_bytes = sh.bytes;
-    res->optimizer_bytes = sh.bytes + 2 * m.n_dense * sizeof(real); /* + dm, dv below */
-  }
+  smoe_step_ctx_t x; /* model, shards, optimizer state, policy: what a step runs on */
+  if (rc == 0 && smoe_step_init(&x, c, B, comm, init_hf, err) != 0) rc = -1;
   if (rc != 0) {
-    if (have_model) smoe_model_free(&m);
     smoe_data_free(&data);
     return -1;
   }
-  real *dm = xcalloc(m.n_dense, sizeof(real)), *dv = xcalloc(m.n_dense, sizeof(real));
-  smoe_placement_t next;
-  smoe_placement_init(&next, L, E, G, m.S);
-  smoe_policy_t policy; /* cannot fail: the model accepted the same policy name */
-  smoe_policy_init(&policy, c->policy, L, E, G, m.S, c->seed, c->load_ema, err);
+  smoe_model_t *const m = &x.m;
+  res->expert_optimizer_bytes = x.sh.bytes;
+  res->optimizer_bytes = x.sh.bytes + 2 * m->n_dense * sizeof(real); /* + the dense moments */
   int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
   int64_t *rank_tokens = xmalloc(sizeof(int64_t) * (size_t)G * L);
   double *imb = xmalloc(sizeof(double) * (size_t)L);
-  int *replicas = xmalloc(sizeof(int) * (size_t)L * E); /* this step's, for the metrics */
   int64_t val_windows = smoe_data_val_windows(&data, T);
   if (val_windows > c->eval_windows) val_windows = c->eval_windows;
   const size_t P = (size_t)3 * c->dim * c->expert_dim, n_expert_params = (size_t)L * E * P;
@@ -441,7 +420,7 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
   /* the state store and the event loop; then, on --resume, the checkpoint */
   smoe_saver_t sv;
   int have_saver = 0;
-  rc = smoe_saver_open(&sv, c, out_dir, &m, &sh, &policy, dm, dv, err);
+  rc = smoe_saver_open(&sv, c, out_dir, m, &x.sh, &x.policy, x.dm, x.dv, err);
   if (smoe_comm_min_i64(comm, rc, SMOE_PHASE_OTHER) < 0 && rc == 0)
     rc = smoe_fail(err, "another rank could not open its state store (see its message)");
   have_saver = rc == 0;
@@ -451,7 +430,7 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
   if (rc == 0 && fresh) rc = smoe_ckpt_start_fresh(sv.ck, &removed, err);
   if (rc == 0 && !fresh) {
     double t0 = smoe_now();
-    rc = smoe_saver_resume(&sv, comm, resume, &m, &sh, &policy, dm, dv, &start, err);
+    rc = smoe_saver_resume(&sv, comm, resume, m, &x.sh, &x.policy, x.dm, x.dv, &start, err);
     if (rc == 0 && start > 0 && (uint64_t)sv.pos[0] != c->seed && rank == 0)
       fprintf(stderr, "swiftmoe: warning: training.seed is %llu, the checkpoint's run used %llu: "
               "the data from here on differs from the interrupted run's\n",
@@ -466,19 +445,16 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
     rc = -1;
   if (rc != 0) {
     if (have_saver) smoe_saver_close(&sv);
-    smoe_placement_free(&next);
-    smoe_policy_free(&policy);
-    free(batch), free(rank_tokens), free(imb), free(replicas), free(dm), free(dv);
-    smoe_shards_free(&sh);
-    smoe_model_free(&m);
+    free(batch), free(rank_tokens), free(imb);
+    smoe_step_free(&x);
     smoe_data_free(&data);
     return -1;
   }
   NOTE("swiftmoe: %d layers, dim %d, %d experts (top %d), %.2fM parameters (%.2fM active); "
        "%zu train / %zu val tokens from %d files; %d rank%s x %d thread%s, %s, policy %s",
        c->n_layers, c->dim, c->num_experts, c->top_k,
-       (double)(m.n_dense + n_expert_params) / 1e6,
-       (double)(m.n_dense + n_expert_params / E * c->top_k) / 1e6, data.n_train, data.n_val,
+       (double)(m->n_dense + n_expert_params) / 1e6,
+       (double)(m->n_dense + n_expert_params / E * c->top_k) / 1e6, data.n_train, data.n_val,
        data.n_files, G, G > 1 ? "s" : "", threads, threads > 1 ? "s" : "", SMOE_REAL_NAME,
        c->policy);
   NOTE("run folder: %s%s%s", out_dir, init_hf ? "; weights from " : "", init_hf ? init_hf : "");
@@ -498,9 +474,9 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
          "steps %lld..%lld are missing (was the file replaced?)", (long long)last_logged,
          (long long)start, (long long)last_logged + 1, (long long)start);
 
-  const double flops_tok = smoe_model_flops_per_token(&m);
+  const double flops_tok = smoe_model_flops_per_token(m);
   if (start == 0) {
-    res->first_val_loss = validate(&m, &data, val_windows);
+    res->first_val_loss = validate(m, &data, val_windows);
     NOTE("step 0: val loss %.4f over %lld windows", res->first_val_loss, (long long)val_windows);
   } else {
     res->first_val_loss = -1; /* measured by the run that started it */
@@ -525,58 +501,18 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
     }
     double t0 = smoe_now();
     smoe_data_train_batch(&data, c->seed, step, rank * B, B, T, batch);
-    smoe_model_forward(&m, batch, B);
-    smoe_model_zero_grad(&m);
-    smoe_model_backward(&m);
-    /* expert gradients: every replica's slot gradient, slice g to rank g */
-    smoe_shards_grads(&sh, comm, &m.placement, m.experts_grad);
-    /* the global norm: dense gradients are equal on every rank after their
-     * all-reduce; each expert slice lives on one rank (on all: replicated) */
-    double expert_sq = smoe_sumsq(sh.grad, sh.n);
-    if (!sh.replicated) smoe_comm_allreduce_f64(comm, &expert_sq, 1, SMOE_PHASE_OTHER);
-    double norm = sqrt(smoe_sumsq(m.dense_grad_mem, m.n_dense) + expert_sq);
-    double clip = smoe_clip_factor(norm, c->grad_clip);
-    if (clip < 1.0) {
-      smoe_scale(m.dense_grad_mem, m.n_dense, (real)clip);
-      smoe_scale(sh.grad, sh.n, (real)clip);
-    }
-    smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(c), c->steps, c->lr, c->min_lr), c->beta1,
-                      c->beta2, c->adam_eps, c->weight_decay};
-    smoe_adamw_step(m.dense_mem, m.dense_grad_mem, dm, dv, m.n_dense, &o, step + 1);
-    smoe_adamw_step(sh.master, sh.grad, sh.exp_avg, sh.exp_avg_sq, sh.n, &o, step + 1);
-    if (c->bias_update_rate > 0) update_expert_bias(&m, c->bias_update_rate);
-    /* the policy's placement for the next step, then the updated weights go
-     * straight to its slots: the same bytes whether or not it changed */
-    memcpy(replicas, m.placement.replicas, sizeof(int) * (size_t)L * E); /* for the metrics */
-    double t_plan = smoe_now();
-    smoe_policy_next(&policy, m.expert_counts, m.split_mode ? m.src_counts : NULL, step + 1,
-                     &m.placement, &next);
-    t_plan = smoe_now() - t_plan;
-    smoe_plog_t rec = {L, E, G, m.S, step + 1, m.expert_counts, next.replicas, next.slot_expert};
+    smoe_step_ctl_t ctl = {.n = 4, .read = read_control, .arg = &sv};
+    smoe_step_out_t so;
+    if ((rc = smoe_step(&x, batch, step, &ctl, &so, err)) != 0) break;
+    const int64_t *fp = ctl.v;
+    smoe_plog_t rec = {L, E, G, m->S, step + 1, m->expert_counts, m->placement.replicas,
+                       m->placement.slot_expert};
     smoe_err_t log_err;
     if (smoe_ckpt_log(sv.ck, &rec, &log_err) != 0) /* the manifest's synced write reports it */
       NOTE("warning: placement log: %s", log_err.msg);
-    /* One small all-reduce agrees on: the plan and split (every rank must hold
-     * the same: fingerprints), a signal seen anywhere, the checkpoint timer,
-     * whether a checkpoint writer is still busy, and the pending checkpoint's
-     * worst status. */
-    smoe_loop_poll(sv.loop);
-    uint64_t h = m.split_hash;
-    for (size_t i = 0; i < (size_t)L * G * m.S; i++) h = smoe_mix64(h ^ (uint64_t)next.slot_expert[i]);
-    int64_t fp[6] = {(int64_t)(h >> 1), -(int64_t)(h >> 1), smoe_loop_signal(sv.loop) != 0,
-                     smoe_loop_timer_fired(sv.loop), smoe_loop_busy(sv.loop),
-                     -smoe_ckpt_local_status(sv.ck)};
-    smoe_comm_allreduce_max_i64(comm, fp, 6, SMOE_PHASE_OTHER);
-    if (fp[0] != -fp[1]) {
-      rc = smoe_fail(err, "ranks disagree on the placement or split of step %lld (internal error)",
-                     (long long)step + 1);
-      break;
-    }
     int64_t global = -1;
-    if ((rc = smoe_saver_agreed(&sv, (int)-fp[5], &global, err)) != 0) break;
+    if ((rc = smoe_saver_agreed(&sv, (int)-fp[3], &global, err)) != 0) break;
     if (global >= 0) NOTE("checkpoint of step %lld complete on every rank", (long long)global);
-    smoe_shards_weights(&sh, comm, &next, m.experts);
-    smoe_model_set_placement(&m, &next);
     double dt = smoe_now() - t0;
     res->train_s += dt;
     tokens += (int64_t)c->global_batch_size * T;
@@ -584,26 +520,25 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
 
     /* metrics: bytes of this step summed over ranks, then the load */
     const int64_t done = step + 1;
-    /* this step's losses, before a validation pass reuses the model's buffers */
-    const double loss = m.loss, ce = m.ce, aux = m.aux, z = m.z;
+    const double loss = so.loss, ce = so.ce; /* validation below reuses the model's buffers */
     int64_t bytes[SMOE_PHASE_COUNT];
     smoe_comm_bytes(comm, bytes);
     smoe_comm_allreduce_i64(comm, bytes, SMOE_PHASE_COUNT, SMOE_PHASE_OTHER);
-    double mean_imb = gather_load(&m, rank_tokens, imb);
+    double mean_imb = gather_load(m, rank_tokens, imb);
     imb_sum += mean_imb;
-    static_imb_sum += static_imbalance(&m);
+    static_imb_sum += static_imbalance(m);
     int64_t dropped = 0;
-    for (int l = 0; l < L; l++) dropped += m.dropped[l];
+    for (int l = 0; l < L; l++) dropped += m->dropped[l];
     res->dropped_tokens += dropped;
-    stop = fp[2] > 0;
+    stop = fp[0] > 0;
     int last = done == c->steps;
     int eval = !stop && (last || (c->eval_every > 0 && done % c->eval_every == 0));
     int64_t *counts = NULL;
     double val_loss = -1;
     if (eval) { /* the counts belong to the training batch: keep them */
       counts = xmalloc(sizeof(int64_t) * (size_t)L * E);
-      memcpy(counts, m.expert_counts, sizeof(int64_t) * (size_t)L * E);
-      val_loss = res->final_val_loss = validate(&m, &data, val_windows);
+      memcpy(counts, m->expert_counts, sizeof(int64_t) * (size_t)L * E);
+      val_loss = res->final_val_loss = validate(m, &data, val_windows);
     }
 
     /* a checkpoint of the state after `done` steps: every interval, when the
@@ -613,12 +548,12 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
      * now and written after this step's metrics line: a checkpoint is never
      * complete before its step is logged, so a resume leaves no hole in
      * metrics.jsonl. */
-    int due = stop || fp[3] > 0 || (c->ckpt_interval > 0 && done % c->ckpt_interval == 0);
+    int due = stop || fp[1] > 0 || (c->ckpt_interval > 0 && done % c->ckpt_interval == 0);
     const char *ckpt = NULL;
     double stall = 0;
     int write = 0, sync = stop || !sv.async;
     if (due && done != last_ckpt && isfinite(loss)) {
-      if (!stop && fp[4] > 0 && sv.skip_busy) {
+      if (!stop && fp[2] > 0 && sv.skip_busy) {
         ckpt = "skipped";
       } else {
         int64_t settled;
@@ -630,22 +565,22 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
           NOTE("checkpoint of step %lld complete on every rank", (long long)settled);
           global = settled;
         }
-        stall += smoe_saver_stage(&sv, done, tokens, &policy);
+        stall += smoe_saver_stage(&sv, done, tokens, &x.policy);
         ckpt = sync ? "sync" : "async";
         write = 1;
         last_ckpt = done;
       }
       smoe_loop_timer_reset(sv.loop);
     }
-    smoe_step_record_t r = {.step = done, .loss = loss, .ce = ce, .aux_loss = aux, .z_loss = z,
-                            .lr = o.lr, .grad_norm = norm, .val_loss = val_loss,
+    smoe_step_record_t r = {.step = done, .loss = loss, .ce = ce, .aux_loss = so.aux, .z_loss = so.z,
+                            .lr = so.lr, .grad_norm = so.grad_norm, .val_loss = val_loss,
                             .tokens = tokens, .step_tokens = (int64_t)c->global_batch_size * T,
                             .step_time_s = dt,
-                            .expert_counts = counts ? counts : m.expert_counts, .L = L, .E = E,
+                            .expert_counts = counts ? counts : m->expert_counts, .L = L, .E = E,
                             .G = G, .rank_tokens = rank_tokens, .imbalance = mean_imb,
                             .layer_imbalance = imb, .dropped = dropped, .bytes = bytes,
-                            .replicas = replicas, .plan_time_s = t_plan,
-                            .split_time_s = m.split_time, .ckpt = ckpt, .ckpt_stall_s = stall,
+                            .replicas = x.replicas, .plan_time_s = so.plan_s,
+                            .split_time_s = m->split_time, .ckpt = ckpt, .ckpt_stall_s = stall,
                             .ckpt_global = global};
     res->final_train_loss = ce;
     res->checkpoints += write;
@@ -685,13 +620,13 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
   }
   /* after an error on this rank only, no more collectives: the caller aborts the job */
   if (rc == 0 && !stop && start == c->steps) /* resumed after the last step: as if it had ended */
-    res->final_val_loss = validate(&m, &data, val_windows);
-  if (rc == 0 && !stop) smoe_shards_gather(&sh, comm, m.experts_full);
+    res->final_val_loss = validate(m, &data, val_windows);
+  if (rc == 0 && !stop) smoe_shards_gather(&x.sh, comm, m->experts_full);
   res->wall_s = smoe_now() - t_start;
   if (rc == 0 && !stop && rank == 0) { /* the weights first: "done" only once they are on disk */
     char path[SMOE_PATHLEN + 32];
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    rc = smoe_hf_save(&m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err);
+    rc = smoe_hf_save(m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err);
     if (rc == 0) rc = write_summary(out_dir, c, res, threads, err);
   }
   if (rc == 0 && !stop && start == c->steps) { /* resumed after the last step: nothing to train */
@@ -713,12 +648,8 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
   smoe_metrics_close(mt);
   smoe_saver_close(&sv);
   free(batch);
-  free(rank_tokens), free(imb), free(replicas);
-  free(dm), free(dv);
-  smoe_placement_free(&next);
-  smoe_policy_free(&policy);
-  smoe_shards_free(&sh);
-  smoe_model_free(&m);
+  free(rank_tokens), free(imb);
+  smoe_step_free(&x);
   smoe_data_free(&data);
   return rc;
 }

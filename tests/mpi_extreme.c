@@ -1,6 +1,6 @@
 /* mpi_extreme: under mpirun, the swiftmoe policy on the most skewed routing
  * there is: a selection bias sends every token to expert 0 (K = 1). A few
- * training steps through the engine's own pieces must drop nothing, give
+ * training steps of the engine's own step (step.h) must drop nothing, give
  * expert 0 a replica on every rank, and keep the busiest rank within 10% of
  * the mean (static would put all tokens on one rank: imbalance G).
  * Prints "N passed, M failed"; exit 1 on any failure. */
@@ -8,12 +8,7 @@
 
 #include "comm.h"
 #include "config.h"
-#include "data.h"
-#include "model.h"
-#include "moe.h"
-#include "optim.h"
-#include "policy.h"
-#include "shards.h"
+#include "step.h"
 
 int main(int argc, char **argv) {
   smoe_comm_t *c = smoe_comm_init(&argc, &argv);
@@ -25,19 +20,13 @@ int main(int argc, char **argv) {
   snprintf(cfg.policy, sizeof cfg.policy, "swiftmoe");
   const int B = 4, T = cfg.seq_len, L = cfg.n_layers, E = cfg.num_experts;
   smoe_err_t err;
-  smoe_model_t m;
-  if (smoe_model_init_dist(&m, &cfg, B, c, &err) != 0) {
+  smoe_step_ctx_t x;
+  if (smoe_step_init(&x, &cfg, B, c, NULL, &err) != 0) {
     fprintf(stderr, "mpi_extreme: %s\n", err.msg);
     smoe_comm_abort(c, 1);
   }
-  for (int l = 0; l < L; l++) m.expert_bias[(size_t)l * E] = 100; /* every token to expert 0 */
-  smoe_shards_t sh;
-  smoe_shards_init(&sh, L, E, smoe_expert_numel(cfg.dim, cfg.expert_dim), m.S, c, 0);
-  smoe_shards_load(&sh, m.experts_full);
-  smoe_policy_t pol;
-  smoe_policy_init(&pol, "swiftmoe", L, E, G, m.S, 1, 0, &err);
-  smoe_placement_t next;
-  smoe_placement_init(&next, L, E, G, m.S);
+  smoe_model_t *m = &x.m;
+  for (int l = 0; l < L; l++) m->expert_bias[(size_t)l * E] = 100; /* every token to expert 0 */
   int32_t *tokens = xmalloc(sizeof(int32_t) * B * (T + 1));
   int failed = 0;
   double imbalance = 0;
@@ -45,38 +34,32 @@ int main(int argc, char **argv) {
   for (int step = 0; step < 4; step++) {
     for (int i = 0; i < B * (T + 1); i++)
       tokens[i] = (int32_t)(smoe_mix64((uint64_t)(step * 1000 + rank * 100 + i)) % 64);
-    smoe_model_forward(&m, tokens, B);
-    smoe_model_zero_grad(&m);
-    smoe_model_backward(&m);
-    smoe_shards_grads(&sh, c, &m.placement, m.experts_grad);
-    smoe_adamw_t o = {1e-3, 0.9, 0.95, 1e-8, 0.0};
-    smoe_adamw_step(sh.master, sh.grad, sh.exp_avg, sh.exp_avg_sq, sh.n, &o, step + 1);
-    for (int l = 0; l < L; l++) {
-      dropped += m.dropped[l];
-      int64_t rows = m.plans[l].rows_recv, mx = rows, sum = rows;
+    smoe_step_out_t so;
+    if (smoe_step(&x, tokens, step, NULL, &so, &err) != 0) {
+      fprintf(stderr, "mpi_extreme: %s\n", err.msg);
+      smoe_comm_abort(c, 1);
+    }
+    for (int l = 0; l < L; l++) { /* the step's forward: its plans and counts */
+      dropped += m->dropped[l];
+      int64_t rows = m->plans[l].rows_recv, mx = rows, sum = rows;
       smoe_comm_allreduce_max_i64(c, &mx, 1, SMOE_PHASE_OTHER);
       smoe_comm_allreduce_i64(c, &sum, 1, SMOE_PHASE_OTHER);
-      if (step > 0) imbalance = (double)mx * G / (double)sum > imbalance ? (double)mx * G / (double)sum : imbalance;
-      if (m.expert_counts[(size_t)l * E] != (int64_t)G * B * T) failed |= 1;
+      double imb = (double)mx * G / (double)sum;
+      if (step > 0 && imb > imbalance) imbalance = imb;
+      if (m->expert_counts[(size_t)l * E] != (int64_t)G * B * T) failed |= 1;
     }
-    smoe_policy_next(&pol, m.expert_counts, m.src_counts, step + 1, &m.placement, &next);
-    smoe_shards_weights(&sh, c, &next, m.experts);
-    smoe_model_set_placement(&m, &next);
   }
   int replicas_all = 1;
-  for (int l = 0; l < L; l++) replicas_all &= m.placement.replicas[(size_t)l * E] == G;
+  for (int l = 0; l < L; l++) replicas_all &= m->placement.replicas[(size_t)l * E] == G;
   int pass = 0;
   pass += !(failed & 1), pass += dropped == 0, pass += replicas_all, pass += imbalance <= 1.10;
   if (rank == 0) {
     printf("all %d tokens per step to expert 0; expert 0 replicas %d of %d ranks; worst "
            "imbalance after the first plan %.3f; dropped %lld\n",
-           G * B * T, m.placement.replicas[0], G, imbalance, (long long)dropped);
+           G * B * T, m->placement.replicas[0], G, imbalance, (long long)dropped);
     printf("%d passed, %d failed\n", pass, 4 - pass);
   }
-  smoe_placement_free(&next);
-  smoe_policy_free(&pol);
-  smoe_shards_free(&sh);
-  smoe_model_free(&m);
+  smoe_step_free(&x);
   free(tokens);
   smoe_comm_finalize(c);
   return pass == 4 ? 0 : 1;

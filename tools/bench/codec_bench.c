@@ -1,7 +1,7 @@
 /* codec_bench: which checkpoint chunk encoding pays on real optimizer state.
  *
- * Trains the demo model (default config, single process, the loop of
- * engine/train.c without metrics or validation; the learning-rate schedule is
+ * Trains the demo model (default config, single process, the engine's step
+ * (step.h) without metrics or validation; the learning-rate schedule is
  * training.steps long) and snapshots the expert shard state (master, exp_avg,
  * exp_avg_sq) at steps s, s+1, s+10, s+100 for every s given. For each s,
  * state and interval k in {1, 10, 100} it reports the ratio (raw bytes /
@@ -27,10 +27,8 @@
 #include "comm.h"
 #include "config.h"
 #include "data.h"
-#include "model.h"
-#include "moe.h"
 #include "optim.h"
-#include "shards.h"
+#include "step.h"
 #include "train.h"
 
 #define NSTATE 3
@@ -347,11 +345,9 @@ int main(int argc, char **argv) {
   smoe_data_t data;
   if (smoe_data_load(&data, c.data_path, c.val_fraction, c.seq_len, &err) != 0) die(err.msg);
   const int B = c.global_batch_size, T = c.seq_len, L = c.n_layers, E = c.num_experts;
-  smoe_model_t m;
-  if (smoe_model_init_dist(&m, &c, B, comm, &err) != 0) die(err.msg);
-  smoe_shards_t sh;
-  smoe_shards_init(&sh, L, E, smoe_expert_numel(c.dim, c.expert_dim), m.S, comm, 0);
-  smoe_shards_load(&sh, m.experts_full);
+  smoe_step_ctx_t x; /* the engine's own step (step.h), on one process */
+  if (smoe_step_init(&x, &c, B, comm, NULL, &err) != 0) die(err.msg);
+  const smoe_shards_t sh = x.sh;
   const size_t n = sh.n * sizeof(real), nsnap = (size_t)npoint * NOFF * NSTATE;
   uint8_t *snap = xmalloc(n * nsnap); /* (point, offset, state, n bytes) */
 #define SNAP(p, j, k) (snap + (((size_t)(p)*NOFF + (j)) * NSTATE + (k)) * n)
@@ -366,7 +362,6 @@ int main(int argc, char **argv) {
     }
     fclose(f);
   } else {
-    real *dm = xcalloc(m.n_dense, sizeof(real)), *dv = xcalloc(m.n_dense, sizeof(real));
     int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
     real *states[NSTATE] = {sh.master, sh.exp_avg, sh.exp_avg_sq};
     fprintf(stderr,
@@ -376,22 +371,9 @@ int main(int argc, char **argv) {
     t_train = smoe_now();
     for (int64_t step = 0; step < total; step++) {
       smoe_data_train_batch(&data, c.seed, step, 0, B, T, batch);
-      loss = smoe_model_forward(&m, batch, B);
-      smoe_model_zero_grad(&m);
-      smoe_model_backward(&m);
-      smoe_shards_grads(&sh, comm, &m.placement, m.experts_grad);
-      double norm = sqrt(smoe_sumsq(m.dense_grad_mem, m.n_dense) + smoe_sumsq(sh.grad, sh.n));
-      double clip = smoe_clip_factor(norm, c.grad_clip);
-      if (clip < 1.0) {
-        smoe_scale(m.dense_grad_mem, m.n_dense, (real)clip);
-        smoe_scale(sh.grad, sh.n, (real)clip);
-      }
-      smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(&c), c.steps, c.lr, c.min_lr), c.beta1,
-                        c.beta2,
-                        c.adam_eps, c.weight_decay};
-      smoe_adamw_step(m.dense_mem, m.dense_grad_mem, dm, dv, m.n_dense, &o, step + 1);
-      smoe_adamw_step(sh.master, sh.grad, sh.exp_avg, sh.exp_avg_sq, sh.n, &o, step + 1);
-      smoe_shards_weights(&sh, comm, &m.placement, m.experts);
+      smoe_step_out_t so;
+      if (smoe_step(&x, batch, step, NULL, &so, &err) != 0) die(err.msg);
+      loss = so.loss;
       if ((step + 1) % 50 == 0)
         fprintf(stderr, "codec_bench: step %lld, loss %.4f, %.2f s/step\n", (long long)step + 1,
                 loss, (smoe_now() - t_train) / (double)(step + 1));
@@ -403,8 +385,6 @@ int main(int argc, char **argv) {
     t_train = smoe_now() - t_train;
     fprintf(stderr, "codec_bench: trained in %.1f s, last loss %.4f\n", t_train, loss);
     free(batch);
-    free(dm);
-    free(dv);
   }
   if (save_dir) {
     snprintf(path, sizeof path, "%s/snapshots.bin", save_dir);
@@ -549,8 +529,7 @@ int main(int argc, char **argv) {
   free(w.r);
   free(stored);
   free(snap);
-  smoe_shards_free(&sh);
-  smoe_model_free(&m);
+  smoe_step_free(&x);
   smoe_data_free(&data);
   return 0;
 

@@ -1,0 +1,120 @@
+/* step.c: one training iteration (step.h). */
+#include "step.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "hf.h"
+#include "moe.h"
+#include "optim.h"
+
+int smoe_step_init(smoe_step_ctx_t *x, const smoe_config_t *c, int B, smoe_comm_t *comm,
+                   const char *init_hf, smoe_err_t *err) {
+  memset(x, 0, sizeof *x);
+  x->c = c;
+  x->comm = comm;
+  smoe_model_t *m = &x->m;
+  if (smoe_model_init_dist(m, c, B, comm, err) != 0) return -1;
+  if (init_hf) {
+    if (smoe_hf_load(m, init_hf, err) != 0) { /* every expert, into experts_full */
+      smoe_model_free(m);
+      return -1;
+    }
+    smoe_model_scatter_experts(m);
+  }
+  const int L = c->n_layers, E = c->num_experts, G = smoe_comm_size(comm);
+  smoe_shards_init(&x->sh, L, E, smoe_expert_numel(c->dim, c->expert_dim), m->S, comm,
+                   strcmp(c->expert_optimizer, "replicated") == 0);
+  smoe_shards_load(&x->sh, m->experts_full);
+  x->dm = xcalloc(m->n_dense, sizeof(real));
+  x->dv = xcalloc(m->n_dense, sizeof(real));
+  smoe_placement_init(&x->next, L, E, G, m->S);
+  /* cannot fail: the model accepted the same policy name */
+  smoe_policy_init(&x->policy, c->policy, L, E, G, m->S, c->seed, c->load_ema, err);
+  x->replicas = xmalloc(sizeof(int) * (size_t)L * E);
+  return 0;
+}
+
+void smoe_step_free(smoe_step_ctx_t *x) {
+  free(x->replicas);
+  smoe_policy_free(&x->policy);
+  smoe_placement_free(&x->next);
+  free(x->dm);
+  free(x->dv);
+  smoe_shards_free(&x->sh);
+  smoe_model_free(&x->m);
+  memset(x, 0, sizeof *x);
+}
+
+/* DeepSeek-V3's aux-loss-free balancing: after each step, raise the bias of
+ * experts below the mean load and lower it above, by a fixed rate (global
+ * counts, so every rank makes the same change). */
+static void update_expert_bias(smoe_model_t *m, double rate) {
+  const int L = m->dims.L, E = m->dims.E;
+  for (int l = 0; l < L; l++) {
+    const int64_t *c = m->expert_counts + (size_t)l * E;
+    double mean = 0;
+    for (int e = 0; e < E; e++) mean += (double)c[e];
+    mean /= E;
+    for (int e = 0; e < E; e++) {
+      double diff = mean - (double)c[e];
+      m->expert_bias[(size_t)l * E + e] += (real)(rate * ((diff > 0) - (diff < 0)));
+    }
+  }
+}
+
+int smoe_step(smoe_step_ctx_t *x, const int32_t *batch, int64_t step, smoe_step_ctl_t *ctl,
+              smoe_step_out_t *out, smoe_err_t *err) {
+  const smoe_config_t *c = x->c;
+  smoe_model_t *m = &x->m;
+  smoe_shards_t *sh = &x->sh;
+  smoe_comm_t *comm = x->comm;
+  const int L = m->dims.L, E = m->dims.E;
+  smoe_model_forward(m, batch, m->B);
+  out->loss = m->loss, out->ce = m->ce, out->aux = m->aux, out->z = m->z;
+  smoe_model_zero_grad(m);
+  smoe_model_backward(m);
+  /* expert gradients: every replica's slot gradient, slice g to rank g */
+  smoe_shards_grads(sh, comm, &m->placement, m->experts_grad);
+  /* the global norm: dense gradients are equal on every rank after their
+   * all-reduce; each expert slice lives on one rank (on all: replicated) */
+  double expert_sq = smoe_sumsq(sh->grad, sh->n);
+  if (!sh->replicated) smoe_comm_allreduce_f64(comm, &expert_sq, 1, SMOE_PHASE_OTHER);
+  out->grad_norm = sqrt(smoe_sumsq(m->dense_grad_mem, m->n_dense) + expert_sq);
+  double clip = smoe_clip_factor(out->grad_norm, c->grad_clip);
+  if (clip < 1.0) {
+    smoe_scale(m->dense_grad_mem, m->n_dense, (real)clip);
+    smoe_scale(sh->grad, sh->n, (real)clip);
+  }
+  smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(c), c->steps, c->lr, c->min_lr), c->beta1,
+                    c->beta2, c->adam_eps, c->weight_decay};
+  out->lr = o.lr;
+  smoe_adamw_step(m->dense_mem, m->dense_grad_mem, x->dm, x->dv, m->n_dense, &o, step + 1);
+  smoe_adamw_step(sh->master, sh->grad, sh->exp_avg, sh->exp_avg_sq, sh->n, &o, step + 1);
+  if (c->bias_update_rate > 0) update_expert_bias(m, c->bias_update_rate);
+  /* the policy's placement for the next step, then the updated weights go
+   * straight to its slots: the same bytes whether or not it changed */
+  memcpy(x->replicas, m->placement.replicas, sizeof(int) * (size_t)L * E);
+  double t = smoe_now();
+  smoe_policy_next(&x->policy, m->expert_counts, m->split_mode ? m->src_counts : NULL, step + 1,
+                   &m->placement, &x->next);
+  out->plan_s = smoe_now() - t;
+  /* every rank must hold the same plan and split (fingerprints), or the
+   * exchange below would pair mismatched messages; the caller's control
+   * values ride along */
+  uint64_t h = m->split_hash;
+  for (size_t i = 0; i < (size_t)L * m->G * m->S; i++)
+    h = smoe_mix64(h ^ (uint64_t)x->next.slot_expert[i]);
+  int64_t v[2 + SMOE_STEP_MAX_CTL] = {(int64_t)(h >> 1), -(int64_t)(h >> 1)};
+  int n = ctl ? ctl->n : 0;
+  if (ctl && ctl->read) ctl->read(ctl->arg, ctl->v);
+  if (n) memcpy(v + 2, ctl->v, sizeof(int64_t) * (size_t)n);
+  smoe_comm_allreduce_max_i64(comm, v, 2 + n, SMOE_PHASE_OTHER);
+  if (n) memcpy(ctl->v, v + 2, sizeof(int64_t) * (size_t)n);
+  if (v[0] != -v[1])
+    return smoe_fail(err, "ranks disagree on the placement or split of step %lld (internal error)",
+                     (long long)step + 1);
+  smoe_shards_weights(sh, comm, &x->next, m->experts);
+  smoe_model_set_placement(m, &x->next);
+  return 0;
+}

@@ -1,0 +1,61 @@
+/* step.h: one training iteration on a prepared context (DESIGN.md, "One
+ * iteration, per MoE layer"):
+ *   forward and backward of this rank's share of the batch (dense gradients
+ *   all-reduced), expert gradients to the shards, the global gradient norm
+ *   and clipping, AdamW on the dense parameters and on this rank's expert
+ *   shards, the balancing bias, the next placement, and the updated weights
+ *   to its slots.
+ * smoe_train runs it in its loop (resume, checkpoints, metrics and export
+ * around it); the tests and benchmarks that train call the same function.
+ * Every rank calls every function here (they are collective). */
+#ifndef SMOE_STEP_H
+#define SMOE_STEP_H
+
+#include "model.h"
+#include "policy.h"
+#include "shards.h"
+
+/* The control plane rides on the step's one small all-reduce: a caller may
+ * agree on up to SMOE_STEP_MAX_CTL values (the max over ranks), read by
+ * `read` just before it (after the step's compute, so they are fresh). */
+#define SMOE_STEP_MAX_CTL 8
+typedef struct {
+  int n;
+  int64_t v[SMOE_STEP_MAX_CTL]; /* in: this rank's (from read); out: the max over ranks */
+  void (*read)(void *arg, int64_t *v);
+  void *arg;
+} smoe_step_ctl_t;
+
+typedef struct {
+  const smoe_config_t *c;
+  smoe_comm_t *comm;
+  smoe_model_t m;
+  smoe_shards_t sh; /* the experts' optimizer state: this rank's slices */
+  real *dm, *dv;    /* the dense parameters' AdamW moments */
+  smoe_policy_t policy;
+  smoe_placement_t next; /* the plan being made for the next step */
+  int *replicas;         /* (L, E) replicas of each expert in the step just run */
+} smoe_step_ctx_t;
+
+typedef struct {
+  double loss, ce, aux, z; /* the global batch's losses (model.h) */
+  double lr;               /* the learning rate applied */
+  double grad_norm;        /* the global norm, before clipping */
+  double plan_s;           /* seconds planning the next placement */
+} smoe_step_out_t;
+
+/* Model (B sequences per rank), shards, dense moments and policy for config
+ * c on the ranks of comm; the weights from c's seed, or from an HF folder
+ * init_hf (NULL: none). Returns 0, or -1 with err (nothing left allocated). */
+int smoe_step_init(smoe_step_ctx_t *x, const smoe_config_t *c, int B, smoe_comm_t *comm,
+                   const char *init_hf, smoe_err_t *err);
+void smoe_step_free(smoe_step_ctx_t *x);
+
+/* Optimizer step `step` (from 0) on batch (B, T+1) of this rank. ctl (may
+ * be NULL) is agreed in the same all-reduce that checks that every rank
+ * planned the same placement. Returns 0, or -1 with err when the ranks'
+ * plans differ (an internal error: the slots were not changed). */
+int smoe_step(smoe_step_ctx_t *x, const int32_t *batch, int64_t step, smoe_step_ctl_t *ctl,
+              smoe_step_out_t *out, smoe_err_t *err);
+
+#endif
