@@ -344,20 +344,346 @@ static int write_run_files(const smoe_config_t *c, const char *out_dir, int64_t 
   return 0;
 }
 
+/* One run of smoe_train, as its functions share it. */
+typedef struct {
+  const smoe_config_t *c;
+  const char *out_dir;
+  smoe_comm_t *comm;
+  smoe_train_result_t *res;
+  int rank, G, B, T, L, E, threads;
+  double t_start;
+  smoe_data_t data;
+  smoe_step_ctx_t x; /* model, shards, optimizer state, policy: what a step runs on */
+  smoe_saver_t sv;
+  smoe_metrics_t *mt; /* rank 0 */
+  int32_t *batch;       /* (B, T+1) */
+  int64_t *rank_tokens; /* (G, L) */
+  double *imb;          /* (L) */
+  int64_t *counts;      /* (L, E) a step's expert counts, kept across its validation */
+  int64_t val_windows;
+  int64_t start;     /* the step the run started (or resumed) at */
+  int64_t last_ckpt; /* the newest step checkpointed (or resumed from) */
+  int64_t tokens;    /* tokens trained, counted from step 0 */
+  double imb_sum, static_imb_sum;
+  int stop; /* preempted: an agreed SIGTERM/SIGINT */
+} run_t;
+
 /* What rank 0 prints (and, with metrics.all_ranks, every rank). */
-#define NOTE(...)                                                         \
+#define NOTE(r, ...)                                                      \
   do {                                                                    \
-    if (mt) smoe_metrics_note(mt, __VA_ARGS__);                           \
-    else if (c->all_ranks) {                                              \
-      fprintf(stderr, "[rank %d] ", rank);                                \
+    if ((r)->mt) smoe_metrics_note((r)->mt, __VA_ARGS__);                 \
+    else if ((r)->c->all_ranks) {                                         \
+      fprintf(stderr, "[rank %d] ", (r)->rank);                           \
       fprintf(stderr, __VA_ARGS__);                                       \
       fputc('\n', stderr);                                                \
     }                                                                     \
   } while (0)
 
+static void run_free(run_t *r) {
+  smoe_metrics_close(r->mt);
+  free(r->batch), free(r->rank_tokens), free(r->imb), free(r->counts);
+  smoe_step_free(&r->x);
+  smoe_data_free(&r->data);
+}
+
+/* Threads, data, model and optimizer state, buffers; then the state store
+ * and, with --resume, the checkpoint; config.ini and metrics.jsonl. Returns
+ * 0, or -1 with err and nothing left open. */
+static int run_open(run_t *r, const char *init_hf, int64_t resume, int *removed,
+                    int64_t *last_logged, smoe_err_t *err) {
+  const smoe_config_t *c = r->c;
+  /* threads: the node's cores shared by the ranks on it */
+  int threads = c->threads;
+  if (threads == 0) {
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN), local = smoe_comm_node_size(r->comm);
+    threads = cores / local > 0 ? cores / local : 1;
+  }
+  r->threads = smoe_set_threads(threads);
+  if (smoe_data_load(&r->data, c->data_path, c->val_fraction, c->seq_len, err) != 0) return -1;
+  if (r->data.vocab_size > c->vocab_size) {
+    smoe_data_free(&r->data);
+    return smoe_fail(err,
+                     "[model] vocab_size = %d is smaller than the data's vocabulary (%d tokens); "
+                     "set model.vocab_size >= %d",
+                     c->vocab_size, r->data.vocab_size, r->data.vocab_size);
+  }
+  if (smoe_step_init(&r->x, c, r->B, r->comm, init_hf, err) != 0) {
+    smoe_data_free(&r->data);
+    return -1;
+  }
+  smoe_model_t *m = &r->x.m;
+  r->res->expert_optimizer_bytes = r->x.sh.bytes;
+  r->res->optimizer_bytes = r->x.sh.bytes + 2 * m->n_dense * sizeof(real); /* + dense moments */
+  r->batch = xmalloc(sizeof(int32_t) * (size_t)r->B * (r->T + 1));
+  r->rank_tokens = xmalloc(sizeof(int64_t) * (size_t)r->G * r->L);
+  r->imb = xmalloc(sizeof(double) * (size_t)r->L);
+  r->counts = xmalloc(sizeof(int64_t) * (size_t)r->L * r->E);
+  r->val_windows = smoe_data_val_windows(&r->data, r->T);
+  if (r->val_windows > c->eval_windows) r->val_windows = c->eval_windows;
+
+  /* the state store and the event loop; then, on --resume, the checkpoint */
+  smoe_step_ctx_t *x = &r->x;
+  int rc = smoe_saver_open(&r->sv, c, r->out_dir, m, &x->sh, &x->policy, x->dm, x->dv, err);
+  if (smoe_comm_min_i64(r->comm, rc, SMOE_PHASE_OTHER) < 0 && rc == 0)
+    rc = smoe_fail(err, "another rank could not open its state store (see its message)");
+  if (rc != 0) {
+    run_free(r);
+    return -1;
+  }
+  const int fresh = resume == SMOE_RESUME_NONE || resume == SMOE_RESUME_OVERWRITE;
+  if (fresh) rc = smoe_ckpt_start_fresh(r->sv.ck, removed, err);
+  if (!fresh) {
+    double t0 = smoe_now();
+    rc = smoe_saver_resume(&r->sv, r->comm, resume, m, &x->sh, &x->policy, x->dm, x->dv,
+                           &r->start, err);
+    if (rc == 0 && r->start > 0 && (uint64_t)r->sv.pos[0] != c->seed && r->rank == 0)
+      fprintf(stderr, "swiftmoe: warning: training.seed is %llu, the checkpoint's run used %llu: "
+              "the data from here on differs from the interrupted run's\n",
+              (unsigned long long)c->seed, (unsigned long long)r->sv.pos[0]);
+    r->res->resume_s = smoe_now() - t0;
+  }
+  if (rc == 0 && r->rank == 0) rc = write_run_files(c, r->out_dir, resume, err);
+  if (rc == 0 && r->rank == 0 &&
+      !(r->mt = smoe_metrics_open(r->out_dir, c->progress, c->steps, fresh ? -1 : r->start,
+                                  last_logged, err)))
+    rc = -1;
+  if (rc != 0) {
+    smoe_saver_close(&r->sv);
+    run_free(r);
+    return -1;
+  }
+  return 0;
+}
+
+/* The run's first lines: the model and world, the folder, what a resume found. */
+static void run_announce(const run_t *r, const char *init_hf, int64_t resume, int earlier,
+                         int removed, int64_t last_logged) {
+  const smoe_config_t *c = r->c;
+  const smoe_model_t *m = &r->x.m;
+  const size_t n_expert = (size_t)r->L * r->E * 3 * c->dim * c->expert_dim;
+  NOTE(r, "swiftmoe: %d layers, dim %d, %d experts (top %d), %.2fM parameters (%.2fM active); "
+       "%zu train / %zu val tokens from %d files; %d rank%s x %d thread%s, %s, policy %s",
+       c->n_layers, c->dim, c->num_experts, c->top_k, (double)(m->n_dense + n_expert) / 1e6,
+       (double)(m->n_dense + n_expert / r->E * c->top_k) / 1e6, r->data.n_train, r->data.n_val,
+       r->data.n_files, r->G, r->G > 1 ? "s" : "", r->threads, r->threads > 1 ? "s" : "",
+       SMOE_REAL_NAME, c->policy);
+  NOTE(r, "run folder: %s%s%s", r->out_dir, init_hf ? "; weights from " : "",
+       init_hf ? init_hf : "");
+  const int64_t start = r->start;
+  if (resume == SMOE_RESUME_OVERWRITE && earlier)
+    NOTE(r, "--overwrite: removed the earlier run's %d checkpoint%s, metrics and final weights "
+         "from this run folder", removed, removed == 1 ? "" : "s");
+  if (resume != SMOE_RESUME_NONE && resume != SMOE_RESUME_OVERWRITE && start == 0)
+    NOTE(r, "resume: no checkpoint was ever complete on every rank; starting from step 0");
+  if (start > 0) /* counted from what metrics.jsonl holds: every checkpointed step is in it */
+    NOTE(r, "resumed from the checkpoint of step %lld in %.2f s (every rank read its own store); "
+         "%lld step%s lost since it (the last step logged was %lld)",
+         (long long)start, r->res->resume_s,
+         (long long)(last_logged > start ? last_logged - start : 0),
+         last_logged - start == 1 ? "" : "s", (long long)last_logged);
+  if (start > 0 && r->rank == 0 && last_logged < start)
+    NOTE(r, "warning: metrics.jsonl ends at step %lld, before the resumed step %lld: its lines "
+         "for steps %lld..%lld are missing (was the file replaced?)", (long long)last_logged,
+         (long long)start, (long long)last_logged + 1, (long long)start);
+}
+
+/* After step `done`: the load figures, a validation when due, a checkpoint
+ * staged when due, the metrics line, then the checkpoint's write. ctl: the
+ * step's agreed control values (read_control); global: a checkpoint agreed
+ * in the step, or -1. Returns 0, or -1 with err. */
+static int run_after_step(run_t *r, int64_t done, const smoe_step_out_t *so, const int64_t *ctl,
+                          int64_t global, double dt, smoe_err_t *err) {
+  const smoe_config_t *c = r->c;
+  smoe_model_t *m = &r->x.m;
+  smoe_train_result_t *res = r->res;
+  const int L = r->L, E = r->E;
+  /* bytes of this step summed over ranks, then the load */
+  int64_t bytes[SMOE_PHASE_COUNT];
+  smoe_comm_bytes(r->comm, bytes);
+  smoe_comm_allreduce_i64(r->comm, bytes, SMOE_PHASE_COUNT, SMOE_PHASE_OTHER);
+  double mean_imb = gather_load(m, r->rank_tokens, r->imb);
+  r->imb_sum += mean_imb;
+  r->static_imb_sum += static_imbalance(m);
+  int64_t dropped = 0;
+  for (int l = 0; l < L; l++) dropped += m->dropped[l];
+  res->dropped_tokens += dropped;
+  r->stop = ctl[0] > 0;
+  int eval = !r->stop && (done == c->steps || (c->eval_every > 0 && done % c->eval_every == 0));
+  double val_loss = -1;
+  /* the counts belong to the training batch: kept across a validation */
+  memcpy(r->counts, m->expert_counts, sizeof(int64_t) * (size_t)L * E);
+  if (eval) val_loss = res->final_val_loss = validate(m, &r->data, r->val_windows);
+
+  /* a checkpoint of the state after `done` steps: every interval, when the
+   * timer fired on some rank, and (synchronously) when preempted. A write
+   * still pending from an earlier checkpoint is finished and agreed first,
+   * so every checkpoint written is agreed or reported. The state is staged
+   * now and written after this step's metrics line: a checkpoint is never
+   * complete before its step is logged, so a resume leaves no hole in
+   * metrics.jsonl. */
+  smoe_saver_t *sv = &r->sv;
+  int due = r->stop || ctl[1] > 0 || (c->ckpt_interval > 0 && done % c->ckpt_interval == 0);
+  const char *ckpt = NULL;
+  double stall = 0;
+  int write = 0, sync = r->stop || !sv->async;
+  if (due && done != r->last_ckpt && isfinite(so->loss)) {
+    if (!r->stop && ctl[2] > 0 && sv->skip_busy) {
+      ckpt = "skipped";
+    } else {
+      int64_t settled;
+      if (smoe_saver_settle(sv, r->comm, &settled, &stall, err) != 0) return -1;
+      if (settled >= 0) {
+        NOTE(r, "checkpoint of step %lld complete on every rank", (long long)settled);
+        global = settled;
+      }
+      stall += smoe_saver_stage(sv, done, r->tokens, &r->x.policy);
+      ckpt = sync ? "sync" : "async";
+      write = 1;
+      r->last_ckpt = done;
+    }
+    smoe_loop_timer_reset(sv->loop);
+  }
+  smoe_step_record_t rec = {
+      .step = done, .loss = so->loss, .ce = so->ce, .aux_loss = so->aux, .z_loss = so->z,
+      .lr = so->lr, .grad_norm = so->grad_norm, .val_loss = val_loss, .tokens = r->tokens,
+      .step_tokens = (int64_t)c->global_batch_size * r->T, .step_time_s = dt,
+      .expert_counts = r->counts, .L = L, .E = E, .G = r->G, .rank_tokens = r->rank_tokens,
+      .imbalance = mean_imb, .layer_imbalance = r->imb, .dropped = dropped, .bytes = bytes,
+      .replicas = r->x.replicas, .plan_time_s = so->plan_s, .split_time_s = m->split_time,
+      .ckpt = ckpt, .ckpt_stall_s = stall, .ckpt_global = global};
+  res->final_train_loss = so->ce;
+  res->checkpoints += write;
+  smoe_comm_reset_bytes(r->comm);
+  if (r->mt && smoe_metrics_step(r->mt, &rec,
+                                 eval || ckpt || global >= 0 || done % c->log_every == 0, err) != 0)
+    return -1;
+  if (!isfinite(so->loss))
+    return smoe_fail(err, "loss became %f at step %lld; lower training.lr (now %g) or check the "
+                     "data", so->loss, (long long)done, c->lr);
+  if (write) stall += smoe_saver_write(sv, sync); /* logged: now it may complete */
+  res->ckpt_stall_s += stall;
+  res->steps = done;
+  return 0;
+}
+
+/* The training loop, from r->start to the last step or a preemption. */
+static int run_loop(run_t *r, smoe_err_t *err) {
+  const smoe_config_t *c = r->c;
+  smoe_model_t *m = &r->x.m;
+  /* SMOE_FAIL_AT=RANK:STEP makes that rank fail at that step: the test hook
+   * for "a failing rank ends the whole job" */
+  int fail_rank = -1;
+  long long fail_step = -1;
+  if (getenv("SMOE_FAIL_AT")) sscanf(getenv("SMOE_FAIL_AT"), "%d:%lld", &fail_rank, &fail_step);
+  for (int64_t step = r->start; step < c->steps && !r->stop; step++) {
+    if (r->rank == fail_rank && step == fail_step)
+      return smoe_fail(err, "injected failure at step %lld (SMOE_FAIL_AT)", (long long)step);
+    double t0 = smoe_now();
+    smoe_data_train_batch(&r->data, c->seed, step, r->rank * r->B, r->B, r->T, r->batch);
+    smoe_step_ctl_t ctl = {.n = 4, .read = read_control, .arg = &r->sv};
+    smoe_step_out_t so;
+    if (smoe_step(&r->x, r->batch, step, &ctl, &so, err) != 0) return -1;
+    smoe_plog_t rec = {r->L, r->E, r->G, m->S, step + 1, m->expert_counts,
+                       m->placement.replicas, m->placement.slot_expert};
+    smoe_err_t log_err;
+    if (smoe_ckpt_log(r->sv.ck, &rec, &log_err) != 0) /* the manifest's synced write reports it */
+      NOTE(r, "warning: placement log: %s", log_err.msg);
+    int64_t global = -1;
+    if (smoe_saver_agreed(&r->sv, (int)-ctl.v[3], &global, err) != 0) return -1;
+    if (global >= 0) NOTE(r, "checkpoint of step %lld complete on every rank", (long long)global);
+    double dt = smoe_now() - t0;
+    r->res->train_s += dt;
+    r->tokens += (int64_t)c->global_batch_size * r->T;
+    if (step == r->start) /* the recovery time, when resumed */
+      r->res->first_step_s = smoe_now() - r->t_start;
+    if (run_after_step(r, step + 1, &so, ctl.v, global, dt, err) != 0) return -1;
+  }
+  /* the last checkpoint in flight: finished and agreed by every rank */
+  int64_t settled;
+  double stall = 0;
+  if (smoe_saver_settle(&r->sv, r->comm, &settled, &stall, err) != 0) return -1;
+  if (settled >= 0) NOTE(r, "checkpoint of step %lld complete on every rank", (long long)settled);
+  return 0;
+}
+
+/* After the loop (rc: its result): the run's figures, and unless it failed or
+ * was preempted the final validation, weights, summary and "done" line. */
+static int run_finish(run_t *r, int rc, smoe_err_t *err) {
+  const smoe_config_t *c = r->c;
+  smoe_train_result_t *res = r->res;
+  smoe_model_t *m = &r->x.m;
+  const int64_t start = r->start, trained = res->steps - start;
+  res->mean_imbalance = trained > 0 ? r->imb_sum / (double)trained : 1.0;
+  res->static_imbalance = trained > 0 ? r->static_imb_sum / (double)trained : 1.0;
+  res->tokens_per_s =
+      res->train_s > 0 ? (double)(trained * c->global_batch_size * r->T) / res->train_s : 0;
+  res->model_flops_per_s = res->tokens_per_s * smoe_model_flops_per_token(m);
+  res->preempted = r->stop && rc == 0;
+  if (res->preempted) {
+    int sig = smoe_loop_signal(r->sv.loop);
+    NOTE(r, "preempted at step %lld (%s): checkpoint of step %lld written on every rank; resume "
+         "with --resume auto", (long long)res->steps,
+         sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM",
+         (long long)smoe_ckpt_last_global(r->sv.ck));
+  }
+  /* after an error on this rank only, no more collectives: the caller aborts the job */
+  if (rc != 0 || r->stop) return rc;
+  if (start == c->steps) /* resumed after the last step: as if it had ended */
+    res->final_val_loss = validate(m, &r->data, r->val_windows);
+  smoe_shards_gather(&r->x.sh, r->comm, m->experts_full);
+  res->wall_s = smoe_now() - r->t_start;
+  if (r->rank == 0) { /* the weights first: "done" only once they are on disk */
+    char path[SMOE_PATHLEN + 32];
+    snprintf(path, sizeof path, "%s/model.safetensors", r->out_dir);
+    if (smoe_hf_save(m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err) != 0 ||
+        write_summary(r->out_dir, c, res, r->threads, err) != 0)
+      return -1;
+  }
+  if (start == c->steps) { /* resumed after the last step: nothing to train */
+    NOTE(r, "done: the run was already complete at step %lld (resumed from its last checkpoint); "
+         "val loss %.4f; final weights and summary written again", (long long)start,
+         res->final_val_loss);
+    return 0;
+  }
+  char replay[64] = "", first[48] = "";
+  if (r->G > 1 && res->static_imbalance > 0 && strcmp(c->policy, "static") != 0)
+    snprintf(replay, sizeof replay, " (static on the same loads: %.3f)", res->static_imbalance);
+  if (res->first_val_loss >= 0)
+    snprintf(first, sizeof first, " (at step 0: %.4f)", res->first_val_loss);
+  NOTE(r, "done: %lld steps in %.1f s, final train loss %.4f, val loss %.4f%s, %.0f tokens/s, "
+       "%.2f GFLOP/s; policy %s: mean imbalance %.3f%s, %lld tokens dropped",
+       (long long)res->steps, res->wall_s, res->final_train_loss, res->final_val_loss, first,
+       res->tokens_per_s, res->model_flops_per_s / 1e9, c->policy, res->mean_imbalance, replay,
+       (long long)res->dropped_tokens);
+  return 0;
+}
+
+/* The run, once its folder is ready (smoe_train). */
 static int train_in(const smoe_config_t *c, const char *out_dir, const char *init_hf,
                     int64_t resume, int earlier, smoe_comm_t *comm, smoe_train_result_t *res,
-                    smoe_err_t *err, double t_start);
+                    smoe_err_t *err, double t_start) {
+  run_t r = {.c = c, .out_dir = out_dir, .comm = comm, .res = res, .t_start = t_start};
+  r.rank = smoe_comm_rank(comm), r.G = smoe_comm_size(comm);
+  r.B = c->global_batch_size / r.G, r.T = c->seq_len, r.L = c->n_layers, r.E = c->num_experts;
+  int removed = 0; /* checkpoints of the earlier run, with --overwrite */
+  int64_t last_logged = 0;
+  if (run_open(&r, init_hf, resume, &removed, &last_logged, err) != 0) return -1;
+  run_announce(&r, init_hf, resume, earlier, removed, last_logged);
+  res->first_val_loss = -1; /* on a resume: measured by the run that started it */
+  if (r.start == 0) {
+    res->first_val_loss = validate(&r.x.m, &r.data, r.val_windows);
+    NOTE(&r, "step 0: val loss %.4f over %lld windows", res->first_val_loss,
+         (long long)r.val_windows);
+  }
+  smoe_comm_reset_bytes(comm);
+  r.tokens = r.start * (int64_t)c->global_batch_size * r.T;
+  r.last_ckpt = res->steps = r.start; /* steps done, counted from the run's start */
+  res->final_train_loss = NAN;        /* until a step of this process measures it */
+  int rc = run_finish(&r, run_loop(&r, err), err);
+  smoe_saver_close(&r.sv);
+  run_free(&r);
+  return rc;
+}
 
 int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf, int64_t resume,
                smoe_comm_t *comm, smoe_train_result_t *res, smoe_err_t *err) {
@@ -378,278 +704,3 @@ int smoe_train(const smoe_config_t *c, const char *out_dir, const char *init_hf,
   return rc;
 }
 
-/* The run, once its folder is ready (smoe_train). */
-static int train_in(const smoe_config_t *c, const char *out_dir, const char *init_hf,
-                    int64_t resume, int earlier, smoe_comm_t *comm, smoe_train_result_t *res,
-                    smoe_err_t *err, double t_start) {
-  const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
-  smoe_metrics_t *mt = NULL;
-  /* threads: the node's cores shared by the ranks on it */
-  int threads = c->threads;
-  if (threads == 0) {
-    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN), local = smoe_comm_node_size(comm);
-    threads = cores / local > 0 ? cores / local : 1;
-  }
-  threads = smoe_set_threads(threads);
-
-  smoe_data_t data;
-  if (smoe_data_load(&data, c->data_path, c->val_fraction, c->seq_len, err) != 0) return -1;
-  int rc = 0;
-  if (data.vocab_size > c->vocab_size)
-    rc = smoe_fail(err,
-                   "[model] vocab_size = %d is smaller than the data's vocabulary (%d tokens); "
-                   "set model.vocab_size >= %d",
-                   c->vocab_size, data.vocab_size, data.vocab_size);
-  const int B = c->global_batch_size / G, T = c->seq_len, L = c->n_layers, E = c->num_experts;
-  smoe_step_ctx_t x; /* model, shards, optimizer state, policy: what a step runs on */
-  if (rc == 0 && smoe_step_init(&x, c, B, comm, init_hf, err) != 0) rc = -1;
-  if (rc != 0) {
-    smoe_data_free(&data);
-    return -1;
-  }
-  smoe_model_t *const m = &x.m;
-  res->expert_optimizer_bytes = x.sh.bytes;
-  res->optimizer_bytes = x.sh.bytes + 2 * m->n_dense * sizeof(real); /* + the dense moments */
-  int32_t *batch = xmalloc(sizeof(int32_t) * (size_t)B * (T + 1));
-  int64_t *rank_tokens = xmalloc(sizeof(int64_t) * (size_t)G * L);
-  double *imb = xmalloc(sizeof(double) * (size_t)L);
-  int64_t val_windows = smoe_data_val_windows(&data, T);
-  if (val_windows > c->eval_windows) val_windows = c->eval_windows;
-  const size_t P = (size_t)3 * c->dim * c->expert_dim, n_expert_params = (size_t)L * E * P;
-
-  /* the state store and the event loop; then, on --resume, the checkpoint */
-  smoe_saver_t sv;
-  int have_saver = 0;
-  rc = smoe_saver_open(&sv, c, out_dir, m, &x.sh, &x.policy, x.dm, x.dv, err);
-  if (smoe_comm_min_i64(comm, rc, SMOE_PHASE_OTHER) < 0 && rc == 0)
-    rc = smoe_fail(err, "another rank could not open its state store (see its message)");
-  have_saver = rc == 0;
-  const int fresh = resume == SMOE_RESUME_NONE || resume == SMOE_RESUME_OVERWRITE;
-  int64_t start = 0;
-  int removed = 0; /* checkpoints of the earlier run, with --overwrite */
-  if (rc == 0 && fresh) rc = smoe_ckpt_start_fresh(sv.ck, &removed, err);
-  if (rc == 0 && !fresh) {
-    double t0 = smoe_now();
-    rc = smoe_saver_resume(&sv, comm, resume, m, &x.sh, &x.policy, x.dm, x.dv, &start, err);
-    if (rc == 0 && start > 0 && (uint64_t)sv.pos[0] != c->seed && rank == 0)
-      fprintf(stderr, "swiftmoe: warning: training.seed is %llu, the checkpoint's run used %llu: "
-              "the data from here on differs from the interrupted run's\n",
-              (unsigned long long)c->seed, (unsigned long long)sv.pos[0]);
-    res->resume_s = smoe_now() - t0;
-  }
-  int64_t last_logged = 0;
-  if (rc == 0 && rank == 0) rc = write_run_files(c, out_dir, resume, err);
-  if (rc == 0 && rank == 0 &&
-      !(mt = smoe_metrics_open(out_dir, c->progress, c->steps, fresh ? -1 : start, &last_logged,
-                               err)))
-    rc = -1;
-  if (rc != 0) {
-    if (have_saver) smoe_saver_close(&sv);
-    free(batch), free(rank_tokens), free(imb);
-    smoe_step_free(&x);
-    smoe_data_free(&data);
-    return -1;
-  }
-  NOTE("swiftmoe: %d layers, dim %d, %d experts (top %d), %.2fM parameters (%.2fM active); "
-       "%zu train / %zu val tokens from %d files; %d rank%s x %d thread%s, %s, policy %s",
-       c->n_layers, c->dim, c->num_experts, c->top_k,
-       (double)(m->n_dense + n_expert_params) / 1e6,
-       (double)(m->n_dense + n_expert_params / E * c->top_k) / 1e6, data.n_train, data.n_val,
-       data.n_files, G, G > 1 ? "s" : "", threads, threads > 1 ? "s" : "", SMOE_REAL_NAME,
-       c->policy);
-  NOTE("run folder: %s%s%s", out_dir, init_hf ? "; weights from " : "", init_hf ? init_hf : "");
-  if (resume == SMOE_RESUME_OVERWRITE && earlier)
-    NOTE("--overwrite: removed the earlier run's %d checkpoint%s, metrics and final weights from "
-         "this run folder", removed, removed == 1 ? "" : "s");
-  if (!fresh && start == 0)
-    NOTE("resume: no checkpoint was ever complete on every rank; starting from step 0");
-  if (start > 0) /* counted from what metrics.jsonl holds: every checkpointed step is in it */
-    NOTE("resumed from the checkpoint of step %lld in %.2f s (every rank read its own store); "
-         "%lld step%s lost since it (the last step logged was %lld)",
-         (long long)start, res->resume_s,
-         (long long)(last_logged > start ? last_logged - start : 0),
-         last_logged - start == 1 ? "" : "s", (long long)last_logged);
-  if (start > 0 && rank == 0 && last_logged < start)
-    NOTE("warning: metrics.jsonl ends at step %lld, before the resumed step %lld: its lines for "
-         "steps %lld..%lld are missing (was the file replaced?)", (long long)last_logged,
-         (long long)start, (long long)last_logged + 1, (long long)start);
-
-  const double flops_tok = smoe_model_flops_per_token(m);
-  if (start == 0) {
-    res->first_val_loss = validate(m, &data, val_windows);
-    NOTE("step 0: val loss %.4f over %lld windows", res->first_val_loss, (long long)val_windows);
-  } else {
-    res->first_val_loss = -1; /* measured by the run that started it */
-  }
-  smoe_comm_reset_bytes(comm);
-  int64_t tokens = start * (int64_t)c->global_batch_size * T;
-  double imb_sum = 0, static_imb_sum = 0;
-  /* SMOE_FAIL_AT=RANK:STEP makes that rank fail at that step: the test hook
-   * for "a failing rank ends the whole job" */
-  int fail_rank = -1;
-  long long fail_step = -1;
-  if (getenv("SMOE_FAIL_AT")) sscanf(getenv("SMOE_FAIL_AT"), "%d:%lld", &fail_rank, &fail_step);
-  int64_t last_ckpt = start; /* the newest step checkpointed (or resumed from) */
-  res->steps = start;             /* steps done, counted from the run's start */
-  res->final_train_loss = NAN;    /* until a step of this process measures it */
-  int stop = 0;              /* preempted: agreed SIGTERM/SIGINT */
-  int64_t step;
-  for (step = start; step < c->steps; step++) {
-    if (rank == fail_rank && step == fail_step) {
-      rc = smoe_fail(err, "injected failure at step %lld (SMOE_FAIL_AT)", (long long)step);
-      break;
-    }
-    double t0 = smoe_now();
-    smoe_data_train_batch(&data, c->seed, step, rank * B, B, T, batch);
-    smoe_step_ctl_t ctl = {.n = 4, .read = read_control, .arg = &sv};
-    smoe_step_out_t so;
-    if ((rc = smoe_step(&x, batch, step, &ctl, &so, err)) != 0) break;
-    const int64_t *fp = ctl.v;
-    smoe_plog_t rec = {L, E, G, m->S, step + 1, m->expert_counts, m->placement.replicas,
-                       m->placement.slot_expert};
-    smoe_err_t log_err;
-    if (smoe_ckpt_log(sv.ck, &rec, &log_err) != 0) /* the manifest's synced write reports it */
-      NOTE("warning: placement log: %s", log_err.msg);
-    int64_t global = -1;
-    if ((rc = smoe_saver_agreed(&sv, (int)-fp[3], &global, err)) != 0) break;
-    if (global >= 0) NOTE("checkpoint of step %lld complete on every rank", (long long)global);
-    double dt = smoe_now() - t0;
-    res->train_s += dt;
-    tokens += (int64_t)c->global_batch_size * T;
-    if (step == start) res->first_step_s = smoe_now() - t_start; /* recovery time, when resumed */
-
-    /* metrics: bytes of this step summed over ranks, then the load */
-    const int64_t done = step + 1;
-    const double loss = so.loss, ce = so.ce; /* validation below reuses the model's buffers */
-    int64_t bytes[SMOE_PHASE_COUNT];
-    smoe_comm_bytes(comm, bytes);
-    smoe_comm_allreduce_i64(comm, bytes, SMOE_PHASE_COUNT, SMOE_PHASE_OTHER);
-    double mean_imb = gather_load(m, rank_tokens, imb);
-    imb_sum += mean_imb;
-    static_imb_sum += static_imbalance(m);
-    int64_t dropped = 0;
-    for (int l = 0; l < L; l++) dropped += m->dropped[l];
-    res->dropped_tokens += dropped;
-    stop = fp[0] > 0;
-    int last = done == c->steps;
-    int eval = !stop && (last || (c->eval_every > 0 && done % c->eval_every == 0));
-    int64_t *counts = NULL;
-    double val_loss = -1;
-    if (eval) { /* the counts belong to the training batch: keep them */
-      counts = xmalloc(sizeof(int64_t) * (size_t)L * E);
-      memcpy(counts, m->expert_counts, sizeof(int64_t) * (size_t)L * E);
-      val_loss = res->final_val_loss = validate(m, &data, val_windows);
-    }
-
-    /* a checkpoint of the state after `done` steps: every interval, when the
-     * timer fired on some rank, and (synchronously) when preempted. A write
-     * still pending from an earlier checkpoint is finished and agreed first,
-     * so every checkpoint written is agreed or reported. The state is staged
-     * now and written after this step's metrics line: a checkpoint is never
-     * complete before its step is logged, so a resume leaves no hole in
-     * metrics.jsonl. */
-    int due = stop || fp[1] > 0 || (c->ckpt_interval > 0 && done % c->ckpt_interval == 0);
-    const char *ckpt = NULL;
-    double stall = 0;
-    int write = 0, sync = stop || !sv.async;
-    if (due && done != last_ckpt && isfinite(loss)) {
-      if (!stop && fp[2] > 0 && sv.skip_busy) {
-        ckpt = "skipped";
-      } else {
-        int64_t settled;
-        if ((rc = smoe_saver_settle(&sv, comm, &settled, &stall, err)) != 0) {
-          free(counts);
-          break;
-        }
-        if (settled >= 0) {
-          NOTE("checkpoint of step %lld complete on every rank", (long long)settled);
-          global = settled;
-        }
-        stall += smoe_saver_stage(&sv, done, tokens, &x.policy);
-        ckpt = sync ? "sync" : "async";
-        write = 1;
-        last_ckpt = done;
-      }
-      smoe_loop_timer_reset(sv.loop);
-    }
-    smoe_step_record_t r = {.step = done, .loss = loss, .ce = ce, .aux_loss = so.aux, .z_loss = so.z,
-                            .lr = so.lr, .grad_norm = so.grad_norm, .val_loss = val_loss,
-                            .tokens = tokens, .step_tokens = (int64_t)c->global_batch_size * T,
-                            .step_time_s = dt,
-                            .expert_counts = counts ? counts : m->expert_counts, .L = L, .E = E,
-                            .G = G, .rank_tokens = rank_tokens, .imbalance = mean_imb,
-                            .layer_imbalance = imb, .dropped = dropped, .bytes = bytes,
-                            .replicas = x.replicas, .plan_time_s = so.plan_s,
-                            .split_time_s = m->split_time, .ckpt = ckpt, .ckpt_stall_s = stall,
-                            .ckpt_global = global};
-    res->final_train_loss = ce;
-    res->checkpoints += write;
-    if (mt)
-      rc = smoe_metrics_step(mt, &r, eval || ckpt || global >= 0 || done % c->log_every == 0, err);
-    free(counts);
-    smoe_comm_reset_bytes(comm);
-    if (rc != 0) break;
-    if (!isfinite(loss)) {
-      rc = smoe_fail(err, "loss became %f at step %lld; lower training.lr (now %g) or check the data",
-                     loss, (long long)done, c->lr);
-      break;
-    }
-    if (write) stall += smoe_saver_write(&sv, sync); /* logged: now it may complete */
-    res->ckpt_stall_s += stall;
-    res->steps = done;
-    if (stop) break;
-  }
-  /* the last checkpoint in flight: finished and agreed by every rank */
-  if (rc == 0) {
-    int64_t settled;
-    double stall = 0;
-    rc = smoe_saver_settle(&sv, comm, &settled, &stall, err);
-    if (rc == 0 && settled >= 0)
-      NOTE("checkpoint of step %lld complete on every rank", (long long)settled);
-  }
-  res->mean_imbalance = res->steps > start ? imb_sum / (double)(res->steps - start) : 1.0;
-  res->static_imbalance = res->steps > start ? static_imb_sum / (double)(res->steps - start) : 1.0;
-  res->tokens_per_s = res->train_s > 0 ? (double)(tokens - start * (int64_t)c->global_batch_size * T) / res->train_s : 0;
-  res->model_flops_per_s = res->tokens_per_s * flops_tok;
-  res->preempted = stop && rc == 0;
-  if (res->preempted) {
-    int sig = smoe_loop_signal(sv.loop);
-    NOTE("preempted at step %lld (%s): checkpoint of step %lld written on every rank; resume with "
-         "--resume auto", (long long)res->steps, sig == SIGINT ? "SIGINT" : sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM",
-         (long long)smoe_ckpt_last_global(sv.ck));
-  }
-  /* after an error on this rank only, no more collectives: the caller aborts the job */
-  if (rc == 0 && !stop && start == c->steps) /* resumed after the last step: as if it had ended */
-    res->final_val_loss = validate(m, &data, val_windows);
-  if (rc == 0 && !stop) smoe_shards_gather(&x.sh, comm, m->experts_full);
-  res->wall_s = smoe_now() - t_start;
-  if (rc == 0 && !stop && rank == 0) { /* the weights first: "done" only once they are on disk */
-    char path[SMOE_PATHLEN + 32];
-    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-    rc = smoe_hf_save(m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err);
-    if (rc == 0) rc = write_summary(out_dir, c, res, threads, err);
-  }
-  if (rc == 0 && !stop && start == c->steps) { /* resumed after the last step: nothing to train */
-    NOTE("done: the run was already complete at step %lld (resumed from its last checkpoint); "
-         "val loss %.4f; final weights and summary written again", (long long)start,
-         res->final_val_loss);
-  } else if (rc == 0 && !stop) {
-    char replay[64] = "";
-    if (G > 1 && res->static_imbalance > 0 && strcmp(c->policy, "static") != 0)
-      snprintf(replay, sizeof replay, " (static on the same loads: %.3f)", res->static_imbalance);
-    char first[48] = "";
-    if (res->first_val_loss >= 0) snprintf(first, sizeof first, " (at step 0: %.4f)", res->first_val_loss);
-    NOTE("done: %lld steps in %.1f s, final train loss %.4f, val loss %.4f%s, "
-         "%.0f tokens/s, %.2f GFLOP/s; policy %s: mean imbalance %.3f%s, %lld tokens dropped",
-         (long long)res->steps, res->wall_s, res->final_train_loss, res->final_val_loss,
-         first, res->tokens_per_s, res->model_flops_per_s / 1e9, c->policy,
-         res->mean_imbalance, replay, (long long)res->dropped_tokens);
-  }
-  smoe_metrics_close(mt);
-  smoe_saver_close(&sv);
-  free(batch);
-  free(rank_tokens), free(imb);
-  smoe_step_free(&x);
-  smoe_data_free(&data);
-  return rc;
-}
