@@ -1,5 +1,7 @@
-/* train.c: the single-process training loop: data -> forward -> backward ->
- * clip -> AdamW -> balancing bias -> metrics, with periodic validation. */
+/* train.c: the run around the step (step.h): the run folder and its lock,
+ * setup and resume (run_open), the loop with its control plane, validation,
+ * checkpoints and metrics (run_loop, run_after_step), and the final weights
+ * and summary (run_finish). */
 #define _DEFAULT_SOURCE /* flock */
 #include "train.h"
 
