@@ -9,6 +9,7 @@ struct smoe_comm {
   int rank, size, node_size;
   int mpi; /* MPI_Init was called */
   int64_t bytes[SMOE_PHASE_COUNT];
+  int *counts; /* (4, G) an all-to-all-v's counts and offsets as MPI's ints, allocated once */
 };
 
 static const char *phase_names[SMOE_PHASE_COUNT] = {
@@ -67,11 +68,13 @@ smoe_comm_t *smoe_comm_init(int *argc, char ***argv) {
   mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
   MPI_Comm_size(node, &c->node_size);
   MPI_Comm_free(&node);
+  c->counts = xmalloc(sizeof(int) * 4 * (size_t)c->size);
   return c;
 }
 
 void smoe_comm_finalize(smoe_comm_t *c) {
   if (c && c->mpi) MPI_Finalize();
+  if (c) free(c->counts);
   free(c);
 }
 
@@ -161,7 +164,7 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
     fprintf(stderr, "swiftmoe: internal error: all-to-all counts exceed MPI's int range\n");
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  int *ci = xmalloc(sizeof(int) * 4 * (size_t)G);
+  int *ci = c->counts;
   for (int g = 0; g < G; g++) {
     ci[g] = (int)send_counts[g], ci[G + g] = (int)send_offsets[g];
     ci[2 * G + g] = (int)recv_counts[g], ci[3 * G + g] = (int)recv_offsets[g];
@@ -173,7 +176,6 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
   mpi_check(MPI_Alltoallv(send, ci, ci + G, row, recv, ci + 2 * G, ci + 3 * G, row,
                           MPI_COMM_WORLD));
   MPI_Type_free(&row);
-  free(ci);
 }
 
 void smoe_comm_reduce_scatter_real(smoe_comm_t *c, const real *x, real *out, size_t n,

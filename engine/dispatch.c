@@ -24,9 +24,11 @@ void smoe_dispatch_free(smoe_dispatch_t *d) {
 }
 
 /* The plan from each assignment's global slot (slot_of[a], -1 = dropped). */
-static void build_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int *slot_of, int NK) {
+static void build_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int *slot_of, int NK,
+                       smoe_arena_t *sa) {
   const int G = d->G, S = d->S, GS = G * S, r = d->rank;
-  int64_t *local = xcalloc((size_t)GS, sizeof(int64_t)), *fill = xmalloc(sizeof(int64_t) * GS);
+  int64_t *local = smoe_arena_zero(sa, (size_t)GS, sizeof(int64_t));
+  int64_t *fill = smoe_arena_take(sa, sizeof(int64_t) * GS);
   for (int a = 0; a < NK; a++)
     if (slot_of[a] >= 0) local[slot_of[a]]++;
   /* send order: by global slot, assignments in order within a slot */
@@ -67,26 +69,29 @@ static void build_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int *
     for (int s = 0; s < S; s++)
       for (int64_t i = 0; i < col[(size_t)q * GS + s]; i++) d->recv_to_slot[row++] = (int)fill[s]++;
   }
-  free(local);
-  free(fill);
 }
 
 void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
-                        const uint8_t *keep, const int *expert_slot, int NK) {
-  int *slot_of = xmalloc(sizeof(int) * (size_t)(NK ? NK : 1));
+                        const uint8_t *keep, const int *expert_slot, int NK,
+                        smoe_arena_t *scratch) {
+  const size_t mark = smoe_arena_mark(scratch);
+  int *slot_of = smoe_arena_take(scratch, sizeof(int) * (size_t)NK);
   for (int a = 0; a < NK; a++) slot_of[a] = (!keep || keep[a]) ? expert_slot[idx[a]] : -1;
-  build_plan(d, c, pos, slot_of, NK);
-  free(slot_of);
+  build_plan(d, c, pos, slot_of, NK, scratch);
+  smoe_arena_release(scratch, mark);
 }
 
 void smoe_dispatch_plan_split(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
                               const uint8_t *keep, const int64_t *quota, const int *slot_expert,
-                              int E, int NK) {
+                              int E, int NK, smoe_arena_t *scratch) {
   const int GS = d->G * d->S;
+  const size_t mark = smoe_arena_mark(scratch);
   /* each expert's slots in global order, and how much each may still take */
-  int *first = xmalloc(sizeof(int) * (size_t)(E + 1)), *slots = xmalloc(sizeof(int) * GS);
-  int *next = xcalloc((size_t)E, sizeof(int)), *slot_of = xmalloc(sizeof(int) * (size_t)(NK ? NK : 1));
-  int64_t *left = xmalloc(sizeof(int64_t) * GS);
+  int *first = smoe_arena_take(scratch, sizeof(int) * (size_t)(E + 1));
+  int *slots = smoe_arena_take(scratch, sizeof(int) * GS);
+  int *next = smoe_arena_zero(scratch, (size_t)E, sizeof(int));
+  int *slot_of = smoe_arena_take(scratch, sizeof(int) * (size_t)NK);
+  int64_t *left = smoe_arena_take(scratch, sizeof(int64_t) * GS);
   memcpy(left, quota, sizeof(int64_t) * GS);
   int n = 0;
   for (int e = 0; e < E; e++) {
@@ -107,8 +112,8 @@ void smoe_dispatch_plan_split(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, cons
     slot_of[a] = slots[first[e] + next[e]];
     left[slot_of[a]]--;
   }
-  build_plan(d, c, pos, slot_of, NK);
-  free(first), free(slots), free(next), free(slot_of), free(left);
+  build_plan(d, c, pos, slot_of, NK, scratch);
+  smoe_arena_release(scratch, mark);
 }
 
 void smoe_dispatch_to_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *send,

@@ -11,6 +11,7 @@
 #ifndef SMOE_DISPATCH_H
 #define SMOE_DISPATCH_H
 
+#include "arena.h"
 #include "comm.h"
 
 typedef struct {
@@ -34,7 +35,8 @@ void smoe_dispatch_free(smoe_dispatch_t *d);
  * assignment's send-order row, -1 when dropped. All-gathers the counts
  * (phase counts): every rank must call it. */
 void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
-                        const uint8_t *keep, const int *expert_slot, int NK);
+                        const uint8_t *keep, const int *expert_slot, int NK,
+                        smoe_arena_t *scratch);
 
 /* The same with the load-aware split: this rank's assignments to expert e
  * fill e's slots (slot_expert (G*S)) in global slot order, each up to
@@ -42,7 +44,7 @@ void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int3
  * kept assignment). */
 void smoe_dispatch_plan_split(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
                               const uint8_t *keep, const int64_t *quota, const int *slot_expert,
-                              int E, int NK);
+                              int E, int NK, smoe_arena_t *scratch);
 
 /* send (rows_send, D), send order -> out (rows_recv, D), slot order. */
 void smoe_dispatch_to_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *send,

@@ -163,7 +163,7 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   }
   m->split_mode = smoe_policy_split_mode(first.kind);
   smoe_policy_free(&first);
-  smoe_placement_routes(&m->placement, m->route);
+  smoe_placement_routes(&m->placement, m->route, &m->arena);
   m->src_counts = xcalloc((size_t)d->L * m->G * d->E, sizeof(int64_t));
   m->take = xcalloc((size_t)m->G * m->G * m->S, sizeof(int64_t));
   m->capacity_on = strcmp(c->policy, "capacity") == 0;
@@ -260,7 +260,7 @@ void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
 
 void smoe_model_set_placement(smoe_model_t *m, const smoe_placement_t *p) {
   smoe_placement_copy(&m->placement, p);
-  smoe_placement_routes(&m->placement, m->route);
+  smoe_placement_routes(&m->placement, m->route, &m->arena);
 }
 
 void smoe_model_scatter_experts(smoe_model_t *m) {
@@ -296,6 +296,7 @@ void smoe_model_free(smoe_model_t *m) {
   free(m->scratch_mem);
   free(m->rope_cos);
   free(m->rope_sin);
+  smoe_arena_free(&m->arena);
   free(m->choice_counts);
   free(m->prob_sum);
   free(m->z_sum);
@@ -316,7 +317,9 @@ static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const
   const int E = m->dims.E, K = m->dims.K, G = m->G, S = m->S, NK = N * K;
   const size_t NKmax = (size_t)m->B * m->dims.T * K;
   const int *slot_expert = m->placement.slot_expert + (size_t)l * G * S;
-  int64_t *src = m->src_counts + (size_t)l * G * E, *mine = xcalloc((size_t)E, sizeof(int64_t));
+  size_t mark = smoe_arena_mark(&m->arena);
+  int64_t *src = m->src_counts + (size_t)l * G * E;
+  int64_t *mine = smoe_arena_zero(&m->arena, (size_t)E, sizeof(int64_t));
   double t0 = smoe_now();
   for (int a = 0; a < NK; a++) mine[idx[a]]++;
   smoe_comm_allgather(m->comm, mine, src, sizeof(int64_t) * E, SMOE_PHASE_COUNTS);
@@ -324,7 +327,7 @@ static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const
   if (m->split_mode == 2) { /* symi: expert e keeps r_e x ceil(cf K T_global / (G S)) */
     int64_t per_slot =
         (int64_t)ceil(m->capacity_factor * K * (double)m->n_tokens / ((double)G * S));
-    int64_t *allowed = xmalloc(sizeof(int64_t) * (size_t)G * E);
+    int64_t *allowed = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)G * E);
     m->dropped[l] = 0;
     for (int e = 0; e < E; e++) {
       int64_t total = 0, cap = per_slot * m->placement.replicas[(size_t)l * E + e], given = 0;
@@ -338,20 +341,19 @@ static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const
         if (allowed[(size_t)q * E + e] < src[(size_t)q * E + e]) allowed[(size_t)q * E + e]++, given++;
       m->dropped[l] += total - given;
     }
-    smoe_capacity_keep(keep, idx, gw, N, K, E, allowed + (size_t)m->rank * E, 0);
+    smoe_capacity_keep(keep, idx, gw, N, K, E, allowed + (size_t)m->rank * E, 0, &m->arena);
     memcpy(src, allowed, sizeof(int64_t) * (size_t)G * E); /* what is routed */
     use_keep = keep;
-    free(allowed);
-    smoe_split_even(src, slot_expert, E, G, S, m->take);
+    smoe_split_even(src, slot_expert, E, G, S, m->take, &m->arena);
   } else {
-    smoe_split(src, slot_expert, E, G, S, m->take);
+    smoe_split(src, slot_expert, E, G, S, m->take, &m->arena);
   }
   m->split_time += smoe_now() - t0;
   for (size_t i = 0; i < (size_t)G * G * S; i++) /* fingerprint: ranks must agree */
     m->split_hash = smoe_mix64(m->split_hash ^ (uint64_t)m->take[i]);
   smoe_dispatch_plan_split(&m->plans[l], m->comm, m->a.pos + l * NKmax, idx, use_keep,
-                           m->take + (size_t)m->rank * G * S, slot_expert, E, NK);
-  free(mine);
+                           m->take + (size_t)m->rank * G * S, slot_expert, E, NK, &m->arena);
+  smoe_arena_release(&m->arena, mark);
 }
 
 /* The sparse MoE block of layer l on this rank's N tokens: route, drop over
@@ -388,10 +390,11 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
   m->dropped[l] = 0;
   if (m->capacity_on) {
     int64_t cap = smoe_capacity(m->capacity_factor, m->min_capacity, K, N, E);
-    int64_t *caps = xmalloc(sizeof(int64_t) * (size_t)E);
+    size_t mark = smoe_arena_mark(&m->arena);
+    int64_t *caps = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)E);
     for (int e = 0; e < E; e++) caps[e] = cap;
-    m->dropped[l] = smoe_capacity_keep(keep, idx, gw, N, K, E, caps, m->drop_by_weight);
-    free(caps);
+    m->dropped[l] = smoe_capacity_keep(keep, idx, gw, N, K, E, caps, m->drop_by_weight, &m->arena);
+    smoe_arena_release(&m->arena, mark);
     smoe_comm_allreduce_i64(m->comm, &m->dropped[l], 1, SMOE_PHASE_COUNTS);
   }
 
@@ -400,7 +403,7 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
     route_split(m, l, N, idx, gw, keep);
   } else {
     smoe_dispatch_plan(plan, m->comm, pos, idx, m->capacity_on ? keep : NULL,
-                       m->route + ((size_t)l * m->G + m->rank) * E, NK);
+                       m->route + ((size_t)l * m->G + m->rank) * E, NK, &m->arena);
   }
   real *xe = a->xe + l * R * D, *ye_local = a->ye_local + l * NKmax * D;
   moe_gather(m->s.send, ln2, pos, N, K, D);
@@ -456,7 +459,7 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
   rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * NDmax, p->lnf, N, D, d->eps);
   matmul_forward(a->logits, a->lnf, p->lm_head, N, D, d->V);
   int n_valid = 0;
-  double ce_local = crossentropy_forward(a->logits, m->targets, N, d->V, &n_valid);
+  double ce_local = crossentropy_forward(a->logits, m->targets, N, d->V, &n_valid, &m->arena);
   double sums[2] = {ce_local * n_valid, (double)n_valid};
   smoe_comm_allreduce_f64(m->comm, sums, 2, SMOE_PHASE_OTHER);
   m->n_valid = (int64_t)sums[1];
@@ -510,7 +513,7 @@ static void moe_block_backward(smoe_model_t *m, int l, int N, real *aux_dp) {
   matmul_backward(s->dx, m->g.gate + (size_t)l * E * D, s->drouter, ln2,
                   m->p.gate + (size_t)l * E * D, N, D, E);
   rmsnorm_backward(s->dresid, m->g.ln2 + (size_t)l * D, s->dx, a->mid + l * Nmax * D,
-                   m->p.ln2 + (size_t)l * D, a->ln2_rstd + l * Nmax, N, D);
+                   m->p.ln2 + (size_t)l * D, a->ln2_rstd + l * Nmax, N, D, &m->arena);
 }
 
 void smoe_model_backward(smoe_model_t *m) {
@@ -529,9 +532,10 @@ void smoe_model_backward(smoe_model_t *m) {
   matmul_backward(s->dx, g->lm_head, s->dlogits, a->lnf, p->lm_head, N, D, d->V);
   memset(s->dresid, 0, sizeof(real) * ND);
   rmsnorm_backward(s->dresid, g->lnf, s->dx, a->resid + (size_t)L * NDmax, p->lnf, a->lnf_rstd, N,
-                   D);
+                   D, &m->arena);
 
-  real *aux_dp = xmalloc(sizeof(real) * (size_t)E);
+  size_t mark = smoe_arena_mark(&m->arena);
+  real *aux_dp = smoe_arena_take(&m->arena, sizeof(real) * (size_t)E);
   for (int l = L - 1; l >= 0; l--) {
     const real *x = a->resid + l * NDmax, *ln1 = a->ln1 + l * NDmax, *q = a->q + l * Nmax * qd,
                *k = a->k + l * Nmax * kd, *v = a->v + l * Nmax * kd,
@@ -546,7 +550,7 @@ void smoe_model_backward(smoe_model_t *m) {
     memset(s->dk, 0, sizeof(real) * (size_t)N * kd);
     memset(s->dv, 0, sizeof(real) * (size_t)N * kd);
     attention_backward(s->dq, s->dk, s->dv, s->datty, a->att + (size_t)l * m->B * H * T * T, q, k,
-                       v, B, T, H, Hkv, hd);
+                       v, B, T, H, Hkv, hd, &m->arena);
     rope_backward(s->dq, m->rope_cos, m->rope_sin, N, T, H, hd);
     rope_backward(s->dk, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
     memset(s->dx, 0, sizeof(real) * ND);
@@ -557,9 +561,9 @@ void smoe_model_backward(smoe_model_t *m) {
     matmul_backward(s->dx, g->wv + (size_t)l * kd * D, s->dv, ln1, p->wv + (size_t)l * kd * D, N,
                     D, kd);
     rmsnorm_backward(s->dresid, g->ln1 + (size_t)l * D, s->dx, x, p->ln1 + (size_t)l * D,
-                     a->ln1_rstd + l * Nmax, N, D);
+                     a->ln1_rstd + l * Nmax, N, D, &m->arena);
   }
-  free(aux_dp);
+  smoe_arena_release(&m->arena, mark);
   embedding_backward(g->embed, s->dresid, m->inputs, N, D, d->V);
   /* data parallel: dense gradients summed over the ranks, in buckets */
   const size_t bucket = (size_t)1 << 22;

@@ -5,10 +5,13 @@
  * table of shaped pointers (smoe_dense_t), their gradients in a second with
  * the same layout; this rank's expert slots are one (L, S, P) buffer (see
  * moe.h for P), their gradients a second; activations and backward scratch
- * are allocated once for a batch of B sequences. A step still allocates
- * scratch (dispatch plans, the router's top-k, exchange counts, about
- * fifteen malloc/free pairs); making it allocation-free is the workspace's
- * job (the next issue).
+ * are allocated once for a batch of B sequences. Temporary arrays of a
+ * forward or backward (router counts, dispatch plans, the split, per-thread
+ * attention scratch) come from the model's arena (arena.h), sized by the
+ * dimensions: after the first step a training step allocates nothing in the
+ * engine's code (test_step_alloc counts it). glibc's qsort, used by the
+ * planner and by the capacity policy's weight order, may still allocate on
+ * its own for arrays over 1 KiB.
  *
  * Over G ranks (comm.h) the dense parameters are replicated (data parallel:
  * each rank runs its share of the batch, gradients are all-reduced) and the
@@ -21,6 +24,7 @@
 #ifndef SMOE_MODEL_H
 #define SMOE_MODEL_H
 
+#include "arena.h"
 #include "comm.h"
 #include "common.h"
 #include "config.h"
@@ -148,6 +152,7 @@ typedef struct {
   smoe_scratch_t s;
   real *scratch_mem;
   real *rope_cos, *rope_sin; /* (T, hd/2) */
+  smoe_arena_t arena;        /* temporary arrays of a forward/backward (arena.h) */
   int32_t *inputs, *targets; /* (B, T) */
 
   /* results of the last forward */

@@ -66,7 +66,7 @@ void rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w, int 
 }
 
 void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
-                      const real *rstd, int N, int D) {
+                      const real *rstd, int N, int D, smoe_arena_t *scratch) {
   /* y_i = w_i x_i r, r = (mean x^2 + eps)^-1/2:
    * dx_i = r (w_i dy_i) - x_i r^3 / D * sum_j w_j dy_j x_j;  dw_i = sum_n dy_i x_i r. */
 #pragma omp parallel for
@@ -83,7 +83,8 @@ void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, c
    * sums, then the partials are added in thread order (bitwise reproducible
    * for a given thread count) */
   int nt = omp_get_max_threads();
-  double *acc = xcalloc((size_t)nt * D, sizeof(double));
+  size_t mark = smoe_arena_mark(scratch);
+  double *acc = smoe_arena_zero(scratch, (size_t)nt * D, sizeof(double));
 #pragma omp parallel num_threads(nt)
   {
     double *a = acc + (size_t)omp_get_thread_num() * D;
@@ -96,7 +97,7 @@ void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, c
   }
   for (int t = 0; t < nt; t++)
     for (int i = 0; i < D; i++) dw[i] += (real)acc[(size_t)t * D + i];
-  free(acc);
+  smoe_arena_release(scratch, mark);
 }
 
 void rope_tables(real *cos_t, real *sin_t, int T, int d, double theta) {
@@ -170,14 +171,17 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
 
 void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,
                         const real *q, const real *k, const real *v, int B, int T, int H, int Hkv,
-                        int d) {
+                        int d, smoe_arena_t *scratch) {
   const int qs = H * d, ks = Hkv * d, group = H / Hkv;
   const real scale = (real)(1.0 / sqrt((double)d));
   /* One task per (sequence, kv head): it owns dk/dv rows of that head and the
    * dq rows of the query heads in its group, so no two tasks share an output. */
-#pragma omp parallel
+  int nt = omp_get_max_threads();
+  size_t mark = smoe_arena_mark(scratch);
+  real *dp_all = smoe_arena_take(scratch, smoe_mul(sizeof(real) * (size_t)nt * T, (size_t)T));
+#pragma omp parallel num_threads(nt)
   {
-    real *dp = xmalloc(sizeof(real) * (size_t)T * T);
+    real *dp = dp_all + (size_t)omp_get_thread_num() * T * T; /* (T, T) of this thread */
 #pragma omp for collapse(2) schedule(dynamic)
     for (int b = 0; b < B; b++)
       for (int kh = 0; kh < Hkv; kh++) {
@@ -203,12 +207,14 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
           smoe_gemm(1, 0, T, d, T, 1, dp, T, qb, qs, 1, dkb, ks);  /* dk += ds^T q */
         }
       }
-    free(dp);
   }
+  smoe_arena_release(scratch, mark);
 }
 
-double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid) {
-  double *nll = xmalloc(sizeof(double) * (size_t)(N > 0 ? N : 1));
+double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid,
+                            smoe_arena_t *scratch) {
+  size_t mark = smoe_arena_mark(scratch);
+  double *nll = smoe_arena_take(scratch, sizeof(double) * (size_t)(N > 0 ? N : 1));
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
     real *x = logits + (size_t)n * V;
@@ -230,7 +236,7 @@ double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, 
   int valid = 0;
   for (int n = 0; n < N; n++)
     if (targets[n] >= 0) total += nll[n], valid++;
-  free(nll);
+  smoe_arena_release(scratch, mark);
   if (n_valid) *n_valid = valid;
   return valid ? total / valid : 0.0;
 }

@@ -2,10 +2,12 @@
  *
  * Shapes use N = B*T rows (B sequences of T tokens, row n is position n % T
  * of sequence n / T). Backward functions ACCUMULATE into the gradients of
- * their inputs and parameters (+=); callers zero gradients once per step. */
+ * their inputs and parameters (+=); callers zero gradients once per step.
+ * Ops that need temporary arrays take them from the caller's arena (arena.h). */
 #ifndef SMOE_OPS_H
 #define SMOE_OPS_H
 
+#include "arena.h"
 #include "common.h"
 
 /* C (M,N) = alpha * op(A) op(B) + beta * C, row-major; op = transpose if t*. */
@@ -26,7 +28,7 @@ void embedding_backward(real *dtable, const real *dout, const int32_t *tokens, i
 void rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w, int N, int D,
                      double eps);
 void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
-                      const real *rstd, int N, int D);
+                      const real *rstd, int N, int D, smoe_arena_t *scratch);
 
 /* RoPE tables: cos/sin (T, d/2) for positions 0..T-1, inv_freq = theta^(-2j/d). */
 void rope_tables(real *cos_t, real *sin_t, int T, int d, double theta);
@@ -41,11 +43,12 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
                        int T, int H, int Hkv, int d);
 void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,
                         const real *q, const real *k, const real *v, int B, int T, int H, int Hkv,
-                        int d);
+                        int d, smoe_arena_t *scratch);
 
 /* Softmax cross-entropy: logits (N, V) are replaced by probabilities; returns
  * the mean loss over rows with target >= 0 (count in *n_valid). */
-double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid);
+double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid,
+                            smoe_arena_t *scratch);
 /* dlogits = scale * (probs - onehot(target)), written (not accumulated). */
 void crossentropy_backward(real *dlogits, const real *probs, const int32_t *targets, int N, int V,
                            real scale);

@@ -27,20 +27,22 @@ double smoe_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double
 }
 
 double smoe_sumsq(const real *x, size_t n) {
-  /* fixed blocks summed in block order: the same result for any thread count */
-  enum { BLOCK = 4096 };
-  size_t nb = (n + BLOCK - 1) / BLOCK;
-  double *part = xcalloc(nb ? nb : 1, sizeof(double));
+  /* fixed blocks summed in block order: the same result for any thread
+   * count; the partial sums of up to GROUP blocks at a time on the stack */
+  enum { BLOCK = 4096, GROUP = 256 };
+  const size_t nb = (n + BLOCK - 1) / BLOCK;
+  double part[GROUP], s = 0;
+  for (size_t b0 = 0; b0 < nb; b0 += GROUP) {
+    const size_t gb = nb - b0 < GROUP ? nb - b0 : GROUP;
 #pragma omp parallel for
-  for (size_t b = 0; b < nb; b++) {
-    size_t hi = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
-    double s = 0;
-    for (size_t i = b * BLOCK; i < hi; i++) s += (double)x[i] * x[i];
-    part[b] = s;
+    for (size_t b = 0; b < gb; b++) {
+      size_t lo = (b0 + b) * BLOCK, hi = lo + BLOCK < n ? lo + BLOCK : n;
+      double t = 0;
+      for (size_t i = lo; i < hi; i++) t += (double)x[i] * x[i];
+      part[b] = t;
+    }
+    for (size_t b = 0; b < gb; b++) s += part[b];
   }
-  double s = 0;
-  for (size_t b = 0; b < nb; b++) s += part[b];
-  free(part);
   return s;
 }
 

@@ -62,10 +62,13 @@ int smoe_placement_static(smoe_placement_t *p, smoe_err_t *err) {
   return 0;
 }
 
-void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step) {
+void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step,
+                           smoe_arena_t *scratch) {
   const int E = p->E, G = p->G, S = p->S;
-  int *order = xmalloc(sizeof(int) * (size_t)E), *fill = xmalloc(sizeof(int) * (size_t)G);
-  int *cand = xmalloc(sizeof(int) * (size_t)(E > G ? E : G));
+  size_t mark = smoe_arena_mark(scratch);
+  int *order = smoe_arena_take(scratch, sizeof(int) * (size_t)E);
+  int *fill = smoe_arena_take(scratch, sizeof(int) * (size_t)G);
+  int *cand = smoe_arena_take(scratch, sizeof(int) * (size_t)(E > G ? E : G));
   for (int l = 0; l < p->L; l++) {
     uint64_t r = smoe_mix64(seed ^ smoe_mix64(0x9ace0000ull + (uint64_t)step * 4096 + (uint64_t)l));
     int *se = p->slot_expert + (size_t)l * G * S;
@@ -101,7 +104,7 @@ void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step) {
       }
   }
   smoe_placement_count_replicas(p);
-  free(order), free(fill), free(cand);
+  smoe_arena_release(scratch, mark);
 }
 
 int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err) {
@@ -131,9 +134,10 @@ int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err) {
   return 0;
 }
 
-void smoe_placement_routes(const smoe_placement_t *p, int *route) {
+void smoe_placement_routes(const smoe_placement_t *p, int *route, smoe_arena_t *scratch) {
   const int E = p->E, G = p->G, S = p->S;
-  int *where = xmalloc(sizeof(int) * (size_t)G);
+  size_t mark = smoe_arena_mark(scratch);
+  int *where = smoe_arena_take(scratch, sizeof(int) * (size_t)G);
   for (int l = 0; l < p->L; l++) {
     const int *se = p->slot_expert + (size_t)l * G * S;
     for (int e = 0; e < E; e++) {
@@ -148,7 +152,7 @@ void smoe_placement_routes(const smoe_placement_t *p, int *route) {
       }
     }
   }
-  free(where);
+  smoe_arena_release(scratch, mark);
 }
 
 int64_t smoe_capacity(double capacity_factor, int64_t min_capacity, int K, int64_t n_tokens,
@@ -172,10 +176,11 @@ static int by_rank(const void *x, const void *y) {
 }
 
 int64_t smoe_capacity_keep(uint8_t *keep, const int32_t *idx, const real *gw, int N, int K, int E,
-                           const int64_t *capacity, int weight_order) {
+                           const int64_t *capacity, int weight_order, smoe_arena_t *scratch) {
   const int NK = N * K;
-  ranked_t *r = xmalloc(sizeof *r * (size_t)(NK ? NK : 1));
-  int64_t *used = xcalloc((size_t)E, sizeof(int64_t)), dropped = 0;
+  size_t mark = smoe_arena_mark(scratch);
+  ranked_t *r = smoe_arena_take(scratch, sizeof *r * (size_t)(NK ? NK : 1));
+  int64_t *used = smoe_arena_zero(scratch, (size_t)E, sizeof(int64_t)), dropped = 0;
   for (int i = 0, k = 0; k < K; k++) /* position order: all k-th choices, in token order */
     for (int n = 0; n < N; n++, i++) r[i] = (ranked_t){weight_order ? gw[n * K + k] : 0, k, n};
   if (weight_order) qsort(r, (size_t)NK, sizeof *r, by_rank);
@@ -185,7 +190,6 @@ int64_t smoe_capacity_keep(uint8_t *keep, const int32_t *idx, const real *gw, in
     used[idx[a]] += keep[a];
     dropped += !keep[a];
   }
-  free(r);
-  free(used);
+  smoe_arena_release(scratch, mark);
   return dropped;
 }

@@ -7,6 +7,7 @@
 #ifndef SMOE_PLACEMENT_H
 #define SMOE_PLACEMENT_H
 
+#include "arena.h"
 #include "common.h"
 
 typedef struct {
@@ -34,7 +35,8 @@ int smoe_placement_static(smoe_placement_t *p, smoe_err_t *err);
 /* The `random` policy (for tests): a new placement per (seed, step), every
  * expert at least once, replicas of an expert on distinct ranks, the other
  * slots filled with random experts where a rank can take one more. */
-void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step);
+void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step,
+                           smoe_arena_t *scratch);
 
 /* replicas <- counted from slot_expert. */
 void smoe_placement_count_replicas(smoe_placement_t *p);
@@ -47,7 +49,7 @@ int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err);
 /* route (L, G, E): the global slot (g * S + s) that rank q's tokens for
  * expert e go to: its replica on rank q if there is one (tokens stay
  * local), else its replicas in rank order, taken round-robin by q. */
-void smoe_placement_routes(const smoe_placement_t *p, int *route);
+void smoe_placement_routes(const smoe_placement_t *p, int *route, smoe_arena_t *scratch);
 
 /* Capacity per expert on one rank (DeepSpeed/GShard):
  * max(min_capacity, ceil(capacity_factor * K * n_tokens / E)). */
@@ -60,6 +62,6 @@ int64_t smoe_capacity(double capacity_factor, int64_t min_capacity, int K, int64
  * with by_weight set, highest gate weight first (ties: position). Returns the
  * number dropped. */
 int64_t smoe_capacity_keep(uint8_t *keep, const int32_t *idx, const real *gw, int N, int K, int E,
-                           const int64_t *capacity, int by_weight);
+                           const int64_t *capacity, int by_weight, smoe_arena_t *scratch);
 
 #endif

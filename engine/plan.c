@@ -64,10 +64,11 @@ static void heap_deal(heap_t *h, int *r, int64_t slots, int step, int limit) {
 }
 
 void smoe_plan_counts(smoe_count_rule_t rule, const double *loads, int E, int G, int S,
-                      int *replicas) {
+                      int *replicas, smoe_arena_t *sa) {
+  const size_t mark = smoe_arena_mark(sa);
   assert(E >= 1 && G >= 1 && S >= 1 && (int64_t)G * S >= E);
   const int64_t N = (int64_t)G * (S < E ? S : E); /* slots to fill: min(G*S, G*E) */
-  heap_t h = {.a = xmalloc(sizeof(int) * (size_t)E), .r = replicas};
+  heap_t h = {.a = smoe_arena_take(sa, sizeof(int) * (size_t)E), .r = replicas};
   double total = 0;
   for (int e = 0; e < E; e++) {
     assert(loads[e] >= 0 && loads[e] < INFINITY);
@@ -81,7 +82,7 @@ void smoe_plan_counts(smoe_count_rule_t rule, const double *loads, int E, int G,
     heap_build(&h);
     heap_deal(&h, replicas, N - E, +1, G);
   } else {
-    double *goal = xmalloc(sizeof(double) * (size_t)E);
+    double *goal = smoe_arena_take(sa, sizeof(double) * (size_t)E);
     int64_t sum = 0;
     for (int e = 0; e < E; e++) {
       goal[e] = total > 0 ? loads[e] / total * (double)N : (double)N / E;
@@ -103,9 +104,8 @@ void smoe_plan_counts(smoe_count_rule_t rule, const double *loads, int E, int G,
       heap_build(&h);
       heap_deal(&h, replicas, sum - N, -1, 1);
     }
-    free(goal);
   }
-  free(h.a);
+  smoe_arena_release(sa, mark);
 }
 
 /* ----------------------------------------------------------------- slots */
@@ -120,6 +120,7 @@ typedef struct {
   int *pref_g;        /* ranks, most tokens first (ties: lower rank); NULL without src */
   int64_t *pref_n;    /* tokens they sent */
   int64_t *mark;      /* (G) scratch: tokens rank g sent to the expert being placed */
+  smoe_arena_t *sa;   /* where the scratch comes from */
   int *freel, nfreel; /* ranks that may have a free slot, ascending */
   int *nfree_ge;      /* (S+2) ranks with at least v free slots */
   int vmax;           /* no expert still to place has more replicas (fits) */
@@ -131,16 +132,20 @@ typedef struct {
  * the other ranks count as having sent nothing. One pass over src. */
 static void find_senders(place_t *p, const int64_t *src, const int *replicas) {
   const int E = p->E, G = p->G;
-  int *cnt = xcalloc((size_t)E, sizeof(int));
-  int64_t *thr = xcalloc((size_t)E, sizeof(int64_t)); /* to enter: more than this */
-  p->pref_start = xmalloc(sizeof(int) * ((size_t)E + 1));
+  smoe_arena_t *sa = p->sa;
+  int *cnt = smoe_arena_zero(sa, (size_t)E, sizeof(int));
+  int64_t *thr = smoe_arena_zero(sa, (size_t)E, sizeof(int64_t)); /* to enter: more than this */
+  p->pref_start = smoe_arena_take(sa, sizeof(int) * ((size_t)E + 1));
   p->pref_start[0] = 0;
   for (int e = 0; e < E; e++) {
     int P = replicas[e] + 2;
     p->pref_start[e + 1] = p->pref_start[e] + (P < G ? P : G);
   }
-  p->pref_g = xmalloc(sizeof(int) * (size_t)p->pref_start[E]);
-  p->pref_n = xmalloc(sizeof(int64_t) * (size_t)p->pref_start[E]);
+  /* sized by the bound sum min(G, r_e + 2) <= min(G E, G S + 2 E), the same
+   * every step, so the arena grows only once */
+  int64_t bound = (int64_t)G * E < (int64_t)G * p->S + 2 * E ? (int64_t)G * E : (int64_t)G * p->S + 2 * E;
+  p->pref_g = smoe_arena_take(sa, sizeof(int) * (size_t)bound);
+  p->pref_n = smoe_arena_take(sa, sizeof(int64_t) * (size_t)bound);
   for (int g = 0; g < G; g++) {
     const int64_t *row = src + (size_t)g * E;
     for (int e = 0; e < E; e++) {
@@ -157,7 +162,6 @@ static void find_senders(place_t *p, const int64_t *src, const int *replicas) {
   for (int e = 0; e < E; e++) /* the unused tail: rank 0, no tokens */
     for (int j = p->pref_start[e] + cnt[e]; j < p->pref_start[e + 1]; j++)
       p->pref_g[j] = 0, p->pref_n[j] = 0;
-  free(cnt), free(thr);
 }
 
 static int holds(const place_t *p, int g, int e) {
@@ -283,10 +287,11 @@ static int double_cmp(const void *x, const void *y) {
   return (a > b) - (a < b);
 }
 
-/* Raises the lowest of the levels of ranks g (n) to one common level so that
- * they grow by `amount` in all (water-filling, as the split will do). */
-static void pour(double *level, const int *g, int n, double amount) {
-  double *lv = xmalloc(sizeof(double) * (size_t)n), sum = 0;
+/* Raises the lowest of the levels of ranks g (n <= G) to one common level so
+ * that they grow by `amount` in all (water-filling, as the split will do). */
+static void pour(double *level, const int *g, int n, int G, double amount, smoe_arena_t *sa) {
+  const size_t mark = smoe_arena_mark(sa);
+  double *lv = smoe_arena_take(sa, sizeof(double) * (size_t)G), sum = 0; /* n <= G */
   for (int i = 0; i < n; i++) lv[i] = level[g[i]];
   qsort(lv, (size_t)n, sizeof(double), double_cmp);
   int k = 0;
@@ -294,7 +299,7 @@ static void pour(double *level, const int *g, int n, double amount) {
   double top = (amount + sum) / k;
   for (int i = 0; i < n; i++)
     if (level[g[i]] < top) level[g[i]] = top;
-  free(lv);
+  smoe_arena_release(sa, mark);
 }
 
 /* Experts in the order a rule places them: higher class, then higher key,
@@ -385,9 +390,10 @@ static void place_contiguous(place_t *p, const int *replicas) {
 static void place_balanced(place_t *p, const double *loads, const order_t *order,
                            const int *replicas, cand_t *c) {
   const int E = p->E, G = p->G;
-  int *chosen = xmalloc(sizeof(int) * (size_t)G), *rem = xcalloc((size_t)G + 1, sizeof(int));
-  char *covered = xcalloc((size_t)G, 1);
-  cand_t *cv = xmalloc(sizeof(cand_t) * (size_t)G);
+  smoe_arena_t *sa = p->sa;
+  int *chosen = smoe_arena_take(sa, sizeof(int) * (size_t)G), *rem = smoe_arena_zero(sa, (size_t)G + 1, sizeof(int));
+  char *covered = smoe_arena_zero(sa, (size_t)G, 1);
+  cand_t *cv = smoe_arena_take(sa, sizeof(cand_t) * (size_t)G);
   for (int e = 0; e < E; e++) rem[replicas[e]]++, p->remaining += replicas[e];
   for (int i = 0; i < E; i++) {
     const int e = order[i].e, r = replicas[e];
@@ -436,14 +442,13 @@ static void place_balanced(place_t *p, const double *loads, const order_t *order
       for (int j = 0; j < k; j++) put(p, chosen[j] = c[j].g, e);
     }
     for (int j = 0; j < k; j++) covered[chosen[j]] = 1;
-    if (k > 0) pour(p->level, chosen, k, loads[e]);
+    if (k > 0) pour(p->level, chosen, k, G, loads[e], p->sa);
     for (int j = k; j < r; j++) place_by_swap(p, e);
   }
-  free(chosen), free(rem), free(covered), free(cv);
 }
 
 void smoe_plan_slots(smoe_slot_rule_t rule, const double *loads, const int *replicas,
-                     const int64_t *src, int E, int G, int S, int *slot_expert) {
+                     const int64_t *src, int E, int G, int S, int *slot_expert, smoe_arena_t *sa) {
   assert(E >= 1 && G >= 1 && S >= 1 && (int64_t)G * S >= E);
   int64_t total = 0;
   for (int e = 0; e < E; e++) {
@@ -451,7 +456,8 @@ void smoe_plan_slots(smoe_slot_rule_t rule, const double *loads, const int *repl
     total += replicas[e];
   }
   assert(total <= (int64_t)G * S);
-  double *w = xmalloc(sizeof(double) * (size_t)E);
+  const size_t mark = smoe_arena_mark(sa);
+  double *w = smoe_arena_take(sa, sizeof(double) * (size_t)E);
   for (int e = 0; e < E; e++) w[e] = loads[e] / replicas[e];
   place_t p = {.E = E,
                .G = G,
@@ -460,11 +466,12 @@ void smoe_plan_slots(smoe_slot_rule_t rule, const double *loads, const int *repl
                .w = w,
                .vmax = G,
                .nfreel = G,
-               .used = xcalloc((size_t)G, sizeof(int)),
-               .level = xcalloc((size_t)G, sizeof(double)),
-               .nfree_ge = xcalloc((size_t)S + 2, sizeof(int)),
-               .freel = xmalloc(sizeof(int) * (size_t)G),
-               .mark = xcalloc((size_t)G, sizeof(int64_t))};
+               .used = smoe_arena_zero(sa, (size_t)G, sizeof(int)),
+               .level = smoe_arena_zero(sa, (size_t)G, sizeof(double)),
+               .nfree_ge = smoe_arena_zero(sa, (size_t)S + 2, sizeof(int)),
+               .freel = smoe_arena_take(sa, sizeof(int) * (size_t)G),
+               .mark = smoe_arena_zero(sa, (size_t)G, sizeof(int64_t)),
+               .sa = sa};
   for (int v = 1; v <= S; v++) p.nfree_ge[v] = G;
   for (int g = 0; g < G; g++) p.freel[g] = g;
   for (int64_t i = 0; i < (int64_t)G * S; i++) slot_expert[i] = -1;
@@ -472,21 +479,19 @@ void smoe_plan_slots(smoe_slot_rule_t rule, const double *loads, const int *repl
     place_contiguous(&p, replicas);
   } else {
     if (src) find_senders(&p, src, replicas);
-    order_t *order = xmalloc(sizeof(order_t) * (size_t)E);
+    order_t *order = smoe_arena_take(sa, sizeof(order_t) * (size_t)E);
     for (int e = 0; e < E; e++)
       order[e] = rule == SMOE_SLOTS_EPLB
                      ? (order_t){0, w[e], e}
                      : (order_t){replicas[e] > 1 ? replicas[e] : 0, loads[e], e};
     qsort(order, (size_t)E, sizeof(order_t), order_cmp);
-    cand_t *c = xmalloc(sizeof(cand_t) * (size_t)G);
+    cand_t *c = smoe_arena_take(sa, sizeof(cand_t) * (size_t)G);
     if (S == 1)
       place_one_slot(&p, order, replicas);
     else if (rule == SMOE_SLOTS_EPLB)
       place_eplb(&p, order, replicas, c);
     else
       place_balanced(&p, loads, order, replicas, c);
-    free(order), free(c);
   }
-  free(w), free(p.used), free(p.level), free(p.nfree_ge), free(p.freel), free(p.mark);
-  free(p.pref_start), free(p.pref_g), free(p.pref_n);
+  smoe_arena_release(sa, mark);
 }

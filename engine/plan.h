@@ -5,13 +5,14 @@
  *
  * Sizes: E experts, G ranks of S slots each, G*S >= E. A placement is
  * slot_expert (G*S): the expert of slot s of rank g at [g*S + s], -1 = empty.
- * Every function allocates its own scratch and frees it before returning; the
- * caller owns every array it passes. Loads are compared and summed as
+ * Every function takes its scratch from the caller's arena (arena.h) and gives
+ * it back before returning; the caller owns every array it passes. Loads are compared and summed as
  * doubles in a fixed order: ranks running the same build get the same plan
  * (builds that differ in floating-point contraction, e.g. FMA, might not). */
 #ifndef SMOE_PLAN_H
 #define SMOE_PLAN_H
 
+#include "arena.h"
 #include "common.h"
 
 typedef enum { SMOE_COUNTS_PROPORTIONAL = 0, SMOE_COUNTS_GREEDY } smoe_count_rule_t;
@@ -34,7 +35,7 @@ typedef enum { SMOE_SLOTS_CONTIGUOUS = 0, SMOE_SLOTS_EPLB, SMOE_SLOTS_BALANCED }
  * zero before the first step, share the slots round-robin instead of piling
  * onto expert 0). This minimises max_e load_e / r_e. */
 void smoe_plan_counts(smoe_count_rule_t rule, const double *loads, int E, int G, int S,
-                      int *replicas);
+                      int *replicas, smoe_arena_t *scratch);
 
 /* Slots for one layer: replicas (E) from smoe_plan_counts (each in [1, G],
  * sum <= G*S); output slot_expert (G*S), -1 only where G*S > sum(replicas);
@@ -69,6 +70,7 @@ void smoe_plan_counts(smoe_count_rule_t rule, const double *loads, int E, int G,
  * (distinct-rank constraint), a swap with an already placed replica makes
  * room. */
 void smoe_plan_slots(smoe_slot_rule_t rule, const double *loads, const int *replicas,
-                     const int64_t *src, int E, int G, int S, int *slot_expert);
+                     const int64_t *src, int E, int G, int S, int *slot_expert,
+                     smoe_arena_t *scratch);
 
 #endif

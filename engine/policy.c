@@ -24,6 +24,7 @@ int smoe_policy_init(smoe_policy_t *p, const char *name, int L, int E, int G, in
 
 void smoe_policy_free(smoe_policy_t *p) {
   free(p->loads);
+  smoe_arena_free(&p->scratch);
   memset(p, 0, sizeof *p);
 }
 
@@ -32,20 +33,21 @@ int smoe_policy_split_mode(smoe_policy_kind_t kind) {
 }
 
 /* One layer planned from loads (E) and src (G, E) or NULL. */
-static void plan_layer(const smoe_policy_t *p, const double *loads, const int64_t *src,
+static void plan_layer(smoe_policy_t *p, const double *loads, const int64_t *src,
                        int *slot_expert) {
-  int *replicas = xmalloc(sizeof(int) * (size_t)p->E);
+  const size_t mark = smoe_arena_mark(&p->scratch);
+  int *replicas = smoe_arena_take(&p->scratch, sizeof(int) * (size_t)p->E);
   int symi = p->kind == SMOE_POLICY_SYMI;
   smoe_plan_counts(symi ? SMOE_COUNTS_PROPORTIONAL : SMOE_COUNTS_GREEDY, loads, p->E, p->G, p->S,
-                   replicas);
+                   replicas, &p->scratch);
   smoe_plan_slots(symi ? SMOE_SLOTS_CONTIGUOUS : SMOE_SLOTS_BALANCED, loads, replicas, src, p->E,
-                  p->G, p->S, slot_expert);
-  free(replicas);
+                  p->G, p->S, slot_expert, &p->scratch);
+  smoe_arena_release(&p->scratch, mark);
 }
 
 int smoe_policy_first(smoe_policy_t *p, smoe_placement_t *out, smoe_err_t *err) {
   if (p->kind == SMOE_POLICY_RANDOM) {
-    smoe_placement_random(out, p->seed, 0);
+    smoe_placement_random(out, p->seed, 0, &p->scratch);
     return 0;
   }
   /* one rank holds every expert once whatever the plan: use the identity */
@@ -63,7 +65,7 @@ int smoe_policy_first(smoe_policy_t *p, smoe_placement_t *out, smoe_err_t *err) 
 void smoe_policy_next(smoe_policy_t *p, const int64_t *expert_counts, const int64_t *src,
                       int64_t step, const smoe_placement_t *now, smoe_placement_t *next) {
   switch (p->kind) {
-    case SMOE_POLICY_RANDOM: smoe_placement_random(next, p->seed, step); return;
+    case SMOE_POLICY_RANDOM: smoe_placement_random(next, p->seed, step, &p->scratch); return;
     case SMOE_POLICY_STATIC:
     case SMOE_POLICY_CAPACITY: smoe_placement_copy(next, now); return;
     default: break;

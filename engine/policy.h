@@ -29,6 +29,7 @@ typedef struct {
   double ema;    /* load smoothing: loads = ema * loads + (1 - ema) * this step's */
   double *loads; /* (L, E) the loads the next plan uses */
   int have_loads;
+  smoe_arena_t scratch; /* the planner's temporary arrays */
 } smoe_policy_t;
 
 /* Returns 0, or -1 with err naming the policy and the allowed ones. */

@@ -22,6 +22,8 @@ void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_com
   size_t scratch = replicated ? sh->n : smoe_mul(smoe_mul((size_t)L * sh->G, (size_t)S), sh->chunk);
   sh->send = alloc(sh, scratch);
   sh->recv = alloc(sh, scratch);
+  sh->counts = xcalloc((size_t)sh->G * 4, sizeof(int64_t));
+  sh->bytes += sizeof(int64_t) * (size_t)sh->G * 4;
 }
 
 void smoe_shards_free(smoe_shards_t *sh) {
@@ -29,6 +31,7 @@ void smoe_shards_free(smoe_shards_t *sh) {
   free(sh->grad);
   free(sh->send);
   free(sh->recv);
+  free(sh->counts);
   memset(sh, 0, sizeof *sh);
 }
 
@@ -89,7 +92,7 @@ void smoe_shards_grads(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t
     return;
   }
   /* send to rank g: for each layer, each of my non-empty slots, slice g */
-  int64_t *cnt = xcalloc((size_t)G * 4, sizeof(int64_t));
+  int64_t *cnt = sh->counts;
   int64_t *scount = cnt, *soff = cnt + G, *rcount = cnt + 2 * G, *roff = cnt + 3 * G;
   size_t at = 0;
   for (int g = 0; g < G; g++) {
@@ -125,7 +128,6 @@ void smoe_shards_grads(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t
         const real *src = sh->recv + at++ * ch;
         for (size_t i = 0; i < ch; i++) dst[i] += src[i];
       }
-  free(cnt);
 }
 
 void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t *next,
@@ -143,7 +145,7 @@ void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement
     return;
   }
   /* send to rank q: for each layer, each of q's non-empty slots, my slice */
-  int64_t *cnt = xcalloc((size_t)G * 4, sizeof(int64_t));
+  int64_t *cnt = sh->counts;
   int64_t *scount = cnt, *soff = cnt + G, *rcount = cnt + 2 * G, *roff = cnt + 3 * G;
   size_t at = 0;
   for (int q = 0; q < G; q++) {
@@ -172,5 +174,4 @@ void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement
                sh->recv + ((size_t)g * mine + k++) * ch, sizeof(real) * len);
       }
   }
-  free(cnt);
 }

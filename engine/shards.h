@@ -30,7 +30,8 @@ typedef struct {
   real *exp_avg_sq;    /* (L, E, chunk) */
   real *grad;          /* (L, E, chunk) gradient slices (not optimizer state) */
   real *send, *recv;   /* exchange scratch, (L * G * S * chunk) each */
-  size_t bytes;        /* what init allocated: state, grad, send and recv */
+  int64_t *counts;     /* (4, G) an exchange's counts and offsets */
+  size_t bytes;        /* what init allocated: state, grad, send, recv and counts */
 } smoe_shards_t;
 
 void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_comm_t *c,

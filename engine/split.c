@@ -10,24 +10,19 @@ typedef struct {
   int *slots; /* (G*S) */
 } reps_t;
 
-static void reps_init(reps_t *r, const int *slot_expert, int E, int G, int S) {
+static void reps_init(reps_t *r, const int *slot_expert, int E, int G, int S, smoe_arena_t *a) {
   const int GS = G * S;
-  r->start = xcalloc((size_t)E + 1, sizeof(int));
-  r->slots = xmalloc(sizeof(int) * (size_t)GS);
+  r->start = smoe_arena_zero(a, (size_t)E + 1, sizeof(int));
+  r->slots = smoe_arena_take(a, sizeof(int) * (size_t)GS);
   for (int gs = 0; gs < GS; gs++) {
     assert(slot_expert[gs] >= -1 && slot_expert[gs] < E);
     if (slot_expert[gs] >= 0) r->start[slot_expert[gs] + 1]++;
   }
   for (int e = 0; e < E; e++) r->start[e + 1] += r->start[e];
-  int *fill = xmalloc(sizeof(int) * (size_t)E);
+  int *fill = smoe_arena_take(a, sizeof(int) * (size_t)E);
   memcpy(fill, r->start, sizeof(int) * (size_t)E);
   for (int gs = 0; gs < GS; gs++)
     if (slot_expert[gs] >= 0) r->slots[fill[slot_expert[gs]]++] = gs;
-  free(fill);
-}
-
-static void reps_free(reps_t *r) {
-  free(r->start), free(r->slots);
 }
 
 /* ---------------------------------------------------------- max-flow */
@@ -139,33 +134,38 @@ static void push(flow_t *f, int e, int64_t a) {
  * least integer cap M on rank load for which a flow routes every token.
  * Single-replica experts are fixed load (base). Returns M. */
 static int64_t balance(const int64_t *T, const reps_t *r, const int64_t *counts, int E, int G,
-                       int S, int64_t *quota) {
-  int64_t *base = xcalloc((size_t)G, sizeof(int64_t)), all = 0, need = 0;
-  int m = 0, nrep = 0;
+                       int S, int64_t *quota, smoe_arena_t *a) {
+  int64_t *base = smoe_arena_zero(a, (size_t)G, sizeof(int64_t)), all = 0, need = 0;
+  int m = 0;
   for (int e = 0; e < E; e++) {
     int n = r->start[e + 1] - r->start[e];
     all += T[e];
     if (n == 1) base[r->slots[r->start[e]] / S] += T[e];
-    if (n >= 2 && T[e] > 0) m++, nrep += n, need += T[e];
+    if (n >= 2 && T[e] > 0) m++, need += T[e];
   }
   int64_t lb = (all + G - 1) / G;
   for (int g = 0; g < G; g++) lb = base[g] > lb ? base[g] : lb;
   for (int gs = 0; gs < G * S; gs++) quota[gs] = 0;
-  if (m == 0) {
-    free(base);
-    return lb;
-  }
   /* the graph: SRC -> expert (T_e), expert -> its ranks, rank -> SNK (M - base) */
   flow_t f = {.nn = 2 + m + G};
-  const int ne_max = 2 * (m + nrep + G);
-  f.to = xmalloc(sizeof(int) * (size_t)ne_max), f.res = xmalloc(sizeof(int64_t) * (size_t)ne_max);
-  f.adj = xmalloc(sizeof(int) * (size_t)ne_max), f.path = xmalloc(sizeof(int) * (size_t)f.nn);
-  f.adj_start = xcalloc((size_t)f.nn + 1, sizeof(int)), f.lvl = xmalloc(sizeof(int) * (size_t)f.nn);
-  f.it = xmalloc(sizeof(int) * (size_t)f.nn), f.queue = xmalloc(sizeof(int) * (size_t)f.nn);
-  int *rep_edge = xmalloc(sizeof(int) * (size_t)G * S),
-      *sink_edge = xmalloc(sizeof(int) * (size_t)G);
-  int *src_edge = xmalloc(sizeof(int) * (size_t)m);
-  int64_t *left = xmalloc(sizeof(int64_t) * (size_t)G);
+  /* scratch sized by the bounds (m <= E experts, at most G*S replicas), not
+   * this step's graph: the same every step, so the arena grows only once */
+  const int ne_max = 2 * (E + G * S + G), nn_max = 2 + E + G;
+  f.to = smoe_arena_take(a, sizeof(int) * (size_t)ne_max);
+  f.res = smoe_arena_take(a, sizeof(int64_t) * (size_t)ne_max);
+  f.adj = smoe_arena_take(a, sizeof(int) * (size_t)ne_max);
+  f.path = smoe_arena_take(a, sizeof(int) * (size_t)nn_max);
+  f.adj_start = smoe_arena_zero(a, (size_t)nn_max + 1, sizeof(int));
+  f.lvl = smoe_arena_take(a, sizeof(int) * (size_t)nn_max);
+  f.it = smoe_arena_take(a, sizeof(int) * (size_t)nn_max);
+  f.queue = smoe_arena_take(a, sizeof(int) * (size_t)nn_max);
+  int *rep_edge = smoe_arena_take(a, sizeof(int) * (size_t)G * S);
+  int *sink_edge = smoe_arena_take(a, sizeof(int) * (size_t)G);
+  int *src_edge = smoe_arena_take(a, sizeof(int) * (size_t)E);
+  int64_t *left = smoe_arena_take(a, sizeof(int64_t) * (size_t)G);
+  int64_t *lo_state = smoe_arena_take(a, sizeof(int64_t) * (size_t)ne_max);
+  int64_t *hi_state = smoe_arena_take(a, sizeof(int64_t) * (size_t)ne_max);
+  if (m == 0) return lb;
   for (int g = 0; g < G; g++) sink_edge[g] = -1;
   for (int e = 0, i = 0; e < E; e++) {
     int n = r->start[e + 1] - r->start[e];
@@ -200,7 +200,6 @@ static int64_t balance(const int64_t *T, const reps_t *r, const int64_t *counts,
   /* the least feasible cap: exponential search up from lb, then bisection; a
    * max-flow at an infeasible cap stays valid at any higher cap (warm start) */
   const size_t bytes = sizeof(int64_t) * (size_t)f.ne;
-  int64_t *lo_state = xmalloc(bytes), *hi_state = xmalloc(bytes);
   int64_t lo = lb - 1, hi = lb, step = lb / 256 > 1 ? lb / 256 : 1;
   maxflow(&f);
   while (routed(&f, sink_edge, G) < need) {
@@ -224,9 +223,6 @@ static int64_t balance(const int64_t *T, const reps_t *r, const int64_t *counts,
     if (r->start[e + 1] - r->start[e] >= 2 && T[e] > 0)
       for (int j = r->start[e]; j < r->start[e + 1]; j++)
         quota[r->slots[j]] = hi_state[rep_edge[j] + 1];
-  free(f.to), free(f.res), free(f.adj), free(f.path), free(f.adj_start), free(f.lvl), free(f.it);
-  free(f.queue), free(rep_edge), free(sink_edge), free(src_edge), free(left), free(lo_state);
-  free(hi_state), free(base);
   return hi;
 }
 
@@ -254,11 +250,12 @@ typedef struct {
 
 /* The whole table, row by row (each row zeroed and written while in cache). */
 static void distribute(const int64_t *counts, const int *slot_expert, const reps_t *r,
-                       const int64_t *quota, int E, int G, int S, int64_t *take) {
+                       const int64_t *quota, int E, int G, int S, int64_t *take,
+                       smoe_arena_t *a) {
   const int GS = G * S;
-  int64_t *local = xmalloc(sizeof(int64_t) * (size_t)GS),
-          *left = xmalloc(sizeof(int64_t) * (size_t)GS);
-  walk_t *w = xmalloc(sizeof(walk_t) * (size_t)E);
+  int64_t *local = smoe_arena_take(a, sizeof(int64_t) * (size_t)GS),
+          *left = smoe_arena_take(a, sizeof(int64_t) * (size_t)GS);
+  walk_t *w = smoe_arena_take(a, sizeof(walk_t) * (size_t)E);
   local_first(counts, slot_expert, quota, E, G, S, local, left);
   for (int e = 0; e < E; e++) {
     int n = r->start[e + 1] - r->start[e], j = r->start[e];
@@ -267,8 +264,8 @@ static void distribute(const int64_t *counts, const int *slot_expert, const reps
                     : n    ? 0
                            : -1};
   }
-  int *fixed = xmalloc(sizeof(int) * (size_t)E); /* the slot of a single-replica expert, or -1 */
-  int64_t *mine = xcalloc((size_t)E, sizeof(int64_t)); /* tokens the row keeps local */
+  int *fixed = smoe_arena_take(a, sizeof(int) * (size_t)E); /* the slot of a single-replica expert, or -1 */
+  int64_t *mine = smoe_arena_zero(a, (size_t)E, sizeof(int64_t)); /* tokens the row keeps local */
   for (int e = 0; e < E; e++) fixed[e] = w[e].single == 1 ? w[e].gs : -1;
   for (int q = 0; q < G; q++) {
     const int64_t *cq = counts + (size_t)q * E;
@@ -301,8 +298,6 @@ static void distribute(const int64_t *counts, const int *slot_expert, const reps
     for (int s = 0; s < S; s++)
       if (sq[s] >= 0) mine[sq[s]] = 0;
   }
-  free(fixed), free(mine);
-  free(local), free(left), free(w);
 }
 
 /* Adds rows g0 .. g1-1 of counts into T (E), four rows at a time (one
@@ -344,38 +339,40 @@ static void check_placed(const int64_t *T, const reps_t *r, int E) {
     if (T[e] > 0 && r->start[e + 1] == r->start[e]) no_slot(e, T[e]);
 }
 
-void smoe_split(const int64_t *counts, const int *slot_expert, int E, int G, int S, int64_t *take) {
+void smoe_split(const int64_t *counts, const int *slot_expert, int E, int G, int S, int64_t *take,
+                smoe_arena_t *a) {
+  const size_t mark = smoe_arena_mark(a);
   reps_t r;
-  reps_init(&r, slot_expert, E, G, S);
-  int64_t *T = xmalloc(sizeof(int64_t) * (size_t)E),
-          *quota = xmalloc(sizeof(int64_t) * (size_t)G * S);
+  reps_init(&r, slot_expert, E, G, S, a);
+  int64_t *T = smoe_arena_take(a, sizeof(int64_t) * (size_t)E),
+          *quota = smoe_arena_take(a, sizeof(int64_t) * (size_t)G * S);
   totals(counts, E, G, -1, T, NULL);
   check_placed(T, &r, E);
-  balance(T, &r, counts, E, G, S, quota);
-  distribute(counts, slot_expert, &r, quota, E, G, S, take);
-  free(T), free(quota);
-  reps_free(&r);
+  balance(T, &r, counts, E, G, S, quota, a);
+  distribute(counts, slot_expert, &r, quota, E, G, S, take, a);
+  smoe_arena_release(a, mark);
 }
 
 /* Row q alone: the walk of each expert jumps to where source q starts, the
  * remote tokens of the sources before it (interval arithmetic, the same
  * result as the walk). */
 void smoe_split_row(const int64_t *counts, const int *slot_expert, int E, int G, int S, int q,
-                    int64_t *take_row) {
+                    int64_t *take_row, smoe_arena_t *a) {
+  const size_t mark = smoe_arena_mark(a);
   assert(q >= 0 && q < G);
   const int GS = G * S;
   reps_t r;
-  reps_init(&r, slot_expert, E, G, S);
-  int64_t *T = xmalloc(sizeof(int64_t) * (size_t)E), *pre = xmalloc(sizeof(int64_t) * (size_t)E);
-  int64_t *quota = xmalloc(sizeof(int64_t) * (size_t)GS),
-          *local = xmalloc(sizeof(int64_t) * (size_t)GS);
-  int64_t *left = xmalloc(sizeof(int64_t) * (size_t)GS);
+  reps_init(&r, slot_expert, E, G, S, a);
+  int64_t *T = smoe_arena_take(a, sizeof(int64_t) * (size_t)E), *pre = smoe_arena_take(a, sizeof(int64_t) * (size_t)E);
+  int64_t *quota = smoe_arena_take(a, sizeof(int64_t) * (size_t)GS),
+          *local = smoe_arena_take(a, sizeof(int64_t) * (size_t)GS);
+  int64_t *left = smoe_arena_take(a, sizeof(int64_t) * (size_t)GS);
   totals(counts, E, G, q, T, pre);
   check_placed(T, &r, E);
-  balance(T, &r, counts, E, G, S, quota);
+  balance(T, &r, counts, E, G, S, quota, a);
   local_first(counts, slot_expert, quota, E, G, S, local, left);
   memset(take_row, 0, sizeof(int64_t) * (size_t)GS);
-  int *here = xmalloc(sizeof(int) * (size_t)E);
+  int *here = smoe_arena_take(a, sizeof(int) * (size_t)E);
   for (int e = 0; e < E; e++) here[e] = -1;
   for (int s = 0; s < S; s++)
     if (slot_expert[q * S + s] >= 0) here[slot_expert[q * S + s]] = q * S + s;
@@ -402,8 +399,7 @@ void smoe_split_row(const int64_t *counts, const int *slot_expert, int E, int G,
     }
     assert(c == 0);
   }
-  free(T), free(pre), free(quota), free(local), free(left), free(here);
-  reps_free(&r);
+  smoe_arena_release(a, mark);
 }
 
 static void even_row(const reps_t *r, const int64_t *counts, int E, int G, int S, int q,
@@ -418,19 +414,21 @@ static void even_row(const reps_t *r, const int64_t *counts, int E, int G, int S
 }
 
 void smoe_split_even(const int64_t *counts, const int *slot_expert, int E, int G, int S,
-                     int64_t *take) {
+                     int64_t *take, smoe_arena_t *a) {
+  const size_t mark = smoe_arena_mark(a);
   reps_t r;
-  reps_init(&r, slot_expert, E, G, S);
+  reps_init(&r, slot_expert, E, G, S, a);
   for (int q = 0; q < G; q++) even_row(&r, counts, E, G, S, q, take + (size_t)q * G * S);
-  reps_free(&r);
+  smoe_arena_release(a, mark);
 }
 
 void smoe_split_even_row(const int64_t *counts, const int *slot_expert, int E, int G, int S, int q,
-                         int64_t *take_row) {
+                         int64_t *take_row, smoe_arena_t *a) {
+  const size_t mark = smoe_arena_mark(a);
   reps_t r;
-  reps_init(&r, slot_expert, E, G, S);
+  reps_init(&r, slot_expert, E, G, S, a);
   even_row(&r, counts, E, G, S, q, take_row);
-  reps_free(&r);
+  smoe_arena_release(a, mark);
 }
 
 void smoe_split_rank_load(const int64_t *take, int G, int S, int64_t *rank_load) {

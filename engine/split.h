@@ -9,11 +9,12 @@
  * smoe_plan_slots makes them). counts (G*E): this iteration's tokens from
  * each source rank q to each expert e at [q*E + e]. An expert with tokens but
  * no slot is a caller bug: a message on stderr and abort(). The caller owns
- * every array; the functions allocate their own scratch and free it before
- * returning. */
+ * every array; the functions take their scratch from the caller's arena a
+ * (arena.h) and give it back before returning. */
 #ifndef SMOE_SPLIT_H
 #define SMOE_SPLIT_H
 
+#include "arena.h"
 #include "common.h"
 
 /* The load-aware split. Output take (G * G*S): take[q*(G*S) + gs] = tokens
@@ -34,7 +35,8 @@
  * Cost: two passes over counts, the (G, G*S) table, and a few max-flows on
  * the multi-replica experts' graph (0.7 ms at G = 1024, E = 256, S = 1 on
  * one core, a third of it zeroing the table; see smoe_split_row). */
-void smoe_split(const int64_t *counts, const int *slot_expert, int E, int G, int S, int64_t *take);
+void smoe_split(const int64_t *counts, const int *slot_expert, int E, int G, int S, int64_t *take,
+                smoe_arena_t *a);
 
 /* Tokens each rank computes under take: rank_load (G). */
 void smoe_split_rank_load(const int64_t *take, int G, int S, int64_t *rank_load);
@@ -43,15 +45,15 @@ void smoe_split_rank_load(const int64_t *take, int G, int S, int64_t *rank_load)
  * evenly among its replicas in slot order, the remainder one each to the
  * first replicas; no balancing. Same output layout as smoe_split. */
 void smoe_split_even(const int64_t *counts, const int *slot_expert, int E, int G, int S,
-                     int64_t *take);
+                     int64_t *take, smoe_arena_t *a);
 
 /* Row q of the same splits alone: take_row (G*S) = take[q*(G*S) + gs], what
  * source rank q sends to each slot (a rank's own send counts), identical to
  * the row of the full table but without building it (one pass over counts;
  * 0.13 ms where smoe_split takes 0.7). */
 void smoe_split_row(const int64_t *counts, const int *slot_expert, int E, int G, int S, int q,
-                    int64_t *take_row);
+                    int64_t *take_row, smoe_arena_t *a);
 void smoe_split_even_row(const int64_t *counts, const int *slot_expert, int E, int G, int S, int q,
-                         int64_t *take_row);
+                         int64_t *take_row, smoe_arena_t *a);
 
 #endif

@@ -12,6 +12,8 @@
 #include "moe.h"
 #include "placement.h"
 
+static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
+
 static int passed, failed;
 #define CHECK(cond, ...)                                  \
   do {                                                    \
@@ -48,7 +50,7 @@ int main(int argc, char **argv) {
   uint8_t *keep = xmalloc((size_t)NK);
   for (int a = 0; a < NK; a++) keep[a] = (a % 5) != 3; /* drop some, to exercise pos = -1 */
   smoe_comm_reset_bytes(c);
-  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, NK);
+  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, NK, &scratch);
   moe_gather(send, x, pos, N, K, D);
   smoe_dispatch_to_slots(&d, c, send, recv, xe, D, SMOE_PHASE_DISPATCH);
   /* slot order: within each local slot, sources in rank order, tokens in order */
@@ -91,7 +93,7 @@ int main(int argc, char **argv) {
   int64_t cap = smoe_capacity(1.0, 0, K, N, E); /* ceil(2 N / E) */
   int64_t *caps = xmalloc(sizeof(int64_t) * E);
   for (int e = 0; e < E; e++) caps[e] = cap;
-  int64_t dropped = smoe_capacity_keep(keep, idx, gw, N, K, E, caps, 0);
+  int64_t dropped = smoe_capacity_keep(keep, idx, gw, N, K, E, caps, 0, &scratch);
   free(caps);
   smoe_comm_allreduce_i64(c, &dropped, 1, SMOE_PHASE_OTHER);
   int64_t want = (int64_t)G * 2 * (N > cap ? N - cap : 0);

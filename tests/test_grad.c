@@ -18,6 +18,7 @@
 #include "moe.h"
 #include "ops.h"
 
+static smoe_arena_t scratch; /* the ops' temporary arrays (kept to the end) */
 static uint64_t rng_state = 42;
 static double urand(void) { /* uniform in [-1, 1) */
   rng_state = smoe_mix64(rng_state + 0x9e3779b97f4a7c15ull);
@@ -96,7 +97,7 @@ static void test_rmsnorm(void **state) {
   c.aux1 = rand_vec(6, 1);
   real *dx = xcalloc(48, sizeof(real)), *dw = xcalloc(8, sizeof(real));
   rmsnorm_loss(&c);
-  rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.aux1, c.N, c.C);
+  rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.aux1, c.N, c.C, &scratch);
   check("rmsnorm dinp", c.x, dx, 48, rmsnorm_loss, &c);
   check("rmsnorm dw", c.w, dw, 8, rmsnorm_loss, &c);
   free(c.x), free(c.w), free(c.out), free(c.r), free(c.aux1), free(dx), free(dw);
@@ -146,7 +147,7 @@ static void test_attention(void **state) {
   real *dq = xcalloc(nq, sizeof(real)), *dk = xcalloc(nk, sizeof(real)),
        *dv = xcalloc(nk, sizeof(real));
   attn_loss(&c);
-  attention_backward(dq, dk, dv, c.r, c.aux3, c.x, c.w, c.aux1, c.B, c.T, c.H, c.Hkv, c.d);
+  attention_backward(dq, dk, dv, c.r, c.aux3, c.x, c.w, c.aux1, c.B, c.T, c.H, c.Hkv, c.d, &scratch);
   check("attention dq", c.x, dq, nq, attn_loss, &c);
   check("attention dk", c.w, dk, nk, attn_loss, &c);
   check("attention dv", c.aux1, dv, nk, attn_loss, &c);
@@ -157,7 +158,7 @@ static void test_attention(void **state) {
 static double ce_loss(void *p) {
   ctx_t *c = p;
   memcpy(c->out, c->x, sizeof(real) * (size_t)c->N * c->V);
-  return crossentropy_forward(c->out, c->idx, c->N, c->V, NULL);
+  return crossentropy_forward(c->out, c->idx, c->N, c->V, NULL, &scratch);
 }
 
 static void test_crossentropy(void **state) {

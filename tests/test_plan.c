@@ -20,6 +20,8 @@
 #include "plan.h"
 #include "split.h"
 
+static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
+
 enum { UNIFORM, ZIPF10, ZIPF15, HOT, ONE, ZEROS, N_KINDS };
 
 static double uniform01(uint64_t *r) {
@@ -95,31 +97,31 @@ static void test_counts_by_hand(void **state) {
   (void)state;
   int r[4];
   /* proportional: goals 4.8 2.4 0.8 0 -> 4 2 1 1 (8 slots) */
-  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, (double[]){6, 3, 1, 0}, 4, 4, 2, r);
+  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, (double[]){6, 3, 1, 0}, 4, 4, 2, r, &scratch);
   assert_memory_equal(r, ((int[]){4, 2, 1, 1}), sizeof(int) * 4);
   /* proportional: goals 4/3 each -> 1 1 1, the spare slot to the lower index */
-  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, (double[]){1, 1, 1}, 3, 2, 2, r);
+  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, (double[]){1, 1, 1}, 3, 2, 2, r, &scratch);
   assert_memory_equal(r, ((int[]){2, 1, 1}), sizeof(int) * 3);
   /* proportional, clamped: goals 6.4 0.4 0.4 0.4 0.4 (8 slots of 4 ranks)
    * -> 4 (at most G) 1 1 1 1 */
   int r5[5];
-  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, (double[]){16, 1, 1, 1, 1}, 5, 4, 2, r5);
+  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, (double[]){16, 1, 1, 1, 1}, 5, 4, 2, r5, &scratch);
   assert_memory_equal(r5, ((int[]){4, 1, 1, 1, 1}), sizeof r5);
   /* proportional, too many: goals 4 4 0 0 0 -> 4 4 1 1 1 = 11 > 8: -1 from
    * the smallest goal - r above 1 (ties: the higher index): e1, e0, e1 */
-  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, (double[]){10, 10, 0, 0, 0}, 5, 4, 2, r5);
+  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, (double[]){10, 10, 0, 0, 0}, 5, 4, 2, r5, &scratch);
   assert_memory_equal(r5, ((int[]){3, 2, 1, 1, 1}), sizeof r5);
   /* greedy: 10/1 -> 2, 5 -> 3, then 4/1 beats 10/3 -> r1 = 2, then 10/3 -> 4 */
-  smoe_plan_counts(SMOE_COUNTS_GREEDY, (double[]){10, 4, 1, 1}, 4, 4, 2, r);
+  smoe_plan_counts(SMOE_COUNTS_GREEDY, (double[]){10, 4, 1, 1}, 4, 4, 2, r, &scratch);
   assert_memory_equal(r, ((int[]){4, 2, 1, 1}), sizeof(int) * 4);
   /* greedy, all zero: round robin, not all to expert 0 */
-  smoe_plan_counts(SMOE_COUNTS_GREEDY, (double[]){0, 0, 0, 0}, 4, 4, 2, r);
+  smoe_plan_counts(SMOE_COUNTS_GREEDY, (double[]){0, 0, 0, 0}, 4, 4, 2, r, &scratch);
   assert_memory_equal(r, ((int[]){2, 2, 2, 2}), sizeof(int) * 4);
   /* S > E: every expert on every rank */
-  smoe_plan_counts(SMOE_COUNTS_GREEDY, (double[]){5, 0, 1}, 3, 2, 5, r);
+  smoe_plan_counts(SMOE_COUNTS_GREEDY, (double[]){5, 0, 1}, 3, 2, 5, r, &scratch);
   assert_memory_equal(r, ((int[]){2, 2, 2}), sizeof(int) * 3);
   /* greedy never goes above G */
-  smoe_plan_counts(SMOE_COUNTS_GREEDY, (double[]){100, 1, 1, 1}, 4, 2, 3, r);
+  smoe_plan_counts(SMOE_COUNTS_GREEDY, (double[]){100, 1, 1, 1}, 4, 2, 3, r, &scratch);
   assert_memory_equal(r, ((int[]){2, 2, 1, 1}), sizeof(int) * 4);
 }
 
@@ -128,17 +130,17 @@ static void test_slots_by_hand(void **state) {
   int se[8];
   /* contiguous, the paper's: r = 3 2 2 1 on 4 ranks of 2 */
   smoe_plan_slots(SMOE_SLOTS_CONTIGUOUS, (double[]){0, 0, 0, 0}, (int[]){3, 2, 2, 1}, NULL, 4, 4, 2,
-                  se);
+                  se, &scratch);
   assert_memory_equal(se, ((int[]){0, 1, 0, 1, 0, 2, 2, 3}), sizeof se);
   /* contiguous stuck: e2 needs 2 ranks, only rank 1 has room -> a swap */
   int se4[4];
-  smoe_plan_slots(SMOE_SLOTS_CONTIGUOUS, (double[]){0, 0, 0}, (int[]){1, 1, 2}, NULL, 3, 2, 2, se4);
+  smoe_plan_slots(SMOE_SLOTS_CONTIGUOUS, (double[]){0, 0, 0}, (int[]){1, 1, 2}, NULL, 3, 2, 2, se4, &scratch);
   check_placement(se4, (int[]){1, 1, 2}, 3, 2, 2);
   /* eplb: loads 8 6 4 3, r 1 2 1 2 on 3 ranks of 2: load per replica 8 3 4
    * 1.5; order e0, e2, e1, e3: e0 -> rank 0 (8); e2 -> rank 1 (4); e1 -> the
    * two least loaded, ranks 2 and 1 (3, 7); e3 -> the ranks with room, 0, 2 */
   int se6[6];
-  smoe_plan_slots(SMOE_SLOTS_EPLB, (double[]){8, 6, 4, 3}, (int[]){1, 2, 1, 2}, NULL, 4, 3, 2, se6);
+  smoe_plan_slots(SMOE_SLOTS_EPLB, (double[]){8, 6, 4, 3}, (int[]){1, 2, 1, 2}, NULL, 4, 3, 2, se6, &scratch);
   assert_memory_equal(se6, ((int[]){0, 3, 2, 1, 1, 3}), sizeof se6);
 }
 
@@ -153,7 +155,7 @@ static void test_src_ties(void **state) {
   double loads[E] = {5, 5, 5, 5, 5, 5};
   int r[E] = {1, 1, 1, 1, 1, 1}, se[G];
   for (int rule = SMOE_SLOTS_EPLB; rule <= SMOE_SLOTS_BALANCED; rule++) {
-    smoe_plan_slots(rule, loads, r, src, E, G, 1, se);
+    smoe_plan_slots(rule, loads, r, src, E, G, 1, se, &scratch);
     for (int e = 0; e < E; e++) assert_int_equal(se[perm[e]], e);
   }
   /* multi-replica: expert 0 with 3 replicas on 8 ranks of 1 slot, the
@@ -164,7 +166,7 @@ static void test_src_ties(void **state) {
   int64_t src2[8 * 4] = {0};
   src2[1 * 4] = 50, src2[4 * 4] = 40, src2[5 * 4] = 30, src2[0] = 1, src2[7 * 4] = 29;
   src2[0 * 4 + 1] = 10, src2[2 * 4 + 2] = 10, src2[3 * 4 + 3] = 10;
-  smoe_plan_slots(SMOE_SLOTS_BALANCED, l2, r2, src2, 4, 8, 1, se2);
+  smoe_plan_slots(SMOE_SLOTS_BALANCED, l2, r2, src2, 4, 8, 1, se2, &scratch);
   assert_int_equal(se2[0], 1), assert_int_equal(se2[2], 2), assert_int_equal(se2[3], 3);
   assert_int_equal(se2[1], 0), assert_int_equal(se2[4], 0), assert_int_equal(se2[5], 0);
 }
@@ -203,14 +205,14 @@ static void test_random_invariants(void **state) {
             gen_loads(kind, E, rs, loads);
             for (int i = 0; i < G * E; i++) src[i] = (int64_t)(uniform01(&rs) * 100);
             for (int cr = 0; cr < 2; cr++) {
-              smoe_plan_counts(cr, loads, E, G, S, r);
+              smoe_plan_counts(cr, loads, E, G, S, r, &scratch);
               check_counts(r, E, G, S);
               if (cr == SMOE_COUNTS_GREEDY) check_greedy_optimal(loads, r, E, G);
               for (int rule = 0; rule < 3; rule++) {
                 const int64_t *sp = seed == 1 ? NULL : src;
-                smoe_plan_slots(rule, loads, r, sp, E, G, S, se);
+                smoe_plan_slots(rule, loads, r, sp, E, G, S, se, &scratch);
                 check_placement(se, r, E, G, S);
-                smoe_plan_slots(rule, loads, r, sp, E, G, S, se2); /* deterministic */
+                smoe_plan_slots(rule, loads, r, sp, E, G, S, se2, &scratch); /* deterministic */
                 assert_memory_equal(se, se2, sizeof(int) * G * S);
                 cases++;
               }
@@ -246,9 +248,9 @@ static double mean_imbalance(int rule, const int (*cfg)[3], int ncfg) {
             counts[q * E + e] = (int64_t)(loads[e] * noise[e] * (0.9 + 0.2 * uniform01(&rs)));
             total += counts[q * E + e];
           }
-        smoe_plan_counts(SMOE_COUNTS_GREEDY, loads, E, G, S, r);
-        smoe_plan_slots(rule, loads, r, NULL, E, G, S, se);
-        smoe_split(counts, se, E, G, S, take);
+        smoe_plan_counts(SMOE_COUNTS_GREEDY, loads, E, G, S, r, &scratch);
+        smoe_plan_slots(rule, loads, r, NULL, E, G, S, se, &scratch);
+        smoe_split(counts, se, E, G, S, take, &scratch);
         smoe_split_rank_load(take, G, S, load);
         int64_t mx = 0;
         for (int g = 0; g < G; g++) mx = load[g] > mx ? load[g] : mx;

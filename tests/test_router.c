@@ -15,6 +15,8 @@
 #include "moe.h"
 #include "placement.h"
 
+static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
+
 #define TOL 1e-6
 
 static void softmax4(const double *x, double *p) {
@@ -102,7 +104,7 @@ static void test_dispatch_plan(void **state) {
   smoe_comm_t *c = smoe_comm_local();
   smoe_dispatch_t d;
   smoe_dispatch_init(&d, 1, 3, 0, 6);
-  smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, 6);
+  smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, 6, &scratch);
   assert_int_equal(d.slot_offsets[1], 2), assert_int_equal(d.slot_offsets[2], 3);
   assert_int_equal(d.slot_offsets[3], 6);
   assert_int_equal(d.rows_send, 6), assert_int_equal(d.rows_recv, 6);
@@ -111,7 +113,7 @@ static void test_dispatch_plan(void **state) {
   for (int i = 0; i < 6; i++) assert_int_equal(pos[i], want[i]);
   /* a dropped assignment gets no row */
   uint8_t keep[6] = {1, 1, 0, 1, 1, 1};
-  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, 6);
+  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, 6, &scratch);
   int want2[6] = {2, 0, -1, 3, 1, 4};
   for (int i = 0; i < 6; i++) assert_int_equal(pos[i], want2[i]);
   assert_int_equal(d.rows_recv, 5);
@@ -127,11 +129,11 @@ static void test_capacity_keep(void **state) {
   int64_t caps[2] = {3, 3};
   /* expert 0 gets first choices of tokens 0, 1, 2 (full), then token 3's second choice: dropped.
    * expert 1 gets token 3's first choice, then second choices of tokens 0, 1 (full), 2 dropped */
-  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, caps, 0), 2);
+  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, caps, 0, &scratch), 2);
   uint8_t want[8] = {1, 1, 1, 1, 1, 0, 1, 0};
   for (int i = 0; i < 8; i++) assert_int_equal(keep[i], want[i]);
   /* by weight: expert 1's candidates 0.4, 0.1, 0.3, 0.8 keep the top 3: drop 0.1 */
-  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, caps, 1), 2);
+  assert_int_equal(smoe_capacity_keep(keep, idx, gw, 4, 2, 2, caps, 1, &scratch), 2);
   uint8_t want_w[8] = {1, 1, 1, 0, 1, 1, 1, 0};
   for (int i = 0; i < 8; i++) assert_int_equal(keep[i], want_w[i]);
   /* capacity = max(min_capacity, ceil(factor K T / E)) */

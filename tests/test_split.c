@@ -19,6 +19,8 @@
 #include "plan.h"
 #include "split.h"
 
+static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
+
 static uint64_t next(uint64_t *r) {
   return *r = smoe_mix64(*r);
 }
@@ -174,21 +176,21 @@ static void test_locality_by_hand(void **state) {
   (void)state;
   int64_t take[16];
   /* one expert on both ranks, sources balanced: everything stays local */
-  smoe_split((int64_t[]){100, 100}, (int[]){0, 0}, 1, 2, 1, take);
+  smoe_split((int64_t[]){100, 100}, (int[]){0, 0}, 1, 2, 1, take, &scratch);
   assert_memory_equal(take, ((int64_t[]){100, 0, 0, 100}), sizeof(int64_t) * 4);
   /* sources unbalanced: rank 0 keeps what balance allows, sends the rest */
-  smoe_split((int64_t[]){150, 50}, (int[]){0, 0}, 1, 2, 1, take);
+  smoe_split((int64_t[]){150, 50}, (int[]){0, 0}, 1, 2, 1, take, &scratch);
   assert_memory_equal(take, ((int64_t[]){100, 50, 0, 50}), sizeof(int64_t) * 4);
   /* rank 2's single expert sets the max (200): e0's tokens may all stay
    * local although 150 vs 10 is unbalanced */
   const int64_t c3[6] = {150, 0, 10, 0, 0, 200};
-  smoe_split(c3, (int[]){0, 0, 1}, 2, 3, 1, take);
+  smoe_split(c3, (int[]){0, 0, 1}, 2, 3, 1, take, &scratch);
   assert_memory_equal(take, ((int64_t[]){150, 0, 0, 0, 10, 0, 0, 0, 200}), sizeof(int64_t) * 9);
   /* both experts on both ranks, each rank's tokens for its own: local */
-  smoe_split((int64_t[]){100, 0, 0, 100}, (int[]){0, 1, 1, 0}, 2, 2, 2, take);
+  smoe_split((int64_t[]){100, 0, 0, 100}, (int[]){0, 1, 1, 0}, 2, 2, 2, take, &scratch);
   assert_memory_equal(take, ((int64_t[]){100, 0, 0, 0, 0, 0, 100, 0}), sizeof(int64_t) * 8);
   /* a source without a local replica: to the replicas in slot order */
-  smoe_split((int64_t[]){0, 0, 90}, (int[]){0, 0, -1}, 1, 3, 1, take);
+  smoe_split((int64_t[]){0, 0, 90}, (int[]){0, 0, -1}, 1, 3, 1, take, &scratch);
   assert_memory_equal(take, ((int64_t[]){0, 0, 0, 0, 0, 0, 45, 45, 0}), sizeof(int64_t) * 9);
 }
 
@@ -196,7 +198,7 @@ static void test_even_by_hand(void **state) {
   (void)state;
   int64_t take[8];
   /* 7 tokens over 3 replicas: 3 2 2 in slot order; 1 token: to the first */
-  smoe_split_even((int64_t[]){7, 1}, (int[]){0, 1, 0, -1, 0, -1}, 2, 1, 6, take);
+  smoe_split_even((int64_t[]){7, 1}, (int[]){0, 1, 0, -1, 0, -1}, 2, 1, 6, take, &scratch);
   assert_memory_equal(take, ((int64_t[]){3, 1, 2, 0, 2, 0}), sizeof(int64_t) * 6);
 }
 
@@ -212,10 +214,10 @@ static void test_extreme_routing(void **state) {
     loads[5] = 1;
     int64_t total = 0;
     for (int q = 0; q < G; q++) counts[q * E + 5] = 1000 + 37 * q, total += 1000 + 37 * q;
-    smoe_plan_counts(SMOE_COUNTS_GREEDY, loads, E, G, S, r);
+    smoe_plan_counts(SMOE_COUNTS_GREEDY, loads, E, G, S, r, &scratch);
     assert_int_equal(r[5], G);
-    smoe_plan_slots(SMOE_SLOTS_BALANCED, loads, r, counts, E, G, S, se);
-    smoe_split(counts, se, E, G, S, take);
+    smoe_plan_slots(SMOE_SLOTS_BALANCED, loads, r, counts, E, G, S, se, &scratch);
+    smoe_split(counts, se, E, G, S, take, &scratch);
     check_conserves(take, counts, se, E, G, S);
     assert_true(max_load(take, G, S) <= (total + G - 1) / G); /* imbalance ~ 1 */
     free(se), free(counts), free(take);
@@ -245,17 +247,17 @@ static void test_random_against_exact(void **state) {
             if (seed % 2) { /* a placement by the planner, from noisy loads */
               for (int q = 0; q < G; q++)
                 for (int e = 0; e < E; e++) loads[e] += counts[q * E + e] * (0.5 + uniform01(&rs));
-              smoe_plan_counts(seed % 4 == 1, loads, E, G, S, r);
-              smoe_plan_slots((smoe_slot_rule_t)(next(&rs) % 3), loads, r, counts, E, G, S, se);
+              smoe_plan_counts(seed % 4 == 1, loads, E, G, S, r, &scratch);
+              smoe_plan_slots((smoe_slot_rule_t)(next(&rs) % 3), loads, r, counts, E, G, S, se, &scratch);
             } else {
               random_placement(&rs, E, G, S, se);
             }
-            smoe_split(counts, se, E, G, S, take);
+            smoe_split(counts, se, E, G, S, take, &scratch);
             check_conserves(take, counts, se, E, G, S);
-            smoe_split(counts, se, E, G, S, take2); /* deterministic */
+            smoe_split(counts, se, E, G, S, take2, &scratch); /* deterministic */
             assert_memory_equal(take, take2, sizeof(int64_t) * G * GS);
             for (int q = 0; q < G; q++) { /* each row alone = the table's row */
-              smoe_split_row(counts, se, E, G, S, q, row);
+              smoe_split_row(counts, se, E, G, S, q, row, &scratch);
               assert_memory_equal(row, take + q * GS, sizeof(int64_t) * GS);
             }
             if (G <= 16 || kind < 2) { /* the optimum (exact, so no 2% slack needed) */
@@ -267,7 +269,7 @@ static void test_random_against_exact(void **state) {
               assert_int_equal(got, opt);
               exact_checked++;
             }
-            smoe_split_even(counts, se, E, G, S, take); /* the even split */
+            smoe_split_even(counts, se, E, G, S, take, &scratch); /* the even split */
             check_conserves(take, counts, se, E, G, S);
             for (int q = 0; q < G; q++) {
               for (int gs = 0; gs < GS; gs++) { /* shares of one source differ by <= 1 */
@@ -275,7 +277,7 @@ static void test_random_against_exact(void **state) {
                 for (int hs = 0; hs < GS && e >= 0; hs++)
                   if (se[hs] == e) assert_true(llabs(take[q * GS + gs] - take[q * GS + hs]) <= 1);
               }
-              smoe_split_even_row(counts, se, E, G, S, q, row);
+              smoe_split_even_row(counts, se, E, G, S, q, row, &scratch);
               assert_memory_equal(row, take + q * GS, sizeof(int64_t) * GS);
             }
             free(se), free(r), free(counts), free(take), free(take2), free(row), free(loads);

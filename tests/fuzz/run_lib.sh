@@ -11,7 +11,7 @@ name=$1 build=$2 secs=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
 case $name in
   codec) src=(engine/common.c storage/codec.c) ;;
-  plog) src=(engine/common.c engine/placement.c storage/codec.c ckpt/plog.c) ;;
+  plog) src=(engine/common.c engine/arena.c engine/placement.c storage/codec.c ckpt/plog.c) ;;
   *) echo "run_lib.sh: unknown harness '$name' (codec or plog)" >&2; exit 2 ;;
 esac
 cc=$(command -v clang || command -v clang-14 || true)

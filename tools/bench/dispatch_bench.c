@@ -12,6 +12,8 @@
 #include "moe.h"
 #include "train.h"
 
+static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -58,7 +60,7 @@ int main(int argc, char **argv) {
       }
       smoe_comm_barrier(c);
       double t0 = smoe_now();
-      smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, NK);
+      smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, NK, &scratch);
       moe_gather(send, x, pos, N, K, D);
       smoe_dispatch_to_slots(&d, c, send, recv, xe, D, SMOE_PHASE_DISPATCH);
       double t1 = smoe_now();

@@ -22,6 +22,8 @@
 #include "plan.h"
 #include "split.h"
 
+static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
+
 #define K_TOPK 2
 #define TOKENS 4096 /* per rank per step */
 #define STEPS 200
@@ -154,9 +156,9 @@ static void sim_step(sim_t *m, const int64_t *prev, const int64_t *cur) {
     for (int e = 0; e < E; e++) m->rank[e / per] += cur[q * E + e];
   m->imb[STATIC][i] = imbalance(m->rank, G);
   /* symi: proportional + contiguous + even split, drops over capacity */
-  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, m->loads, E, G, S, m->r);
-  smoe_plan_slots(SMOE_SLOTS_CONTIGUOUS, m->loads, m->r, prev, E, G, S, m->se);
-  smoe_split_even(cur, m->se, E, G, S, m->take);
+  smoe_plan_counts(SMOE_COUNTS_PROPORTIONAL, m->loads, E, G, S, m->r, &scratch);
+  smoe_plan_slots(SMOE_SLOTS_CONTIGUOUS, m->loads, m->r, prev, E, G, S, m->se, &scratch);
+  smoe_split_even(cur, m->se, E, G, S, m->take, &scratch);
   /* capacity factor 1.0 per replica: K x T_global = all assignments of the step */
   const int64_t cap = (total + (int64_t)G * S - 1) / ((int64_t)G * S);
   for (int g = 0; g < G; g++) m->rank[g] = 0;
@@ -169,11 +171,11 @@ static void sim_step(sim_t *m, const int64_t *prev, const int64_t *cur) {
   m->assigned += total;
   m->imb[SYMI][i] = imbalance(m->rank, G);
   /* eplb and swiftmoe: greedy counts, the load-aware split */
-  smoe_plan_counts(SMOE_COUNTS_GREEDY, m->loads, E, G, S, m->r);
+  smoe_plan_counts(SMOE_COUNTS_GREEDY, m->loads, E, G, S, m->r, &scratch);
   for (int p = EPLB; p <= SWIFTMOE; p++) {
     smoe_plan_slots(p == EPLB ? SMOE_SLOTS_EPLB : SMOE_SLOTS_BALANCED, m->loads, m->r, prev, E, G,
-                    S, m->se);
-    smoe_split(cur, m->se, E, G, S, m->take);
+                    S, m->se, &scratch);
+    smoe_split(cur, m->se, E, G, S, m->take, &scratch);
     smoe_split_rank_load(m->take, G, S, m->rank);
     m->imb[p][i] = imbalance(m->rank, G);
   }
@@ -265,13 +267,13 @@ static void time_table(int quick) {
       for (int q = 0; q < G; q++)
         for (int e = 0; e < E; e++) loads[e] += (double)prev[q * E + e];
       double t0 = smoe_now();
-      smoe_plan_counts(SMOE_COUNTS_GREEDY, loads, E, G, S, r);
+      smoe_plan_counts(SMOE_COUNTS_GREEDY, loads, E, G, S, r, &scratch);
       double t1 = smoe_now();
-      smoe_plan_slots(SMOE_SLOTS_BALANCED, loads, r, prev, E, G, S, se);
+      smoe_plan_slots(SMOE_SLOTS_BALANCED, loads, r, prev, E, G, S, se, &scratch);
       double t2 = smoe_now();
-      smoe_split(cur, se, E, G, S, take);
+      smoe_split(cur, se, E, G, S, take, &scratch);
       double t3 = smoe_now();
-      smoe_split_row(cur, se, E, G, S, i % G, row);
+      smoe_split_row(cur, se, E, G, S, i % G, row, &scratch);
       double t4 = smoe_now();
       memset(take, 0, sizeof(int64_t) * (size_t)G * G * S);
       double t5 = smoe_now();
