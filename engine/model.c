@@ -162,13 +162,11 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
     return -1;
   }
   m->split_mode = smoe_policy_split_mode(first.kind);
+  m->drops = smoe_policy_drops(first.kind, c->capacity_factor, c->min_capacity, c->drop_order);
   smoe_policy_free(&first);
   smoe_placement_routes(&m->placement, m->route, &m->arena);
   m->src_counts = xcalloc((size_t)d->L * m->G * d->E, sizeof(int64_t));
   m->take = xcalloc((size_t)m->G * m->G * m->S, sizeof(int64_t));
-  m->capacity_on = strcmp(c->policy, "capacity") == 0;
-  m->capacity_factor = c->capacity_factor, m->min_capacity = c->min_capacity;
-  m->drop_by_weight = strcmp(c->drop_order, "weight") == 0;
   /* slot s holds expert s exactly when one rank has every expert in order */
   int identity = m->G == 1 && m->S == d->E;
   for (int s = 0; identity && s < m->S; s++)
@@ -324,30 +322,18 @@ static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const
   for (int a = 0; a < NK; a++) mine[idx[a]]++;
   smoe_comm_allgather(m->comm, mine, src, sizeof(int64_t) * E, SMOE_PHASE_COUNTS);
   uint8_t *use_keep = NULL;
-  if (m->split_mode == 2) { /* symi: expert e keeps r_e x ceil(cf K T_global / (G S)) */
-    int64_t per_slot =
-        (int64_t)ceil(m->capacity_factor * K * (double)m->n_tokens / ((double)G * S));
+  if (m->drops.kind == SMOE_DROPS_SYMI) { /* the policy's quotas from the global counts */
     int64_t *allowed = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)G * E);
-    m->dropped[l] = 0;
-    for (int e = 0; e < E; e++) {
-      int64_t total = 0, cap = per_slot * m->placement.replicas[(size_t)l * E + e], given = 0;
-      for (int q = 0; q < G; q++) total += src[(size_t)q * E + e];
-      for (int q = 0; q < G; q++) { /* the capacity shared in proportion, remainder to low ranks */
-        int64_t c = src[(size_t)q * E + e];
-        allowed[(size_t)q * E + e] = total <= cap ? c : (int64_t)((double)c * cap / (double)total);
-        given += allowed[(size_t)q * E + e];
-      }
-      for (int q = 0; q < G && total > cap && given < cap; q++)
-        if (allowed[(size_t)q * E + e] < src[(size_t)q * E + e]) allowed[(size_t)q * E + e]++, given++;
-      m->dropped[l] += total - given;
-    }
+    m->dropped[l] = smoe_drops_quota(&m->drops, src, G, E, K, m->n_tokens,
+                                     m->placement.replicas + (size_t)l * E, G, S, allowed);
     smoe_capacity_keep(keep, idx, gw, N, K, E, allowed + (size_t)m->rank * E, 0, &m->arena);
     memcpy(src, allowed, sizeof(int64_t) * (size_t)G * E); /* what is routed */
     use_keep = keep;
-    smoe_split_even(src, slot_expert, E, G, S, m->take, &m->arena);
-  } else {
-    smoe_split(src, slot_expert, E, G, S, m->take, &m->arena);
   }
+  if (m->split_mode == 2)
+    smoe_split_even(src, slot_expert, E, G, S, m->take, &m->arena);
+  else
+    smoe_split(src, slot_expert, E, G, S, m->take, &m->arena);
   m->split_time += smoe_now() - t0;
   for (size_t i = 0; i < (size_t)G * G * S; i++) /* fingerprint: ranks must agree */
     m->split_hash = smoe_mix64(m->split_hash ^ (uint64_t)m->take[i]);
@@ -388,12 +374,13 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
     m->expert_counts[(size_t)l * E + e] = n;
   }
   m->dropped[l] = 0;
-  if (m->capacity_on) {
-    int64_t cap = smoe_capacity(m->capacity_factor, m->min_capacity, K, N, E);
+  if (m->drops.kind == SMOE_DROPS_CAPACITY) { /* the policy's quotas from this rank's counts */
     size_t mark = smoe_arena_mark(&m->arena);
-    int64_t *caps = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)E);
-    for (int e = 0; e < E; e++) caps[e] = cap;
-    m->dropped[l] = smoe_capacity_keep(keep, idx, gw, N, K, E, caps, m->drop_by_weight, &m->arena);
+    int64_t *mine = smoe_arena_zero(&m->arena, (size_t)E, sizeof(int64_t));
+    int64_t *allowed = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)E);
+    for (int a = 0; a < NK; a++) mine[idx[a]]++;
+    m->dropped[l] = smoe_drops_quota(&m->drops, mine, 1, E, K, N, NULL, m->G, S, allowed);
+    smoe_capacity_keep(keep, idx, gw, N, K, E, allowed, m->drops.by_weight, &m->arena);
     smoe_arena_release(&m->arena, mark);
     smoe_comm_allreduce_i64(m->comm, &m->dropped[l], 1, SMOE_PHASE_COUNTS);
   }
@@ -402,7 +389,7 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
   if (m->split_mode) {
     route_split(m, l, N, idx, gw, keep);
   } else {
-    smoe_dispatch_plan(plan, m->comm, pos, idx, m->capacity_on ? keep : NULL,
+    smoe_dispatch_plan(plan, m->comm, pos, idx, m->drops.kind == SMOE_DROPS_CAPACITY ? keep : NULL,
                        m->route + ((size_t)l * m->G + m->rank) * E, NK, &m->arena);
   }
   real *xe = a->xe + l * R * D, *ye_local = a->ye_local + l * NKmax * D;

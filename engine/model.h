@@ -30,6 +30,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "placement.h"
+#include "policy.h"
 
 typedef struct {
   int V, D, L, H, Hkv, hd, T, E, K, F;
@@ -138,9 +139,7 @@ typedef struct {
   int64_t *take;     /* (G, G*S) the split: tokens from each rank to each global slot */
   double split_time; /* seconds splitting in the last forward */
   uint64_t split_hash; /* fingerprint of the last forward's splits */
-  int capacity_on, drop_by_weight; /* the capacity policy */
-  double capacity_factor;
-  int64_t min_capacity;
+  smoe_drops_t drops; /* which routed tokens are computed (the policy's rule, policy.h) */
   smoe_dispatch_t *plans; /* (L) the last forward's exchange plans */
 
   smoe_tensor_t *tensors;

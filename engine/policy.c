@@ -1,6 +1,7 @@
 /* policy.c: the placement policies. */
 #include "policy.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "plan.h"
@@ -30,6 +31,45 @@ void smoe_policy_free(smoe_policy_t *p) {
 
 int smoe_policy_split_mode(smoe_policy_kind_t kind) {
   return kind == SMOE_POLICY_SWIFTMOE ? 1 : kind == SMOE_POLICY_SYMI ? 2 : 0;
+}
+
+smoe_drops_t smoe_policy_drops(smoe_policy_kind_t kind, double factor, int64_t min_capacity,
+                               const char *drop_order) {
+  smoe_drops_t d = {SMOE_DROPS_NONE, factor, min_capacity, 0};
+  if (kind == SMOE_POLICY_CAPACITY)
+    d.kind = SMOE_DROPS_CAPACITY, d.by_weight = strcmp(drop_order, "weight") == 0;
+  if (kind == SMOE_POLICY_SYMI) d.kind = SMOE_DROPS_SYMI;
+  return d;
+}
+
+int64_t smoe_drops_quota(const smoe_drops_t *d, const int64_t *counts, int rows, int E, int K,
+                         int64_t n_tokens, const int *replicas, int G, int S, int64_t *allowed) {
+  int64_t dropped = 0;
+  if (d->kind != SMOE_DROPS_SYMI) {
+    int64_t cap = d->kind == SMOE_DROPS_CAPACITY
+                      ? smoe_capacity(d->factor, d->min_capacity, K, n_tokens, E)
+                      : INT64_MAX;
+    for (size_t i = 0; i < (size_t)rows * E; i++) {
+      allowed[i] = counts[i] < cap ? counts[i] : cap;
+      dropped += counts[i] - allowed[i];
+    }
+    return dropped;
+  }
+  /* symi: expert e keeps r_e x ceil(cf K T_global / (G S)) */
+  int64_t per_slot = (int64_t)ceil(d->factor * K * (double)n_tokens / ((double)G * S));
+  for (int e = 0; e < E; e++) {
+    int64_t total = 0, cap = per_slot * replicas[e], given = 0;
+    for (int q = 0; q < rows; q++) total += counts[(size_t)q * E + e];
+    for (int q = 0; q < rows; q++) { /* the capacity shared in proportion, remainder to low ranks */
+      int64_t c = counts[(size_t)q * E + e];
+      allowed[(size_t)q * E + e] = total <= cap ? c : (int64_t)((double)c * cap / (double)total);
+      given += allowed[(size_t)q * E + e];
+    }
+    for (int q = 0; q < rows && total > cap && given < cap; q++)
+      if (allowed[(size_t)q * E + e] < counts[(size_t)q * E + e]) allowed[(size_t)q * E + e]++, given++;
+    dropped += total - given;
+  }
+  return dropped;
 }
 
 /* One layer planned from loads (E) and src (G, E) or NULL. */

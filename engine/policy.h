@@ -49,4 +49,32 @@ void smoe_policy_next(smoe_policy_t *p, const int64_t *expert_counts, const int6
  * 1 = the load-aware split, 2 = an even split (symi). */
 int smoe_policy_split_mode(smoe_policy_kind_t kind);
 
+/* Which routed tokens a step computes, the rest dropped: a rule decided here
+ * from counts only; the model applies its quotas (smoe_capacity_keep) and
+ * knows nothing of policies. */
+typedef enum { SMOE_DROPS_NONE = 0, SMOE_DROPS_CAPACITY, SMOE_DROPS_SYMI } smoe_drops_kind_t;
+typedef struct {
+  smoe_drops_kind_t kind;
+  double factor;        /* placement.capacity_factor */
+  int64_t min_capacity; /* capacity: the least per expert per rank */
+  int by_weight;        /* capacity: lowest gate weight dropped first (else by position) */
+} smoe_drops_t;
+
+/* The rule of a policy: capacity and symi drop, the others compute every
+ * token. drop_order: "position" or "weight" (placement.drop_order). */
+smoe_drops_t smoe_policy_drops(smoe_policy_kind_t kind, double factor, int64_t min_capacity,
+                               const char *drop_order);
+
+/* allowed (rows, E) <- how many of the tokens counted in counts (rows, E)
+ * for each expert are computed; returns how many are dropped in all.
+ *   capacity: rows = 1, this rank's counts of its n_tokens tokens; each
+ *     expert keeps at most max(min_capacity, ceil(factor K n_tokens / E));
+ *   symi: rows = G, every rank's counts, n_tokens the global batch's; expert
+ *     e keeps replicas[e] x ceil(factor K n_tokens / (G S)), shared by the
+ *     ranks in proportion to their counts, the remainder one each to the
+ *     lower ranks;
+ *   none: everything (allowed = counts). */
+int64_t smoe_drops_quota(const smoe_drops_t *d, const int64_t *counts, int rows, int E, int K,
+                         int64_t n_tokens, const int *replicas, int G, int S, int64_t *allowed);
+
 #endif

@@ -14,6 +14,7 @@
 #include "dispatch.h"
 #include "moe.h"
 #include "placement.h"
+#include "policy.h"
 
 static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
 
@@ -141,8 +142,35 @@ static void test_capacity_keep(void **state) {
   assert_int_equal(smoe_capacity(1.25, 4, 2, 100, 8), 32);
 }
 
+/* The policies' drop rules as quotas (policy.h), by hand. */
+static void test_drop_quotas(void **state) {
+  (void)state;
+  int64_t allowed[6];
+  /* capacity: 3 tokens, K = 2, E = 3: cap max(1, ceil(1.0 x 2 x 3 / 3)) = 2 */
+  smoe_drops_t cap = smoe_policy_drops(SMOE_POLICY_CAPACITY, 1.0, 1, "weight");
+  assert_int_equal(cap.kind, SMOE_DROPS_CAPACITY);
+  assert_int_equal(cap.by_weight, 1);
+  int64_t mine[3] = {5, 1, 0};
+  assert_int_equal(smoe_drops_quota(&cap, mine, 1, 3, 2, 3, NULL, 2, 2, allowed), 3);
+  assert_int_equal(allowed[0], 2), assert_int_equal(allowed[1], 1), assert_int_equal(allowed[2], 0);
+  /* swiftmoe drops nothing */
+  smoe_drops_t none = smoe_policy_drops(SMOE_POLICY_SWIFTMOE, 1.0, 1, "position");
+  assert_int_equal(smoe_drops_quota(&none, mine, 1, 3, 2, 3, NULL, 2, 2, allowed), 0);
+  assert_int_equal(allowed[0], 5);
+  /* symi: G = 2, S = 2, 8 tokens, K = 2: per slot ceil(2 x 8 / 4) = 4; replicas 2, 1, 1 keep
+   * 8, 4, 4. Expert 0: 6 + 4 = 10 -> floor(4.8) = 4, floor(3.2) = 3, the 8th to rank 0;
+   * expert 1: 3 + 2 = 5 -> 2, 1, the 4th to rank 0; expert 2: 1 fits */
+  smoe_drops_t symi = smoe_policy_drops(SMOE_POLICY_SYMI, 1.0, 1, "position");
+  int64_t src[6] = {6, 3, 1, 4, 2, 0};
+  int replicas[3] = {2, 1, 1};
+  assert_int_equal(smoe_drops_quota(&symi, src, 2, 3, 2, 8, replicas, 2, 2, allowed), 3);
+  int64_t want[6] = {5, 3, 1, 3, 1, 0};
+  for (int i = 0; i < 6; i++) assert_int_equal(allowed[i], want[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_drop_quotas),
       cmocka_unit_test(test_topk_renormalise_ties),
       cmocka_unit_test(test_renormalised_weights),
       cmocka_unit_test(test_bias_changes_selection_not_weights),
