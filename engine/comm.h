@@ -14,10 +14,11 @@
 typedef enum {
   SMOE_PHASE_DISPATCH = 0, /* token activations to expert slots (forward and backward) */
   SMOE_PHASE_COMBINE,      /* expert outputs / input gradients back to the tokens */
-  SMOE_PHASE_DENSE_GRAD,   /* data-parallel gradient all-reduce of dense parameters */
+  SMOE_PHASE_DENSE_GRAD,   /* data-parallel dense gradients: all-reduce, or reduce-scatter (sharded) */
   SMOE_PHASE_COUNTS,       /* routing counts and router statistics */
   SMOE_PHASE_GRAD_TO_SHARDS,   /* expert gradients to the ranks owning their optimizer shards */
   SMOE_PHASE_WEIGHTS_TO_SLOTS, /* updated expert weights to the next placement's slots */
+  SMOE_PHASE_DENSE_WEIGHTS,    /* updated dense slices all-gathered (sharded dense optimizer) */
   SMOE_PHASE_OTHER,        /* losses, norms, evaluation, checkpoint gathers */
   SMOE_PHASE_COUNT
 } smoe_phase_t;

@@ -127,6 +127,10 @@ static const cfg_key_t keys[] = {
     STR("training", "expert_optimizer", expert_optimizer, "sharded", "sharded replicated", NULL,
         "sharded = each rank keeps a 1/G slice of every expert's AdamW state (swiftmoe); "
         "replicated = every rank keeps all of it and all-reduces expert gradients (baseline)"),
+    STR("training", "dense_optimizer", dense_optimizer, "sharded", "sharded replicated", NULL,
+        "sharded = each rank keeps the AdamW state of a 1/G slice of the dense parameters: "
+        "gradients reduce-scattered, the slice updated, weights all-gathered (ZeRO-1); "
+        "replicated = every rank keeps all of it and all-reduces dense gradients (baseline)"),
     U64("training", "seed", seed, "1337", "seed of the init and of the data sampling"),
     INT("training", "threads", threads, "0", 0, 1024, NULL, "OpenMP/BLAS threads; 0 = all cores"),
 

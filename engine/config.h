@@ -42,6 +42,7 @@ typedef struct {
   int eval_every;     /* validation every N steps (and at the end); 0 = only at the end */
   int eval_windows;   /* validation windows per evaluation */
   char expert_optimizer[16]; /* "sharded" or "replicated" (baseline) */
+  char dense_optimizer[16];  /* "sharded" (ZeRO-1) or "replicated" (baseline) */
   uint64_t seed;      /* init + data sampling */
   int threads;        /* OpenMP/BLAS threads; 0 = all cores */
   /* [placement] */

@@ -31,17 +31,25 @@ static void *carve(region_t *r, int count, size_t elem, size_t *total_out) {
   return mem;
 }
 
-static real *dense_layout(smoe_dense_t *p, const smoe_dims_t *d, size_t *n) {
+/* The dense parameters' table over one allocation of *n elements, padded
+ * with zeros to a multiple of G (the sharded optimizer's slices). */
+static real *dense_layout(smoe_dense_t *p, const smoe_dims_t *d, int G, size_t *n) {
   size_t L = d->L, D = d->D, qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd;
-  real *lm_head = NULL;
+  real *lm_head = NULL, *pad = NULL;
   region_t r[] = {
       {(void **)&p->embed, (size_t)d->V * D}, {(void **)&p->ln1, L * D},
       {(void **)&p->wq, L * qd * D},          {(void **)&p->wk, L * kd * D},
       {(void **)&p->wv, L * kd * D},          {(void **)&p->wo, L * D * qd},
       {(void **)&p->ln2, L * D},              {(void **)&p->gate, L * d->E * D},
       {(void **)&p->lnf, D},                  {(void **)&lm_head, d->tied ? 0 : (size_t)d->V * D},
+      {(void **)&pad, 0},
   };
-  real *mem = carve(r, (int)(sizeof r / sizeof r[0]), sizeof(real), n);
+  const int count = (int)(sizeof r / sizeof r[0]);
+  size_t total = 0;
+  for (int i = 0; i < count; i++) total += r[i].n;
+  r[count - 1].n = (total + (size_t)G - 1) / (size_t)G * (size_t)G - total;
+  real *mem = carve(r, count, sizeof(real), NULL);
+  if (n) *n = total;
   p->lm_head = d->tied ? p->embed : lm_head;
   return mem;
 }
@@ -173,8 +181,15 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
     for (int l = 0; l < d->L; l++) identity &= m->placement.slot_expert[(size_t)l * m->S + s] == s;
 
   const size_t P = smoe_expert_numel(d->D, d->F);
-  m->dense_mem = dense_layout(&m->p, d, &m->n_dense);
-  m->dense_grad_mem = dense_layout(&m->g, d, NULL);
+  m->dense_mem = dense_layout(&m->p, d, m->G, &m->n_dense);
+  m->dense_grad_mem = dense_layout(&m->g, d, m->G, NULL);
+  m->dense_chunk = (m->n_dense + (size_t)m->G - 1) / (size_t)m->G;
+  m->dense_lo = (size_t)m->rank * m->dense_chunk < m->n_dense ? (size_t)m->rank * m->dense_chunk
+                                                               : m->n_dense;
+  m->dense_len = m->n_dense - m->dense_lo < m->dense_chunk ? m->n_dense - m->dense_lo
+                                                           : m->dense_chunk;
+  m->dense_sharded = strcmp(c->dense_optimizer, "sharded") == 0;
+  m->dense_grad_shard = xcalloc(m->dense_chunk ? m->dense_chunk : 1, sizeof(real));
   m->n_experts = smoe_mul(smoe_mul((size_t)d->L, (size_t)m->S), P);
   m->experts = xcalloc(m->n_experts, sizeof(real));
   m->experts_grad = xcalloc(m->n_experts, sizeof(real));
@@ -280,6 +295,7 @@ void smoe_model_free(smoe_model_t *m) {
   if (m->experts_full != m->experts) free(m->experts_full);
   free(m->dense_mem);
   free(m->dense_grad_mem);
+  free(m->dense_grad_shard);
   free(m->experts);
   free(m->experts_grad);
   free(m->expert_bias);
@@ -552,7 +568,13 @@ void smoe_model_backward(smoe_model_t *m) {
   }
   smoe_arena_release(&m->arena, mark);
   embedding_backward(g->embed, s->dresid, m->inputs, N, D, d->V);
-  /* data parallel: dense gradients summed over the ranks, in buckets */
+  /* data parallel: dense gradients summed over the ranks: this rank's slice
+   * (sharded optimizer), or all of them in buckets */
+  if (m->dense_sharded) {
+    smoe_comm_reduce_scatter_real(m->comm, m->dense_grad_mem, m->dense_grad_shard, m->dense_chunk,
+                                  SMOE_PHASE_DENSE_GRAD);
+    return;
+  }
   const size_t bucket = (size_t)1 << 22;
   for (size_t i = 0; i < m->n_dense; i += bucket)
     smoe_comm_allreduce_real(m->comm, m->dense_grad_mem + i,

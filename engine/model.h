@@ -118,7 +118,11 @@ typedef struct {
 
   smoe_dense_t p, g;  /* dense parameters and gradients (pointer tables) */
   real *dense_mem, *dense_grad_mem;
-  size_t n_dense;     /* elements of each */
+  size_t n_dense;     /* elements of each (both padded with zeros to dense_chunk * G) */
+  /* the dense optimizer's slices: rank g owns [dense_lo, dense_lo + dense_len) */
+  size_t dense_chunk, dense_lo, dense_len; /* chunk = ceil(n_dense / G) */
+  int dense_sharded;      /* training.dense_optimizer = sharded: backward reduce-scatters */
+  real *dense_grad_shard; /* (dense_chunk) this rank's slice of the summed dense gradients */
   real *experts;      /* (L, S, P) the expert replicas in this rank's slots */
   real *experts_grad; /* (L, S, P) */
   size_t n_experts;   /* L * S * P */
@@ -181,7 +185,9 @@ void smoe_model_free(smoe_model_t *m);
 double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B);
 void smoe_model_zero_grad(smoe_model_t *m);
 /* Gradients of m->loss from the last forward, accumulated into the grads;
- * dense gradients are then summed over the ranks (all-reduce, dense_grad). */
+ * dense gradients are then summed over the ranks: all-reduced into
+ * dense_grad_mem, or (dense_sharded) reduce-scattered, this rank's slice
+ * into dense_grad_shard (dense_grad_mem keeps this rank's own sums). */
 void smoe_model_backward(smoe_model_t *m);
 
 /* Takes placement p (a copy) for the next forward: routes tokens to it. The

@@ -39,18 +39,18 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
                     smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err) {
   memset(sv, 0, sizeof *sv);
   const int G = m->G, g = m->rank;
-  const size_t n = m->n_dense, chunk = (n + (size_t)G - 1) / (size_t)G;
-  sv->dense_chunk = chunk;
-  sv->dense_lo = (size_t)g * chunk < n ? (size_t)g * chunk : n;
-  size_t len = n - sv->dense_lo < chunk ? n - sv->dense_lo : chunk;
+  /* this rank's slice of the dense vectors; the moments are only that slice
+   * when the dense optimizer is sharded */
+  sv->dense_chunk = m->dense_chunk, sv->dense_lo = m->dense_lo;
+  const size_t len = m->dense_len, mo = m->dense_sharded ? 0 : m->dense_lo;
   const size_t le = (size_t)m->dims.L * m->dims.E, rb = sizeof(real);
   smoe_ckpt_region_t r[] = {
       {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb},
       {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb},
       {"exp_avg_sq", SMOE_CF_SHARD, sh->exp_avg_sq, sh->n * rb, (int)rb},
       {"dense", SMOE_CF_DENSE, m->dense_mem + sv->dense_lo, len * rb, (int)rb},
-      {"dense_m", SMOE_CF_DENSE, dm + sv->dense_lo, len * rb, (int)rb},
-      {"dense_v", SMOE_CF_DENSE, dv + sv->dense_lo, len * rb, (int)rb},
+      {"dense_m", SMOE_CF_DENSE, dm + mo, len * rb, (int)rb},
+      {"dense_v", SMOE_CF_DENSE, dv + mo, len * rb, (int)rb},
       {"expert_bias", SMOE_CF_DENSE, m->expert_bias, le * rb, (int)rb},
       {"planner_loads", SMOE_CF_DATA, pol->loads, le * sizeof(double), 8},
       {"position", SMOE_CF_DATA, sv->pos, sizeof sv->pos, 8},
@@ -169,11 +169,12 @@ int smoe_saver_resume(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, smoe_mo
   int64_t step;
   if (smoe_ckpt_resume(sv->ck, comm, want, check_plan, sv, &step, err) != 0) return -1;
   if (step < 0) return 0;
-  /* this rank's regions are back; the dense vectors from every rank's slice */
+  /* this rank's regions are back; the dense vectors from every rank's slice
+   * (the moments only when every rank keeps all of them) */
   const size_t n = m->n_dense, chunk = sv->dense_chunk, lo = sv->dense_lo;
   real *send = xcalloc(chunk + 1, sizeof(real)), *recv = xmalloc(sizeof(real) * chunk * sv->G + 1);
   real *bufs[3] = {m->dense_mem, dm, dv};
-  for (int b = 0; b < 3; b++) {
+  for (int b = 0; b < (m->dense_sharded ? 1 : 3); b++) {
     size_t len = n - lo < chunk ? n - lo : chunk;
     memset(send, 0, sizeof(real) * chunk);
     memcpy(send, bufs[b] + lo, sizeof(real) * len);

@@ -26,8 +26,13 @@ int smoe_step_init(smoe_step_ctx_t *x, const smoe_config_t *c, int B, smoe_comm_
   smoe_shards_init(&x->sh, L, E, smoe_expert_numel(c->dim, c->expert_dim), m->S, comm,
                    strcmp(c->expert_optimizer, "replicated") == 0);
   smoe_shards_load(&x->sh, m->experts_full);
-  x->dm = xcalloc(m->n_dense, sizeof(real));
-  x->dv = xcalloc(m->n_dense, sizeof(real));
+  const size_t nm = m->dense_sharded ? m->dense_chunk : m->n_dense; /* moments */
+  x->dm = xcalloc(nm ? nm : 1, sizeof(real));
+  x->dv = xcalloc(nm ? nm : 1, sizeof(real));
+  x->dense_opt_bytes = 2 * nm * sizeof(real);
+  if (m->dense_sharded) {
+    x->dense_send = xcalloc(m->dense_chunk ? m->dense_chunk : 1, sizeof(real));
+  }
   smoe_placement_init(&x->next, L, E, G, m->S);
   /* cannot fail: the model accepted the same policy name */
   smoe_policy_init(&x->policy, c->policy, L, E, G, m->S, c->seed, c->load_ema, err);
@@ -41,6 +46,7 @@ void smoe_step_free(smoe_step_ctx_t *x) {
   smoe_placement_free(&x->next);
   free(x->dm);
   free(x->dv);
+  free(x->dense_send);
   smoe_shards_free(&x->sh);
   smoe_model_free(&x->m);
   memset(x, 0, sizeof *x);
@@ -76,20 +82,33 @@ int smoe_step(smoe_step_ctx_t *x, const int32_t *batch, int64_t step, smoe_step_
   smoe_model_backward(m);
   /* expert gradients: every replica's slot gradient, slice g to rank g */
   smoe_shards_grads(sh, comm, &m->placement, m->experts_grad);
-  /* the global norm: dense gradients are equal on every rank after their
-   * all-reduce; each expert slice lives on one rank (on all: replicated) */
-  double expert_sq = smoe_sumsq(sh->grad, sh->n);
-  if (!sh->replicated) smoe_comm_allreduce_f64(comm, &expert_sq, 1, SMOE_PHASE_OTHER);
-  out->grad_norm = sqrt(smoe_sumsq(m->dense_grad_mem, m->n_dense) + expert_sq);
+  /* the global norm over this rank's dense slice (sharded; replicated: all
+   * of them, equal on every rank) and its expert slices (replicated: all) */
+  const int ds = m->dense_sharded;
+  real *dg = ds ? m->dense_grad_shard : m->dense_grad_mem;
+  const size_t nd = ds ? m->dense_len : m->n_dense;
+  double dense_sq = smoe_sumsq(dg, nd), expert_sq = smoe_sumsq(sh->grad, sh->n);
+  if (ds || !sh->replicated) {
+    double v[2] = {ds ? dense_sq : 0, sh->replicated ? 0 : expert_sq};
+    smoe_comm_allreduce_f64(comm, v, 2, SMOE_PHASE_OTHER);
+    if (ds) dense_sq = v[0];
+    if (!sh->replicated) expert_sq = v[1];
+  }
+  out->grad_norm = sqrt(dense_sq + expert_sq);
   double clip = smoe_clip_factor(out->grad_norm, c->grad_clip);
   if (clip < 1.0) {
-    smoe_scale(m->dense_grad_mem, m->n_dense, (real)clip);
+    smoe_scale(dg, nd, (real)clip);
     smoe_scale(sh->grad, sh->n, (real)clip);
   }
   smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(c), c->steps, c->lr, c->min_lr), c->beta1,
                     c->beta2, c->adam_eps, c->weight_decay};
   out->lr = o.lr;
-  smoe_adamw_step(m->dense_mem, m->dense_grad_mem, x->dm, x->dv, m->n_dense, &o, step + 1);
+  smoe_adamw_step(m->dense_mem + (ds ? m->dense_lo : 0), dg, x->dm, x->dv, nd, &o, step + 1);
+  if (ds) { /* every rank's updated slice to every rank */
+    memcpy(x->dense_send, m->dense_mem + m->dense_lo, sizeof(real) * m->dense_len);
+    smoe_comm_allgather(comm, x->dense_send, m->dense_mem, sizeof(real) * m->dense_chunk,
+                        SMOE_PHASE_DENSE_WEIGHTS);
+  }
   smoe_adamw_step(sh->master, sh->grad, sh->exp_avg, sh->exp_avg_sq, sh->n, &o, step + 1);
   if (c->bias_update_rate > 0) update_expert_bias(m, c->bias_update_rate);
   /* the policy's placement for the next step, then the updated weights go

@@ -1,10 +1,11 @@
 /* step.h: one training iteration on a prepared context (DESIGN.md, "One
  * iteration, per MoE layer"):
  *   forward and backward of this rank's share of the batch (dense gradients
- *   all-reduced), expert gradients to the shards, the global gradient norm
- *   and clipping, AdamW on the dense parameters and on this rank's expert
- *   shards, the balancing bias, the next placement, and the updated weights
- *   to its slots.
+ *   reduce-scattered to their slices, or all-reduced when replicated),
+ *   expert gradients to the shards, the global gradient norm and clipping,
+ *   AdamW on this rank's dense slice (then the dense weights all-gathered)
+ *   and on its expert shards, the balancing bias, the next placement, and the
+ *   updated expert weights to its slots.
  * smoe_train runs it in its loop (resume, checkpoints, metrics and export
  * around it); the tests and benchmarks that train call the same function.
  * Every rank calls every function here (they are collective). */
@@ -31,7 +32,10 @@ typedef struct {
   smoe_comm_t *comm;
   smoe_model_t m;
   smoe_shards_t sh; /* the experts' optimizer state: this rank's slices */
-  real *dm, *dv;    /* the dense parameters' AdamW moments */
+  real *dm, *dv;    /* the dense AdamW moments: this rank's slice (dense_chunk) when
+                       sharded, else all n_dense */
+  real *dense_send; /* (dense_chunk) sharded: this rank's updated slice, to all-gather */
+  size_t dense_opt_bytes; /* what the dense optimizer's state takes: the moments */
   smoe_policy_t policy;
   smoe_placement_t next; /* the plan being made for the next step */
   int *replicas;         /* (L, E) replicas of each expert in the step just run */

@@ -415,7 +415,7 @@ static int run_open(run_t *r, const char *init_hf, int64_t resume, int *removed,
   }
   smoe_model_t *m = &r->x.m;
   r->res->expert_optimizer_bytes = r->x.sh.bytes;
-  r->res->optimizer_bytes = r->x.sh.bytes + 2 * m->n_dense * sizeof(real); /* + dense moments */
+  r->res->optimizer_bytes = r->x.sh.bytes + r->x.dense_opt_bytes;
   r->batch = xmalloc(sizeof(int32_t) * (size_t)r->B * (r->T + 1));
   r->rank_tokens = xmalloc(sizeof(int64_t) * (size_t)r->G * r->L);
   r->imb = xmalloc(sizeof(double) * (size_t)r->L);

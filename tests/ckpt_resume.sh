@@ -15,6 +15,7 @@
 set -uo pipefail
 bin=$1
 tool=$2
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
@@ -60,6 +61,7 @@ done
 d=$tmp/fail4
 SMOE_FAIL_AT=2:14 "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" >/dev/null 2>&1 &&
   bad "injected failure did not fail (4 ranks)"
+gone "$d"
 "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" --resume auto 2>"$d.log" || bad "resume, 4 ranks"
 if grep -q "resumed from the checkpoint of step 12" "$d.log" && same "$tmp/ref4" "$d"; then
   ok "4 ranks, full + deltas: failed at 14 on rank 2, resumed from 12, bitwise equal"
@@ -182,6 +184,7 @@ fi
 # swapped on rank 1, checksum rewritten) is caught by the cross-check
 d=$tmp/plan_differs
 SMOE_FAIL_AT=0:18 "${mpi[@]}" "$bin" train "${args[@]}" --set checkpoint.mode=sync --out "$d" >/dev/null 2>&1
+gone "$d"
 "$tool" "$d/state" 1 plan 16 swap || bad "store_tool plan swap"
 "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" --resume auto 2>"$d.log" >/dev/null
 if grep -q "the ranks' placement records of step 16 differ" "$d.log" &&

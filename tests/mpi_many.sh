@@ -10,6 +10,7 @@
 set -uo pipefail
 bin=$1
 here=$(dirname "$0")
+. "$here/lib.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
@@ -41,6 +42,7 @@ echo "mpi_many: g16_crash (rank 7 fails after 5 steps, after the checkpoint of s
 SMOE_FAIL_AT=7:5 "${mpi[@]}" -np 16 "$bin" train "${args[@]}" "${ck[@]}" --out "$tmp/g16_crash" \
   >"$tmp/g16_crash.log" 2>&1
 rc=$?
+gone "$tmp/g16_crash"
 if [ $rc -eq 0 ] || [ $rc -eq 124 ]; then
   echo "FAIL: the crashing run exited $rc"; tail -20 "$tmp/g16_crash.log"; fail=1
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-rank training through mpirun (double build):
-#  - static at G = 1, 2, 4: the same per-step losses and final weights (1e-9);
+#  - static at G = 1, 2, 4: the same per-step losses and final weights (1e-9), with the
+#    dense optimizer sharded (the default) and replicated (G = 4);
 #  - a validation pass changes nothing that is logged: the losses of a run validating every 5
 #    steps equal those of one validating only at the end, bit for bit;
 #  - capacity with a huge factor equals dropless bit for bit; with factor 0.5 it drops;
@@ -21,7 +22,17 @@ fail=0
 
 "$bin" train "${args[@]}" --out "$tmp/g1" 2>/dev/null
 for g in 2 4; do "${mpi[@]}" -np $g "$bin" train "${args[@]}" --out "$tmp/g$g" 2>/dev/null; done
-python3 "$here/compare_runs.py" 1e-9 "$tmp/g1" "$tmp/g2" "$tmp/g4" || fail=1
+"${mpi[@]}" -np 4 "$bin" train "${args[@]}" --set training.dense_optimizer=replicated \
+  --out "$tmp/g4_dense_replicated" 2>/dev/null
+python3 "$here/compare_runs.py" 1e-9 "$tmp/g1" "$tmp/g2" "$tmp/g4" "$tmp/g4_dense_replicated" || fail=1
+python3 - "$tmp/g4" "$tmp/g4_dense_replicated" <<'PY' || fail=1
+import json, sys
+# the dense AdamW moments: a quarter of them per rank when sharded
+s, r = (json.load(open(d + "/summary.json"))["optimizer_bytes_per_rank"] -
+        json.load(open(d + "/summary.json"))["expert_optimizer_bytes_per_rank"] for d in sys.argv[1:])
+print(f"dense optimizer bytes per rank at G = 4: sharded {s}, replicated {r} ({r / s:.2f}x)")
+sys.exit(0 if 3.5 < r / s < 4.01 else 1)
+PY
 
 # g1 validates at step 5 (and 10); this run only at step 10
 "$bin" train "${args[@]}" --set training.eval_every=0 --out "$tmp/eval_end" 2>/dev/null

@@ -17,6 +17,7 @@
 # usage: run_folder.sh path/to/swiftmoe path/to/store_tool
 set -uo pipefail
 bin=$1 tool=$2
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 trap 'pkill -9 -f "$tmp/" 2>/dev/null; rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
@@ -91,6 +92,7 @@ fi
 # no checkpoint was ever agreed: the resume starts from step 0
 d=$tmp/e
 SMOE_FAIL_AT=0:3 "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" >/dev/null 2>&1
+gone "$d"
 "$tool" "$d/state" 1 delete-manifest 3 || bad "store_tool"
 rc=0
 "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" --resume auto 2>"$tmp/err" >/dev/null || rc=$?
