@@ -408,6 +408,7 @@ smoe_store_t *smoe_ckpt_store(smoe_ckpt_t *ck) { return ck->s; }
 int64_t smoe_ckpt_pending(const smoe_ckpt_t *ck) { return ck->pending; }
 int smoe_ckpt_local_status(const smoe_ckpt_t *ck) { return ck->pending < 0 ? 1 : ck->local; }
 int64_t smoe_ckpt_last_global(const smoe_ckpt_t *ck) { return ck->last_global; }
+size_t smoe_ckpt_staging_bytes(const smoe_ckpt_t *ck) { return 2 * (ck->total + 1) + ck->out_cap; }
 
 /* --- writing ----------------------------------------------------------------- */
 

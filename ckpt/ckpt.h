@@ -105,6 +105,8 @@ int smoe_ckpt_local_status(const smoe_ckpt_t *ck);
 int smoe_ckpt_agreed(smoe_ckpt_t *ck, int status, smoe_err_t *err);
 /* The newest step recorded globally complete (or -1). */
 int64_t smoe_ckpt_last_global(const smoe_ckpt_t *ck);
+/* Bytes of the staging copy, the delta base and the encoder's output buffer. */
+size_t smoe_ckpt_staging_bytes(const smoe_ckpt_t *ck);
 
 /* What the caller checks once a checkpoint's regions are restored on a rank,
  * before the ranks agree on it (the placement the step resumes with): 0 with

@@ -227,7 +227,8 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
       {(void **)&a->lnf_rstd, N},
       {(void **)&a->logits, N * d->V},
   };
-  m->acts_mem = carve(ar, (int)(sizeof ar / sizeof ar[0]), sizeof(real), NULL);
+  size_t n_acts, n_ints, n_scratch;
+  m->acts_mem = carve(ar, (int)(sizeof ar / sizeof ar[0]), sizeof(real), &n_acts);
   /* int32_t and int have the same size on every platform we build for */
   _Static_assert(sizeof(int) == sizeof(int32_t), "int must be 32 bits");
   region_t ir[] = {
@@ -236,8 +237,9 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
       {(void **)&m->inputs, N},
       {(void **)&m->targets, N},
   };
-  m->acts_int_mem = carve(ir, (int)(sizeof ir / sizeof ir[0]), sizeof(int32_t), NULL);
+  m->acts_int_mem = carve(ir, (int)(sizeof ir / sizeof ir[0]), sizeof(int32_t), &n_ints);
   a->keep = xcalloc(L * NK, 1); /* xcalloc rounds 0 up to 1 */
+  m->bytes_acts = n_acts * sizeof(real) + n_ints * sizeof(int32_t) + L * NK;
   smoe_scratch_t *s = &m->s;
   region_t sr[] = {
       {(void **)&s->dresid, N * D}, {(void **)&s->dx, N * D},       {(void **)&s->dq, N * qd},
@@ -247,7 +249,7 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
       {(void **)&s->dye, R * D},    {(void **)&s->dxe, R * D},      {(void **)&s->dh13, R * 2 * F},
       {(void **)&s->dact, R * F},
   };
-  m->scratch_mem = carve(sr, (int)(sizeof sr / sizeof sr[0]), sizeof(real), NULL);
+  m->scratch_mem = carve(sr, (int)(sizeof sr / sizeof sr[0]), sizeof(real), &n_scratch);
   m->rope_cos = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
   m->rope_sin = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
   rope_tables(m->rope_cos, m->rope_sin, d->T, d->hd, d->theta);
@@ -258,6 +260,9 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->dropped = xcalloc(L, sizeof(int64_t));
   m->plans = xcalloc(L, sizeof *m->plans);
   for (size_t l = 0; l < L; l++) smoe_dispatch_init(&m->plans[l], m->G, m->S, m->rank, (int64_t)R);
+  const size_t G = (size_t)m->G, per_plan = sizeof(int64_t) * (G * G * m->S + 4 * G) +
+                                              sizeof(int) * ((size_t)m->S + 1 + (R ? R : 1));
+  m->bytes_exchange = n_scratch * sizeof(real) + L * per_plan;
   return 0;
 }
 

@@ -48,6 +48,36 @@ typedef struct {
   double plan_s;           /* seconds planning the next placement */
 } smoe_step_out_t;
 
+/* Bytes a rank allocated, by kind: the sizes its allocations asked for.
+ *   dense            dense parameters and their gradients (and the expert bias)
+ *   expert_slots     this rank's slots: weights and gradients
+ *   expert_full      every expert's weights (L, E, P), which export and evaluation read
+ *   expert_shards    the expert shards: master, moments, gradient slices
+ *   dense_optimizer  the dense AdamW moments
+ *   activations      saved for backward; expert rows sized for the worst case, G N K
+ *   exchange         backward scratch, send/receive buffers, dispatch plans
+ *   scratch          the arenas' blocks (their size after the steps so far)
+ *   staging          the checkpoint's staging copy, delta base and output (the saver's) */
+enum {
+  SMOE_MEM_DENSE,
+  SMOE_MEM_EXPERT_SLOTS,
+  SMOE_MEM_EXPERT_FULL,
+  SMOE_MEM_EXPERT_SHARDS,
+  SMOE_MEM_DENSE_OPTIMIZER,
+  SMOE_MEM_ACTIVATIONS,
+  SMOE_MEM_EXCHANGE,
+  SMOE_MEM_SCRATCH,
+  SMOE_MEM_STAGING,
+  SMOE_MEM_KINDS
+};
+extern const char *const smoe_mem_names[SMOE_MEM_KINDS];
+typedef struct {
+  size_t bytes[SMOE_MEM_KINDS];
+} smoe_mem_t;
+
+/* x's allocations by kind; staging is left 0 (the caller's). */
+void smoe_step_memory(const smoe_step_ctx_t *x, smoe_mem_t *mem);
+
 /* Model (B sequences per rank), shards, dense moments and policy for config
  * c on the ranks of comm; the weights from c's seed, or from an HF folder
  * init_hf (NULL: none). Returns 0, or -1 with err (nothing left allocated). */

@@ -144,6 +144,9 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   cJSON_AddStringToObject(o, "expert_optimizer", c->expert_optimizer);
   cJSON_AddNumberToObject(o, "expert_optimizer_bytes_per_rank", (double)r->expert_optimizer_bytes);
   cJSON_AddNumberToObject(o, "optimizer_bytes_per_rank", (double)r->optimizer_bytes);
+  cJSON *mem = cJSON_AddObjectToObject(o, "memory_bytes_per_rank"); /* rank 0's, by kind */
+  for (int i = 0; i < SMOE_MEM_KINDS; i++)
+    cJSON_AddNumberToObject(mem, smoe_mem_names[i], (double)r->memory.bytes[i]);
   cJSON_AddNumberToObject(o, "checkpoints", r->checkpoints);
   cJSON_AddNumberToObject(o, "checkpoint_stall_s", r->ckpt_stall_s);
   cJSON_AddNumberToObject(o, "first_step_s", r->first_step_s);
@@ -457,6 +460,12 @@ static int run_open(run_t *r, const char *init_hf, int64_t resume, int *removed,
   return 0;
 }
 
+/* This rank's allocations by kind, checkpoint staging included. */
+static void run_memory(run_t *r) {
+  smoe_step_memory(&r->x, &r->res->memory);
+  r->res->memory.bytes[SMOE_MEM_STAGING] = smoe_ckpt_staging_bytes(r->sv.ck);
+}
+
 /* The run's first lines: the model and world, the folder, what a resume found. */
 static void run_announce(const run_t *r, const char *init_hf, int64_t resume, int earlier,
                          int removed, int64_t last_logged) {
@@ -471,6 +480,15 @@ static void run_announce(const run_t *r, const char *init_hf, int64_t resume, in
        SMOE_REAL_NAME, c->policy);
   NOTE(r, "run folder: %s%s%s", r->out_dir, init_hf ? "; weights from " : "",
        init_hf ? init_hf : "");
+  char mem[512] = "";
+  size_t total = 0;
+  for (int i = 0; i < SMOE_MEM_KINDS; i++) {
+    size_t b = r->res->memory.bytes[i];
+    total += b;
+    if (b) smoe_append(mem, sizeof mem, "%s%s %.2f", mem[0] ? ", " : "", smoe_mem_names[i], b / 1e6);
+  }
+  NOTE(r, "memory per rank (MB): %s; total %.2f (scratch grows in the first step)", mem,
+       total / 1e6);
   const int64_t start = r->start;
   if (resume == SMOE_RESUME_OVERWRITE && earlier)
     NOTE(r, "--overwrite: removed the earlier run's %d checkpoint%s, metrics and final weights "
@@ -634,6 +652,7 @@ static int run_finish(run_t *r, int rc, smoe_err_t *err) {
     res->final_val_loss = validate(m, &r->data, r->val_windows);
   smoe_shards_gather(&r->x.sh, r->comm, m->experts_full);
   res->wall_s = smoe_now() - r->t_start;
+  run_memory(r); /* the arenas as the steps left them */
   if (r->rank == 0) { /* the weights first: "done" only once they are on disk */
     char path[SMOE_PATHLEN + 32];
     snprintf(path, sizeof path, "%s/model.safetensors", r->out_dir);
@@ -670,6 +689,7 @@ static int train_in(const smoe_config_t *c, const char *out_dir, const char *ini
   int removed = 0; /* checkpoints of the earlier run, with --overwrite */
   int64_t last_logged = 0;
   if (run_open(&r, init_hf, resume, &removed, &last_logged, err) != 0) return -1;
+  run_memory(&r);
   run_announce(&r, init_hf, resume, earlier, removed, last_logged);
   res->first_val_loss = -1; /* on a resume: measured by the run that started it */
   if (r.start == 0) {

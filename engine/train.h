@@ -6,6 +6,7 @@
 #include "config.h"
 #include "data.h"
 #include "model.h"
+#include "step.h"
 
 typedef struct {
   int64_t steps;
@@ -22,6 +23,7 @@ typedef struct {
   size_t expert_optimizer_bytes; /* allocated for the expert shards on this rank: master, m, v,
                                     gradient slices, exchange buffers (smoe_shards_t.bytes) */
   size_t optimizer_bytes;        /* the same plus the dense parameters' m and v */
+  smoe_mem_t memory;             /* this rank's allocations by kind (step.h), after the run */
   int checkpoints;        /* written (started) by this run */
   double ckpt_stall_s;    /* time the step loop was blocked by checkpoints, all of them */
   double resume_s;        /* agreeing on and restoring the checkpoint (resumed runs) */

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Per-rank memory by kind (summary.json's memory_bytes_per_rank) for one model
+# at G = 1, 2, 4, 8, one step each: prints the table, and checks what falls as
+# 1/G: the expert slots (S = 2E/G, from G = 2), the expert shards (slices of
+# P/G) and the dense optimizer (sharded moments), within 10%.
+# (Activations, exchange buffers and the full expert copy do not fall yet:
+# expert rows are sized for the worst case G N K; the table shows them.)
+# usage: mpi_memory.sh path/to/swiftmoe
+set -uo pipefail
+bin=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+args=(--set model.dim=32 --set model.n_layers=2 --set moe.num_experts=16 --set moe.expert_dim=64
+      --set model.seq_len=32 --set training.global_batch_size=16 --set training.steps=1
+      --set training.eval_windows=2 --set metrics.progress=off --set training.threads=1
+      --set checkpoint.interval=0)
+for g in 1 2 4 8; do
+  if ! timeout 120 mpirun --oversubscribe --bind-to none -np $g "$bin" train "${args[@]}" \
+    --out "$tmp/g$g" >"$tmp/g$g.log" 2>&1; then
+    echo "FAIL: G = $g"; tail -5 "$tmp/g$g.log"; exit 1
+  fi
+done
+python3 - "$tmp" <<'PY'
+import json, sys
+runs = {g: json.load(open(f"{sys.argv[1]}/g{g}/summary.json"))["memory_bytes_per_rank"]
+        for g in (1, 2, 4, 8)}
+kinds = list(runs[1])
+print("| kind | " + " | ".join(f"G = {g}" for g in runs) + " |")
+print("|---|" + "---|" * len(runs))
+for k in kinds:
+    print(f"| {k} | " + " | ".join(f"{runs[g][k] / 1e3:,.1f} kB" for g in runs) + " |")
+bad = []
+# expert slots from G = 2 (at G = 1 the default S = 2E holds every expert twice)
+for k, base in (("expert_slots", 2), ("expert_shards", 1), ("dense_optimizer", 1)):
+    for g in (2, 4, 8):
+        if g <= base:
+            continue
+        ratio = runs[base][k] / runs[g][k]
+        if not 0.9 * g / base <= ratio <= 1.1 * g / base:
+            bad.append(f"{k}: G = {base} / G = {g} is {ratio:.2f}, want about {g // base}")
+for b in bad:
+    print("FAIL " + b)
+print("mpi_memory: " + ("all checks passed" if not bad else f"{len(bad)} failed"))
+sys.exit(1 if bad else 0)
+PY
