@@ -5,7 +5,9 @@ machine load: the demo model (or --set changes) on --ranks MPI ranks, --steps st
 first 5 (metrics.jsonl); a build's figure is the median over its rounds; the ratio is B / A.
 
     tools/bench/step_ab.py --a OLD_BUILD --b NEW_BUILD [--ranks 4] [--steps 60] [--rounds 3]
-                           [--set section.key=value ...] [--out FILE.md]
+                           [--set section.key=value ...] [--b-set section.key=value ...]
+                           [--out FILE.md]
+--b-set applies to B only (A = B with and without an option: --a and --b the same build).
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile
 
@@ -16,6 +18,7 @@ ap.add_argument("--ranks", type=int, default=4)
 ap.add_argument("--steps", type=int, default=60)
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+ap.add_argument("--b-set", action="append", default=[], metavar="SECTION.KEY=VALUE")
 ap.add_argument("--out")
 args = ap.parse_args()
 
@@ -29,7 +32,9 @@ for s in args.set:
 
 def run(build, tmp, tag):
     out = os.path.join(tmp, tag)
-    cmd = [os.path.join(build, "swiftmoe"), "train", "--nproc", str(args.ranks), "--out", out] + common
+    extra = [a for s in (args.b_set if tag.startswith("b") else []) for a in ("--set", s)]
+    cmd = [os.path.join(build, "swiftmoe"), "train", "--nproc", str(args.ranks), "--out", out] + \
+        common + extra
     r = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                        timeout=1800)
     if r.returncode != 0:
@@ -50,7 +55,8 @@ lines = [f"| build | median step (ms) | rounds (ms) |", "|---|---|---|",
          f"| A `{args.a}` | {a * 1e3:.1f} | {', '.join(f'{t * 1e3:.1f}' for t in res['a'])} |",
          f"| B `{args.b}` | {b * 1e3:.1f} | {', '.join(f'{t * 1e3:.1f}' for t in res['b'])} |",
          "", f"B / A = {b / a:.3f} ({args.ranks} ranks, {args.steps} steps per run, "
-         f"{args.rounds} rounds, --set {' '.join(args.set) or '(none)'})"]
+         f"{args.rounds} rounds, --set {' '.join(args.set) or '(none)'}, B also "
+         f"{' '.join(args.b_set) or '(nothing)'})"]
 print("\n".join(lines))
 if args.out:
     with open(args.out, "w") as f:
