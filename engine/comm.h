@@ -58,6 +58,10 @@ void smoe_comm_allreduce_max_i64(smoe_comm_t *c, int64_t *x, size_t n, smoe_phas
 /* The minimum of v over ranks (every rank calls it). */
 int64_t smoe_comm_min_i64(smoe_comm_t *c, int64_t v, smoe_phase_t phase);
 
+/* On rank 0, recv (size * bytes) = every rank's `bytes` of send, in rank
+ * order; recv is not touched on the other ranks (may be NULL there). */
+void smoe_comm_gather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
+                      smoe_phase_t phase);
 /* recv (size * bytes) = every rank's `bytes` of send, in rank order. */
 void smoe_comm_allgather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
                          smoe_phase_t phase);

@@ -144,6 +144,20 @@ void smoe_comm_allgather(smoe_comm_t *c, const void *send, void *recv, size_t by
   mpi_check(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
 }
 
+void smoe_comm_gather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
+                      smoe_phase_t phase) {
+  if (c->size == 1) {
+    memmove(recv, send, bytes);
+    return;
+  }
+  if (bytes > (size_t)1 << 30) {
+    fprintf(stderr, "swiftmoe: internal error: gather of %zu bytes per rank\n", bytes);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  if (c->rank != 0) c->bytes[phase] += (int64_t)bytes;
+  mpi_check(MPI_Gather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD));
+}
+
 /* MPI's counts and displacements are int: count in units of `elem` bytes. */
 static int fits(const int64_t *counts, const int64_t *offsets, int n) {
   for (int g = 0; g < n; g++)

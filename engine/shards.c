@@ -59,12 +59,15 @@ void smoe_shards_gather(smoe_shards_t *sh, smoe_comm_t *c, real *full) {
       memcpy(full + le * sh->P, sh->master + le * sh->chunk, sizeof(real) * sh->P);
     return;
   }
-  real *all = xmalloc(sizeof(real) * sh->n * (size_t)sh->G); /* (G, L, E, chunk) */
-  smoe_comm_allgather(c, sh->master, all, sizeof(real) * sh->n, SMOE_PHASE_OTHER);
-  for (int g = 0; g < sh->G; g++)
-    for (size_t le = 0; le < LE; le++)
-      memcpy(full + le * sh->P + (size_t)g * sh->chunk, all + ((size_t)g * LE + le) * sh->chunk,
+  /* one expert at a time: rank 0 holds G slices of one expert beyond full */
+  real *all = sh->rank == 0 ? xmalloc(sizeof(real) * sh->chunk * (size_t)sh->G) : NULL;
+  for (size_t le = 0; le < LE; le++) {
+    smoe_comm_gather(c, sh->master + le * sh->chunk, all, sizeof(real) * sh->chunk,
+                     SMOE_PHASE_OTHER);
+    for (int g = 0; all && g < sh->G; g++)
+      memcpy(full + le * sh->P + (size_t)g * sh->chunk, all + (size_t)g * sh->chunk,
              sizeof(real) * slice_len(sh, g));
+  }
   free(all);
 }
 

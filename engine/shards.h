@@ -41,7 +41,9 @@ void smoe_shards_free(smoe_shards_t *sh);
 
 /* master <- this rank's slices of full (L, E, P). */
 void smoe_shards_load(smoe_shards_t *sh, const real *full);
-/* full (L, E, P) <- every rank's master slices (all ranks call it). */
+/* full (L, E, P) on rank 0 <- every rank's master slices, gathered one
+ * expert at a time (all ranks call it; full is not touched elsewhere, except
+ * in the replicated mode, where every rank holds every expert). */
 void smoe_shards_gather(smoe_shards_t *sh, smoe_comm_t *c, real *full);
 
 /* grad <- the sum over replicas of the slot gradients slot_grad (L, S, P) of
