@@ -130,32 +130,37 @@ int64_t smoe_comm_min_i64(smoe_comm_t *c, int64_t v, smoe_phase_t phase) {
   return v;
 }
 
-void smoe_comm_allgather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
-                         smoe_phase_t phase) {
+/* Gathers `bytes` of send from every rank into recv, in rank order: on
+ * every rank (all = 1) or on rank 0 only. */
+static void gather(smoe_comm_t *c, const void *send, void *recv, size_t bytes, int all,
+                   smoe_phase_t phase) {
   if (c->size == 1) {
     memmove(recv, send, bytes);
     return;
   }
   if (bytes > (size_t)1 << 30) {
-    fprintf(stderr, "swiftmoe: internal error: all-gather of %zu bytes per rank\n", bytes);
+    fprintf(stderr, "swiftmoe: internal error: %s of %zu bytes per rank\n",
+            all ? "all-gather" : "gather", bytes);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  c->bytes[phase] += (int64_t)bytes * (c->size - 1);
-  mpi_check(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
+  if (all)
+    c->bytes[phase] += (int64_t)bytes * (c->size - 1);
+  else if (c->rank != 0)
+    c->bytes[phase] += (int64_t)bytes;
+  if (all)
+    mpi_check(MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD));
+  else
+    mpi_check(MPI_Gather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD));
+}
+
+void smoe_comm_allgather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
+                         smoe_phase_t phase) {
+  gather(c, send, recv, bytes, 1, phase);
 }
 
 void smoe_comm_gather(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
                       smoe_phase_t phase) {
-  if (c->size == 1) {
-    memmove(recv, send, bytes);
-    return;
-  }
-  if (bytes > (size_t)1 << 30) {
-    fprintf(stderr, "swiftmoe: internal error: gather of %zu bytes per rank\n", bytes);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  if (c->rank != 0) c->bytes[phase] += (int64_t)bytes;
-  mpi_check(MPI_Gather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, 0, MPI_COMM_WORLD));
+  gather(c, send, recv, bytes, 0, phase);
 }
 
 /* MPI's counts and displacements are int: count in units of `elem` bytes. */

@@ -13,6 +13,8 @@ void smoe_dispatch_init(smoe_dispatch_t *d, int G, int S, int rank, int64_t rows
   d->recv_offsets = d->send_counts + 3 * G;
   d->slot_offsets = xcalloc((size_t)S + 1, sizeof(int));
   d->recv_to_slot = xcalloc((size_t)(rows_max ? rows_max : 1), sizeof(int));
+  d->bytes = sizeof(int64_t) * ((size_t)G * G * S + 4 * (size_t)G) +
+             sizeof(int) * ((size_t)S + 1 + (size_t)(rows_max ? rows_max : 1));
 }
 
 void smoe_dispatch_free(smoe_dispatch_t *d) {

@@ -24,6 +24,7 @@ typedef struct {
   int *slot_offsets;     /* (S+1) rows of each local slot in slot order */
   int *recv_to_slot;     /* (rows_max) slot-order row of each received row */
   int64_t rows_send, rows_recv, rows_max;
+  size_t bytes; /* what init allocated */
 } smoe_dispatch_t;
 
 /* Allocates a plan for G ranks of S slots receiving at most rows_max rows. */

@@ -259,10 +259,11 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->expert_counts = xcalloc(L * E, sizeof(int64_t));
   m->dropped = xcalloc(L, sizeof(int64_t));
   m->plans = xcalloc(L, sizeof *m->plans);
-  for (size_t l = 0; l < L; l++) smoe_dispatch_init(&m->plans[l], m->G, m->S, m->rank, (int64_t)R);
-  const size_t G = (size_t)m->G, per_plan = sizeof(int64_t) * (G * G * m->S + 4 * G) +
-                                              sizeof(int) * ((size_t)m->S + 1 + (R ? R : 1));
-  m->bytes_exchange = n_scratch * sizeof(real) + L * per_plan;
+  m->bytes_exchange = n_scratch * sizeof(real);
+  for (size_t l = 0; l < L; l++) {
+    smoe_dispatch_init(&m->plans[l], m->G, m->S, m->rank, (int64_t)R);
+    m->bytes_exchange += m->plans[l].bytes;
+  }
   return 0;
 }
 
@@ -327,6 +328,13 @@ void smoe_model_free(smoe_model_t *m) {
 
 /* --------------------------------------------------------------- forward */
 
+/* This rank's assignments to each expert (E), from the arena. */
+static int64_t *local_counts(smoe_model_t *m, const int32_t *idx, int NK) {
+  int64_t *mine = smoe_arena_zero(&m->arena, (size_t)m->dims.E, sizeof(int64_t));
+  for (int a = 0; a < NK; a++) mine[idx[a]]++;
+  return mine;
+}
+
 /* Routing by the load-aware split (swiftmoe) or the even split (symi, with
  * its drops): every rank's token counts per expert are all-gathered, every
  * rank computes the same split, and this rank's row of it sets how many of
@@ -338,9 +346,8 @@ static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const
   const int *slot_expert = m->placement.slot_expert + (size_t)l * G * S;
   size_t mark = smoe_arena_mark(&m->arena);
   int64_t *src = m->src_counts + (size_t)l * G * E;
-  int64_t *mine = smoe_arena_zero(&m->arena, (size_t)E, sizeof(int64_t));
   double t0 = smoe_now();
-  for (int a = 0; a < NK; a++) mine[idx[a]]++;
+  int64_t *mine = local_counts(m, idx, NK);
   smoe_comm_allgather(m->comm, mine, src, sizeof(int64_t) * E, SMOE_PHASE_COUNTS);
   uint8_t *use_keep = NULL;
   if (m->drops.kind == SMOE_DROPS_SYMI) { /* the policy's quotas from the global counts */
@@ -397,9 +404,8 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
   m->dropped[l] = 0;
   if (m->drops.kind == SMOE_DROPS_CAPACITY) { /* the policy's quotas from this rank's counts */
     size_t mark = smoe_arena_mark(&m->arena);
-    int64_t *mine = smoe_arena_zero(&m->arena, (size_t)E, sizeof(int64_t));
+    int64_t *mine = local_counts(m, idx, NK);
     int64_t *allowed = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)E);
-    for (int a = 0; a < NK; a++) mine[idx[a]]++;
     m->dropped[l] = smoe_drops_quota(&m->drops, mine, 1, E, K, N, NULL, m->G, S, allowed);
     smoe_capacity_keep(keep, idx, gw, N, K, E, allowed, m->drops.by_weight, &m->arena);
     smoe_arena_release(&m->arena, mark);

@@ -157,7 +157,7 @@ typedef struct {
   real *rope_cos, *rope_sin; /* (T, hd/2) */
   smoe_arena_t arena;        /* temporary arrays of a forward/backward (arena.h) */
   size_t bytes_acts;         /* what init allocated for activations (a) */
-  size_t bytes_exchange;     /* ... for backward scratch and exchange buffers (s), and plans */
+  size_t bytes_exchange;     /* ... for backward scratch and exchange buffers (s), and the plans */
   int32_t *inputs, *targets; /* (B, T) */
 
   /* results of the last forward */

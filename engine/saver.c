@@ -41,14 +41,13 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
   const int G = m->G, g = m->rank;
   /* this rank's slice of the dense vectors; the moments are only that slice
    * when the dense optimizer is sharded */
-  sv->dense_chunk = m->dense_chunk, sv->dense_lo = m->dense_lo;
   const size_t len = m->dense_len, mo = m->dense_sharded ? 0 : m->dense_lo;
   const size_t le = (size_t)m->dims.L * m->dims.E, rb = sizeof(real);
   smoe_ckpt_region_t r[] = {
       {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb},
       {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb},
       {"exp_avg_sq", SMOE_CF_SHARD, sh->exp_avg_sq, sh->n * rb, (int)rb},
-      {"dense", SMOE_CF_DENSE, m->dense_mem + sv->dense_lo, len * rb, (int)rb},
+      {"dense", SMOE_CF_DENSE, m->dense_mem + m->dense_lo, len * rb, (int)rb},
       {"dense_m", SMOE_CF_DENSE, dm + mo, len * rb, (int)rb},
       {"dense_v", SMOE_CF_DENSE, dv + mo, len * rb, (int)rb},
       {"expert_bias", SMOE_CF_DENSE, m->expert_bias, le * rb, (int)rb},
@@ -171,11 +170,10 @@ int smoe_saver_resume(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, smoe_mo
   if (step < 0) return 0;
   /* this rank's regions are back; the dense vectors from every rank's slice
    * (the moments only when every rank keeps all of them) */
-  const size_t n = m->n_dense, chunk = sv->dense_chunk, lo = sv->dense_lo;
+  const size_t n = m->n_dense, chunk = m->dense_chunk, lo = m->dense_lo, len = m->dense_len;
   real *send = xcalloc(chunk + 1, sizeof(real)), *recv = xmalloc(sizeof(real) * chunk * sv->G + 1);
   real *bufs[3] = {m->dense_mem, dm, dv};
   for (int b = 0; b < (m->dense_sharded ? 1 : 3); b++) {
-    size_t len = n - lo < chunk ? n - lo : chunk;
     memset(send, 0, sizeof(real) * chunk);
     memcpy(send, bufs[b] + lo, sizeof(real) * len);
     smoe_comm_allgather(comm, send, recv, sizeof(real) * chunk, SMOE_PHASE_OTHER);

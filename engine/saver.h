@@ -24,7 +24,6 @@ typedef struct {
   smoe_err_t err;
   int64_t pos[4]; /* region "position": seed, step, tokens, planner has loads */
   uint64_t seed;
-  size_t dense_lo, dense_chunk; /* this rank's slice of the dense vectors */
   int L, E, G, S, rank;
   smoe_plog_t plan; /* on resume: the placement record the restored step runs with */
 } smoe_saver_t;

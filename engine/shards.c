@@ -23,6 +23,7 @@ void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_com
   sh->send = alloc(sh, scratch);
   sh->recv = alloc(sh, scratch);
   sh->counts = xcalloc((size_t)sh->G * 4, sizeof(int64_t));
+  sh->exchange_bytes = 2 * scratch * sizeof(real) + sizeof(int64_t) * (size_t)sh->G * 4;
   sh->bytes += sizeof(int64_t) * (size_t)sh->G * 4;
 }
 

@@ -32,6 +32,7 @@ typedef struct {
   real *send, *recv;   /* exchange scratch, (L * G * S * chunk) each */
   int64_t *counts;     /* (4, G) an exchange's counts and offsets */
   size_t bytes;        /* what init allocated: state, grad, send, recv and counts */
+  size_t exchange_bytes; /* of which send, recv and counts */
 } smoe_shards_t;
 
 void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_comm_t *c,

@@ -61,18 +61,15 @@ void smoe_step_memory(const smoe_step_ctx_t *x, smoe_mem_t *mem) {
   const smoe_shards_t *sh = &x->sh;
   const size_t rb = sizeof(real), dense = m->dense_chunk * (size_t)m->G; /* padded */
   const size_t P = smoe_expert_numel(m->dims.D, m->dims.F), LE = (size_t)m->dims.L * m->dims.E;
-  /* the shards' send and receive buffers and counts, as smoe_shards_init sizes them */
-  const size_t exch = 2 * (sh->replicated ? sh->n : sh->L * (size_t)sh->G * sh->S * sh->chunk) *
-                          rb + sizeof(int64_t) * 4 * (size_t)sh->G;
   memset(mem, 0, sizeof *mem);
   size_t *b = mem->bytes;
   b[SMOE_MEM_DENSE] = 2 * dense * rb + LE * rb;
   b[SMOE_MEM_EXPERT_SLOTS] = 2 * m->n_experts * rb;
   b[SMOE_MEM_EXPERT_FULL] = m->experts_full == m->experts ? 0 : LE * P * rb;
-  b[SMOE_MEM_EXPERT_SHARDS] = sh->bytes - exch;
+  b[SMOE_MEM_EXPERT_SHARDS] = sh->bytes - sh->exchange_bytes;
   b[SMOE_MEM_DENSE_OPTIMIZER] = x->dense_opt_bytes;
   b[SMOE_MEM_ACTIVATIONS] = m->bytes_acts;
-  b[SMOE_MEM_EXCHANGE] = m->bytes_exchange + exch + (x->dense_send ? m->dense_chunk * rb : 0);
+  b[SMOE_MEM_EXCHANGE] = m->bytes_exchange + sh->exchange_bytes + (x->dense_send ? m->dense_chunk * rb : 0);
   b[SMOE_MEM_SCRATCH] = m->arena.cap + x->policy.scratch.cap;
 }
 

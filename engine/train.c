@@ -20,8 +20,6 @@
 #include "eval.h"
 #include "hf.h"
 #include "metrics.h"
-#include "moe.h"
-#include "optim.h"
 #include "saver.h"
 #include "step.h"
 
