@@ -410,6 +410,10 @@ int smoe_ckpt_local_status(const smoe_ckpt_t *ck) { return ck->pending < 0 ? 1 :
 int64_t smoe_ckpt_last_global(const smoe_ckpt_t *ck) { return ck->last_global; }
 size_t smoe_ckpt_staging_bytes(const smoe_ckpt_t *ck) { return 2 * (ck->total + 1) + ck->out_cap; }
 
+size_t smoe_ckpt_staging_for(size_t state_bytes, size_t chunk_bytes) {
+  return 2 * (state_bytes + 1) + smoe_codec_bound(chunk_bytes);
+}
+
 /* --- writing ----------------------------------------------------------------- */
 
 double smoe_ckpt_stage(smoe_ckpt_t *ck, int64_t step) {

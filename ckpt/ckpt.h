@@ -107,6 +107,8 @@ int smoe_ckpt_agreed(smoe_ckpt_t *ck, int status, smoe_err_t *err);
 int64_t smoe_ckpt_last_global(const smoe_ckpt_t *ck);
 /* Bytes of the staging copy, the delta base and the encoder's output buffer. */
 size_t smoe_ckpt_staging_bytes(const smoe_ckpt_t *ck);
+/* The same for regions of state_bytes in all, written in chunks of chunk_bytes. */
+size_t smoe_ckpt_staging_for(size_t state_bytes, size_t chunk_bytes);
 
 /* What the caller checks once a checkpoint's regions are restored on a rank,
  * before the ranks agree on it (the placement the step resumes with): 0 with

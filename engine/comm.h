@@ -79,6 +79,21 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
 void smoe_comm_reduce_scatter_real(smoe_comm_t *c, const real *x, real *out, size_t n,
                                    smoe_phase_t phase);
 
+/* The data plane's start/wait: a started collective proceeds while the
+ * caller computes (MPI's nonblocking collectives on the CPU; NCCL on a
+ * stream on the GPU); its buffers must not be touched until
+ * smoe_comm_wait_all. Every rank starts the same collectives in the same
+ * order.
+ *
+ * Elements [lo, hi) of x (a vector of size * chunk) summed over ranks; the
+ * part inside this rank's block [rank * chunk, (rank + 1) * chunk) lands at
+ * the same place in out (chunk elements, block-relative). Started ranges
+ * that partition the vector amount to one reduce-scatter of it. */
+void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, size_t hi,
+                                    size_t chunk, real *out, smoe_phase_t phase);
+/* Waits for every started collective. */
+void smoe_comm_wait_all(smoe_comm_t *c);
+
 void smoe_comm_barrier(smoe_comm_t *c);
 
 /* Bytes this rank has sent per phase since the last reset. */

@@ -10,6 +10,12 @@ struct smoe_comm {
   int mpi; /* MPI_Init was called */
   int64_t bytes[SMOE_PHASE_COUNT];
   int *counts; /* (4, G) an all-to-all-v's counts and offsets as MPI's ints, allocated once */
+  /* the data plane's started collectives, until smoe_comm_wait_all: their
+   * requests and their MPI int counts (G each), which MPI reads until then;
+   * grown when more are in flight than ever before, never shrunk */
+  MPI_Request *reqs;
+  int *req_counts;
+  int n_reqs, cap_reqs;
 };
 
 static const char *phase_names[SMOE_PHASE_COUNT] = {
@@ -75,7 +81,7 @@ smoe_comm_t *smoe_comm_init(int *argc, char ***argv) {
 
 void smoe_comm_finalize(smoe_comm_t *c) {
   if (c && c->mpi) MPI_Finalize();
-  if (c) free(c->counts);
+  if (c) free(c->counts), free(c->reqs), free(c->req_counts);
   free(c);
 }
 
@@ -210,6 +216,44 @@ void smoe_comm_reduce_scatter_real(smoe_comm_t *c, const real *x, real *out, siz
   }
   c->bytes[phase] += (int64_t)(n * sizeof(real)) * (c->size - 1);
   mpi_check(MPI_Reduce_scatter_block(x, out, (int)n, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD));
+}
+
+void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, size_t hi,
+                                    size_t chunk, real *out, smoe_phase_t phase) {
+  const size_t mine = (size_t)c->rank * chunk;
+  if (c->size == 1) { /* the range is this rank's */
+    memmove(out + lo, x + lo, (hi - lo) * sizeof(real));
+    return;
+  }
+  if (c->n_reqs == c->cap_reqs) {
+    c->cap_reqs = c->cap_reqs ? 2 * c->cap_reqs : 64;
+    c->reqs = realloc(c->reqs, sizeof(MPI_Request) * (size_t)c->cap_reqs);
+    c->req_counts = realloc(c->req_counts, sizeof(int) * (size_t)c->cap_reqs * c->size);
+    if (!c->reqs || !c->req_counts) {
+      fprintf(stderr, "swiftmoe: out of memory for %d collectives in flight\n", c->cap_reqs);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+  }
+  int *counts = c->req_counts + (size_t)c->n_reqs * c->size;
+  for (int q = 0; q < c->size; q++) { /* [lo, hi) inside rank q's block */
+    size_t a = (size_t)q * chunk, b = a + chunk;
+    a = a > lo ? a : lo, b = b < hi ? b : hi;
+    counts[q] = b > a ? (int)(b - a) : 0;
+    if (q != c->rank) c->bytes[phase] += (int64_t)counts[q] * (int64_t)sizeof(real);
+  }
+  if (hi - lo > (size_t)1 << 30) {
+    fprintf(stderr, "swiftmoe: internal error: reduce-scatter of %zu elements\n", hi - lo);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  real *at = out + (lo > mine ? lo - mine : 0);
+  mpi_check(MPI_Ireduce_scatter(x + lo, at, counts, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD,
+                                &c->reqs[c->n_reqs]));
+  c->n_reqs++;
+}
+
+void smoe_comm_wait_all(smoe_comm_t *c) {
+  if (c->n_reqs) mpi_check(MPI_Waitall(c->n_reqs, c->reqs, MPI_STATUSES_IGNORE));
+  c->n_reqs = 0;
 }
 
 void smoe_comm_barrier(smoe_comm_t *c) {

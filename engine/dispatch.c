@@ -3,8 +3,10 @@
 
 #include <string.h>
 
-void smoe_dispatch_init(smoe_dispatch_t *d, int G, int S, int rank, int64_t rows_max) {
+void smoe_dispatch_init(smoe_dispatch_t *d, const smoe_ops_t *ops, int G, int S, int rank,
+                        int64_t rows_max) {
   memset(d, 0, sizeof *d);
+  d->ops = ops;
   d->G = G, d->S = S, d->rank = rank, d->rows_max = rows_max;
   d->table = xcalloc((size_t)G * G * S, sizeof(int64_t));
   d->send_counts = xcalloc((size_t)G * 4, sizeof(int64_t));
@@ -13,8 +15,12 @@ void smoe_dispatch_init(smoe_dispatch_t *d, int G, int S, int rank, int64_t rows
   d->recv_offsets = d->send_counts + 3 * G;
   d->slot_offsets = xcalloc((size_t)S + 1, sizeof(int));
   d->recv_to_slot = xcalloc((size_t)(rows_max ? rows_max : 1), sizeof(int));
-  d->bytes = sizeof(int64_t) * ((size_t)G * G * S + 4 * (size_t)G) +
-             sizeof(int) * ((size_t)S + 1 + (size_t)(rows_max ? rows_max : 1));
+  d->bytes = smoe_dispatch_bytes(G, S, rows_max);
+}
+
+size_t smoe_dispatch_bytes(int G, int S, int64_t rows_max) {
+  return sizeof(int64_t) * ((size_t)G * G * S + 4 * (size_t)G) +
+         sizeof(int) * ((size_t)S + 1 + (size_t)(rows_max ? rows_max : 1));
 }
 
 void smoe_dispatch_free(smoe_dispatch_t *d) {
@@ -26,18 +32,17 @@ void smoe_dispatch_free(smoe_dispatch_t *d) {
 }
 
 /* The plan from each assignment's global slot (slot_of[a], -1 = dropped). */
-static void build_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int *slot_of, int NK,
-                       smoe_arena_t *sa) {
+static void build_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *slot_of,
+                       int NK, smoe_arena_t *sa) {
   const int G = d->G, S = d->S, GS = G * S, r = d->rank;
-  int64_t *local = smoe_arena_zero(sa, (size_t)GS, sizeof(int64_t));
+  int64_t *local = smoe_arena_take(sa, sizeof(int64_t) * GS);
   int64_t *fill = smoe_arena_take(sa, sizeof(int64_t) * GS);
-  for (int a = 0; a < NK; a++)
-    if (slot_of[a] >= 0) local[slot_of[a]]++;
+  d->ops->histogram(local, slot_of, NK, GS);
   /* send order: by global slot, assignments in order within a slot */
   int64_t at = 0;
   for (int gs = 0; gs < GS; gs++) fill[gs] = at, at += local[gs];
   d->rows_send = at;
-  for (int a = 0; a < NK; a++) pos[a] = slot_of[a] >= 0 ? (int)fill[slot_of[a]]++ : -1;
+  d->ops->positions(pos, slot_of, fill, NK, GS, sa);
   for (int g = 0; g < G; g++) {
     d->send_counts[g] = 0;
     for (int s = 0; s < S; s++) d->send_counts[g] += local[g * S + s];
@@ -64,7 +69,8 @@ static void build_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int *
     for (int q = 0; q < G; q++) n += col[(size_t)q * GS + s];
     d->slot_offsets[s + 1] = d->slot_offsets[s] + (int)n;
   }
-  /* slot order: by slot, then source, then the source's order */
+  /* slot order: by slot, then source, then the source's order (from the
+   * counts alone: the permutation the row ops apply) */
   for (int s = 0; s < S; s++) fill[s] = d->slot_offsets[s];
   for (int q = 0; q < G; q++) {
     int64_t row = d->recv_offsets[q];
@@ -77,8 +83,8 @@ void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int3
                         const uint8_t *keep, const int *expert_slot, int NK,
                         smoe_arena_t *scratch) {
   const size_t mark = smoe_arena_mark(scratch);
-  int *slot_of = smoe_arena_take(scratch, sizeof(int) * (size_t)NK);
-  for (int a = 0; a < NK; a++) slot_of[a] = (!keep || keep[a]) ? expert_slot[idx[a]] : -1;
+  int32_t *slot_of = smoe_arena_take(scratch, sizeof(int32_t) * (size_t)NK);
+  d->ops->route_slots(slot_of, idx, keep, expert_slot, NK);
   build_plan(d, c, pos, slot_of, NK, scratch);
   smoe_arena_release(scratch, mark);
 }
@@ -91,8 +97,7 @@ void smoe_dispatch_plan_split(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, cons
   /* each expert's slots in global order, and how much each may still take */
   int *first = smoe_arena_take(scratch, sizeof(int) * (size_t)(E + 1));
   int *slots = smoe_arena_take(scratch, sizeof(int) * GS);
-  int *next = smoe_arena_zero(scratch, (size_t)E, sizeof(int));
-  int *slot_of = smoe_arena_take(scratch, sizeof(int) * (size_t)NK);
+  int32_t *slot_of = smoe_arena_take(scratch, sizeof(int32_t) * (size_t)NK);
   int64_t *left = smoe_arena_take(scratch, sizeof(int64_t) * GS);
   memcpy(left, quota, sizeof(int64_t) * GS);
   int n = 0;
@@ -102,17 +107,9 @@ void smoe_dispatch_plan_split(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, cons
       if (slot_expert[gs] == e) slots[n++] = gs;
   }
   first[E] = n;
-  for (int a = 0; a < NK; a++) {
-    slot_of[a] = -1;
-    if (keep && !keep[a]) continue;
-    int e = idx[a];
-    while (next[e] < first[e + 1] - first[e] && left[slots[first[e] + next[e]]] == 0) next[e]++;
-    if (next[e] == first[e + 1] - first[e]) {
-      fprintf(stderr, "swiftmoe: internal error: the split gives expert %d too few tokens\n", e);
-      smoe_comm_abort(c, 1);
-    }
-    slot_of[a] = slots[first[e] + next[e]];
-    left[slot_of[a]]--;
+  if (d->ops->split_slots(slot_of, idx, keep, first, slots, left, E, NK, scratch) != 0) {
+    fprintf(stderr, "swiftmoe: internal error: the split gives an expert too few tokens\n");
+    smoe_comm_abort(c, 1);
   }
   build_plan(d, c, pos, slot_of, NK, scratch);
   smoe_arena_release(scratch, mark);
@@ -123,17 +120,13 @@ void smoe_dispatch_to_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real
   const size_t row = sizeof(real) * (size_t)D;
   smoe_comm_alltoallv(c, send, d->send_counts, d->send_offsets, scratch, d->recv_counts,
                       d->recv_offsets, row, phase);
-#pragma omp parallel for
-  for (int64_t i = 0; i < d->rows_recv; i++)
-    memcpy(out + (size_t)d->recv_to_slot[i] * D, scratch + (size_t)i * D, row);
+  d->ops->permute_rows(out, scratch, d->recv_to_slot, d->rows_recv, D, 1);
 }
 
 void smoe_dispatch_from_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *in,
                               real *scratch, real *out, int D, smoe_phase_t phase) {
   const size_t row = sizeof(real) * (size_t)D;
-#pragma omp parallel for
-  for (int64_t i = 0; i < d->rows_recv; i++)
-    memcpy(scratch + (size_t)i * D, in + (size_t)d->recv_to_slot[i] * D, row);
+  d->ops->permute_rows(scratch, in, d->recv_to_slot, d->rows_recv, D, 0);
   smoe_comm_alltoallv(c, scratch, d->recv_counts, d->recv_offsets, out, d->send_counts,
                       d->send_offsets, row, phase);
 }

@@ -12,9 +12,11 @@
 #define SMOE_DISPATCH_H
 
 #include "arena.h"
+#include "backend.h"
 #include "comm.h"
 
 typedef struct {
+  const smoe_ops_t *ops; /* the row ops (histogram, positions, permute) */
   int G, S, rank;
   int64_t *table;        /* (G, G*S) rows each source sends to each global slot */
   int64_t *send_counts;  /* (G) rows to each rank */
@@ -27,9 +29,13 @@ typedef struct {
   size_t bytes; /* what init allocated */
 } smoe_dispatch_t;
 
-/* Allocates a plan for G ranks of S slots receiving at most rows_max rows. */
-void smoe_dispatch_init(smoe_dispatch_t *d, int G, int S, int rank, int64_t rows_max);
+/* Allocates a plan for G ranks of S slots receiving at most rows_max rows,
+ * whose per-assignment and per-row work runs on ops. */
+void smoe_dispatch_init(smoe_dispatch_t *d, const smoe_ops_t *ops, int G, int S, int rank,
+                        int64_t rows_max);
 void smoe_dispatch_free(smoe_dispatch_t *d);
+/* What init allocates for such a plan (d->bytes). */
+size_t smoe_dispatch_bytes(int G, int S, int64_t rows_max);
 
 /* Builds the plan: assignment a of idx (N*K experts) goes to global slot
  * expert_slot[idx[a]] unless keep (may be NULL) says 0. pos (N*K) gets each

@@ -46,7 +46,7 @@ int smoe_model_open(smoe_model_t *m, smoe_config_t *c, const char *dir, int seq_
   }
   if (smoe_config_validate(c, err) != 0) return -1;
   smoe_model_init(m, c, batch);
-  if (smoe_hf_load(m, dir, err) != 0) {
+  if (smoe_hf_load(m, dir, NULL, NULL, err) != 0) {
     smoe_model_free(m);
     return -1;
   }

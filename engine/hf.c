@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "moe.h"
+
 /* config.json field -> swiftmoe key, for the architecture only. */
 static const struct {
   const char *hf, *key;
@@ -213,14 +215,39 @@ int smoe_hf_read_config(smoe_config_t *c, const char *dir, char *changed, size_t
   return 0;
 }
 
-int smoe_hf_save(const smoe_model_t *m, const char *path, smoe_dtype_t dtype, smoe_err_t *err) {
+typedef struct {
+  const smoe_model_t *m;
+  smoe_expert_src_fn src;
+  void *arg;
+  int le;            /* the expert last fetched (l * E + e), or -1 */
+  const real *w;     /* its P values */
+} save_t;
+
+/* Entry i's values: dense from the model, an expert's from src (once per
+ * expert: its w1, w3 and w2 are consecutive entries) or from the slots. */
+static const real *fetch_tensor(void *arg, int i) {
+  save_t *s = arg;
+  const smoe_tensor_t *t = &s->m->tensors[i];
+  const size_t P = smoe_expert_numel(s->m->dims.D, s->m->dims.F);
+  int le = t->layer * s->m->dims.E + t->expert;
+  if (le != s->le) {
+    s->w = s->src ? s->src(s->arg, t->layer, t->expert) : smoe_model_expert(s->m, t->layer, t->expert);
+    s->le = le;
+  }
+  return s->w + t->offset % P;
+}
+
+int smoe_hf_save(const smoe_model_t *m, const char *path, smoe_dtype_t dtype,
+                 smoe_expert_src_fn src, void *arg, smoe_err_t *err) {
   smoe_st_entry_t *e = xcalloc((size_t)m->n_tensors, sizeof *e);
+  save_t s = {m, src, arg, -1, NULL};
   for (int i = 0; i < m->n_tensors; i++) {
     const smoe_tensor_t *t = &m->tensors[i];
     e[i].name = t->name;
     e[i].ndim = t->ndim;
     for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
-    e[i].data = smoe_tensor_data(m, t);
+    if (t->buffer == SMOE_BUF_DENSE) e[i].data = smoe_tensor_data(m, t);
+    e[i].fetch = fetch_tensor, e[i].arg = &s;
   }
   static const char *const metadata[] = {"format", "pt", "producer", "swiftmoe", NULL};
   int rc = smoe_st_write(path, e, m->n_tensors, dtype, metadata, err);
@@ -276,10 +303,14 @@ static int open_files(const char *dir, smoe_st_t ***files, int *n, smoe_err_t *e
   return rc;
 }
 
-int smoe_hf_load(smoe_model_t *m, const char *dir, smoe_err_t *err) {
+int smoe_hf_load(smoe_model_t *m, const char *dir, smoe_expert_put_fn also, void *arg,
+                 smoe_err_t *err) {
   smoe_st_t **files;
   int nf, rc = open_files(dir, &files, &nf, err);
   int *found = xcalloc((size_t)m->n_tensors, sizeof(int));
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
+  /* an expert's tensor is read here, then copied to the slots holding it */
+  real *one = xmalloc(sizeof(real) * (size_t)m->dims.F * m->dims.D);
   for (int f = 0; rc == 0 && f < nf; f++)
     for (int i = 0; rc == 0 && i < smoe_st_count(files[f]); i++) {
       const smoe_st_tensor_t *s = smoe_st_tensor(files[f], i);
@@ -308,11 +339,17 @@ int smoe_hf_load(smoe_model_t *m, const char *dir, smoe_err_t *err) {
         break;
       }
       found[t - m->tensors] = 1;
-      rc = smoe_st_read(files[f], s, smoe_tensor_data(m, t), err);
+      if (t->buffer == SMOE_BUF_DENSE) {
+        rc = smoe_st_read(files[f], s, smoe_tensor_data(m, t), err);
+      } else if ((rc = smoe_st_read(files[f], s, one, err)) == 0) {
+        smoe_model_put_expert(m, t->layer, t->expert, t->offset % P, one, t->numel);
+        if (also) also(arg, t->layer, t->expert, t->offset % P, one, t->numel);
+      }
     }
   for (int i = 0; rc == 0 && i < m->n_tensors; i++)
     if (!found[i]) rc = smoe_fail(err, "%s: tensor '%s' is missing", dir, m->tensors[i].name);
   free(found);
+  free(one);
   for (int f = 0; f < nf; f++) smoe_st_close(files[f]);
   free(files);
   return rc;

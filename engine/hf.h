@@ -22,13 +22,25 @@ int smoe_hf_write_config(const smoe_config_t *c, smoe_dtype_t dtype, const char 
 int smoe_hf_read_config(smoe_config_t *c, const char *dir, char *changed, size_t changed_len,
                         smoe_err_t *err);
 
-/* Writes every tensor of the model's table to path, as dtype. */
-int smoe_hf_save(const smoe_model_t *m, const char *path, smoe_dtype_t dtype, smoe_err_t *err);
+/* Expert (l, e)'s P values for the writer (valid until the next call). */
+typedef const real *(*smoe_expert_src_fn)(void *arg, int l, int e);
+/* Values [off, off + n) of expert (l, e), as the loader reads them. */
+typedef void (*smoe_expert_put_fn)(void *arg, int l, int e, size_t off, const real *x, size_t n);
+
+/* Writes every tensor of the model's table to path, as dtype, streaming:
+ * the experts one at a time, from src (called once per expert, in table
+ * order: layer by layer, expert by expert), or with src NULL from this
+ * rank's slots (then they must hold every expert: a world of one). */
+int smoe_hf_save(const smoe_model_t *m, const char *path, smoe_dtype_t dtype,
+                 smoe_expert_src_fn src, void *arg, smoe_err_t *err);
 
 /* Loads every tensor of the model's table from dir/model.safetensors, or from
- * the files named by dir/model.safetensors.index.json (a sharded checkpoint).
- * A tensor missing, unexpected, or of the wrong shape or dtype is an error
- * naming it. Returns 0 or -1. */
-int smoe_hf_load(smoe_model_t *m, const char *dir, smoe_err_t *err);
+ * the files named by dir/model.safetensors.index.json (a sharded checkpoint):
+ * dense tensors into the model, each expert tensor into the slots holding it
+ * and, when `also` is given, to also(arg, ...) (the optimizer shards); one
+ * expert tensor is in memory at a time. A tensor missing, unexpected, or of
+ * the wrong shape or dtype is an error naming it. Returns 0 or -1. */
+int smoe_hf_load(smoe_model_t *m, const char *dir, smoe_expert_put_fn also, void *arg,
+                 smoe_err_t *err);
 
 #endif

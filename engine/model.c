@@ -17,11 +17,12 @@ typedef struct {
   size_t n; /* elements */
 } region_t;
 
-/* One allocation for a list of regions of elem-sized elements. */
-static void *carve(region_t *r, int count, size_t elem, size_t *total_out) {
+/* One allocation from the backend for a list of regions of elem-sized
+ * elements (zeroed). */
+static void *carve(const smoe_ops_t *o, region_t *r, int count, size_t elem, size_t *total_out) {
   size_t total = 0;
   for (int i = 0; i < count; i++) total += r[i].n;
-  char *mem = xcalloc(total, elem);
+  char *mem = o->alloc(smoe_mul(total, elem));
   size_t off = 0;
   for (int i = 0; i < count; i++) {
     *r[i].ptr = mem + off * elem;
@@ -31,31 +32,51 @@ static void *carve(region_t *r, int count, size_t elem, size_t *total_out) {
   return mem;
 }
 
-/* The dense parameters' table over one allocation of *n elements, padded
- * with zeros to a multiple of G (the sharded optimizer's slices). */
-static real *dense_layout(smoe_dense_t *p, const smoe_dims_t *d, int G, size_t *n) {
+/* The dense parameters' regions in layout order; the last two, the untied
+ * lm_head and the padding, point at *lm_head and *pad (padding 0 here). */
+static int dense_regions(smoe_dense_t *p, const smoe_dims_t *d, real **lm_head, real **pad,
+                         region_t *r) {
   size_t L = d->L, D = d->D, qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd;
-  real *lm_head = NULL, *pad = NULL;
-  region_t r[] = {
+  region_t dr[] = {
       {(void **)&p->embed, (size_t)d->V * D}, {(void **)&p->ln1, L * D},
       {(void **)&p->wq, L * qd * D},          {(void **)&p->wk, L * kd * D},
       {(void **)&p->wv, L * kd * D},          {(void **)&p->wo, L * D * qd},
       {(void **)&p->ln2, L * D},              {(void **)&p->gate, L * d->E * D},
-      {(void **)&p->lnf, D},                  {(void **)&lm_head, d->tied ? 0 : (size_t)d->V * D},
-      {(void **)&pad, 0},
+      {(void **)&p->lnf, D},                  {(void **)lm_head, d->tied ? 0 : (size_t)d->V * D},
+      {(void **)pad, 0},
   };
-  const int count = (int)(sizeof r / sizeof r[0]);
+  memcpy(r, dr, sizeof dr);
+  return (int)(sizeof dr / sizeof dr[0]);
+}
+
+/* Elements of the dense parameters (without padding). */
+static size_t dense_numel(const smoe_dims_t *d) {
+  smoe_dense_t p;
+  real *lm_head, *pad;
+  region_t r[16];
+  int count = dense_regions(&p, d, &lm_head, &pad, r);
   size_t total = 0;
   for (int i = 0; i < count; i++) total += r[i].n;
+  return total;
+}
+
+/* The dense parameters' table over one allocation of *n elements, padded
+ * with zeros to a multiple of G (the sharded optimizer's slices). */
+static real *dense_layout(const smoe_ops_t *o, smoe_dense_t *p, const smoe_dims_t *d, int G,
+                          size_t *n) {
+  real *lm_head = NULL, *pad = NULL;
+  region_t r[16];
+  const int count = dense_regions(p, d, &lm_head, &pad, r);
+  size_t total = dense_numel(d);
   r[count - 1].n = (total + (size_t)G - 1) / (size_t)G * (size_t)G - total;
-  real *mem = carve(r, count, sizeof(real), NULL);
+  real *mem = carve(o, r, count, sizeof(real), NULL);
   if (n) *n = total;
   p->lm_head = d->tied ? p->embed : lm_head;
   return mem;
 }
 
 static void add_tensor(smoe_model_t *m, int *cap, const char *name, int rows, int cols, int buffer,
-                       const real *base, const real *ptr, int layer, int expert) {
+                       size_t offset, int layer, int expert) {
   if (m->n_tensors == *cap) {
     *cap = *cap ? 2 * *cap : 64;
     smoe_tensor_t *t = realloc(m->tensors, sizeof(smoe_tensor_t) * (size_t)*cap);
@@ -73,7 +94,7 @@ static void add_tensor(smoe_model_t *m, int *cap, const char *name, int rows, in
   t->shape[1] = cols;
   t->numel = (size_t)rows * (cols ? cols : 1);
   t->buffer = buffer;
-  t->offset = (size_t)(ptr - base);
+  t->offset = offset;
   t->layer = layer;
   t->expert = expert;
 }
@@ -81,15 +102,15 @@ static void add_tensor(smoe_model_t *m, int *cap, const char *name, int rows, in
 static void build_tensor_table(smoe_model_t *m) {
   const smoe_dims_t *d = &m->dims;
   const smoe_dense_t *p = &m->p;
-  const real *db = m->dense_mem, *eb = m->experts_full;
+  const real *db = m->dense_mem;
   int cap = 0, D = d->D, qd = d->H * d->hd, kd = d->Hkv * d->hd, F = d->F;
   size_t P = smoe_expert_numel(D, F);
   char name[96];
-  add_tensor(m, &cap, "model.embed_tokens.weight", d->V, D, SMOE_BUF_DENSE, db, p->embed, -1, -1);
+  add_tensor(m, &cap, "model.embed_tokens.weight", d->V, D, SMOE_BUF_DENSE, 0, -1, -1);
   for (int l = 0; l < d->L; l++) {
 #define DENSE(suffix, ptr, rows, cols)                                      \
   snprintf(name, sizeof name, "model.layers.%d." suffix, l);                \
-  add_tensor(m, &cap, name, rows, cols, SMOE_BUF_DENSE, db, ptr, l, -1);
+  add_tensor(m, &cap, name, rows, cols, SMOE_BUF_DENSE, (size_t)((ptr) - db), l, -1);
     DENSE("input_layernorm.weight", p->ln1 + (size_t)l * D, D, 0);
     DENSE("self_attn.q_proj.weight", p->wq + (size_t)l * qd * D, qd, D);
     DENSE("self_attn.k_proj.weight", p->wk + (size_t)l * kd * D, kd, D);
@@ -99,28 +120,50 @@ static void build_tensor_table(smoe_model_t *m) {
     DENSE("block_sparse_moe.gate.weight", p->gate + (size_t)l * d->E * D, d->E, D);
 #undef DENSE
     for (int e = 0; e < d->E; e++) {
-      const real *w1 = eb + ((size_t)l * d->E + e) * P, *w3 = w1 + (size_t)F * D, *w2 = w3 + (size_t)F * D;
       const char *wn[3] = {"w1", "w3", "w2"};
-      const real *wp[3] = {w1, w3, w2};
-      for (int j = 0; j < 3; j++) {
+      m->expert_tensor[(size_t)l * d->E + e] = m->n_tensors;
+      for (int j = 0; j < 3; j++) { /* w1 | w3 | w2 of the expert's vector (moe.h) */
         snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.experts.%d.%s.weight", l, e,
                  wn[j]);
-        add_tensor(m, &cap, name, j == 2 ? D : F, j == 2 ? F : D, SMOE_BUF_EXPERT, eb, wp[j], l, e);
+        add_tensor(m, &cap, name, j == 2 ? D : F, j == 2 ? F : D, SMOE_BUF_EXPERT,
+                   ((size_t)l * d->E + e) * P + (size_t)j * F * D, l, e);
       }
     }
   }
-  add_tensor(m, &cap, "model.norm.weight", D, 0, SMOE_BUF_DENSE, db, p->lnf, -1, -1);
+  add_tensor(m, &cap, "model.norm.weight", D, 0, SMOE_BUF_DENSE, (size_t)(p->lnf - db), -1, -1);
   if (!d->tied)
-    add_tensor(m, &cap, "lm_head.weight", d->V, D, SMOE_BUF_DENSE, db, p->lm_head, -1, -1);
+    add_tensor(m, &cap, "lm_head.weight", d->V, D, SMOE_BUF_DENSE, (size_t)(p->lm_head - db), -1,
+               -1);
+}
+
+/* Slot s of this rank in layer l: its expert, or -1. */
+static int slot_expert(const smoe_model_t *m, int l, int s) {
+  return m->placement.slot_expert[((size_t)l * m->G + m->rank) * m->S + s];
+}
+
+real *smoe_model_expert(const smoe_model_t *m, int l, int e) {
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
+  for (int s = 0; s < m->S; s++)
+    if (slot_expert(m, l, s) == e) return m->experts + ((size_t)l * m->S + s) * P;
+  return NULL;
+}
+
+void smoe_model_put_expert(smoe_model_t *m, int l, int e, size_t off, const real *x, size_t n) {
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
+  for (int s = 0; s < m->S; s++)
+    if (slot_expert(m, l, s) == e)
+      memcpy(m->experts + ((size_t)l * m->S + s) * P + off, x, sizeof(real) * n);
 }
 
 real *smoe_tensor_data(const smoe_model_t *m, const smoe_tensor_t *t) {
-  return (t->buffer == SMOE_BUF_DENSE ? m->dense_mem : m->experts_full) + t->offset;
+  if (t->buffer == SMOE_BUF_DENSE) return m->dense_mem + t->offset;
+  real *w = smoe_model_expert(m, t->layer, t->expert);
+  return w ? w + t->offset % smoe_expert_numel(m->dims.D, m->dims.F) : NULL;
 }
 
 real *smoe_tensor_grad(const smoe_model_t *m, const smoe_tensor_t *t) {
   if (t->buffer == SMOE_BUF_DENSE) return m->dense_grad_mem + t->offset;
-  return m->experts_full == m->experts ? m->experts_grad + t->offset : NULL;
+  return m->one_slot_each ? m->experts_grad + t->offset : NULL;
 }
 
 const smoe_tensor_t *smoe_model_find(const smoe_model_t *m, const char *name) {
@@ -137,72 +180,60 @@ static double normal_at(uint64_t seed, uint64_t i) {
   return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
-static void init_params(smoe_model_t *m, uint64_t seed, double std) {
-  for (int i = 0; i < m->n_tensors; i++) {
-    const smoe_tensor_t *t = &m->tensors[i];
-    real *x = smoe_tensor_data(m, t);
-    uint64_t ts = smoe_mix64(seed ^ smoe_mix64(0x5eed0000ull + (uint64_t)i));
-    for (size_t j = 0; j < t->numel; j++) x[j] = t->ndim == 1 ? 1 : (real)(std * normal_at(ts, j));
+/* The seed of tensor i of the table: each tensor's values depend only on it. */
+static uint64_t tensor_seed(uint64_t seed, int i) {
+  return smoe_mix64(seed ^ smoe_mix64(0x5eed0000ull + (uint64_t)i));
+}
+
+void smoe_model_expert_init(const smoe_model_t *m, int l, int e, size_t lo, size_t n, real *out) {
+  const size_t FD = (size_t)m->dims.F * m->dims.D;
+  for (size_t k = lo; k < lo + n; k++) { /* w1 | w3 | w2, each a tensor of F * D values */
+    uint64_t ts = tensor_seed(m->init_seed, m->expert_tensor[(size_t)l * m->dims.E + e] +
+                                                (int)(k / FD));
+    out[k - lo] = (real)(m->init_std * normal_at(ts, k % FD));
   }
 }
 
-int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_comm_t *comm,
-                         smoe_err_t *err) {
-  memset(m, 0, sizeof *m);
-  smoe_dims_t *d = &m->dims;
+/* Dense parameters from the seed (norm weights 1), and the experts in this
+ * rank's slots: each value a function of (seed, tensor, element) only. */
+static void init_params(smoe_model_t *m) {
+  for (int i = 0; i < m->n_tensors; i++) {
+    const smoe_tensor_t *t = &m->tensors[i];
+    if (t->buffer != SMOE_BUF_DENSE) continue;
+    real *x = smoe_tensor_data(m, t);
+    uint64_t ts = tensor_seed(m->init_seed, i);
+    for (size_t j = 0; j < t->numel; j++)
+      x[j] = t->ndim == 1 ? 1 : (real)(m->init_std * normal_at(ts, j));
+  }
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
+  for (int l = 0; l < m->dims.L; l++)
+    for (int s = 0; s < m->S; s++) {
+      int e = slot_expert(m, l, s);
+      if (e >= 0) smoe_model_expert_init(m, l, e, 0, P, m->experts + ((size_t)l * m->S + s) * P);
+    }
+}
+
+static void dims_from_config(smoe_dims_t *d, const smoe_config_t *c) {
   d->V = c->vocab_size, d->D = c->dim, d->L = c->n_layers, d->H = c->n_heads;
   d->Hkv = c->n_kv_heads, d->hd = c->dim / c->n_heads, d->T = c->seq_len;
   d->E = c->num_experts, d->K = c->top_k, d->F = c->expert_dim;
   d->eps = c->rms_norm_eps, d->theta = c->rope_theta, d->tied = c->tie_word_embeddings;
-  m->aux_coef = c->aux_loss_coef, m->z_coef = c->z_loss_coef;
-  m->B = B;
-  m->comm = comm;
-  m->G = smoe_comm_size(comm), m->rank = smoe_comm_rank(comm);
-  if ((m->S = smoe_slots_per_rank(c->policy, c->slots_per_rank, d->E, m->G, err)) < 0) return -1;
-  smoe_placement_init(&m->placement, d->L, d->E, m->G, m->S);
-  m->route = xmalloc(sizeof(int) * (size_t)d->L * m->G * d->E);
-  smoe_policy_t first;
-  if (smoe_policy_init(&first, c->policy, d->L, d->E, m->G, m->S, c->seed, 0, err) != 0 ||
-      smoe_policy_first(&first, &m->placement, err) != 0) {
-    smoe_policy_free(&first);
-    smoe_placement_free(&m->placement);
-    free(m->route);
-    return -1;
-  }
-  m->split_mode = smoe_policy_split_mode(first.kind);
-  m->drops = smoe_policy_drops(first.kind, c->capacity_factor, c->min_capacity, c->drop_order);
-  smoe_policy_free(&first);
-  smoe_placement_routes(&m->placement, m->route, &m->arena);
-  m->src_counts = xcalloc((size_t)d->L * m->G * d->E, sizeof(int64_t));
-  m->take = xcalloc((size_t)m->G * m->G * m->S, sizeof(int64_t));
-  /* slot s holds expert s exactly when one rank has every expert in order */
-  int identity = m->G == 1 && m->S == d->E;
-  for (int s = 0; identity && s < m->S; s++)
-    for (int l = 0; l < d->L; l++) identity &= m->placement.slot_expert[(size_t)l * m->S + s] == s;
+}
 
-  const size_t P = smoe_expert_numel(d->D, d->F);
-  m->dense_mem = dense_layout(&m->p, d, m->G, &m->n_dense);
-  m->dense_grad_mem = dense_layout(&m->g, d, m->G, NULL);
-  m->dense_chunk = (m->n_dense + (size_t)m->G - 1) / (size_t)m->G;
-  m->dense_lo = (size_t)m->rank * m->dense_chunk < m->n_dense ? (size_t)m->rank * m->dense_chunk
-                                                               : m->n_dense;
-  m->dense_len = m->n_dense - m->dense_lo < m->dense_chunk ? m->n_dense - m->dense_lo
-                                                           : m->dense_chunk;
-  m->dense_sharded = strcmp(c->dense_optimizer, "sharded") == 0;
-  m->dense_grad_shard = xcalloc(m->dense_chunk ? m->dense_chunk : 1, sizeof(real));
-  m->n_experts = smoe_mul(smoe_mul((size_t)d->L, (size_t)m->S), P);
-  m->experts = xcalloc(m->n_experts, sizeof(real));
-  m->experts_grad = xcalloc(m->n_experts, sizeof(real));
-  m->experts_full =
-      identity ? m->experts : xcalloc(smoe_mul((size_t)d->L * d->E, P), sizeof(real));
-  m->expert_bias = xcalloc((size_t)d->L * d->E, sizeof(real));
-  build_tensor_table(m);
-  init_params(m, c->seed, c->init_std); /* every expert, into experts_full */
-  smoe_model_scatter_experts(m);
+static size_t rows_bound(const smoe_model_t *m) {
+  return (size_t)smoe_drops_rows_bound(&m->drops, m->G, m->S, m->dims.E, m->dims.K,
+                                       (int64_t)m->B * m->dims.T);
+}
 
-  size_t L = d->L, N = smoe_mul((size_t)B, (size_t)d->T), D = d->D, E = d->E, K = d->K,
-         F = d->F, qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd, NK = N * K,
-         R = NK * (size_t)m->G;
+/* The buffers init allocates for a batch of m->B sequences, as regions of
+ * one allocation each (the planner sums the same lists, smoe_model_plan):
+ * activations saved for backward (real, then int32), the keep flags, and
+ * the backward scratch with the exchange buffers. R = rows_max. */
+static int act_regions(smoe_model_t *m, region_t *r) {
+  const smoe_dims_t *d = &m->dims;
+  const size_t L = d->L, B = m->B, N = smoe_mul(B, (size_t)d->T), D = d->D, E = d->E,
+               NK = N * d->K, F = d->F, qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd,
+               R = m->rows_max;
   smoe_acts_t *a = &m->a;
   region_t ar[] = {
       {(void **)&a->resid, (L + 1) * N * D},
@@ -227,32 +258,148 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
       {(void **)&a->lnf_rstd, N},
       {(void **)&a->logits, N * d->V},
   };
-  size_t n_acts, n_ints, n_scratch;
-  m->acts_mem = carve(ar, (int)(sizeof ar / sizeof ar[0]), sizeof(real), &n_acts);
+  memcpy(r, ar, sizeof ar);
+  return (int)(sizeof ar / sizeof ar[0]);
+}
+
+static int int_regions(smoe_model_t *m, region_t *r) {
   /* int32_t and int have the same size on every platform we build for */
   _Static_assert(sizeof(int) == sizeof(int32_t), "int must be 32 bits");
+  const size_t L = m->dims.L, N = (size_t)m->B * m->dims.T, NK = N * m->dims.K;
   region_t ir[] = {
-      {(void **)&a->idx, L * NK},
-      {(void **)&a->pos, L * NK},
+      {(void **)&m->a.idx, L * NK},
+      {(void **)&m->a.pos, L * NK},
       {(void **)&m->inputs, N},
       {(void **)&m->targets, N},
   };
-  m->acts_int_mem = carve(ir, (int)(sizeof ir / sizeof ir[0]), sizeof(int32_t), &n_ints);
-  a->keep = xcalloc(L * NK, 1); /* xcalloc rounds 0 up to 1 */
-  m->bytes_acts = n_acts * sizeof(real) + n_ints * sizeof(int32_t) + L * NK;
+  memcpy(r, ir, sizeof ir);
+  return (int)(sizeof ir / sizeof ir[0]);
+}
+
+static size_t keep_bytes(const smoe_model_t *m) {
+  return (size_t)m->dims.L * m->B * m->dims.T * m->dims.K;
+}
+
+static int keep_regions(smoe_model_t *m, region_t *r) {
+  r[0] = (region_t){(void **)&m->a.keep, keep_bytes(m)};
+  return 1;
+}
+
+static int scratch_regions(smoe_model_t *m, region_t *r) {
+  const smoe_dims_t *d = &m->dims;
+  const size_t N = (size_t)m->B * d->T, D = d->D, NK = N * d->K, F = d->F,
+               qd = (size_t)d->H * d->hd, kd = (size_t)d->Hkv * d->hd, R = m->rows_max;
   smoe_scratch_t *s = &m->s;
   region_t sr[] = {
       {(void **)&s->dresid, N * D}, {(void **)&s->dx, N * D},       {(void **)&s->dq, N * qd},
       {(void **)&s->dk, N * kd},    {(void **)&s->dv, N * kd},      {(void **)&s->datty, N * qd},
-      {(void **)&s->dlogits, N * d->V}, {(void **)&s->drouter, N * E}, {(void **)&s->dgw, NK},
+      {(void **)&s->dlogits, N * d->V}, {(void **)&s->drouter, N * d->E}, {(void **)&s->dgw, NK},
       {(void **)&s->send, NK * D},  {(void **)&s->recv, R * D},     {(void **)&s->yslot, R * D},
       {(void **)&s->dye, R * D},    {(void **)&s->dxe, R * D},      {(void **)&s->dh13, R * 2 * F},
       {(void **)&s->dact, R * F},
   };
-  m->scratch_mem = carve(sr, (int)(sizeof sr / sizeof sr[0]), sizeof(real), &n_scratch);
+  memcpy(r, sr, sizeof sr);
+  return (int)(sizeof sr / sizeof sr[0]);
+}
+
+static size_t regions_total(const region_t *r, int n) {
+  size_t t = 0;
+  for (int i = 0; i < n; i++) t += r[i].n;
+  return t;
+}
+
+int smoe_model_plan(const smoe_config_t *c, int G, int B, smoe_model_plan_t *out,
+                    smoe_err_t *err) {
+  smoe_model_t m; /* only the sizes are set: nothing is allocated */
+  memset(&m, 0, sizeof m);
+  memset(out, 0, sizeof *out);
+  dims_from_config(&m.dims, c);
+  const smoe_dims_t *d = &m.dims;
+  m.B = B, m.G = G;
+  if ((m.S = smoe_slots_per_rank(c->policy, c->slots_per_rank, d->E, G, err)) < 0) return -1;
+  smoe_policy_kind_t kind;
+  if (smoe_policy_kind(c->policy, &kind, err) != 0) return -1;
+  m.drops = smoe_policy_drops(kind, c->capacity_factor, c->min_capacity, c->drop_order);
+  m.rows_max = rows_bound(&m);
+  region_t r[32];
+  const size_t rb = sizeof(real);
+  size_t n_dense = dense_numel(d), chunk = (n_dense + (size_t)G - 1) / (size_t)G;
+  out->S = m.S, out->rows_max = m.rows_max, out->n_dense = n_dense, out->dense_chunk = chunk;
+  out->dense = 2 * chunk * (size_t)G * rb + (size_t)d->L * d->E * rb +
+               (strcmp(c->dense_optimizer, "sharded") == 0 ? chunk * rb : 0);
+  out->slots = 2 * (size_t)d->L * m.S * smoe_expert_numel(d->D, d->F) * rb;
+  out->acts = regions_total(r, act_regions(&m, r)) * rb +
+              regions_total(r, int_regions(&m, r)) * sizeof(int32_t) + keep_bytes(&m);
+  out->exchange = regions_total(r, scratch_regions(&m, r)) * rb +
+                  (size_t)d->L * smoe_dispatch_bytes(G, m.S, (int64_t)m.rows_max);
+  return 0;
+}
+
+int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_comm_t *comm,
+                         smoe_err_t *err) {
+  memset(m, 0, sizeof *m);
+  m->ops = &smoe_ops_cpu;
+  smoe_dims_t *d = &m->dims;
+  dims_from_config(d, c);
+  m->aux_coef = c->aux_loss_coef, m->z_coef = c->z_loss_coef;
+  m->B = B;
+  m->comm = comm;
+  m->G = smoe_comm_size(comm), m->rank = smoe_comm_rank(comm);
+  if ((m->S = smoe_slots_per_rank(c->policy, c->slots_per_rank, d->E, m->G, err)) < 0) return -1;
+  smoe_placement_init(&m->placement, d->L, d->E, m->G, m->S);
+  m->route = xmalloc(sizeof(int) * (size_t)d->L * m->G * d->E);
+  smoe_policy_t first;
+  if (smoe_policy_init(&first, c->policy, d->L, d->E, m->G, m->S, c->seed, 0, err) != 0 ||
+      smoe_policy_first(&first, &m->placement, err) != 0) {
+    smoe_policy_free(&first);
+    smoe_placement_free(&m->placement);
+    free(m->route);
+    return -1;
+  }
+  m->split_mode = smoe_policy_split_mode(first.kind);
+  m->drops = smoe_policy_drops(first.kind, c->capacity_factor, c->min_capacity, c->drop_order);
+  smoe_policy_free(&first);
+  smoe_placement_routes(&m->placement, m->route, &m->arena);
+  m->src_counts = xcalloc((size_t)d->L * m->G * d->E, sizeof(int64_t));
+  m->take = xcalloc((size_t)m->G * m->G * m->S, sizeof(int64_t));
+  /* slot s holds expert s exactly when one rank has every expert in order */
+  m->one_slot_each = m->G == 1 && m->S == d->E;
+  for (int s = 0; m->one_slot_each && s < m->S; s++)
+    for (int l = 0; l < d->L; l++)
+      m->one_slot_each &= m->placement.slot_expert[(size_t)l * m->S + s] == s;
+
+  const size_t P = smoe_expert_numel(d->D, d->F);
+  m->dense_mem = dense_layout(m->ops, &m->p, d, m->G, &m->n_dense);
+  m->dense_grad_mem = dense_layout(m->ops, &m->g, d, m->G, NULL);
+  m->dense_chunk = (m->n_dense + (size_t)m->G - 1) / (size_t)m->G;
+  m->dense_lo = (size_t)m->rank * m->dense_chunk < m->n_dense ? (size_t)m->rank * m->dense_chunk
+                                                               : m->n_dense;
+  m->dense_len = m->n_dense - m->dense_lo < m->dense_chunk ? m->n_dense - m->dense_lo
+                                                           : m->dense_chunk;
+  m->dense_sharded = strcmp(c->dense_optimizer, "sharded") == 0;
+  if (m->dense_sharded) m->dense_grad_shard = m->ops->alloc(m->dense_chunk * sizeof(real));
+  m->n_experts = smoe_mul(smoe_mul((size_t)d->L, (size_t)m->S), P);
+  m->experts = m->ops->alloc(m->n_experts * sizeof(real));
+  m->experts_grad = m->ops->alloc(m->n_experts * sizeof(real));
+  m->expert_bias = xcalloc((size_t)d->L * d->E, sizeof(real));
+  m->expert_tensor = xmalloc(sizeof(int) * (size_t)d->L * d->E);
+  build_tensor_table(m);
+  m->init_seed = c->seed, m->init_std = c->init_std;
+  init_params(m);
+
+  /* expert rows: the policy's bound on what one rank's slots receive */
+  m->rows_max = rows_bound(m);
+  region_t r[32];
+  size_t n_acts, n_ints, n_scratch;
+  m->acts_mem = carve(m->ops, r, act_regions(m, r), sizeof(real), &n_acts);
+  m->acts_int_mem = carve(m->ops, r, int_regions(m, r), sizeof(int32_t), &n_ints);
+  m->a.keep = carve(m->ops, r, keep_regions(m, r), 1, NULL);
+  m->scratch_mem = carve(m->ops, r, scratch_regions(m, r), sizeof(real), &n_scratch);
+  m->bytes_acts = n_acts * sizeof(real) + n_ints * sizeof(int32_t) + keep_bytes(m);
+  const size_t L = d->L, E = d->E, K = d->K;
   m->rope_cos = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
   m->rope_sin = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
-  rope_tables(m->rope_cos, m->rope_sin, d->T, d->hd, d->theta);
+  smoe_rope_tables(m->rope_cos, m->rope_sin, d->T, d->hd, d->theta);
   m->choice_counts = xcalloc(L * K * E, sizeof(int64_t));
   m->prob_sum = xcalloc(L * E, sizeof(double));
   m->z_sum = xcalloc(L, sizeof(double));
@@ -261,7 +408,7 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->plans = xcalloc(L, sizeof *m->plans);
   m->bytes_exchange = n_scratch * sizeof(real);
   for (size_t l = 0; l < L; l++) {
-    smoe_dispatch_init(&m->plans[l], m->G, m->S, m->rank, (int64_t)R);
+    smoe_dispatch_init(&m->plans[l], m->ops, m->G, m->S, m->rank, (int64_t)m->rows_max);
     m->bytes_exchange += m->plans[l].bytes;
   }
   return 0;
@@ -282,38 +429,26 @@ void smoe_model_set_placement(smoe_model_t *m, const smoe_placement_t *p) {
   smoe_placement_routes(&m->placement, m->route, &m->arena);
 }
 
-void smoe_model_scatter_experts(smoe_model_t *m) {
-  if (m->experts_full == m->experts) return;
-  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
-  const int E = m->dims.E, S = m->S;
-  for (int l = 0; l < m->dims.L; l++)
-    for (int s = 0; s < S; s++) {
-      int e = m->placement.slot_expert[((size_t)l * m->G + m->rank) * S + s];
-      if (e < 0) continue; /* an empty slot */
-      memcpy(m->experts + ((size_t)l * S + s) * P, m->experts_full + ((size_t)l * E + e) * P,
-             sizeof(real) * P);
-    }
-}
-
 void smoe_model_free(smoe_model_t *m) {
+  const smoe_ops_t *o = m->ops ? m->ops : &smoe_ops_cpu; /* a model never initialised: all NULL */
   for (int l = 0; m->plans && l < m->dims.L; l++) smoe_dispatch_free(&m->plans[l]);
   free(m->plans);
-  if (m->experts_full != m->experts) free(m->experts_full);
-  free(m->dense_mem);
-  free(m->dense_grad_mem);
-  free(m->dense_grad_shard);
-  free(m->experts);
-  free(m->experts_grad);
+  free(m->expert_tensor);
+  o->free(m->dense_mem);
+  o->free(m->dense_grad_mem);
+  o->free(m->dense_grad_shard);
+  o->free(m->experts);
+  o->free(m->experts_grad);
   free(m->expert_bias);
   free(m->route);
   free(m->src_counts);
   free(m->take);
   smoe_placement_free(&m->placement);
   free(m->tensors);
-  free(m->acts_mem);
-  free(m->acts_int_mem);
-  free(m->a.keep);
-  free(m->scratch_mem);
+  o->free(m->acts_mem);
+  o->free(m->acts_int_mem);
+  o->free(m->a.keep);
+  o->free(m->scratch_mem);
   free(m->rope_cos);
   free(m->rope_sin);
   smoe_arena_free(&m->arena);
@@ -330,8 +465,8 @@ void smoe_model_free(smoe_model_t *m) {
 
 /* This rank's assignments to each expert (E), from the arena. */
 static int64_t *local_counts(smoe_model_t *m, const int32_t *idx, int NK) {
-  int64_t *mine = smoe_arena_zero(&m->arena, (size_t)m->dims.E, sizeof(int64_t));
-  for (int a = 0; a < NK; a++) mine[idx[a]]++;
+  int64_t *mine = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)m->dims.E);
+  m->ops->histogram(mine, idx, NK, m->dims.E);
   return mine;
 }
 
@@ -354,7 +489,7 @@ static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const
     int64_t *allowed = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)G * E);
     m->dropped[l] = smoe_drops_quota(&m->drops, src, G, E, K, m->n_tokens,
                                      m->placement.replicas + (size_t)l * E, G, S, allowed);
-    smoe_capacity_keep(keep, idx, gw, N, K, E, allowed + (size_t)m->rank * E, 0, &m->arena);
+    m->ops->capacity_keep(keep, idx, gw, N, K, E, allowed + (size_t)m->rank * E, 0, &m->arena);
     memcpy(src, allowed, sizeof(int64_t) * (size_t)G * E); /* what is routed */
     use_keep = keep;
   }
@@ -386,15 +521,15 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
   uint8_t *keep = a->keep + l * NKmax;
   real *gw = a->gw + l * NKmax, *lse = a->lse + (size_t)l * m->B * d->T;
   int64_t *cc = m->choice_counts + (size_t)l * K * E;
-  const size_t R = NKmax * (size_t)m->G;
+  const size_t R = m->rows_max;
 
-  matmul_forward(probs, ln2, m->p.gate + (size_t)l * E * D, N, D, E);
-  router_forward(probs, lse, idx, gw, m->expert_bias + (size_t)l * E, N, E, K);
-  router_stats(cc, m->prob_sum + (size_t)l * E, &m->z_sum[l], probs, lse, idx, N, E, K);
+  m->ops->matmul_forward(probs, ln2, m->p.gate + (size_t)l * E * D, N, D, E);
+  m->ops->router_forward(probs, lse, idx, gw, m->expert_bias + (size_t)l * E, N, E, K);
+  m->ops->router_stats(cc, m->prob_sum + (size_t)l * E, &m->z_sum[l], probs, lse, idx, N, E, K);
   smoe_comm_allreduce_i64(m->comm, cc, (size_t)K * E, SMOE_PHASE_COUNTS);
   smoe_comm_allreduce_f64(m->comm, m->prob_sum + (size_t)l * E, (size_t)E, SMOE_PHASE_COUNTS);
   smoe_comm_allreduce_f64(m->comm, &m->z_sum[l], 1, SMOE_PHASE_COUNTS);
-  *aux += router_aux_loss(cc, m->prob_sum + (size_t)l * E, m->n_tokens, E, K);
+  *aux += smoe_router_aux_loss(cc, m->prob_sum + (size_t)l * E, m->n_tokens, E, K);
   *z += m->n_tokens ? m->z_sum[l] / (double)m->n_tokens : 0.0;
   for (int e = 0; e < E; e++) {
     int64_t n = 0;
@@ -407,7 +542,7 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
     int64_t *mine = local_counts(m, idx, NK);
     int64_t *allowed = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)E);
     m->dropped[l] = smoe_drops_quota(&m->drops, mine, 1, E, K, N, NULL, m->G, S, allowed);
-    smoe_capacity_keep(keep, idx, gw, N, K, E, allowed, m->drops.by_weight, &m->arena);
+    m->ops->capacity_keep(keep, idx, gw, N, K, E, allowed, m->drops.by_weight, &m->arena);
     smoe_arena_release(&m->arena, mark);
     smoe_comm_allreduce_i64(m->comm, &m->dropped[l], 1, SMOE_PHASE_COUNTS);
   }
@@ -420,14 +555,14 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
                        m->route + ((size_t)l * m->G + m->rank) * E, NK, &m->arena);
   }
   real *xe = a->xe + l * R * D, *ye_local = a->ye_local + l * NKmax * D;
-  moe_gather(m->s.send, ln2, pos, N, K, D);
+  m->ops->moe_gather(m->s.send, ln2, pos, N, K, D);
   smoe_dispatch_to_slots(plan, m->comm, m->s.send, m->s.recv, xe, D, SMOE_PHASE_DISPATCH);
-  experts_forward(m->s.yslot, a->h13 + l * R * 2 * F, a->act + l * R * F, xe,
+  m->ops->experts_forward(m->s.yslot, a->h13 + l * R * 2 * F, a->act + l * R * F, xe,
                   m->experts + (size_t)l * S * P, plan->slot_offsets, S, D, F);
   smoe_dispatch_from_slots(plan, m->comm, m->s.yslot, m->s.recv, ye_local, D,
                            SMOE_PHASE_COMBINE);
-  memcpy(out, mid, sizeof(real) * (size_t)N * D);
-  moe_combine(out, ye_local, gw, pos, N, K, D);
+  m->ops->copy(out, mid, (size_t)N * D);
+  m->ops->moe_combine(out, ye_local, gw, pos, N, K, D);
 }
 
 double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
@@ -451,29 +586,29 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
   m->split_time = 0;
   m->split_hash = 0;
   smoe_comm_allreduce_i64(m->comm, &m->n_tokens, 1, SMOE_PHASE_OTHER);
-  embedding_forward(a->resid, m->inputs, p->embed, N, D);
+  m->ops->embedding_forward(a->resid, m->inputs, p->embed, N, D);
 
   double aux = 0, z = 0;
   for (int l = 0; l < d->L; l++) {
     real *x = a->resid + l * NDmax, *ln1 = a->ln1 + l * NDmax, *q = a->q + l * Nmax * qd,
          *k = a->k + l * Nmax * kd, *v = a->v + l * Nmax * kd, *atty = a->atty + l * Nmax * qd,
          *mid = a->mid + l * NDmax, *ln2 = a->ln2 + l * NDmax;
-    rmsnorm_forward(ln1, a->ln1_rstd + l * Nmax, x, p->ln1 + (size_t)l * D, N, D, d->eps);
-    matmul_forward(q, ln1, p->wq + (size_t)l * qd * D, N, D, qd);
-    matmul_forward(k, ln1, p->wk + (size_t)l * kd * D, N, D, kd);
-    matmul_forward(v, ln1, p->wv + (size_t)l * kd * D, N, D, kd);
-    rope_forward(q, m->rope_cos, m->rope_sin, N, T, H, hd);
-    rope_forward(k, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
-    attention_forward(atty, a->att + (size_t)l * m->B * H * T * T, q, k, v, B, T, H, Hkv, hd);
-    memcpy(mid, x, sizeof(real) * ND);
-    smoe_gemm(0, 1, N, D, qd, 1, atty, qd, p->wo + (size_t)l * D * qd, qd, 1, mid, D);
-    rmsnorm_forward(ln2, a->ln2_rstd + l * Nmax, mid, p->ln2 + (size_t)l * D, N, D, d->eps);
+    m->ops->rmsnorm_forward(ln1, a->ln1_rstd + l * Nmax, x, p->ln1 + (size_t)l * D, N, D, d->eps);
+    m->ops->matmul_forward(q, ln1, p->wq + (size_t)l * qd * D, N, D, qd);
+    m->ops->matmul_forward(k, ln1, p->wk + (size_t)l * kd * D, N, D, kd);
+    m->ops->matmul_forward(v, ln1, p->wv + (size_t)l * kd * D, N, D, kd);
+    m->ops->rope_forward(q, m->rope_cos, m->rope_sin, N, T, H, hd);
+    m->ops->rope_forward(k, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
+    m->ops->attention_forward(atty, a->att + (size_t)l * m->B * H * T * T, q, k, v, B, T, H, Hkv, hd);
+    m->ops->copy(mid, x, ND);
+    m->ops->gemm(0, 1, N, D, qd, 1, atty, qd, p->wo + (size_t)l * D * qd, qd, 1, mid, D);
+    m->ops->rmsnorm_forward(ln2, a->ln2_rstd + l * Nmax, mid, p->ln2 + (size_t)l * D, N, D, d->eps);
     moe_block_forward(m, l, N, a->resid + (l + 1) * NDmax, mid, &aux, &z);
   }
-  rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * NDmax, p->lnf, N, D, d->eps);
-  matmul_forward(a->logits, a->lnf, p->lm_head, N, D, d->V);
+  m->ops->rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * NDmax, p->lnf, N, D, d->eps);
+  m->ops->matmul_forward(a->logits, a->lnf, p->lm_head, N, D, d->V);
   int n_valid = 0;
-  double ce_local = crossentropy_forward(a->logits, m->targets, N, d->V, &n_valid, &m->arena);
+  double ce_local = m->ops->crossentropy_forward(a->logits, m->targets, N, d->V, &n_valid, &m->arena);
   double sums[2] = {ce_local * n_valid, (double)n_valid};
   smoe_comm_allreduce_f64(m->comm, sums, 2, SMOE_PHASE_OTHER);
   m->n_valid = (int64_t)sums[1];
@@ -487,8 +622,8 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
 /* -------------------------------------------------------------- backward */
 
 void smoe_model_zero_grad(smoe_model_t *m) {
-  memset(m->dense_grad_mem, 0, sizeof(real) * m->n_dense);
-  memset(m->experts_grad, 0, sizeof(real) * m->n_experts);
+  m->ops->fill(m->dense_grad_mem, 0, m->n_dense);
+  m->ops->fill(m->experts_grad, 0, m->n_experts);
 }
 
 /* The MoE block backward of layer l: dresid holds d(out); adds d(mid) into
@@ -497,7 +632,7 @@ static void moe_block_backward(smoe_model_t *m, int l, int N, real *aux_dp) {
   const smoe_dims_t *d = &m->dims;
   const int D = d->D, E = d->E, K = d->K, F = d->F, L = d->L, S = m->S;
   const size_t P = smoe_expert_numel(D, F), NKmax = (size_t)m->B * d->T * K,
-               Nmax = (size_t)m->B * d->T, R = NKmax * (size_t)m->G;
+               Nmax = (size_t)m->B * d->T, R = m->rows_max;
   const smoe_acts_t *a = &m->a;
   const smoe_scratch_t *s = &m->s;
   const smoe_dispatch_t *plan = &m->plans[l];
@@ -506,14 +641,14 @@ static void moe_block_backward(smoe_model_t *m, int l, int N, real *aux_dp) {
   const real *gw = a->gw + l * NKmax, *ln2 = a->ln2 + l * Nmax * D,
              *probs = a->probs + l * Nmax * E;
 
-  moe_combine_backward(s->send, s->dgw, s->dresid, a->ye_local + l * NKmax * D, gw, pos, N, K, D);
+  m->ops->moe_combine_backward(s->send, s->dgw, s->dresid, a->ye_local + l * NKmax * D, gw, pos, N, K, D);
   smoe_dispatch_to_slots(plan, m->comm, s->send, s->recv, s->dye, D, SMOE_PHASE_DISPATCH);
-  experts_backward(s->dxe, m->experts_grad + (size_t)l * S * P, s->dh13, s->dact, s->dye,
+  m->ops->experts_backward(s->dxe, m->experts_grad + (size_t)l * S * P, s->dh13, s->dact, s->dye,
                    a->xe + l * R * D, a->h13 + l * R * 2 * F, a->act + l * R * F,
                    m->experts + (size_t)l * S * P, plan->slot_offsets, S, D, F);
   smoe_dispatch_from_slots(plan, m->comm, s->dxe, s->recv, s->send, D, SMOE_PHASE_COMBINE);
-  memset(s->dx, 0, sizeof(real) * (size_t)N * D);
-  moe_gather_backward(s->dx, s->send, pos, N, K, D);
+  m->ops->fill(s->dx, 0, (size_t)N * D);
+  m->ops->moe_gather_backward(s->dx, s->send, pos, N, K, D);
 
   const int64_t *cc = m->choice_counts + (size_t)l * K * E;
   const double n2 = (double)m->n_tokens * (double)m->n_tokens;
@@ -523,11 +658,22 @@ static void moe_block_backward(smoe_model_t *m, int l, int N, real *aux_dp) {
     aux_dp[e] = (real)(n2 > 0 ? m->aux_coef / L * E * (double)c / n2 : 0.0);
   }
   real z_scale = (real)(m->n_tokens ? m->z_coef * 2.0 / ((double)L * m->n_tokens) : 0.0);
-  router_backward(s->drouter, probs, a->lse + l * Nmax, idx, gw, s->dgw, aux_dp, z_scale, N, E, K);
-  matmul_backward(s->dx, m->g.gate + (size_t)l * E * D, s->drouter, ln2,
+  m->ops->router_backward(s->drouter, probs, a->lse + l * Nmax, idx, gw, s->dgw, aux_dp, z_scale, N, E, K);
+  m->ops->matmul_backward(s->dx, m->g.gate + (size_t)l * E * D, s->drouter, ln2,
                   m->p.gate + (size_t)l * E * D, N, D, E);
-  rmsnorm_backward(s->dresid, m->g.ln2 + (size_t)l * D, s->dx, a->mid + l * Nmax * D,
+  m->ops->rmsnorm_backward(s->dresid, m->g.ln2 + (size_t)l * D, s->dx, a->mid + l * Nmax * D,
                    m->p.ln2 + (size_t)l * D, a->ln2_rstd + l * Nmax, N, D, &m->arena);
+}
+
+/* Sharded dense optimizer: the summed gradient of dense_grad_mem[x - base,
+ * + n), final on every rank, starts on its way to the slices' owners (a
+ * bucket); smoe_model_backward waits for all of them at its end. */
+static void dense_bucket(smoe_model_t *m, const real *x, size_t n) {
+  if (!m->dense_sharded) return;
+  size_t lo = (size_t)(x - m->dense_grad_mem);
+  smoe_comm_reduce_scatter_start(m->comm, m->dense_grad_mem, lo, lo + n, m->dense_chunk,
+                                 m->dense_grad_shard, SMOE_PHASE_DENSE_GRAD);
+  if (m->buckets_started++ == 0) m->t_first_bucket = smoe_now();
 }
 
 void smoe_model_backward(smoe_model_t *m) {
@@ -540,13 +686,18 @@ void smoe_model_backward(smoe_model_t *m) {
   const smoe_scratch_t *s = &m->s;
 
   /* the loss is the mean over the global batch's tokens */
-  crossentropy_backward(s->dlogits, a->logits, m->targets, N, d->V,
+  m->ops->crossentropy_backward(s->dlogits, a->logits, m->targets, N, d->V,
                         (real)(m->n_valid ? 1.0 / (double)m->n_valid : 0.0));
-  memset(s->dx, 0, sizeof(real) * ND);
-  matmul_backward(s->dx, g->lm_head, s->dlogits, a->lnf, p->lm_head, N, D, d->V);
-  memset(s->dresid, 0, sizeof(real) * ND);
-  rmsnorm_backward(s->dresid, g->lnf, s->dx, a->resid + (size_t)L * NDmax, p->lnf, a->lnf_rstd, N,
+  m->ops->fill(s->dx, 0, ND);
+  m->ops->matmul_backward(s->dx, g->lm_head, s->dlogits, a->lnf, p->lm_head, N, D, d->V);
+  m->ops->fill(s->dresid, 0, ND);
+  m->ops->rmsnorm_backward(s->dresid, g->lnf, s->dx, a->resid + (size_t)L * NDmax, p->lnf, a->lnf_rstd, N,
                    D, &m->arena);
+  /* buckets as their gradients become final: the final norm and the untied
+   * head (and the padding) first, each layer's tensors after its backward,
+   * the embedding (the tied head's too) last */
+  m->buckets_started = 0;
+  dense_bucket(m, g->lnf, m->dense_chunk * (size_t)m->G - (size_t)(g->lnf - m->dense_grad_mem));
 
   size_t mark = smoe_arena_mark(&m->arena);
   real *aux_dp = smoe_arena_take(&m->arena, sizeof(real) * (size_t)E);
@@ -557,33 +708,41 @@ void smoe_model_backward(smoe_model_t *m) {
     moe_block_backward(m, l, N, aux_dp);
 
     /* attention block: mid = x + atty wo^T */
-    smoe_gemm(0, 0, N, qd, D, 1, s->dresid, D, p->wo + (size_t)l * D * qd, qd, 0, s->datty, qd);
-    matmul_backward(NULL, g->wo + (size_t)l * D * qd, s->dresid, atty, p->wo + (size_t)l * D * qd,
+    m->ops->gemm(0, 0, N, qd, D, 1, s->dresid, D, p->wo + (size_t)l * D * qd, qd, 0, s->datty, qd);
+    m->ops->matmul_backward(NULL, g->wo + (size_t)l * D * qd, s->dresid, atty, p->wo + (size_t)l * D * qd,
                     N, qd, D);
-    memset(s->dq, 0, sizeof(real) * (size_t)N * qd);
-    memset(s->dk, 0, sizeof(real) * (size_t)N * kd);
-    memset(s->dv, 0, sizeof(real) * (size_t)N * kd);
-    attention_backward(s->dq, s->dk, s->dv, s->datty, a->att + (size_t)l * m->B * H * T * T, q, k,
+    m->ops->fill(s->dq, 0, (size_t)N * qd);
+    m->ops->fill(s->dk, 0, (size_t)N * kd);
+    m->ops->fill(s->dv, 0, (size_t)N * kd);
+    m->ops->attention_backward(s->dq, s->dk, s->dv, s->datty, a->att + (size_t)l * m->B * H * T * T, q, k,
                        v, B, T, H, Hkv, hd, &m->arena);
-    rope_backward(s->dq, m->rope_cos, m->rope_sin, N, T, H, hd);
-    rope_backward(s->dk, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
-    memset(s->dx, 0, sizeof(real) * ND);
-    matmul_backward(s->dx, g->wq + (size_t)l * qd * D, s->dq, ln1, p->wq + (size_t)l * qd * D, N,
+    m->ops->rope_backward(s->dq, m->rope_cos, m->rope_sin, N, T, H, hd);
+    m->ops->rope_backward(s->dk, m->rope_cos, m->rope_sin, N, T, Hkv, hd);
+    m->ops->fill(s->dx, 0, ND);
+    m->ops->matmul_backward(s->dx, g->wq + (size_t)l * qd * D, s->dq, ln1, p->wq + (size_t)l * qd * D, N,
                     D, qd);
-    matmul_backward(s->dx, g->wk + (size_t)l * kd * D, s->dk, ln1, p->wk + (size_t)l * kd * D, N,
+    m->ops->matmul_backward(s->dx, g->wk + (size_t)l * kd * D, s->dk, ln1, p->wk + (size_t)l * kd * D, N,
                     D, kd);
-    matmul_backward(s->dx, g->wv + (size_t)l * kd * D, s->dv, ln1, p->wv + (size_t)l * kd * D, N,
+    m->ops->matmul_backward(s->dx, g->wv + (size_t)l * kd * D, s->dv, ln1, p->wv + (size_t)l * kd * D, N,
                     D, kd);
-    rmsnorm_backward(s->dresid, g->ln1 + (size_t)l * D, s->dx, x, p->ln1 + (size_t)l * D,
+    m->ops->rmsnorm_backward(s->dresid, g->ln1 + (size_t)l * D, s->dx, x, p->ln1 + (size_t)l * D,
                      a->ln1_rstd + l * Nmax, N, D, &m->arena);
+    dense_bucket(m, g->ln1 + (size_t)l * D, (size_t)D);
+    dense_bucket(m, g->wq + (size_t)l * qd * D, (size_t)qd * D);
+    dense_bucket(m, g->wk + (size_t)l * kd * D, (size_t)kd * D);
+    dense_bucket(m, g->wv + (size_t)l * kd * D, (size_t)kd * D);
+    dense_bucket(m, g->wo + (size_t)l * D * qd, (size_t)D * qd);
+    dense_bucket(m, g->ln2 + (size_t)l * D, (size_t)D);
+    dense_bucket(m, g->gate + (size_t)l * E * D, (size_t)E * D);
   }
   smoe_arena_release(&m->arena, mark);
-  embedding_backward(g->embed, s->dresid, m->inputs, N, D, d->V);
+  m->ops->embedding_backward(g->embed, s->dresid, m->inputs, N, D, d->V);
+  m->t_backward_done = smoe_now();
   /* data parallel: dense gradients summed over the ranks: this rank's slice
-   * (sharded optimizer), or all of them in buckets */
+   * (sharded optimizer), or all of them */
   if (m->dense_sharded) {
-    smoe_comm_reduce_scatter_real(m->comm, m->dense_grad_mem, m->dense_grad_shard, m->dense_chunk,
-                                  SMOE_PHASE_DENSE_GRAD);
+    dense_bucket(m, g->embed, (size_t)d->V * D);
+    smoe_comm_wait_all(m->comm);
     return;
   }
   const size_t bucket = (size_t)1 << 22;

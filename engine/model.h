@@ -3,7 +3,8 @@
  *
  * Memory follows llm.c: the dense parameters live in one allocation with a
  * table of shaped pointers (smoe_dense_t), their gradients in a second with
- * the same layout; this rank's expert slots are one (L, S, P) buffer (see
+ * the same layout (every such buffer from the backend's allocator, and every
+ * per-token op through its op table: backend.h); this rank's expert slots are one (L, S, P) buffer (see
  * moe.h for P), their gradients a second; activations and backward scratch
  * are allocated once for a batch of B sequences. Temporary arrays of a
  * forward or backward (router counts, dispatch plans, the split, per-thread
@@ -14,17 +15,20 @@
  * its own for arrays over 1 KiB.
  *
  * Over G ranks (comm.h) the dense parameters are replicated (data parallel:
- * each rank runs its share of the batch, gradients are all-reduced) and the
- * experts are spread over the ranks' slots by the placement; each MoE layer
+ * each rank runs its share of the batch, gradients are summed) and the
+ * experts are spread over the ranks' slots by the placement (a rank holds
+ * only the experts of its slots, never the whole (L, E, P) tensor); each MoE layer
  * dispatches token rows to the slots and combines the outputs (dispatch.h).
  * Losses and gradients are those of the whole global batch on every rank.
- * The tensor table names every HF tensor (name, shape, buffer, offset), so
- * export, the PyTorch reference and, later, the sharded optimizer and the
- * checkpoint code walk one table instead of hard-coding indices. */
+ * The tensor table names every HF tensor (name, shape, buffer, offset; an
+ * expert's offset is into a virtual (L, E, P) array that nothing allocates),
+ * so export, import and the PyTorch reference walk one table instead of
+ * hard-coding indices. */
 #ifndef SMOE_MODEL_H
 #define SMOE_MODEL_H
 
 #include "arena.h"
+#include "backend.h"
 #include "comm.h"
 #include "common.h"
 #include "config.h"
@@ -78,10 +82,9 @@ typedef struct {
   real *probs;    /* (L, N, E) router softmax */
   real *lse;      /* (L, N) router logsumexp */
   real *gw;       /* (L, N, K) renormalised gate weights */
-  real *xe;       /* (L, N*K, D) expert inputs, expert-sorted */
-  real *h13;      /* (L, N*K, 2F) w1 and w3 outputs */
-  real *act;      /* (L, N*K, F) silu(h1) * h3 */
-  real *ye;       /* (L, N*K, D) expert outputs */
+  real *xe;       /* (L, R, D) expert inputs in slot order (R = rows_max) */
+  real *h13;      /* (L, R, 2F) w1 and w3 outputs */
+  real *act;      /* (L, R, F) silu(h1) * h3 */
   real *lnf;      /* (N, D) */
   real *lnf_rstd; /* (N) */
   real *logits;   /* (N, V); probabilities after the loss */
@@ -102,7 +105,7 @@ typedef struct {
   real *drouter; /* (N, E) */
   real *dgw;     /* (N, K) */
   real *send;    /* (N*K, D) rows in send order */
-  real *recv;    /* (R, D) rows in receive order; R = G*N*K, the most a rank can get */
+  real *recv;    /* (R, D) rows in receive order; R = rows_max */
   real *yslot;   /* (R, D) expert outputs in slot order */
   real *dye;     /* (R, D) */
   real *dxe;     /* (R, D) */
@@ -111,6 +114,7 @@ typedef struct {
 } smoe_scratch_t;
 
 typedef struct {
+  const smoe_ops_t *ops; /* the backend every per-token op runs on (backend.h) */
   smoe_dims_t dims;
   double aux_coef, z_coef;
   int B;      /* sequences allocated per forward */
@@ -123,12 +127,16 @@ typedef struct {
   size_t dense_chunk, dense_lo, dense_len; /* chunk = ceil(n_dense / G) */
   int dense_sharded;      /* training.dense_optimizer = sharded: backward reduce-scatters */
   real *dense_grad_shard; /* (dense_chunk) this rank's slice of the summed dense gradients */
+  int buckets_started;    /* the last backward's dense reduce-scatter buckets (sharded) */
+  double t_first_bucket;  /* when it started the first (smoe_now) */
+  double t_backward_done; /* when its compute ended, before it waited for the buckets */
   real *experts;      /* (L, S, P) the expert replicas in this rank's slots */
   real *experts_grad; /* (L, S, P) */
   size_t n_experts;   /* L * S * P */
-  real *experts_full; /* (L, E, P) every expert, what the tensor table names; == experts
-                         when one rank's slots hold every expert in order, else filled by
-                         the caller (the optimizer shards) */
+  int one_slot_each;  /* one rank whose slot s holds expert s (then experts is (L, E, P)) */
+  int *expert_tensor; /* (L, E) the table index of each expert's w1 (w3, w2 follow) */
+  uint64_t init_seed; /* the initialiser's seed and standard deviation */
+  double init_std;
   real *expert_bias;  /* (L, E) aux-loss-free selection bias; not trained by gradients */
 
   /* the world and the placement */
@@ -145,6 +153,8 @@ typedef struct {
   uint64_t split_hash; /* fingerprint of the last forward's splits */
   smoe_drops_t drops; /* which routed tokens are computed (the policy's rule, policy.h) */
   smoe_dispatch_t *plans; /* (L) the last forward's exchange plans */
+  size_t rows_max;   /* R: the most rows this rank's slots receive in a layer, the
+                        policy's bound (smoe_drops_rows_bound); expert buffers hold R rows */
 
   smoe_tensor_t *tensors;
   int n_tensors;
@@ -171,6 +181,19 @@ typedef struct {
   int64_t *dropped;             /* (L) assignments dropped by capacity, over all ranks */
 } smoe_model_t;
 
+/* What smoe_model_init_dist allocates on one of G ranks for batches of B
+ * sequences, computed without allocating (the same region lists): bytes of
+ * the dense parameters, gradients, expert bias and gradient slice (dense),
+ * the slots' weights and gradients (slots), the activations (acts) and the
+ * backward scratch, exchange buffers and plans (exchange). */
+typedef struct {
+  int S;
+  size_t rows_max, n_dense, dense_chunk;
+  size_t dense, slots, acts, exchange;
+} smoe_model_plan_t;
+int smoe_model_plan(const smoe_config_t *c, int G, int B, smoe_model_plan_t *out,
+                    smoe_err_t *err);
+
 /* Sizes from the config; allocates everything for batches of up to B
  * sequences per rank on the ranks of comm, places the experts
  * (placement.policy) and initialises parameters from cfg->seed (the same
@@ -188,19 +211,30 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B);
 void smoe_model_zero_grad(smoe_model_t *m);
 /* Gradients of m->loss from the last forward, accumulated into the grads;
  * dense gradients are then summed over the ranks: all-reduced into
- * dense_grad_mem, or (dense_sharded) reduce-scattered, this rank's slice
- * into dense_grad_shard (dense_grad_mem keeps this rank's own sums). */
+ * dense_grad_mem after the pass, or (dense_sharded) reduce-scattered, this
+ * rank's slice into dense_grad_shard (dense_grad_mem keeps this rank's own
+ * sums), in buckets started during the pass as each layer's gradients are
+ * final, so the exchange overlaps the layers below; waited for at the end. */
 void smoe_model_backward(smoe_model_t *m);
 
 /* Takes placement p (a copy) for the next forward: routes tokens to it. The
  * slots must already hold its weights (smoe_shards_weights). */
 void smoe_model_set_placement(smoe_model_t *m, const smoe_placement_t *p);
-/* this rank's slots <- experts_full, for the current placement. */
-void smoe_model_scatter_experts(smoe_model_t *m);
 
-/* A tensor's values: dense ones live, expert ones in experts_full. */
+/* Values [lo, lo + n) of expert (l, e)'s vector (moe.h) as the initialiser
+ * makes them from the config's seed: a function of (seed, tensor, element)
+ * only, so slots and shards are filled without the whole expert tensor. */
+void smoe_model_expert_init(const smoe_model_t *m, int l, int e, size_t lo, size_t n, real *out);
+/* The first slot of this rank holding expert (l, e) (P values), or NULL. */
+real *smoe_model_expert(const smoe_model_t *m, int l, int e);
+/* Values [off, off + n) of expert (l, e) into every slot of this rank holding it. */
+void smoe_model_put_expert(smoe_model_t *m, int l, int e, size_t off, const real *x, size_t n);
+
+/* A tensor's values: dense ones always; an expert's where one of this
+ * rank's slots holds it, else NULL (no rank holds every expert, unless it
+ * is the only one). */
 real *smoe_tensor_data(const smoe_model_t *m, const smoe_tensor_t *t);
-/* A tensor's gradient; expert gradients only in a world of one (NULL else). */
+/* A tensor's gradient; expert gradients only when one_slot_each (NULL else). */
 real *smoe_tensor_grad(const smoe_model_t *m, const smoe_tensor_t *t);
 const smoe_tensor_t *smoe_model_find(const smoe_model_t *m, const char *name);
 

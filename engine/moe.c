@@ -6,7 +6,7 @@
 
 #include "ops.h"
 
-void router_forward(real *probs, real *lse, int32_t *idx, real *gw, const real *bias, int N, int E,
+void smoe_router_forward(real *probs, real *lse, int32_t *idx, real *gw, const real *bias, int N, int E,
                     int K) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
@@ -44,7 +44,7 @@ void router_forward(real *probs, real *lse, int32_t *idx, real *gw, const real *
   }
 }
 
-void router_stats(int64_t *choice_counts, double *prob_sum, double *z_sum, const real *probs,
+void smoe_router_stats(int64_t *choice_counts, double *prob_sum, double *z_sum, const real *probs,
                   const real *lse, const int32_t *idx, int N, int E, int K) {
   memset(choice_counts, 0, sizeof(int64_t) * (size_t)K * E);
   for (int n = 0; n < N; n++)
@@ -58,7 +58,7 @@ void router_stats(int64_t *choice_counts, double *prob_sum, double *z_sum, const
   *z_sum = z;
 }
 
-double router_aux_loss(const int64_t *choice_counts, const double *prob_sum, int64_t n_tokens,
+double smoe_router_aux_loss(const int64_t *choice_counts, const double *prob_sum, int64_t n_tokens,
                        int E, int K) {
   double s = 0;
   for (int k = 0; k < K; k++)
@@ -66,7 +66,7 @@ double router_aux_loss(const int64_t *choice_counts, const double *prob_sum, int
   return E * s / ((double)n_tokens * (double)n_tokens);
 }
 
-void router_backward(real *dlogits, const real *probs, const real *lse, const int32_t *idx,
+void smoe_router_backward(real *dlogits, const real *probs, const real *lse, const int32_t *idx,
                      const real *gw, const real *dgw, const real *aux_dp, real z_scale, int N,
                      int E, int K) {
 #pragma omp parallel for
@@ -92,7 +92,7 @@ void router_backward(real *dlogits, const real *probs, const real *lse, const in
   }
 }
 
-void moe_gather(real *xe, const real *x, const int *pos, int N, int K, int D) {
+void smoe_moe_gather(real *xe, const real *x, const int *pos, int N, int K, int D) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++)
     for (int k = 0; k < K; k++)
@@ -100,7 +100,7 @@ void moe_gather(real *xe, const real *x, const int *pos, int N, int K, int D) {
         memcpy(xe + (size_t)pos[(size_t)n * K + k] * D, x + (size_t)n * D, sizeof(real) * (size_t)D);
 }
 
-void moe_gather_backward(real *dx, const real *dxe, const int *pos, int N, int K, int D) {
+void smoe_moe_gather_backward(real *dx, const real *dxe, const int *pos, int N, int K, int D) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++)
     for (int k = 0; k < K; k++) {
@@ -111,7 +111,7 @@ void moe_gather_backward(real *dx, const real *dxe, const int *pos, int N, int K
     }
 }
 
-void moe_combine(real *out, const real *ye, const real *gw, const int *pos, int N, int K, int D) {
+void smoe_moe_combine(real *out, const real *ye, const real *gw, const int *pos, int N, int K, int D) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++)
     for (int k = 0; k < K; k++) {
@@ -122,7 +122,7 @@ void moe_combine(real *out, const real *ye, const real *gw, const int *pos, int 
     }
 }
 
-void moe_combine_backward(real *dye, real *dgw, const real *dout, const real *ye, const real *gw,
+void smoe_moe_combine_backward(real *dye, real *dgw, const real *dout, const real *ye, const real *gw,
                           const int *pos, int N, int K, int D) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++)
@@ -144,7 +144,7 @@ void moe_combine_backward(real *dye, real *dgw, const real *dout, const real *ye
 
 static inline real sigmoid(real x) { return 1 / (1 + r_exp(-x)); }
 
-void experts_forward(real *ye, real *h13, real *act, const real *xe, const real *experts,
+void smoe_experts_forward(real *ye, real *h13, real *act, const real *xe, const real *experts,
                      const int *offsets, int E, int D, int F) {
   const size_t P = smoe_expert_numel(D, F);
   for (int e = 0; e < E; e++) {
@@ -152,18 +152,18 @@ void experts_forward(real *ye, real *h13, real *act, const real *xe, const real 
     if (n == 0) continue;
     const real *w13 = experts + e * P, *w2 = w13 + 2 * (size_t)F * D;
     real *h = h13 + (size_t)r0 * 2 * F, *a = act + (size_t)r0 * F;
-    matmul_forward(h, xe + (size_t)r0 * D, w13, n, D, 2 * F);
+    smoe_matmul_forward(h, xe + (size_t)r0 * D, w13, n, D, 2 * F);
 #pragma omp parallel for
     for (int r = 0; r < n; r++) {
       const real *h1 = h + (size_t)r * 2 * F, *h3 = h1 + F;
       real *ar = a + (size_t)r * F;
       for (int i = 0; i < F; i++) ar[i] = h1[i] * sigmoid(h1[i]) * h3[i];
     }
-    matmul_forward(ye + (size_t)r0 * D, a, w2, n, F, D);
+    smoe_matmul_forward(ye + (size_t)r0 * D, a, w2, n, F, D);
   }
 }
 
-void experts_backward(real *dxe, real *dexperts, real *dh13, real *dact, const real *dye,
+void smoe_experts_backward(real *dxe, real *dexperts, real *dh13, real *dact, const real *dye,
                       const real *xe, const real *h13, const real *act, const real *experts,
                       const int *offsets, int E, int D, int F) {
   const size_t P = smoe_expert_numel(D, F);
@@ -176,7 +176,7 @@ void experts_backward(real *dxe, real *dexperts, real *dh13, real *dact, const r
     real *da = dact + (size_t)r0 * F, *dh = dh13 + (size_t)r0 * 2 * F;
     /* ye = act w2^T: dact = dye w2 (written), dw2 += dye^T act */
     smoe_gemm(0, 0, n, F, D, 1, dy, D, w2, F, 0, da, F);
-    matmul_backward(NULL, dw2, dy, act + (size_t)r0 * F, w2, n, F, D);
+    smoe_matmul_backward(NULL, dw2, dy, act + (size_t)r0 * F, w2, n, F, D);
     /* act = silu(h1) h3: dh1 = dact h3 silu'(h1), dh3 = dact silu(h1) */
 #pragma omp parallel for
     for (int r = 0; r < n; r++) {
@@ -190,6 +190,6 @@ void experts_backward(real *dxe, real *dexperts, real *dh13, real *dact, const r
     }
     /* h13 = xe w13^T: dxe = dh13 w13 (written), dw13 += dh13^T xe */
     smoe_gemm(0, 0, n, D, 2 * F, 1, dh, 2 * F, w13, D, 0, dxe + (size_t)r0 * D, D);
-    matmul_backward(NULL, dw13, dh, xe + (size_t)r0 * D, w13, n, D, 2 * F);
+    smoe_matmul_backward(NULL, dw13, dh, xe + (size_t)r0 * D, w13, n, D, 2 * F);
   }
 }

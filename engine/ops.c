@@ -19,23 +19,23 @@ void smoe_gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, i
 #endif
 }
 
-void matmul_forward(real *out, const real *inp, const real *w, int N, int C, int OC) {
+void smoe_matmul_forward(real *out, const real *inp, const real *w, int N, int C, int OC) {
   smoe_gemm(0, 1, N, OC, C, 1, inp, C, w, C, 0, out, OC);
 }
 
-void matmul_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
+void smoe_matmul_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
                      int N, int C, int OC) {
   if (dinp) smoe_gemm(0, 0, N, C, OC, 1, dout, OC, w, C, 1, dinp, C);
   if (dw) smoe_gemm(1, 0, OC, C, N, 1, dout, OC, inp, C, 1, dw, C);
 }
 
-void embedding_forward(real *out, const int32_t *tokens, const real *table, int N, int D) {
+void smoe_embedding_forward(real *out, const int32_t *tokens, const real *table, int N, int D) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++)
     memcpy(out + (size_t)n * D, table + (size_t)tokens[n] * D, sizeof(real) * (size_t)D);
 }
 
-void embedding_backward(real *dtable, const real *dout, const int32_t *tokens, int N, int D,
+void smoe_embedding_backward(real *dtable, const real *dout, const int32_t *tokens, int N, int D,
                         int V) {
   /* Rows of one token id may repeat, so split the work by feature columns. */
 #pragma omp parallel
@@ -51,7 +51,7 @@ void embedding_backward(real *dtable, const real *dout, const int32_t *tokens, i
   (void)V;
 }
 
-void rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w, int N, int D,
+void smoe_rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w, int N, int D,
                      double eps) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
@@ -65,7 +65,7 @@ void rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w, int 
   }
 }
 
-void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
+void smoe_rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, const real *w,
                       const real *rstd, int N, int D, smoe_arena_t *scratch) {
   /* y_i = w_i x_i r, r = (mean x^2 + eps)^-1/2:
    * dx_i = r (w_i dy_i) - x_i r^3 / D * sum_j w_j dy_j x_j;  dw_i = sum_n dy_i x_i r. */
@@ -100,7 +100,7 @@ void rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp, c
   smoe_arena_release(scratch, mark);
 }
 
-void rope_tables(real *cos_t, real *sin_t, int T, int d, double theta) {
+void smoe_rope_tables(real *cos_t, real *sin_t, int T, int d, double theta) {
   int h = d / 2;
   for (int t = 0; t < T; t++)
     for (int j = 0; j < h; j++) {
@@ -131,11 +131,11 @@ static void rope_apply(real *x, const real *cos_t, const real *sin_t, int N, int
   }
 }
 
-void rope_forward(real *x, const real *cos_t, const real *sin_t, int N, int T, int nh, int d) {
+void smoe_rope_forward(real *x, const real *cos_t, const real *sin_t, int N, int T, int nh, int d) {
   rope_apply(x, cos_t, sin_t, N, T, nh, d, 1);
 }
 
-void rope_backward(real *dx, const real *cos_t, const real *sin_t, int N, int T, int nh, int d) {
+void smoe_rope_backward(real *dx, const real *cos_t, const real *sin_t, int N, int T, int nh, int d) {
   rope_apply(dx, cos_t, sin_t, N, T, nh, d, -1);
 }
 
@@ -144,7 +144,7 @@ void rope_backward(real *dx, const real *cos_t, const real *sin_t, int N, int T,
  * a parallel region on the calling thread. The causal T x T products are
  * computed whole (BLAS beats a triangular loop by far at these sizes) and
  * the upper triangle is masked to probability 0. */
-void attention_forward(real *out, real *att, const real *q, const real *k, const real *v, int B,
+void smoe_attention_forward(real *out, real *att, const real *q, const real *k, const real *v, int B,
                        int T, int H, int Hkv, int d) {
   const int qs = H * d, ks = Hkv * d, group = H / Hkv;
   const real scale = (real)(1.0 / sqrt((double)d));
@@ -169,7 +169,7 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
     }
 }
 
-void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,
+void smoe_attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,
                         const real *q, const real *k, const real *v, int B, int T, int H, int Hkv,
                         int d, smoe_arena_t *scratch) {
   const int qs = H * d, ks = Hkv * d, group = H / Hkv;
@@ -211,7 +211,7 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
   smoe_arena_release(scratch, mark);
 }
 
-double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid,
+double smoe_crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid,
                             smoe_arena_t *scratch) {
   size_t mark = smoe_arena_mark(scratch);
   double *nll = smoe_arena_take(scratch, sizeof(double) * (size_t)(N > 0 ? N : 1));
@@ -241,7 +241,7 @@ double crossentropy_forward(real *logits, const int32_t *targets, int N, int V, 
   return valid ? total / valid : 0.0;
 }
 
-void crossentropy_backward(real *dlogits, const real *probs, const int32_t *targets, int N, int V,
+void smoe_crossentropy_backward(real *dlogits, const real *probs, const int32_t *targets, int N, int V,
                            real scale) {
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
@@ -254,9 +254,4 @@ void crossentropy_backward(real *dlogits, const real *probs, const int32_t *targ
     for (int i = 0; i < V; i++) g[i] = scale * p[i];
     g[targets[n]] -= scale;
   }
-}
-
-void vec_add(real *y, const real *x, size_t n) {
-#pragma omp parallel for
-  for (size_t i = 0; i < n; i++) y[i] += x[i];
 }

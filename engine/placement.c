@@ -27,6 +27,10 @@ int smoe_slots_per_rank(const char *policy, int requested, int E, int G, smoe_er
   int per = (E + G - 1) / G; /* E/G rounded up */
   int S = requested > 0 ? requested : adaptive ? (per + 1 > 2 * per ? per + 1 : 2 * per) : E / G;
   if (requested <= 0 && S > E) S = E; /* a rank holds at most one replica of each expert */
+  if (requested <= 0 && S < 1)
+    return smoe_fail(err, "placement.policy = %s holds each of the %d experts once, in one slot: "
+                     "%d ranks are more than the experts (use at most %d ranks, or an adaptive "
+                     "policy such as swiftmoe)", policy, E, G, E);
   if ((int64_t)G * S < E || S < 1)
     return smoe_fail(err,
                      "placement.slots_per_rank = %d is too few: %d ranks x %d slots must hold all "

@@ -8,16 +8,20 @@
 
 static const char *names[] = {"static", "capacity", "random", "swiftmoe", "symi"};
 
+int smoe_policy_kind(const char *name, smoe_policy_kind_t *kind, smoe_err_t *err) {
+  for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+    if (strcmp(name, names[i]) == 0) {
+      *kind = (smoe_policy_kind_t)i;
+      return 0;
+    }
+  return smoe_fail(err, "placement.policy = %s: expected static, capacity, random, swiftmoe or "
+                   "symi", name);
+}
+
 int smoe_policy_init(smoe_policy_t *p, const char *name, int L, int E, int G, int S,
                      uint64_t seed, double ema, smoe_err_t *err) {
   memset(p, 0, sizeof *p);
-  int k = -1;
-  for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-    if (strcmp(name, names[i]) == 0) k = i;
-  if (k < 0)
-    return smoe_fail(err, "placement.policy = %s: expected static, capacity, random, swiftmoe or "
-                     "symi", name);
-  p->kind = (smoe_policy_kind_t)k;
+  if (smoe_policy_kind(name, &p->kind, err) != 0) return -1;
   p->L = L, p->E = E, p->G = G, p->S = S, p->seed = seed, p->ema = ema;
   p->loads = xcalloc((size_t)L * E, sizeof(double));
   return 0;
@@ -70,6 +74,16 @@ int64_t smoe_drops_quota(const smoe_drops_t *d, const int64_t *counts, int rows,
     dropped += total - given;
   }
   return dropped;
+}
+
+int64_t smoe_drops_rows_bound(const smoe_drops_t *d, int G, int S, int E, int K, int64_t N) {
+  const int64_t any = (int64_t)G * N * (K < S ? K : S);
+  int64_t b = any;
+  if (d->kind == SMOE_DROPS_CAPACITY)
+    b = (int64_t)S * G * smoe_capacity(d->factor, d->min_capacity, K, N, E);
+  if (d->kind == SMOE_DROPS_SYMI)
+    b = (int64_t)S * ((int64_t)ceil(d->factor * K * (double)G * N / ((double)G * S)) + G);
+  return b < any ? b : any;
 }
 
 /* One layer planned from loads (E) and src (G, E) or NULL. */

@@ -33,6 +33,8 @@ typedef struct {
 } smoe_policy_t;
 
 /* Returns 0, or -1 with err naming the policy and the allowed ones. */
+/* The policy called name, or -1 with err naming the choices. */
+int smoe_policy_kind(const char *name, smoe_policy_kind_t *kind, smoe_err_t *err);
 int smoe_policy_init(smoe_policy_t *p, const char *name, int L, int E, int G, int S,
                      uint64_t seed, double ema, smoe_err_t *err);
 void smoe_policy_free(smoe_policy_t *p);
@@ -76,5 +78,19 @@ smoe_drops_t smoe_policy_drops(smoe_policy_kind_t kind, double factor, int64_t m
  *   none: everything (allowed = counts). */
 int64_t smoe_drops_quota(const smoe_drops_t *d, const int64_t *counts, int rows, int E, int K,
                          int64_t n_tokens, const int *replicas, int G, int S, int64_t *allowed);
+
+/* The most rows one rank's S slots can receive in one MoE layer, when each
+ * of the G ranks routes N tokens to K distinct experts each (E experts in
+ * all); the expert activation and exchange buffers are sized by it:
+ *   no drops (static, random, swiftmoe): G N min(K, S): a token sends a rank
+ *     at most one row for each expert it chose, and the rank holds at most S
+ *     distinct experts (any placement, any split);
+ *   capacity: S G cap, cap = max(min_capacity, ceil(factor K N / E)): each
+ *     slot receives at most cap rows from each rank;
+ *   symi: S (ceil(factor K G N / (G S)) + G): the even split gives a slot
+ *     its share of its expert's capacity, plus at most one row of remainder
+ *     from each rank;
+ * the smaller of the first and the policy's own. */
+int64_t smoe_drops_rows_bound(const smoe_drops_t *d, int G, int S, int E, int K, int64_t N);
 
 #endif

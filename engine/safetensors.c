@@ -353,10 +353,11 @@ int smoe_st_write(const char *path, const smoe_st_entry_t *entries, int n, smoe_
   for (int i = 0; ok && i < n; i++) {
     uint64_t numel = 1;
     for (int d = 0; d < entries[i].ndim; d++) numel *= (uint64_t)entries[i].shape[d];
+    const real *data = entries[i].data ? entries[i].data : entries[i].fetch(entries[i].arg, i);
     for (uint64_t k = 0; ok && k < numel; k += CHUNK) {
       size_t m = numel - k < CHUNK ? (size_t)(numel - k) : CHUNK;
       for (size_t j = 0; j < m; j++) {
-        real v = entries[i].data[k + j];
+        real v = data[k + j];
         float x = (float)v;
         uint16_t h;
         double d = (double)v;

@@ -48,12 +48,16 @@ const char *smoe_st_metadata(const smoe_st_t *st, const char *key);
 /* Reads tensor t converted to `real` into dst (t->numel elements). */
 int smoe_st_read(smoe_st_t *st, const smoe_st_tensor_t *t, real *dst, smoe_err_t *err);
 
-/* One tensor to write: data is `real`, stored as dtype. */
+/* One tensor to write: data is `real`, stored as dtype. With data NULL the
+ * writer calls fetch(arg, i) for it (i: the entry's index) just before
+ * writing its bytes, in entry order: tensors streamed one at a time. */
 typedef struct {
   const char *name;
   int ndim;
   int64_t shape[SMOE_ST_MAXDIM];
   const real *data;
+  const real *(*fetch)(void *arg, int i);
+  void *arg;
 } smoe_st_entry_t;
 
 /* Writes entries (in order) as dtype to path, through path.tmp + fsync +

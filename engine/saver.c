@@ -35,6 +35,15 @@ void smoe_saver_dir(const smoe_config_t *c, const char *out_dir, char *dir, size
     snprintf(dir, n, "%s/state", out_dir);
 }
 
+size_t smoe_saver_staging_plan(const smoe_config_t *c, size_t shard_n, size_t dense_len) {
+  const size_t le = (size_t)c->n_layers * c->num_experts, rb = sizeof(real);
+  /* the regions of smoe_saver_open: three shard buffers, three dense
+   * slices, the bias, the planner's loads and the position */
+  size_t total = 3 * shard_n * rb + 3 * dense_len * rb + le * rb + le * sizeof(double) +
+                 sizeof(((smoe_saver_t *)0)->pos);
+  return smoe_ckpt_staging_for(total, (size_t)c->ckpt_chunk_mb << 20);
+}
+
 int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
                     smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err) {
   memset(sv, 0, sizeof *sv);

@@ -33,6 +33,9 @@ void smoe_saver_dir(const smoe_config_t *c, const char *out_dir, char *dir, size
 
 /* Opens this rank's store (creating it) and the event loop; the regions
  * point into m, sh, pol, dm and dv, which must outlive the saver. */
+/* The staging bytes smoe_saver_open's checkpoint takes (smoe_ckpt_staging_bytes)
+ * for shards of shard_n elements per buffer and a dense slice of dense_len. */
+size_t smoe_saver_staging_plan(const smoe_config_t *c, size_t shard_n, size_t dense_len);
 int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
                     smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err);
 /* Waits for a write in flight, closes the store. */

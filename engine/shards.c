@@ -3,15 +3,26 @@
 
 #include <string.h>
 
-/* Zeroed elements, counted in sh->bytes. */
+/* Zeroed elements from the backend, counted in sh->bytes. */
 static real *alloc(smoe_shards_t *sh, size_t n) {
   sh->bytes += smoe_mul(n, sizeof(real));
-  return xcalloc(n, sizeof(real));
+  return sh->ops->alloc(smoe_mul(n, sizeof(real)));
 }
 
-void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_comm_t *c,
-                      int replicated) {
+void smoe_shards_plan(int L, int E, size_t P, int S, int G, int rank, int replicated,
+                      size_t *n, size_t *state_bytes, size_t *exchange_bytes) {
+  const size_t chunk = replicated ? P : (P + (size_t)G - 1) / (size_t)G, rb = sizeof(real);
+  *n = smoe_mul(smoe_mul((size_t)L, (size_t)E), chunk);
+  size_t scratch = replicated ? *n : smoe_mul(smoe_mul((size_t)L * G, (size_t)S), chunk);
+  *state_bytes = 4 * *n * rb; /* master | exp_avg | exp_avg_sq, grad */
+  *exchange_bytes = 2 * scratch * rb + sizeof(int64_t) * (size_t)G * 4 +
+                    (rank == 0 && !replicated ? smoe_mul((size_t)G, chunk) * rb : 0);
+}
+
+void smoe_shards_init(smoe_shards_t *sh, const smoe_ops_t *ops, int L, int E, size_t P, int S,
+                      smoe_comm_t *c, int replicated) {
   memset(sh, 0, sizeof *sh);
+  sh->ops = ops;
   sh->L = L, sh->E = E, sh->S = S, sh->P = P, sh->replicated = replicated;
   sh->G = smoe_comm_size(c), sh->rank = smoe_comm_rank(c);
   sh->chunk = replicated ? P : (P + (size_t)sh->G - 1) / (size_t)sh->G;
@@ -23,15 +34,21 @@ void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_com
   sh->send = alloc(sh, scratch);
   sh->recv = alloc(sh, scratch);
   sh->counts = xcalloc((size_t)sh->G * 4, sizeof(int64_t));
-  sh->exchange_bytes = 2 * scratch * sizeof(real) + sizeof(int64_t) * (size_t)sh->G * 4;
+  if (sh->rank == 0 && !replicated) sh->gathered = alloc(sh, smoe_mul((size_t)sh->G, sh->chunk));
   sh->bytes += sizeof(int64_t) * (size_t)sh->G * 4;
+  /* of which exchange: send, recv, counts and the gathered expert */
+  sh->exchange_bytes = 2 * scratch * sizeof(real) + sizeof(int64_t) * (size_t)sh->G * 4 +
+                       (sh->gathered ? smoe_mul((size_t)sh->G, sh->chunk) * sizeof(real) : 0);
 }
 
 void smoe_shards_free(smoe_shards_t *sh) {
-  free(sh->state);
-  free(sh->grad);
-  free(sh->send);
-  free(sh->recv);
+  if (sh->ops) {
+    sh->ops->free(sh->state);
+    sh->ops->free(sh->grad);
+    sh->ops->free(sh->send);
+    sh->ops->free(sh->recv);
+    sh->ops->free(sh->gathered);
+  }
   free(sh->counts);
   memset(sh, 0, sizeof *sh);
 }
@@ -43,33 +60,33 @@ static size_t slice_len(const smoe_shards_t *sh, int g) {
   return lo >= sh->P ? 0 : (sh->P - lo < sh->chunk ? sh->P - lo : sh->chunk);
 }
 
-void smoe_shards_load(smoe_shards_t *sh, const real *full) {
+void smoe_shards_fill(smoe_shards_t *sh, smoe_expert_init_fn fn, const void *arg) {
   const int owner = sh->replicated ? 0 : sh->rank;
-  const size_t len = slice_len(sh, owner);
-  for (size_t le = 0; le < (size_t)sh->L * sh->E; le++) {
-    real *dst = sh->master + le * sh->chunk;
-    memset(dst, 0, sizeof(real) * sh->chunk);
-    memcpy(dst, full + le * sh->P + (size_t)owner * sh->chunk, sizeof(real) * len);
-  }
+  const size_t lo = (size_t)owner * sh->chunk, len = slice_len(sh, owner);
+  for (int l = 0; l < sh->L; l++)
+    for (int e = 0; e < sh->E; e++) {
+      real *dst = sh->master + ((size_t)l * sh->E + e) * sh->chunk;
+      sh->ops->fill(dst, 0, sh->chunk);
+      if (len) fn(arg, l, e, lo, len, dst);
+    }
 }
 
-void smoe_shards_gather(smoe_shards_t *sh, smoe_comm_t *c, real *full) {
-  const size_t LE = (size_t)sh->L * sh->E;
-  if (sh->replicated) { /* every rank has every expert */
-    for (size_t le = 0; le < LE; le++)
-      memcpy(full + le * sh->P, sh->master + le * sh->chunk, sizeof(real) * sh->P);
-    return;
-  }
-  /* one expert at a time: rank 0 holds G slices of one expert beyond full */
-  real *all = sh->rank == 0 ? xmalloc(sizeof(real) * sh->chunk * (size_t)sh->G) : NULL;
-  for (size_t le = 0; le < LE; le++) {
-    smoe_comm_gather(c, sh->master + le * sh->chunk, all, sizeof(real) * sh->chunk,
-                     SMOE_PHASE_OTHER);
-    for (int g = 0; all && g < sh->G; g++)
-      memcpy(full + le * sh->P + (size_t)g * sh->chunk, all + (size_t)g * sh->chunk,
-             sizeof(real) * slice_len(sh, g));
-  }
-  free(all);
+void smoe_shards_put(smoe_shards_t *sh, int l, int e, size_t off, const real *x, size_t n) {
+  const int owner = sh->replicated ? 0 : sh->rank;
+  size_t lo = (size_t)owner * sh->chunk, hi = lo + slice_len(sh, owner);
+  lo = lo > off ? lo : off;
+  hi = hi < off + n ? hi : off + n;
+  if (lo < hi)
+    sh->ops->copy(sh->master + ((size_t)l * sh->E + e) * sh->chunk + (lo - (size_t)owner * sh->chunk),
+                  x + (lo - off), hi - lo);
+}
+
+const real *smoe_shards_gather_one(smoe_shards_t *sh, smoe_comm_t *c, int l, int e) {
+  const real *mine = sh->master + ((size_t)l * sh->E + e) * sh->chunk;
+  if (sh->replicated) return sh->rank == 0 ? mine : NULL; /* every rank has every expert */
+  /* the slices in rank order are the expert's vector (then the padding) */
+  smoe_comm_gather(c, mine, sh->gathered, sizeof(real) * sh->chunk, SMOE_PHASE_OTHER);
+  return sh->gathered;
 }
 
 /* The expert of slot s of rank g in layer l, or -1. */
@@ -81,15 +98,14 @@ void smoe_shards_grads(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t
                        const real *slot_grad) {
   const int L = sh->L, G = sh->G, S = sh->S, E = sh->E, me = sh->rank;
   const size_t P = sh->P, ch = sh->chunk;
-  memset(sh->grad, 0, sizeof(real) * sh->n);
+  const smoe_ops_t *o = sh->ops;
+  o->fill(sh->grad, 0, sh->n);
   if (sh->replicated) { /* baseline: every rank sums every expert's full gradient */
     for (int l = 0; l < L; l++)
       for (int s = 0; s < S; s++) {
         int e = expert_at(p, l, me, s);
         if (e >= 0) {
-          real *dst = sh->grad + ((size_t)l * E + e) * P;
-          const real *src = slot_grad + ((size_t)l * S + s) * P;
-          for (size_t i = 0; i < P; i++) dst[i] += src[i];
+          o->add(sh->grad + ((size_t)l * E + e) * P, slot_grad + ((size_t)l * S + s) * P, P);
         }
       }
     smoe_comm_allreduce_real(c, sh->grad, sh->n, SMOE_PHASE_GRAD_TO_SHARDS);
@@ -106,8 +122,8 @@ void smoe_shards_grads(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t
       for (int s = 0; s < S; s++)
         if (expert_at(p, l, me, s) >= 0) {
           real *dst = sh->send + at * ch;
-          memset(dst, 0, sizeof(real) * ch);
-          memcpy(dst, slot_grad + ((size_t)l * S + s) * P + (size_t)g * ch, sizeof(real) * len);
+          o->fill(dst + len, 0, ch - len);
+          o->copy(dst, slot_grad + ((size_t)l * S + s) * P + (size_t)g * ch, len);
           at++;
         }
     scount[g] = (int64_t)at - soff[g];
@@ -128,9 +144,7 @@ void smoe_shards_grads(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t
       for (int s = 0; s < S; s++) {
         int e = expert_at(p, l, q, s);
         if (e < 0) continue;
-        real *dst = sh->grad + ((size_t)l * E + e) * ch;
-        const real *src = sh->recv + at++ * ch;
-        for (size_t i = 0; i < ch; i++) dst[i] += src[i];
+        o->add(sh->grad + ((size_t)l * E + e) * ch, sh->recv + at++ * ch, ch);
       }
 }
 
@@ -138,13 +152,13 @@ void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement
                          real *slots) {
   const int L = sh->L, G = sh->G, S = sh->S, E = sh->E, me = sh->rank;
   const size_t P = sh->P, ch = sh->chunk;
+  const smoe_ops_t *o = sh->ops;
   if (sh->replicated) { /* every rank updated every expert: copy locally */
     for (int l = 0; l < L; l++)
       for (int s = 0; s < S; s++) {
         int e = expert_at(next, l, me, s);
         if (e >= 0)
-          memcpy(slots + ((size_t)l * S + s) * P, sh->master + ((size_t)l * E + e) * P,
-                 sizeof(real) * P);
+          o->copy(slots + ((size_t)l * S + s) * P, sh->master + ((size_t)l * E + e) * P, P);
       }
     return;
   }
@@ -158,7 +172,7 @@ void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement
       for (int s = 0; s < S; s++) {
         int e = expert_at(next, l, q, s);
         if (e < 0) continue;
-        memcpy(sh->send + at++ * ch, sh->master + ((size_t)l * E + e) * ch, sizeof(real) * ch);
+        o->copy(sh->send + at++ * ch, sh->master + ((size_t)l * E + e) * ch, ch);
       }
     scount[q] = (int64_t)at - soff[q];
   }
@@ -174,8 +188,8 @@ void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement
     for (int l = 0; l < L; l++)
       for (int s = 0; s < S; s++) {
         if (expert_at(next, l, me, s) < 0) continue;
-        memcpy(slots + ((size_t)l * S + s) * P + (size_t)g * ch,
-               sh->recv + ((size_t)g * mine + k++) * ch, sizeof(real) * len);
+        o->copy(slots + ((size_t)l * S + s) * P + (size_t)g * ch,
+                sh->recv + ((size_t)g * mine + k++) * ch, len);
       }
   }
 }

@@ -16,10 +16,12 @@
 #ifndef SMOE_SHARDS_H
 #define SMOE_SHARDS_H
 
+#include "backend.h"
 #include "comm.h"
 #include "placement.h"
 
 typedef struct {
+  const smoe_ops_t *ops; /* the backend of every buffer below but counts */
   int L, E, G, S, rank;
   int replicated;      /* baseline: chunk = P, every rank owns every expert */
   size_t P, chunk;     /* elements per expert, per slice */
@@ -31,21 +33,33 @@ typedef struct {
   real *grad;          /* (L, E, chunk) gradient slices (not optimizer state) */
   real *send, *recv;   /* exchange scratch, (L * G * S * chunk) each */
   int64_t *counts;     /* (4, G) an exchange's counts and offsets */
-  size_t bytes;        /* what init allocated: state, grad, send, recv and counts */
+  real *gathered;      /* rank 0: (G * chunk) one expert's slices, for gather_one */
+  size_t bytes;        /* what init allocated: state, grad, send, recv, counts, gathered */
   size_t exchange_bytes; /* of which send, recv and counts */
 } smoe_shards_t;
 
-void smoe_shards_init(smoe_shards_t *sh, int L, int E, size_t P, int S, smoe_comm_t *c,
-                      int replicated);
+void smoe_shards_init(smoe_shards_t *sh, const smoe_ops_t *ops, int L, int E, size_t P, int S,
+                      smoe_comm_t *c, int replicated);
+/* What init allocates on rank `rank`, without allocating: n (elements of
+ * each state buffer), the state and gradient slices (state_bytes) and the
+ * exchange buffers (exchange_bytes); sh->bytes is their sum. */
+void smoe_shards_plan(int L, int E, size_t P, int S, int G, int rank, int replicated,
+                      size_t *n, size_t *state_bytes, size_t *exchange_bytes);
 void smoe_shards_free(smoe_shards_t *sh);
 
 
-/* master <- this rank's slices of full (L, E, P). */
-void smoe_shards_load(smoe_shards_t *sh, const real *full);
-/* full (L, E, P) on rank 0 <- every rank's master slices, gathered one
- * expert at a time (all ranks call it; full is not touched elsewhere, except
- * in the replicated mode, where every rank holds every expert). */
-void smoe_shards_gather(smoe_shards_t *sh, smoe_comm_t *c, real *full);
+/* Values [lo, lo + n) of expert (l, e)'s vector into out. */
+typedef void (*smoe_expert_init_fn)(const void *arg, int l, int e, size_t lo, size_t n,
+                                    real *out);
+/* master <- this rank's slice of every expert, from fn (moments untouched). */
+void smoe_shards_fill(smoe_shards_t *sh, smoe_expert_init_fn fn, const void *arg);
+/* Values [off, off + n) of expert (l, e): the part inside this rank's slice
+ * into master (a tensor read from a file, one at a time). */
+void smoe_shards_put(smoe_shards_t *sh, int l, int e, size_t off, const real *x, size_t n);
+/* Expert (l, e)'s P values gathered from every rank's slice to rank 0: all
+ * ranks call it; rank 0 gets them (valid until the next call), the others
+ * NULL. */
+const real *smoe_shards_gather_one(smoe_shards_t *sh, smoe_comm_t *c, int l, int e);
 
 /* grad <- the sum over replicas of the slot gradients slot_grad (L, S, P) of
  * placement p, this rank's slice (phase grad_to_shards). */

@@ -49,19 +49,19 @@ typedef struct {
 } smoe_step_out_t;
 
 /* Bytes a rank allocated, by kind: the sizes its allocations asked for.
- *   dense            dense parameters and their gradients (and the expert bias)
+ *   dense            dense parameters and their gradients (and the expert bias and,
+ *                    sharded, this rank's slice of the summed gradients)
  *   expert_slots     this rank's slots: weights and gradients
- *   expert_full      every expert's weights (L, E, P), which export and evaluation read
  *   expert_shards    the expert shards: master, moments, gradient slices
  *   dense_optimizer  the dense AdamW moments
- *   activations      saved for backward; expert rows sized for the worst case, G N K
+ *   activations      saved for backward; expert rows sized by the policy's bound
+ *                    (smoe_drops_rows_bound)
  *   exchange         backward scratch, send/receive buffers, dispatch plans
  *   scratch          the arenas' blocks (their size after the steps so far)
  *   staging          the checkpoint's staging copy, delta base and output (the saver's) */
 enum {
   SMOE_MEM_DENSE,
   SMOE_MEM_EXPERT_SLOTS,
-  SMOE_MEM_EXPERT_FULL,
   SMOE_MEM_EXPERT_SHARDS,
   SMOE_MEM_DENSE_OPTIMIZER,
   SMOE_MEM_ACTIVATIONS,
@@ -77,6 +77,12 @@ typedef struct {
 
 /* x's allocations by kind; staging is left 0 (the caller's). */
 void smoe_step_memory(const smoe_step_ctx_t *x, smoe_mem_t *mem);
+/* The same for config c on rank `rank` of G, without allocating anything
+ * (`swiftmoe memory`): every kind as smoe_step_memory and the saver would
+ * report it, except scratch (the arenas grow in the first step: left 0).
+ * Returns -1 with err for a world the config cannot use. */
+int smoe_step_plan_memory(const smoe_config_t *c, int G, int rank, smoe_mem_t *mem,
+                          smoe_err_t *err);
 
 /* Model (B sequences per rank), shards, dense moments and policy for config
  * c on the ranks of comm; the weights from c's seed, or from an HF folder

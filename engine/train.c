@@ -624,6 +624,12 @@ static int run_loop(run_t *r, smoe_err_t *err) {
   return 0;
 }
 
+/* Expert (l, e) from the shards, on rank 0 (smoe_hf_save's source). */
+static const real *gather_expert(void *arg, int l, int e) {
+  run_t *r = arg;
+  return smoe_shards_gather_one(&r->x.sh, r->comm, l, e);
+}
+
 /* After the loop (rc: its result): the run's figures, and unless it failed or
  * was preempted the final validation, weights, summary and "done" line. */
 static int run_finish(run_t *r, int rc, smoe_err_t *err) {
@@ -648,15 +654,20 @@ static int run_finish(run_t *r, int rc, smoe_err_t *err) {
   if (rc != 0 || r->stop) return rc;
   if (start == c->steps) /* resumed after the last step: as if it had ended */
     res->final_val_loss = validate(m, &r->data, r->val_windows);
-  smoe_shards_gather(&r->x.sh, r->comm, m->experts_full);
   res->wall_s = smoe_now() - r->t_start;
   run_memory(r); /* the arenas as the steps left them */
-  if (r->rank == 0) { /* the weights first: "done" only once they are on disk */
+  /* the weights first, "done" only once they are on disk: rank 0 writes
+   * them while every rank gathers the experts to it one at a time (on an
+   * error rank 0 returns at once and the caller aborts the job) */
+  if (r->rank == 0) {
     char path[SMOE_PATHLEN + 32];
     snprintf(path, sizeof path, "%s/model.safetensors", r->out_dir);
-    if (smoe_hf_save(m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, err) != 0 ||
+    if (smoe_hf_save(m, path, sizeof(real) == 8 ? SMOE_F64 : SMOE_F32, gather_expert, r, err) !=
+            0 ||
         write_summary(r->out_dir, c, res, r->threads, err) != 0)
       return -1;
+  } else {
+    for (int le = 0; le < r->L * r->E; le++) gather_expert(r, le / r->E, le % r->E);
   }
   if (start == c->steps) { /* resumed after the last step: nothing to train */
     NOTE(r, "done: the run was already complete at step %lld (resumed from its last checkpoint); "

@@ -46,12 +46,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < D; i++) x[n * D + i] = (real)(rank * 1000 + n + 0.25 * i);
 
   smoe_dispatch_t d;
-  smoe_dispatch_init(&d, G, S, rank, (int64_t)G * NK);
+  smoe_dispatch_init(&d, &smoe_ops_cpu, G, S, rank, (int64_t)G * NK);
   uint8_t *keep = xmalloc((size_t)NK);
   for (int a = 0; a < NK; a++) keep[a] = (a % 5) != 3; /* drop some, to exercise pos = -1 */
   smoe_comm_reset_bytes(c);
   smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, NK, &scratch);
-  moe_gather(send, x, pos, N, K, D);
+  smoe_moe_gather(send, x, pos, N, K, D);
   smoe_dispatch_to_slots(&d, c, send, recv, xe, D, SMOE_PHASE_DISPATCH);
   /* slot order: within each local slot, sources in rank order, tokens in order */
   for (int s = 0; s < S; s++) {

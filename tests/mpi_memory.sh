@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Per-rank memory by kind (summary.json's memory_bytes_per_rank) for one model
-# at G = 1, 2, 4, 8, one step each: prints the table, and checks what falls as
-# 1/G: the expert slots (S = 2E/G, from G = 2), the expert shards (slices of
-# P/G) and the dense optimizer (sharded moments), within 10%.
-# (Activations, exchange buffers and the full expert copy do not fall yet:
-# expert rows are sized for the worst case G N K; the table shows them.)
+# at G = 1, 2, 4, 8, one step each: prints the table, and checks
+#  - what falls as 1/G: the expert slots (S = 2E/G, from G = 2), the expert
+#    shards (slices of P/G) and the dense optimizer (sharded moments), within
+#    10%;
+#  - `swiftmoe memory` (computed without allocating) equals what each run
+#    allocated, kind by kind (all but the arenas' scratch, measured only);
+#  - with the capacity policy, whose expert rows are bounded by the capacity
+#    (smoe_drops_rows_bound), activations and exchange buffers fall as 1/G
+#    too (dry run); swiftmoe's no-drop bound G N min(K, S) does not fall.
 # usage: mpi_memory.sh path/to/swiftmoe
 set -uo pipefail
 bin=$1
@@ -21,10 +25,15 @@ for g in 1 2 4 8; do
     echo "FAIL: G = $g"; tail -5 "$tmp/g$g.log"; exit 1
   fi
 done
+"$bin" memory "${args[@]}" --world 1,2,4,8 --json >"$tmp/plan.json" || { echo "FAIL: memory"; exit 1; }
+"$bin" memory "${args[@]}" --world 1,2,4,8 --json --set placement.policy=capacity \
+  >"$tmp/capacity.json" || { echo "FAIL: memory (capacity)"; exit 1; }
 python3 - "$tmp" <<'PY'
 import json, sys
 runs = {g: json.load(open(f"{sys.argv[1]}/g{g}/summary.json"))["memory_bytes_per_rank"]
         for g in (1, 2, 4, 8)}
+plan = json.load(open(f"{sys.argv[1]}/plan.json"))
+cap = json.load(open(f"{sys.argv[1]}/capacity.json"))
 kinds = list(runs[1])
 print("| kind | " + " | ".join(f"G = {g}" for g in runs) + " |")
 print("|---|" + "---|" * len(runs))
@@ -39,6 +48,18 @@ for k, base in (("expert_slots", 2), ("expert_shards", 1), ("dense_optimizer", 1
         ratio = runs[base][k] / runs[g][k]
         if not 0.9 * g / base <= ratio <= 1.1 * g / base:
             bad.append(f"{k}: G = {base} / G = {g} is {ratio:.2f}, want about {g // base}")
+for g in runs:
+    for k in runs[g]:
+        if k != "scratch" and plan[str(g)][k] != runs[g][k]:
+            bad.append(f"G = {g} {k}: allocated {runs[g][k]}, swiftmoe memory says {plan[str(g)][k]}")
+print("swiftmoe memory (dry run) equals the allocations at G = 1, 2, 4, 8" if not bad else "")
+for k in ("activations", "exchange"):
+    row = [cap[str(g)][k] for g in (1, 2, 4, 8)]
+    print(f"capacity policy, {k} (dry run): " + ", ".join(f"{b / 1e3:,.1f} kB" for b in row))
+    for i, g in enumerate((2, 4, 8)):
+        ratio = row[0] / row[i + 1]
+        if not 0.9 * g <= ratio <= 1.1 * g:
+            bad.append(f"capacity {k}: G = 1 / G = {g} is {ratio:.2f}, want about {g}")
 for b in bad:
     print("FAIL " + b)
 print("mpi_memory: " + ("all checks passed" if not bad else f"{len(bad)} failed"))

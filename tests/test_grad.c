@@ -71,7 +71,7 @@ typedef struct {
 
 static double matmul_loss(void *p) {
   ctx_t *c = p;
-  matmul_forward(c->out, c->x, c->w, c->N, c->C, c->OC);
+  smoe_matmul_forward(c->out, c->x, c->w, c->N, c->C, c->OC);
   return dotv(c->r, c->out, (size_t)c->N * c->OC);
 }
 
@@ -79,7 +79,7 @@ static void test_matmul(void **state) {
   ctx_t c = {.N = 7, .C = 5, .OC = 6};
   c.x = rand_vec(35, 1), c.w = rand_vec(30, 1), c.out = rand_vec(42, 1), c.r = rand_vec(42, 1);
   real *dx = xcalloc(35, sizeof(real)), *dw = xcalloc(30, sizeof(real));
-  matmul_backward(dx, dw, c.r, c.x, c.w, c.N, c.C, c.OC);
+  smoe_matmul_backward(dx, dw, c.r, c.x, c.w, c.N, c.C, c.OC);
   check("matmul dinp", c.x, dx, 35, matmul_loss, &c);
   check("matmul dw", c.w, dw, 30, matmul_loss, &c);
   free(c.x), free(c.w), free(c.out), free(c.r), free(dx), free(dw);
@@ -87,7 +87,7 @@ static void test_matmul(void **state) {
 
 static double rmsnorm_loss(void *p) {
   ctx_t *c = p;
-  rmsnorm_forward(c->out, c->aux1, c->x, c->w, c->N, c->C, 1e-5);
+  smoe_rmsnorm_forward(c->out, c->aux1, c->x, c->w, c->N, c->C, 1e-5);
   return dotv(c->r, c->out, (size_t)c->N * c->C);
 }
 
@@ -97,7 +97,7 @@ static void test_rmsnorm(void **state) {
   c.aux1 = rand_vec(6, 1);
   real *dx = xcalloc(48, sizeof(real)), *dw = xcalloc(8, sizeof(real));
   rmsnorm_loss(&c);
-  rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.aux1, c.N, c.C, &scratch);
+  smoe_rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.aux1, c.N, c.C, &scratch);
   check("rmsnorm dinp", c.x, dx, 48, rmsnorm_loss, &c);
   check("rmsnorm dw", c.w, dw, 8, rmsnorm_loss, &c);
   free(c.x), free(c.w), free(c.out), free(c.r), free(c.aux1), free(dx), free(dw);
@@ -107,7 +107,7 @@ static double rope_loss(void *p) {
   ctx_t *c = p;
   size_t n = (size_t)c->N * c->H * c->d;
   memcpy(c->out, c->x, sizeof(real) * n);
-  rope_forward(c->out, c->aux1, c->aux2, c->N, c->T, c->H, c->d);
+  smoe_rope_forward(c->out, c->aux1, c->aux2, c->N, c->T, c->H, c->d);
   return dotv(c->r, c->out, n);
 }
 
@@ -116,18 +116,18 @@ static void test_rope(void **state) {
   size_t n = 180;
   c.x = rand_vec(n, 1), c.out = rand_vec(n, 1), c.r = rand_vec(n, 1);
   c.aux1 = xmalloc(sizeof(real) * 15), c.aux2 = xmalloc(sizeof(real) * 15);
-  rope_tables(c.aux1, c.aux2, c.T, c.d, 10000.0);
+  smoe_rope_tables(c.aux1, c.aux2, c.T, c.d, 10000.0);
   real *dx = xmalloc(sizeof(real) * n);
   memcpy(dx, c.r, sizeof(real) * n);
-  rope_backward(dx, c.aux1, c.aux2, c.N, c.T, c.H, c.d);
+  smoe_rope_backward(dx, c.aux1, c.aux2, c.N, c.T, c.H, c.d);
   check("rope dx", c.x, dx, n, rope_loss, &c);
   /* HF convention: position 1, pair (j, j + d/2) rotated by inv_freq[j] */
   real y[6] = {1, 0, 0, 0, 0, 0};
   real cs[12], sn[12];
-  rope_tables(cs, sn, 2, 6, 10000.0);
+  smoe_rope_tables(cs, sn, 2, 6, 10000.0);
   real x2[12] = {0};
   x2[6] = 1; /* position 1, x1[0] = 1 */
-  rope_forward(x2, cs, sn, 2, 2, 1, 6);
+  smoe_rope_forward(x2, cs, sn, 2, 2, 1, 6);
   assert_true(fabs(x2[6] - cos(1.0)) < 1e-12 && fabs(x2[9] - sin(1.0)) < 1e-12);
   (void)y;
   free(c.x), free(c.out), free(c.r), free(c.aux1), free(c.aux2), free(dx);
@@ -135,7 +135,7 @@ static void test_rope(void **state) {
 
 static double attn_loss(void *p) {
   ctx_t *c = p;
-  attention_forward(c->out, c->aux3, c->x, c->w, c->aux1, c->B, c->T, c->H, c->Hkv, c->d);
+  smoe_attention_forward(c->out, c->aux3, c->x, c->w, c->aux1, c->B, c->T, c->H, c->Hkv, c->d);
   return dotv(c->r, c->out, (size_t)c->B * c->T * c->H * c->d);
 }
 
@@ -147,7 +147,7 @@ static void test_attention(void **state) {
   real *dq = xcalloc(nq, sizeof(real)), *dk = xcalloc(nk, sizeof(real)),
        *dv = xcalloc(nk, sizeof(real));
   attn_loss(&c);
-  attention_backward(dq, dk, dv, c.r, c.aux3, c.x, c.w, c.aux1, c.B, c.T, c.H, c.Hkv, c.d, &scratch);
+  smoe_attention_backward(dq, dk, dv, c.r, c.aux3, c.x, c.w, c.aux1, c.B, c.T, c.H, c.Hkv, c.d, &scratch);
   check("attention dq", c.x, dq, nq, attn_loss, &c);
   check("attention dk", c.w, dk, nk, attn_loss, &c);
   check("attention dv", c.aux1, dv, nk, attn_loss, &c);
@@ -158,7 +158,7 @@ static void test_attention(void **state) {
 static double ce_loss(void *p) {
   ctx_t *c = p;
   memcpy(c->out, c->x, sizeof(real) * (size_t)c->N * c->V);
-  return crossentropy_forward(c->out, c->idx, c->N, c->V, NULL, &scratch);
+  return smoe_crossentropy_forward(c->out, c->idx, c->N, c->V, NULL, &scratch);
 }
 
 static void test_crossentropy(void **state) {
@@ -168,7 +168,7 @@ static void test_crossentropy(void **state) {
   c.x = rand_vec(35, 3), c.out = rand_vec(35, 1);
   real *dl = xmalloc(sizeof(real) * 35);
   ce_loss(&c);
-  crossentropy_backward(dl, c.out, targets, 5, 7, (real)(1.0 / 4));
+  smoe_crossentropy_backward(dl, c.out, targets, 5, 7, (real)(1.0 / 4));
   check("crossentropy dlogits", c.x, dl, 35, ce_loss, &c);
   free(c.x), free(c.out), free(dl);
 }
@@ -178,11 +178,11 @@ static double router_loss(void *p) {
   ctx_t *c = p;
   int N = c->N, E = c->E, K = c->K;
   memcpy(c->out, c->x, sizeof(real) * (size_t)N * E);
-  router_forward(c->out, c->aux1, c->idx, c->aux2, c->w, N, E, K);
+  smoe_router_forward(c->out, c->aux1, c->idx, c->aux2, c->w, N, E, K);
   int64_t counts[64];
   double psum[16], zs;
-  router_stats(counts, psum, &zs, c->out, c->aux1, c->idx, N, E, K);
-  return dotv(c->r, c->aux2, (size_t)N * K) + 0.3 * router_aux_loss(counts, psum, N, E, K) +
+  smoe_router_stats(counts, psum, &zs, c->out, c->aux1, c->idx, N, E, K);
+  return dotv(c->r, c->aux2, (size_t)N * K) + 0.3 * smoe_router_aux_loss(counts, psum, N, E, K) +
          0.2 * zs / N;
 }
 
@@ -195,14 +195,14 @@ static void test_router(void **state) {
   router_loss(&c);
   int64_t counts[18];
   double psum[6], zs;
-  router_stats(counts, psum, &zs, c.out, c.aux1, c.idx, 9, 6, 3);
+  smoe_router_stats(counts, psum, &zs, c.out, c.aux1, c.idx, 9, 6, 3);
   real aux_dp[6];
   for (int e = 0; e < 6; e++) {
     int64_t s = counts[e] + counts[6 + e] + counts[12 + e];
     aux_dp[e] = (real)(0.3 * 6 * (double)s / 81.0);
   }
   real *dl = xmalloc(sizeof(real) * ne);
-  router_backward(dl, c.out, c.aux1, c.idx, c.aux2, c.r, aux_dp, (real)(0.2 * 2 / 9.0), 9, 6, 3);
+  smoe_router_backward(dl, c.out, c.aux1, c.idx, c.aux2, c.r, aux_dp, (real)(0.2 * 2 / 9.0), 9, 6, 3);
   check("router dlogits", c.x, dl, ne, router_loss, &c);
   free(c.x), free(c.out), free(c.aux1), free(c.aux2), free(c.r), free(c.w), free(c.idx), free(dl);
 }
@@ -210,7 +210,7 @@ static void test_router(void **state) {
 static double experts_loss(void *p) {
   ctx_t *c = p;
   int rows = c->offsets[c->E];
-  experts_forward(c->out, c->aux1, c->aux2, c->x, c->w, c->offsets, c->E, c->C, c->F);
+  smoe_experts_forward(c->out, c->aux1, c->aux2, c->x, c->w, c->offsets, c->E, c->C, c->F);
   return dotv(c->r, c->out, (size_t)rows * c->C);
 }
 
@@ -224,7 +224,7 @@ static void test_experts(void **state) {
   real *dxe = xmalloc(sizeof(real) * rows * 5), *dw = xcalloc(3 * P, sizeof(real));
   real *dh = xmalloc(sizeof(real) * rows * 14), *da = xmalloc(sizeof(real) * rows * 7);
   experts_loss(&c);
-  experts_backward(dxe, dw, dh, da, c.r, c.x, c.aux1, c.aux2, c.w, offsets, 3, 5, 7);
+  smoe_experts_backward(dxe, dw, dh, da, c.r, c.x, c.aux1, c.aux2, c.w, offsets, 3, 5, 7);
   check("experts dxe", c.x, dxe, rows * 5, experts_loss, &c);
   check("experts dw1|w3|w2", c.w, dw, 3 * P, experts_loss, &c);
   for (size_t i = P; i < 2 * P; i++) assert_true(dw[i] == 0); /* idle expert: no gradient */
@@ -235,7 +235,7 @@ static void test_experts(void **state) {
 static double combine_loss(void *p) {
   ctx_t *c = p;
   memset(c->out, 0, sizeof(real) * (size_t)c->N * c->C);
-  moe_combine(c->out, c->x, c->w, c->pos, c->N, c->K, c->C);
+  smoe_moe_combine(c->out, c->x, c->w, c->pos, c->N, c->K, c->C);
   return dotv(c->r, c->out, (size_t)c->N * c->C);
 }
 
@@ -245,7 +245,7 @@ static void test_combine(void **state) {
   c.x = rand_vec(24, 1), c.w = rand_vec(8, 1), c.out = xmalloc(sizeof(real) * 12);
   c.r = rand_vec(12, 1);
   real *dye = xmalloc(sizeof(real) * 24), *dgw = xmalloc(sizeof(real) * 8);
-  moe_combine_backward(dye, dgw, c.r, c.x, c.w, pos, 4, 2, 3);
+  smoe_moe_combine_backward(dye, dgw, c.r, c.x, c.w, pos, 4, 2, 3);
   check("combine dye", c.x, dye, 24, combine_loss, &c);
   check("combine dgw", c.w, dgw, 8, combine_loss, &c);
   free(c.x), free(c.w), free(c.out), free(c.r), free(dye), free(dgw);

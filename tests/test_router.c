@@ -31,7 +31,7 @@ static void test_topk_renormalise_ties(void **state) {
   const double x[4] = {1.0, 2.0, 0.5, 2.0};
   real probs[4] = {1.0, 2.0, 0.5, 2.0}, lse, gw[2];
   int32_t idx[2];
-  router_forward(probs, &lse, idx, gw, NULL, 1, 4, 2);
+  smoe_router_forward(probs, &lse, idx, gw, NULL, 1, 4, 2);
   double p[4];
   softmax4(x, p);
   for (int i = 0; i < 4; i++) assert_true(fabs(probs[i] - p[i]) < TOL);
@@ -45,7 +45,7 @@ static void test_renormalised_weights(void **state) {
   const double x[4] = {0.1, 1.2, -0.3, 0.7};
   real probs[4] = {0.1f, 1.2f, -0.3f, 0.7f}, lse, gw[2];
   int32_t idx[2];
-  router_forward(probs, &lse, idx, gw, NULL, 1, 4, 2);
+  smoe_router_forward(probs, &lse, idx, gw, NULL, 1, 4, 2);
   double p[4];
   softmax4(x, p);
   assert_int_equal(idx[0], 1);
@@ -59,7 +59,7 @@ static void test_bias_changes_selection_not_weights(void **state) {
   real probs[4] = {0.1f, 1.2f, -0.3f, 0.7f}, lse, gw[2];
   real bias[4] = {0, 0, 0.9f, 0}; /* lifts expert 2 (p ~ 0.12) above expert 3 */
   int32_t idx[2];
-  router_forward(probs, &lse, idx, gw, bias, 1, 4, 2);
+  smoe_router_forward(probs, &lse, idx, gw, bias, 1, 4, 2);
   double p[4];
   softmax4(x, p);
   assert_int_equal(idx[0], 2); /* p2 + 0.9 > p1 */
@@ -75,27 +75,27 @@ static void test_aux_and_z_loss(void **state) {
   real probs[8] = {0.1f, 1.2f, -0.3f, 0.7f, 2.0f, 0.0f, 0.0f, 1.0f}, lse[2], gw[4];
   const double x[2][4] = {{0.1, 1.2, -0.3, 0.7}, {2.0, 0.0, 0.0, 1.0}};
   int32_t idx[4];
-  router_forward(probs, lse, idx, gw, NULL, 2, 4, 2);
+  smoe_router_forward(probs, lse, idx, gw, NULL, 2, 4, 2);
   /* token 0 picks (1, 3); token 1 picks (0, 3) */
   assert_int_equal(idx[0], 1), assert_int_equal(idx[1], 3);
   assert_int_equal(idx[2], 0), assert_int_equal(idx[3], 3);
   int64_t counts[8];
   double psum[4], zsum;
-  router_stats(counts, psum, &zsum, probs, lse, idx, 2, 4, 2);
+  smoe_router_stats(counts, psum, &zsum, probs, lse, idx, 2, 4, 2);
   double p0[4], p1[4];
   softmax4(x[0], p0), softmax4(x[1], p1);
   /* f[k=0] = (0.5 at e0, 0.5 at e1); f[k=1] = (1.0 at e3); P = mean probs */
   double P[4];
   for (int e = 0; e < 4; e++) P[e] = (p0[e] + p1[e]) / 2;
   double aux = 4 * (0.5 * P[0] + 0.5 * P[1] + 1.0 * P[3]);
-  assert_true(fabs(router_aux_loss(counts, psum, 2, 4, 2) - aux) < TOL);
+  assert_true(fabs(smoe_router_aux_loss(counts, psum, 2, 4, 2) - aux) < TOL);
   double l0 = log(exp(0.1) + exp(1.2) + exp(-0.3) + exp(0.7));
   double l1 = log(exp(2.0) + 2 * exp(0.0) + exp(1.0));
   assert_true(fabs(zsum / 2 - (l0 * l0 + l1 * l1) / 2) < 1e-5);
   /* perfectly uniform routing gives aux = K (the balanced optimum) */
   int64_t uc[8] = {1, 1, 1, 1, 1, 1, 1, 1};
   double up[4] = {1, 1, 1, 1};
-  assert_true(fabs(router_aux_loss(uc, up, 4, 4, 2) - 2.0) < TOL);
+  assert_true(fabs(smoe_router_aux_loss(uc, up, 4, 4, 2) - 2.0) < TOL);
 }
 
 static void test_dispatch_plan(void **state) {
@@ -104,7 +104,7 @@ static void test_dispatch_plan(void **state) {
   int expert_slot[3] = {0, 1, 2}, pos[6];
   smoe_comm_t *c = smoe_comm_local();
   smoe_dispatch_t d;
-  smoe_dispatch_init(&d, 1, 3, 0, 6);
+  smoe_dispatch_init(&d, &smoe_ops_cpu, 1, 3, 0, 6);
   smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, 6, &scratch);
   assert_int_equal(d.slot_offsets[1], 2), assert_int_equal(d.slot_offsets[2], 3);
   assert_int_equal(d.slot_offsets[3], 6);

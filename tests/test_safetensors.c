@@ -779,7 +779,7 @@ static void test_hf_roundtrip(void **state) {
   smoe_model_t m, m2;
   smoe_model_init(&m, &c, TB);
   smoe_err_t err = {{0}};
-  if (smoe_hf_save(&m, path, exact_dtype(), &err) != 0) fail_msg("%s", err.msg);
+  if (smoe_hf_save(&m, path, exact_dtype(), NULL, NULL, &err) != 0) fail_msg("%s", err.msg);
   if (smoe_hf_write_config(&c, exact_dtype(), dir, &err) != 0) fail_msg("%s", err.msg);
 
   smoe_st_t *st = smoe_st_open(path, &err);
@@ -793,7 +793,7 @@ static void test_hf_roundtrip(void **state) {
   smoe_model_init(&m2, &c, TB);
   assert_true(memcmp(m.dense_mem, m2.dense_mem, sizeof(real) * m.n_dense) != 0);
   assert_true(memcmp(m.experts, m2.experts, sizeof(real) * m.n_experts) != 0);
-  if (smoe_hf_load(&m2, dir, &err) != 0) fail_msg("%s", err.msg);
+  if (smoe_hf_load(&m2, dir, NULL, NULL, &err) != 0) fail_msg("%s", err.msg);
   assert_same_params(&m, &m2);
   assert_same_logits(&m, &m2);
   smoe_model_free(&m);
@@ -810,10 +810,10 @@ static void test_hf_bf16(void **state) {
   smoe_model_t m, m2;
   smoe_model_init(&m, &c, TB);
   smoe_err_t err = {{0}};
-  if (smoe_hf_save(&m, path, SMOE_BF16, &err) != 0) fail_msg("%s", err.msg);
+  if (smoe_hf_save(&m, path, SMOE_BF16, NULL, NULL, &err) != 0) fail_msg("%s", err.msg);
   c.seed = 6;
   smoe_model_init(&m2, &c, TB);
-  if (smoe_hf_load(&m2, dir, &err) != 0) fail_msg("%s", err.msg);
+  if (smoe_hf_load(&m2, dir, NULL, NULL, &err) != 0) fail_msg("%s", err.msg);
   int rounded = 0;
   for (size_t i = 0; i < m.n_dense; i++) {
     real want = (real)smoe_bf16_to_f32(smoe_f32_to_bf16((float)m.dense_mem[i]));
@@ -967,24 +967,24 @@ static void test_hf_load_errors(void **state) {
   smoe_model_init(&m, &c, TB);
   smoe_err_t err = {{0}};
 
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1); /* nothing there yet */
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1); /* nothing there yet */
   assert_has(err.msg, "holds neither model.safetensors nor model.safetensors.index.json");
 
   write_table(&m, path, "model.norm.weight", NULL, NULL);
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "tensor 'model.norm.weight' is missing");
 
   write_table(&m, path, "model.layers.1.block_sparse_moe.experts.2.w3.weight", NULL, NULL);
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "tensor 'model.layers.1.block_sparse_moe.experts.2.w3.weight' is missing");
 
   write_table(&m, path, NULL, "model.layers.0.mlp.extra.weight", NULL);
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "unexpected tensor 'model.layers.0.mlp.extra.weight'");
 
   /* k_proj is (Hkv*hd, D) = (8, 16) */
   write_table(&m, path, NULL, NULL, "model.layers.1.self_attn.k_proj.weight");
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "tensor 'model.layers.1.self_attn.k_proj.weight' has shape [16, 8]");
   assert_has(err.msg, "needs [8, 16]");
 
@@ -994,7 +994,7 @@ static void test_hf_load_errors(void **state) {
   unsigned char *whole = slurp(path, &len);
   spit(path, whole, len - 4);
   free(whole);
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "truncated");
   assert_has(err.msg, path);
   smoe_model_free(&m);
@@ -1056,7 +1056,7 @@ static void test_hf_sharded(void **state) {
   smoe_model_init(&m2, &c, TB);
   assert_true(memcmp(m.dense_mem, m2.dense_mem, sizeof(real) * m.n_dense) != 0);
   smoe_err_t err = {{0}};
-  if (smoe_hf_load(&m2, dir, &err) != 0) fail_msg("%s", err.msg);
+  if (smoe_hf_load(&m2, dir, NULL, NULL, &err) != 0) fail_msg("%s", err.msg);
   assert_same_params(&m, &m2);
   assert_same_logits(&m, &m2);
   smoe_model_free(&m);
@@ -1074,32 +1074,32 @@ static void test_hf_index_errors(void **state) {
   join(index, sizeof index, dir, "model.safetensors.index.json");
 
   write_sharded(&m, dir, NULL, "../model-00002-of-00002.safetensors");
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "must be a file name");
   assert_has(err.msg, index);
 
   write_sharded(&m, dir, NULL, "model-00003-of-00002.safetensors"); /* not there */
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "cannot open");
   assert_has(err.msg, "model-00003-of-00002.safetensors");
 
   /* a tensor stored in both shards: which copy would win is undefined */
   const char *twice = "model.layers.0.self_attn.q_proj.weight";
   write_sharded(&m, dir, twice, NULL);
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, twice);
   assert_has(err.msg, "appears in two files");
 
   spit(index, "{\"weight_map\":{\"model.norm.weight\":3}}", 38);
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "weight_map['model.norm.weight'] must be a file name");
 
   spit(index, "{\"metadata\":{}}", 15);
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "no weight_map object");
 
   spit(index, "{\"weight_map\":", 14);
-  assert_int_equal(smoe_hf_load(&m, dir, &err), -1);
+  assert_int_equal(smoe_hf_load(&m, dir, NULL, NULL, &err), -1);
   assert_has(err.msg, "no weight_map object");
   smoe_model_free(&m);
 }

@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include "eval.h"
 #include "ckpt_cmd.h"
 #include "hf.h"
+#include "step.h"
 #include "supervisor.h"
 #include "train.h"
 
@@ -381,7 +383,7 @@ static int cmd_export(int argc, char **argv, char *self) {
     smoe_fail(&err, "cannot create %s: %s", out, strerror(errno));
     rc = 1;
   }
-  if (rc == 0 && (smoe_hf_save(&m, path, dtype, &err) != 0 ||
+  if (rc == 0 && (smoe_hf_save(&m, path, dtype, NULL, NULL, &err) != 0 ||
                   smoe_hf_write_config(&c, dtype, out, &err) != 0))
     rc = 1;
   if (rc) fprintf(stderr, "swiftmoe export: %s\n", err.msg);
@@ -434,6 +436,117 @@ static int cmd_ckpt(int argc, char **argv, char *self) {
   return smoe_ckpt_command(argc, argv);
 }
 
+/* ----------------------------------------------------------------- memory */
+
+static const option_t memory_options[] = {
+    {"--config", "FILE", "INI config (default: the built-in defaults = configs/tiny.ini)"},
+    {"--set", "SECTION.KEY=VALUE", "override one key; repeatable; applied after --config"},
+    {"--world", "G[,G...]", "numbers of ranks (default 1,2,4,8,16,32)"},
+    {"--json", NULL, "print {\"G\": {\"kind\": bytes, ...}, ...} instead of the table"},
+    {"--help", NULL, "show this help"},
+};
+enum { MEMORY_CONFIG, MEMORY_SET, MEMORY_WORLD, MEMORY_JSON, MEMORY_HELP };
+#define N_MEMORY_OPTIONS ((int)(sizeof memory_options / sizeof memory_options[0]))
+#define MEMORY_MAX_WORLDS 16
+
+static int cmd_memory(int argc, char **argv, char *self) {
+  (void)self;
+  const char *config_path = NULL, *world = "1,2,4,8,16,32";
+  const char **sets = xcalloc((size_t)argc + 1, sizeof(char *));
+  int n_sets = 0, rc = 0, json = 0;
+  for (int i = 0; i < argc && rc == 0; i++) {
+    const char *v = NULL;
+    int k = match_option(memory_options, N_MEMORY_OPTIONS, argc, argv, &i, &v, "memory", &rc);
+    if (rc) break;
+    if (k == MEMORY_CONFIG) config_path = v;
+    if (k == MEMORY_SET) sets[n_sets++] = v;
+    if (k == MEMORY_WORLD) world = v;
+    if (k == MEMORY_JSON) json = 1;
+    if (k == N_MEMORY_OPTIONS) rc = usage_error("memory", "unexpected argument '%s'", v);
+    if (k == MEMORY_HELP) {
+      printf("usage: swiftmoe memory [--config FILE] [--set SECTION.KEY=VALUE ...] [--world G,...]\n"
+             "                       [--json]\n\n"
+             "Prints the memory one rank (rank 0, the largest) allocates to train the\n"
+             "config on G ranks, by kind, computed without allocating it: what `train`\n"
+             "reports in its second log line and summary.json. The arenas' scratch grows\n"
+             "in the first step and is not included.\n\noptions:\n");
+      print_options(memory_options, N_MEMORY_OPTIONS);
+      free(sets);
+      return 0;
+    }
+  }
+  smoe_config_t c;
+  smoe_err_t err = {{0}};
+  smoe_config_defaults(&c);
+  if (rc == 0 && config_path && smoe_config_load(&c, config_path, &err) != 0) rc = 2;
+  for (int i = 0; rc == 0 && i < n_sets; i++)
+    if (smoe_config_set(&c, sets[i], &err) != 0) rc = 2;
+  if (rc == 0 && smoe_config_validate(&c, &err) != 0) rc = 2;
+  free(sets);
+  if (rc) {
+    if (err.msg[0]) fprintf(stderr, "swiftmoe memory: %s\n", err.msg);
+    return rc;
+  }
+  int G[MEMORY_MAX_WORLDS], n = 0;
+  for (const char *p = world; *p && rc == 0;) {
+    char *end;
+    long g = strtol(p, &end, 10);
+    if (end == p || g < 1 || g > 1 << 20 || (*end && *end != ',') || n == MEMORY_MAX_WORLDS)
+      return usage_error("memory", "--world %s: expected up to 16 rank counts (1..1048576), "
+                         "comma separated", world);
+    G[n++] = (int)g;
+    p = *end ? end + 1 : end;
+  }
+  smoe_mem_t mem[MEMORY_MAX_WORLDS];
+  char why[MEMORY_MAX_WORLDS][SMOE_ERRLEN];
+  for (int i = 0; i < n; i++) {
+    why[i][0] = '\0';
+    if (smoe_step_plan_memory(&c, G[i], 0, &mem[i], &err) != 0)
+      snprintf(why[i], sizeof why[i], "%s", err.msg);
+  }
+  if (json) {
+    printf("{");
+    for (int i = 0; i < n; i++) {
+      printf("%s\"%d\": {", i ? ", " : "", G[i]);
+      if (why[i][0]) printf("\"error\": \"%s\"}", why[i]); /* messages hold no quotes */
+      for (int k = 0; !why[i][0] && k < SMOE_MEM_KINDS; k++)
+        printf("%s\"%s\": %zu%s", k ? ", " : "", smoe_mem_names[k], mem[i].bytes[k],
+               k == SMOE_MEM_KINDS - 1 ? "}" : "");
+    }
+    printf("}\n");
+    return 0;
+  }
+  double unit = 1e6, most = 0; /* MB, or GB for models that need more than 100 GB */
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < SMOE_MEM_KINDS; k++) most = fmax(most, (double)mem[i].bytes[k]);
+  if (most > 1e11) unit = 1e9;
+  printf("memory per rank (rank 0), %s: %d layers, dim %d, %d experts x %d (top %d), vocab %d; "
+         "global batch %d x %d tokens; policy %s, %s\n", unit > 1e6 ? "GB" : "MB", c.n_layers, c.dim, c.num_experts,
+         c.expert_dim, c.top_k, c.vocab_size, c.global_batch_size, c.seq_len, c.policy,
+         SMOE_REAL_NAME);
+  printf("%-16s", "kind");
+  for (int i = 0; i < n; i++) {
+    char label[32];
+    snprintf(label, sizeof label, "G = %d", G[i]);
+    printf(" %15s", label);
+  }
+  printf("\n");
+  for (int k = 0; k <= SMOE_MEM_KINDS; k++) {
+    if (k == SMOE_MEM_SCRATCH) continue; /* grows in the first step: not planned */
+    printf("%-16s", k < SMOE_MEM_KINDS ? smoe_mem_names[k] : "total");
+    for (int i = 0; i < n; i++) {
+      size_t b = 0;
+      for (int j = 0; j < SMOE_MEM_KINDS; j++) b += k == SMOE_MEM_KINDS || j == k ? mem[i].bytes[j] : 0;
+      if (why[i][0]) printf(" %15s", "n/a");
+      else printf(" %15.2f", (double)b / unit);
+    }
+    printf("\n");
+  }
+  for (int i = 0; i < n; i++)
+    if (why[i][0]) printf("G = %d: %s\n", G[i], why[i]);
+  return 0;
+}
+
 /* ------------------------------------------------------------------- main */
 
 static const command_t commands[] = {
@@ -441,6 +554,7 @@ static const command_t commands[] = {
     {"eval", "mean cross-entropy of a trained or HF model on a file", cmd_eval},
     {"export", "write a run's weights as an HF Mixtral model folder", cmd_export},
     {"config", "print the default config with every key documented", cmd_config},
+    {"memory", "memory per rank by kind for a config on G ranks, without running it", cmd_memory},
     {"ckpt", "list or verify a run's checkpoints, or print its placement log", cmd_ckpt},
     {"run", "supervise a training job: restart it with --resume auto after a failure", cmd_run},
 };

@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     real *act = xmalloc(sizeof(real) * R * F), *back = xmalloc(sizeof(real) * NK * D);
     for (size_t i = 0; i < (size_t)N * D; i++) x[i] = (real)((i % 17) * 0.01);
     smoe_dispatch_t d;
-    smoe_dispatch_init(&d, G, S, rank, R);
+    smoe_dispatch_init(&d, &smoe_ops_cpu, G, S, rank, R);
     double tx[reps], tc[reps];
     for (int r = 0; r < reps; r++) {
       uint64_t seed = smoe_mix64(1234 + r * 100 + rank);
@@ -61,10 +61,10 @@ int main(int argc, char **argv) {
       smoe_comm_barrier(c);
       double t0 = smoe_now();
       smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, NK, &scratch);
-      moe_gather(send, x, pos, N, K, D);
+      smoe_moe_gather(send, x, pos, N, K, D);
       smoe_dispatch_to_slots(&d, c, send, recv, xe, D, SMOE_PHASE_DISPATCH);
       double t1 = smoe_now();
-      experts_forward(ys, h13, act, xe, w, d.slot_offsets, S, D, F);
+      smoe_experts_forward(ys, h13, act, xe, w, d.slot_offsets, S, D, F);
       double t2 = smoe_now();
       smoe_dispatch_from_slots(&d, c, ys, recv, back, D, SMOE_PHASE_COMBINE);
       double t3 = smoe_now();
