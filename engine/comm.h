@@ -75,10 +75,6 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
                          const int64_t *send_offsets, void *recv, const int64_t *recv_counts,
                          const int64_t *recv_offsets, size_t elem, smoe_phase_t phase);
 
-/* x (size * n) summed over ranks; rank g keeps block g (n elements) in out. */
-void smoe_comm_reduce_scatter_real(smoe_comm_t *c, const real *x, real *out, size_t n,
-                                   smoe_phase_t phase);
-
 /* The data plane's start/wait: a started collective proceeds while the
  * caller computes (MPI's nonblocking collectives on the CPU; NCCL on a
  * stream on the GPU); its buffers must not be touched until
@@ -91,6 +87,9 @@ void smoe_comm_reduce_scatter_real(smoe_comm_t *c, const real *x, real *out, siz
  * that partition the vector amount to one reduce-scatter of it. */
 void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, size_t hi,
                                     size_t chunk, real *out, smoe_phase_t phase);
+/* recv (size * bytes) = every rank's `bytes` of send, in rank order. */
+void smoe_comm_allgather_start(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
+                               smoe_phase_t phase);
 /* Waits for every started collective. */
 void smoe_comm_wait_all(smoe_comm_t *c);
 

@@ -204,27 +204,9 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
   MPI_Type_free(&row);
 }
 
-void smoe_comm_reduce_scatter_real(smoe_comm_t *c, const real *x, real *out, size_t n,
-                                   smoe_phase_t phase) {
-  if (c->size == 1) {
-    memmove(out, x, n * sizeof(real));
-    return;
-  }
-  if (n > (size_t)1 << 30) {
-    fprintf(stderr, "swiftmoe: internal error: reduce-scatter block of %zu elements\n", n);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  c->bytes[phase] += (int64_t)(n * sizeof(real)) * (c->size - 1);
-  mpi_check(MPI_Reduce_scatter_block(x, out, (int)n, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD));
-}
-
-void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, size_t hi,
-                                    size_t chunk, real *out, smoe_phase_t phase) {
-  const size_t mine = (size_t)c->rank * chunk;
-  if (c->size == 1) { /* the range is this rank's */
-    memmove(out + lo, x + lo, (hi - lo) * sizeof(real));
-    return;
-  }
+/* Room for one more started collective: its G ints of counts (the request
+ * is c->reqs[c->n_reqs], taken by the caller's c->n_reqs++). */
+static int *next_request(smoe_comm_t *c) {
   if (c->n_reqs == c->cap_reqs) {
     c->cap_reqs = c->cap_reqs ? 2 * c->cap_reqs : 64;
     c->reqs = realloc(c->reqs, sizeof(MPI_Request) * (size_t)c->cap_reqs);
@@ -234,7 +216,34 @@ void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, si
       MPI_Abort(MPI_COMM_WORLD, 1);
     }
   }
-  int *counts = c->req_counts + (size_t)c->n_reqs * c->size;
+  return c->req_counts + (size_t)c->n_reqs * c->size;
+}
+
+void smoe_comm_allgather_start(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
+                               smoe_phase_t phase) {
+  if (c->size == 1) {
+    memmove(recv, send, bytes);
+    return;
+  }
+  if (bytes > (size_t)1 << 30) {
+    fprintf(stderr, "swiftmoe: internal error: all-gather of %zu bytes per rank\n", bytes);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  next_request(c);
+  c->bytes[phase] += (int64_t)bytes * (c->size - 1);
+  mpi_check(MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD,
+                           &c->reqs[c->n_reqs]));
+  c->n_reqs++;
+}
+
+void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, size_t hi,
+                                    size_t chunk, real *out, smoe_phase_t phase) {
+  const size_t mine = (size_t)c->rank * chunk;
+  if (c->size == 1) { /* the range is this rank's */
+    memmove(out + lo, x + lo, (hi - lo) * sizeof(real));
+    return;
+  }
+  int *counts = next_request(c);
   for (int q = 0; q < c->size; q++) { /* [lo, hi) inside rank q's block */
     size_t a = (size_t)q * chunk, b = a + chunk;
     a = a > lo ? a : lo, b = b < hi ? b : hi;

@@ -162,10 +162,10 @@ int smoe_step(smoe_step_ctx_t *x, const int32_t *batch, int64_t step, smoe_step_
                     c->beta2, c->adam_eps, c->weight_decay};
   out->lr = o.lr;
   ops->adamw(m->dense_mem + (ds ? m->dense_lo : 0), dg, x->dm, x->dv, nd, &o, step + 1);
-  if (ds) { /* every rank's updated slice to every rank */
+  if (ds) { /* every rank's updated slice to every rank, while the experts update and plan */
     ops->copy(x->dense_send, m->dense_mem + m->dense_lo, m->dense_len);
-    smoe_comm_allgather(comm, x->dense_send, m->dense_mem, sizeof(real) * m->dense_chunk,
-                        SMOE_PHASE_DENSE_WEIGHTS);
+    smoe_comm_allgather_start(comm, x->dense_send, m->dense_mem, sizeof(real) * m->dense_chunk,
+                              SMOE_PHASE_DENSE_WEIGHTS);
   }
   ops->adamw(sh->master, sh->grad, sh->exp_avg, sh->exp_avg_sq, sh->n, &o, step + 1);
   if (c->bias_update_rate > 0) update_expert_bias(m, c->bias_update_rate);
@@ -187,6 +187,7 @@ int smoe_step(smoe_step_ctx_t *x, const int32_t *batch, int64_t step, smoe_step_
   if (ctl && ctl->read) ctl->read(ctl->arg, ctl->v);
   if (n) memcpy(v + 2, ctl->v, sizeof(int64_t) * (size_t)n);
   smoe_comm_allreduce_max_i64(comm, v, 2 + n, SMOE_PHASE_OTHER);
+  smoe_comm_wait_all(comm); /* the dense weights are whole again */
   if (n) memcpy(ctl->v, v + 2, sizeof(int64_t) * (size_t)n);
   if (v[0] != -v[1])
     return smoe_fail(err, "ranks disagree on the placement or split of step %lld (internal error)",
