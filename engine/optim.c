@@ -3,19 +3,21 @@
 
 #include <math.h>
 
+#include "elem.h"
+
+#ifdef SMOE_REAL_DOUBLE
+#define adamw_elem smoe_adamw_elem_f64
+#else
+#define adamw_elem smoe_adamw_elem_f32
+#endif
+
 void smoe_adamw_step(real *p, const real *g, real *m, real *v, size_t n, const smoe_adamw_t *o,
                      int64_t t) {
   const double bc1 = 1.0 - pow(o->beta1, (double)t), bc2 = 1.0 - pow(o->beta2, (double)t);
   const real decay = (real)(1.0 - o->lr * o->weight_decay), step = (real)(o->lr / bc1),
              b1 = (real)o->beta1, b2 = (real)o->beta2, sbc2 = (real)sqrt(bc2), eps = (real)o->eps;
 #pragma omp parallel for
-  for (size_t i = 0; i < n; i++) {
-    real gi = g[i];
-    p[i] *= decay;
-    m[i] = b1 * m[i] + (1 - b1) * gi;
-    v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-    p[i] -= step * m[i] / ((real)sqrt(v[i]) / sbc2 + eps);
-  }
+  for (size_t i = 0; i < n; i++) adamw_elem(p + i, g[i], m + i, v + i, decay, step, b1, b2, sbc2, eps);
 }
 
 double smoe_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double min_lr) {

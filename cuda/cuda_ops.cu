@@ -1,0 +1,140 @@
+/* cuda_ops.cu: the flat-buffer kernels (cuda_ops.h). Compiled with
+ * --fmad=false: the per-element math of elem.h rounds as on the CPU. */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "cuda_ops.h"
+#include "elem.h"
+
+/* The CUDA error of the last call, or of a launch, into err; -1 on error. */
+static int check(cudaError_t e, const char *what, char *err, size_t err_len) {
+  if (e == cudaSuccess) e = cudaGetLastError();
+  if (e == cudaSuccess) return 0;
+  if (err) snprintf(err, err_len, "%s: %s (CUDA error %d)", what, cudaGetErrorString(e), (int)e);
+  return -1;
+}
+
+static unsigned blocks_for(size_t n, unsigned threads) {
+  size_t b = (n + threads - 1) / threads;
+  return (unsigned)(b < 65535 * 32 ? (b ? b : 1) : 65535 * 32);
+}
+
+extern "C" int smoe_cuda_available(char *why, size_t why_len) {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    snprintf(why, why_len, "no CUDA device: %s",
+             e != cudaSuccess ? cudaGetErrorString(e) : "the driver lists none");
+    return 0;
+  }
+  e = cudaSetDevice(0);
+  if (e != cudaSuccess) {
+    snprintf(why, why_len, "CUDA device 0 unusable: %s", cudaGetErrorString(e));
+    return 0;
+  }
+  return 1;
+}
+
+extern "C" int smoe_cuda_alloc(void **p, size_t bytes, char *err, size_t err_len) {
+  *p = NULL;
+  if (check(cudaMalloc(p, bytes ? bytes : 1), "cudaMalloc", err, err_len)) return -1;
+  return check(cudaMemset(*p, 0, bytes ? bytes : 1), "cudaMemset", err, err_len);
+}
+
+extern "C" void smoe_cuda_free(void *p) {
+  cudaFree(p);
+}
+
+extern "C" int smoe_cuda_to_device(void *dst, const void *src, size_t bytes, char *err,
+                                   size_t err_len) {
+  return check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy to device", err, err_len);
+}
+
+extern "C" int smoe_cuda_to_host(void *dst, const void *src, size_t bytes, char *err,
+                                 size_t err_len) {
+  return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy to host", err, err_len);
+}
+
+/* grid-stride loops: any n with any grid */
+#define FOR_EACH(i, n)                                                    \
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); \
+       i += (size_t)gridDim.x * blockDim.x)
+
+static __global__ void fill_kernel(float *x, float v, size_t n) {
+  FOR_EACH(i, n) x[i] = v;
+}
+
+static __global__ void add_kernel(float *y, const float *x, size_t n) {
+  FOR_EACH(i, n) y[i] += x[i];
+}
+
+static __global__ void scale_kernel(float *x, size_t n, float s) {
+  FOR_EACH(i, n) x[i] *= s;
+}
+
+static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v, size_t n,
+                                    float decay, float step, float b1, float b2, float sbc2,
+                                    float eps) {
+  FOR_EACH(i, n) smoe_adamw_elem_f32(p + i, g[i], m + i, v + i, decay, step, b1, b2, sbc2, eps);
+}
+
+enum { SUMSQ_BLOCK = 4096 }; /* optim.c's BLOCK */
+
+/* one thread per block of SUMSQ_BLOCK elements, summed in order in double */
+static __global__ void sumsq_kernel(const float *x, size_t n, size_t nb, double *part) {
+  FOR_EACH(b, nb) {
+    size_t lo = b * SUMSQ_BLOCK, hi = lo + SUMSQ_BLOCK < n ? lo + SUMSQ_BLOCK : n;
+    double t = 0;
+    for (size_t i = lo; i < hi; i++) t += (double)x[i] * x[i];
+    part[b] = t;
+  }
+}
+
+enum { THREADS = 256 };
+
+extern "C" int smoe_cuda_fill(float *x, float v, size_t n, char *err, size_t err_len) {
+  if (n) fill_kernel<<<blocks_for(n, THREADS), THREADS>>>(x, v, n);
+  return check(cudaDeviceSynchronize(), "fill", err, err_len);
+}
+
+extern "C" int smoe_cuda_add(float *y, const float *x, size_t n, char *err, size_t err_len) {
+  if (n) add_kernel<<<blocks_for(n, THREADS), THREADS>>>(y, x, n);
+  return check(cudaDeviceSynchronize(), "add", err, err_len);
+}
+
+extern "C" int smoe_cuda_scale(float *x, size_t n, float s, char *err, size_t err_len) {
+  if (n) scale_kernel<<<blocks_for(n, THREADS), THREADS>>>(x, n, s);
+  return check(cudaDeviceSynchronize(), "scale", err, err_len);
+}
+
+extern "C" int smoe_cuda_adamw(float *p, const float *g, float *m, float *v, size_t n, double lr,
+                               double beta1, double beta2, double eps, double weight_decay,
+                               int64_t t, char *err, size_t err_len) {
+  /* the scalars exactly as optim.c computes them, on the host */
+  const double bc1 = 1.0 - pow(beta1, (double)t), bc2 = 1.0 - pow(beta2, (double)t);
+  const float decay = (float)(1.0 - lr * weight_decay), step = (float)(lr / bc1);
+  if (n)
+    adamw_kernel<<<blocks_for(n, THREADS), THREADS>>>(p, g, m, v, n, decay, step, (float)beta1,
+                                                      (float)beta2, (float)sqrt(bc2), (float)eps);
+  return check(cudaDeviceSynchronize(), "adamw", err, err_len);
+}
+
+extern "C" int smoe_cuda_sumsq(const float *x, size_t n, double *out, char *err, size_t err_len) {
+  const size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+  *out = 0;
+  if (!nb) return 0;
+  double *part = NULL, *host = (double *)malloc(sizeof(double) * nb);
+  int rc = host ? 0 : -1;
+  if (!host && err) snprintf(err, err_len, "sumsq: out of host memory for %zu partial sums", nb);
+  if (rc == 0) rc = check(cudaMalloc(&part, sizeof(double) * nb), "sumsq", err, err_len);
+  if (rc == 0) {
+    sumsq_kernel<<<blocks_for(nb, 64), 64>>>(x, n, nb, part);
+    rc = check(cudaMemcpy(host, part, sizeof(double) * nb, cudaMemcpyDeviceToHost), "sumsq", err,
+               err_len);
+  }
+  for (size_t b = 0; rc == 0 && b < nb; b++) *out += host[b]; /* blocks in order */
+  cudaFree(part);
+  free(host);
+  return rc;
+}

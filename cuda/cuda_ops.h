@@ -1,0 +1,42 @@
+/* cuda_ops.h: the CUDA kernels' C interface (extern "C" launchers, float).
+ * The first of the op table's CUDA backend (backend.h): the flat-buffer
+ * ops of the optimizer and the fills and copies, each beside its CPU
+ * reference (optim.h, backend_cpu.c) and compared with it bit for bit by
+ * tests/test_cuda_ops.c. Every function returns 0, or -1 with the CUDA
+ * error's text in err (no device, out of memory, a failed launch). Buffers
+ * are device memory from smoe_cuda_alloc. */
+#ifndef SMOE_CUDA_OPS_H
+#define SMOE_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when a CUDA device can be used (device 0 selected), else 0 with the
+ * reason in why (why_len bytes): the skip path of the GPU tests. */
+int smoe_cuda_available(char *why, size_t why_len);
+
+int smoe_cuda_alloc(void **p, size_t bytes, char *err, size_t err_len); /* zeroed */
+void smoe_cuda_free(void *p);
+int smoe_cuda_to_device(void *dst, const void *src, size_t bytes, char *err, size_t err_len);
+int smoe_cuda_to_host(void *dst, const void *src, size_t bytes, char *err, size_t err_len);
+
+int smoe_cuda_fill(float *x, float v, size_t n, char *err, size_t err_len);
+int smoe_cuda_add(float *y, const float *x, size_t n, char *err, size_t err_len);
+int smoe_cuda_scale(float *x, size_t n, float s, char *err, size_t err_len);
+/* optim.h's smoe_adamw_step on device buffers (the same element, elem.h) */
+int smoe_cuda_adamw(float *p, const float *g, float *m, float *v, size_t n, double lr, double beta1,
+                    double beta2, double eps, double weight_decay, int64_t t, char *err,
+                    size_t err_len);
+/* optim.h's smoe_sumsq: the same fixed blocks of 4096, each summed in order
+ * in double, then the blocks in order: the same bits as the CPU's */
+int smoe_cuda_sumsq(const float *x, size_t n, double *out, char *err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
