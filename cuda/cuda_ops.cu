@@ -79,6 +79,21 @@ static __global__ void adamw_kernel(float *p, const float *g, float *m, float *v
   FOR_EACH(i, n) smoe_adamw_elem_f32(p + i, g[i], m + i, v + i, decay, step, b1, b2, sbc2, eps);
 }
 
+static __global__ void swiglu_kernel(float *act, const float *h13, int64_t rows, int F) {
+  FOR_EACH(i, (size_t)rows * F) {
+    const float *h1 = h13 + (i / F) * 2 * (size_t)F + i % F;
+    act[i] = smoe_swiglu_f32(h1[0], h1[F]);
+  }
+}
+
+static __global__ void swiglu_backward_kernel(float *dh13, const float *dact, const float *h13,
+                                              int64_t rows, int F) {
+  FOR_EACH(i, (size_t)rows * F) {
+    size_t at = (i / F) * 2 * (size_t)F + i % F;
+    smoe_swiglu_backward_f32(dact[i], h13[at], h13[at + F], dh13 + at, dh13 + at + F);
+  }
+}
+
 enum { SUMSQ_BLOCK = 4096 }; /* optim.c's BLOCK */
 
 /* one thread per block of SUMSQ_BLOCK elements, summed in order in double */
@@ -118,6 +133,20 @@ extern "C" int smoe_cuda_adamw(float *p, const float *g, float *m, float *v, siz
     adamw_kernel<<<blocks_for(n, THREADS), THREADS>>>(p, g, m, v, n, decay, step, (float)beta1,
                                                       (float)beta2, (float)sqrt(bc2), (float)eps);
   return check(cudaDeviceSynchronize(), "adamw", err, err_len);
+}
+
+extern "C" int smoe_cuda_swiglu(float *act, const float *h13, int64_t rows, int F, char *err,
+                                size_t err_len) {
+  size_t n = (size_t)rows * F;
+  if (n) swiglu_kernel<<<blocks_for(n, THREADS), THREADS>>>(act, h13, rows, F);
+  return check(cudaDeviceSynchronize(), "swiglu", err, err_len);
+}
+
+extern "C" int smoe_cuda_swiglu_backward(float *dh13, const float *dact, const float *h13,
+                                         int64_t rows, int F, char *err, size_t err_len) {
+  size_t n = (size_t)rows * F;
+  if (n) swiglu_backward_kernel<<<blocks_for(n, THREADS), THREADS>>>(dh13, dact, h13, rows, F);
+  return check(cudaDeviceSynchronize(), "swiglu backward", err, err_len);
 }
 
 extern "C" int smoe_cuda_sumsq(const float *x, size_t n, double *out, char *err, size_t err_len) {

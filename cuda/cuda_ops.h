@@ -1,6 +1,6 @@
 /* cuda_ops.h: the CUDA kernels' C interface (extern "C" launchers, float).
  * The first of the op table's CUDA backend (backend.h): the flat-buffer
- * ops of the optimizer and the fills and copies, each beside its CPU
+ * ops of the optimizer, the fills and copies, and SwiGLU, each beside its CPU
  * reference (optim.h, backend_cpu.c) and compared with it bit for bit by
  * tests/test_cuda_ops.c. Every function returns 0, or -1 with the CUDA
  * error's text in err (no device, out of memory, a failed launch). Buffers
@@ -31,6 +31,12 @@ int smoe_cuda_scale(float *x, size_t n, float s, char *err, size_t err_len);
 int smoe_cuda_adamw(float *p, const float *g, float *m, float *v, size_t n, double lr, double beta1,
                     double beta2, double eps, double weight_decay, int64_t t, char *err,
                     size_t err_len);
+/* moe.h's SwiGLU on rows of h13 = [h1 | h3] (rows, 2F): act (rows, F) =
+ * silu(h1) h3; backward: dh13 (rows, 2F) from dact (rows, F), written */
+int smoe_cuda_swiglu(float *act, const float *h13, int64_t rows, int F, char *err,
+                     size_t err_len);
+int smoe_cuda_swiglu_backward(float *dh13, const float *dact, const float *h13, int64_t rows,
+                              int F, char *err, size_t err_len);
 /* optim.h's smoe_sumsq: the same fixed blocks of 4096, each summed in order
  * in double, then the blocks in order: the same bits as the CPU's */
 int smoe_cuda_sumsq(const float *x, size_t n, double *out, char *err, size_t err_len);

@@ -13,29 +13,17 @@
 
 #include <math.h>
 
+#include "elem.h"
+
 #ifdef SMOE_REAL_DOUBLE
 typedef double real;
 #define SMOE_REAL_NAME "double"
-static inline real r_exp(real x) { return exp(x); }
+static inline real r_exp(real x) { return smoe_exp_f64(x); }
 #else
 typedef float real;
 #define SMOE_REAL_NAME "float"
-/* exp for float: a Cephes-style polynomial (relative error < 2e-7, i.e. about
- * 1 ulp) that, unlike libm's expf, the compiler vectorizes inside loops. */
-static inline float r_exp(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x); /* 2^n stays a normal float */
-  float n = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f; /* x - n ln2, in two parts */
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  union { float f; int32_t i; } scale = {.i = ((int32_t)n + 127) << 23};
-  return p * scale.f;
-}
+/* exp for float: elem.h's polynomial, which the compiler vectorizes */
+static inline float r_exp(float x) { return smoe_exp_f32(x); }
 #endif
 
 /* Errors a user can cause (bad config, bad file) travel as a message in a

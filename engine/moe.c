@@ -142,7 +142,13 @@ void smoe_moe_combine_backward(real *dye, real *dgw, const real *dout, const rea
     }
 }
 
-static inline real sigmoid(real x) { return 1 / (1 + r_exp(-x)); }
+#ifdef SMOE_REAL_DOUBLE
+#define swiglu smoe_swiglu_f64
+#define swiglu_backward smoe_swiglu_backward_f64
+#else
+#define swiglu smoe_swiglu_f32
+#define swiglu_backward smoe_swiglu_backward_f32
+#endif
 
 void smoe_experts_forward(real *ye, real *h13, real *act, const real *xe, const real *experts,
                      const int *offsets, int E, int D, int F) {
@@ -157,7 +163,7 @@ void smoe_experts_forward(real *ye, real *h13, real *act, const real *xe, const 
     for (int r = 0; r < n; r++) {
       const real *h1 = h + (size_t)r * 2 * F, *h3 = h1 + F;
       real *ar = a + (size_t)r * F;
-      for (int i = 0; i < F; i++) ar[i] = h1[i] * sigmoid(h1[i]) * h3[i];
+      for (int i = 0; i < F; i++) ar[i] = swiglu(h1[i], h3[i]);
     }
     smoe_matmul_forward(ye + (size_t)r0 * D, a, w2, n, F, D);
   }
@@ -182,11 +188,7 @@ void smoe_experts_backward(real *dxe, real *dexperts, real *dh13, real *dact, co
     for (int r = 0; r < n; r++) {
       const real *h1 = h + (size_t)r * 2 * F, *h3 = h1 + F, *g = da + (size_t)r * F;
       real *d1 = dh + (size_t)r * 2 * F, *d3 = d1 + F;
-      for (int i = 0; i < F; i++) {
-        real s = sigmoid(h1[i]), silu = h1[i] * s;
-        d1[i] = g[i] * h3[i] * (s + silu * (1 - s));
-        d3[i] = g[i] * silu;
-      }
+      for (int i = 0; i < F; i++) swiglu_backward(g[i], h1[i], h3[i], d1 + i, d3 + i);
     }
     /* h13 = xe w13^T: dxe = dh13 w13 (written), dw13 += dh13^T xe */
     smoe_gemm(0, 0, n, D, 2 * F, 1, dh, 2 * F, w13, D, 0, dxe + (size_t)r0 * D, D);

@@ -2,7 +2,8 @@
 /* test_cuda_ops: the CUDA flat-buffer kernels (cuda/cuda_ops.h) against their
  * CPU references (optim.h, the CPU op table) on random inputs of awkward
  * sizes (0, 1, 4095, 4097 and a few hundred thousand elements): fill, add,
- * scale, AdamW (three steps, with weight decay) and the sum of squares must
+ * scale, AdamW (three steps, with weight decay), the sum of squares and
+ * SwiGLU forward and backward (rows x F of 1 x 1, 3 x 1408, 257 x 96) must
  * give the same bits. Without a usable device it prints why and exits 77,
  * which ctest reports as skipped. */
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "backend.h"
 #include "cuda_ops.h"
+#include "elem.h"
 #include "optim.h"
 
 static char err[256];
@@ -85,6 +87,32 @@ static void check_size(size_t n, unsigned seed) {
   free(p), free(g), free(m), free(v);
 }
 
+/* SwiGLU forward and backward on rows x F, against the CPU's element (elem.h,
+ * what smoe_experts_forward/_backward compute between their GEMMs) */
+static void check_swiglu(int64_t rows, int F, unsigned seed) {
+  const size_t n = (size_t)rows * F;
+  float *h13 = malloc(2 * n * sizeof(float) + 1), *g = malloc(n * sizeof(float) + 1),
+        *act = malloc(n * sizeof(float) + 1), *dh = malloc(2 * n * sizeof(float) + 1);
+  randomize(h13, 2 * n, &seed, 12.0f); /* saturates the sigmoid at both ends too */
+  randomize(g, n, &seed, 2.0f);
+  for (int64_t r = 0; r < rows; r++)
+    for (int i = 0; i < F; i++) {
+      const float *h1 = h13 + (size_t)r * 2 * F + i;
+      float *d1 = dh + (size_t)r * 2 * F + i;
+      act[(size_t)r * F + i] = smoe_swiglu_f32(h1[0], h1[F]);
+      smoe_swiglu_backward_f32(g[(size_t)r * F + i], h1[0], h1[F], d1, d1 + F);
+    }
+  float *d_h13 = device_copy(h13, 2 * n), *d_g = device_copy(g, n), *d_act, *d_dh;
+  CUDA_OK(smoe_cuda_alloc((void **)&d_act, n * sizeof(float), err, sizeof err));
+  CUDA_OK(smoe_cuda_alloc((void **)&d_dh, 2 * n * sizeof(float), err, sizeof err));
+  CUDA_OK(smoe_cuda_swiglu(d_act, d_h13, rows, F, err, sizeof err));
+  CUDA_OK(smoe_cuda_swiglu_backward(d_dh, d_g, d_h13, rows, F, err, sizeof err));
+  same("swiglu", n, d_act, act);
+  same("swiglu'", 2 * n, d_dh, dh);
+  smoe_cuda_free(d_h13), smoe_cuda_free(d_g), smoe_cuda_free(d_act), smoe_cuda_free(d_dh);
+  free(h13), free(g), free(act), free(dh);
+}
+
 int main(void) {
   char why[256];
   if (!smoe_cuda_available(why, sizeof why)) {
@@ -94,6 +122,9 @@ int main(void) {
   const size_t sizes[] = {0, 1, 4095, 4097, 300007};
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
     check_size(sizes[i], 1234u + (unsigned)i);
+  check_swiglu(1, 1, 7u);
+  check_swiglu(3, 1408, 8u);
+  check_swiglu(257, 96, 9u);
   printf("test_cuda_ops: %s\n", failed ? "FAILED" : "all bitwise equal to the CPU");
   return failed ? 1 : 0;
 }
