@@ -39,7 +39,10 @@ extern "C" int smoe_cuda_available(char *why, size_t why_len) {
 extern "C" int smoe_cuda_alloc(void **p, size_t bytes, char *err, size_t err_len) {
   *p = NULL;
   if (check(cudaMalloc(p, bytes ? bytes : 1), "cudaMalloc", err, err_len)) return -1;
-  return check(cudaMemset(*p, 0, bytes ? bytes : 1), "cudaMemset", err, err_len);
+  if (check(cudaMemset(*p, 0, bytes ? bytes : 1), "cudaMemset", err, err_len) == 0) return 0;
+  cudaFree(*p);
+  *p = NULL;
+  return -1;
 }
 
 extern "C" void smoe_cuda_free(void *p) {
@@ -91,6 +94,67 @@ static __global__ void swiglu_backward_kernel(float *dh13, const float *dact, co
   FOR_EACH(i, (size_t)rows * F) {
     size_t at = (i / F) * 2 * (size_t)F + i % F;
     smoe_swiglu_backward_f32(dact[i], h13[at], h13[at + F], dh13 + at, dh13 + at + F);
+  }
+}
+
+/* one thread per element of a row moved or summed: (n, k, i) or (n, i) */
+static __global__ void moe_gather_kernel(float *xe, const float *x, const int *pos, int N, int K,
+                                         int D) {
+  FOR_EACH(j, (size_t)N * K * D) {
+    size_t a = j / D, i = j % D;
+    if (pos[a] >= 0) xe[(size_t)pos[a] * D + i] = x[(a / K) * D + i];
+  }
+}
+
+static __global__ void moe_gather_backward_kernel(float *dx, const float *dxe, const int *pos,
+                                                  int N, int K, int D) {
+  FOR_EACH(j, (size_t)N * D) {
+    size_t n = j / D, i = j % D;
+    for (int k = 0; k < K; k++) { /* the choices in order, as the CPU */
+      int p = pos[n * K + k];
+      if (p >= 0) dx[j] += dxe[(size_t)p * D + i];
+    }
+  }
+}
+
+static __global__ void moe_combine_kernel(float *out, const float *ye, const float *gw,
+                                          const int *pos, int N, int K, int D) {
+  FOR_EACH(j, (size_t)N * D) {
+    size_t n = j / D, i = j % D;
+    for (int k = 0; k < K; k++) {
+      int p = pos[n * K + k];
+      if (p >= 0) out[j] += gw[n * K + k] * ye[(size_t)p * D + i];
+    }
+  }
+}
+
+static __global__ void moe_combine_dye_kernel(float *dye, const float *dout, const float *gw,
+                                              const int *pos, int N, int K, int D) {
+  FOR_EACH(j, (size_t)N * K * D) {
+    size_t a = j / D, i = j % D;
+    if (pos[a] >= 0) dye[(size_t)pos[a] * D + i] = gw[a] * dout[(a / K) * D + i];
+  }
+}
+
+/* one thread per assignment: the dot product in the CPU's order, in float */
+static __global__ void moe_combine_dgw_kernel(float *dgw, const float *dout, const float *ye,
+                                              const int *pos, int N, int K, int D) {
+  FOR_EACH(a, (size_t)N * K) {
+    float s = 0;
+    if (pos[a] >= 0)
+      for (int i = 0; i < D; i++) s += dout[(a / K) * D + i] * ye[(size_t)pos[a] * D + i];
+    dgw[a] = s;
+  }
+}
+
+static __global__ void permute_rows_kernel(float *out, const float *in, const int *map,
+                                           int64_t rows, int D, int scatter) {
+  FOR_EACH(j, (size_t)rows * D) {
+    size_t r = j / D, i = j % D;
+    if (scatter)
+      out[(size_t)map[r] * D + i] = in[j];
+    else
+      out[j] = in[(size_t)map[r] * D + i];
   }
 }
 
@@ -147,6 +211,43 @@ extern "C" int smoe_cuda_swiglu_backward(float *dh13, const float *dact, const f
   size_t n = (size_t)rows * F;
   if (n) swiglu_backward_kernel<<<blocks_for(n, THREADS), THREADS>>>(dh13, dact, h13, rows, F);
   return check(cudaDeviceSynchronize(), "swiglu backward", err, err_len);
+}
+
+extern "C" int smoe_cuda_moe_gather(float *xe, const float *x, const int *pos, int N, int K, int D,
+                                    char *err, size_t err_len) {
+  size_t n = (size_t)N * K * D;
+  if (n) moe_gather_kernel<<<blocks_for(n, THREADS), THREADS>>>(xe, x, pos, N, K, D);
+  return check(cudaDeviceSynchronize(), "moe gather", err, err_len);
+}
+
+extern "C" int smoe_cuda_moe_gather_backward(float *dx, const float *dxe, const int *pos, int N,
+                                             int K, int D, char *err, size_t err_len) {
+  size_t n = (size_t)N * D;
+  if (n) moe_gather_backward_kernel<<<blocks_for(n, THREADS), THREADS>>>(dx, dxe, pos, N, K, D);
+  return check(cudaDeviceSynchronize(), "moe gather backward", err, err_len);
+}
+
+extern "C" int smoe_cuda_moe_combine(float *out, const float *ye, const float *gw, const int *pos,
+                                     int N, int K, int D, char *err, size_t err_len) {
+  size_t n = (size_t)N * D;
+  if (n) moe_combine_kernel<<<blocks_for(n, THREADS), THREADS>>>(out, ye, gw, pos, N, K, D);
+  return check(cudaDeviceSynchronize(), "moe combine", err, err_len);
+}
+
+extern "C" int smoe_cuda_moe_combine_backward(float *dye, float *dgw, const float *dout,
+                                              const float *ye, const float *gw, const int *pos,
+                                              int N, int K, int D, char *err, size_t err_len) {
+  size_t n = (size_t)N * K * D, na = (size_t)N * K;
+  if (n) moe_combine_dye_kernel<<<blocks_for(n, THREADS), THREADS>>>(dye, dout, gw, pos, N, K, D);
+  if (na) moe_combine_dgw_kernel<<<blocks_for(na, 64), 64>>>(dgw, dout, ye, pos, N, K, D);
+  return check(cudaDeviceSynchronize(), "moe combine backward", err, err_len);
+}
+
+extern "C" int smoe_cuda_permute_rows(float *out, const float *in, const int *map, int64_t rows,
+                                      int D, int scatter, char *err, size_t err_len) {
+  size_t n = (size_t)rows * D;
+  if (n) permute_rows_kernel<<<blocks_for(n, THREADS), THREADS>>>(out, in, map, rows, D, scatter);
+  return check(cudaDeviceSynchronize(), "permute rows", err, err_len);
 }
 
 extern "C" int smoe_cuda_sumsq(const float *x, size_t n, double *out, char *err, size_t err_len) {

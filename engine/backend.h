@@ -8,8 +8,12 @@
  * beside it, chosen at run time.
  *
  * Pointers named in the comments as host arrays (counts, quotas, plans'
- * tables, statistics) are host memory on every backend; all others are the
- * backend's. */
+ * tables, statistics) are host memory on every backend; all others are
+ * meant to be the backend's. Not yet so, to be moved with the CUDA table
+ * (on the CPU all memory is one): the expert bias and the RoPE tables are
+ * host allocations passed to ops, and host code writes some backend buffers
+ * directly (the batch's tokens, weights from the initialiser or a file into
+ * the slots, shards and dense parameters) and reads them (the final save). */
 #ifndef SMOE_BACKEND_H
 #define SMOE_BACKEND_H
 

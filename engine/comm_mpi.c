@@ -5,16 +5,20 @@
 
 #include "comm.h"
 
+enum { REQ_BLOCK = 64 };
+
 struct smoe_comm {
   int rank, size, node_size;
   int mpi; /* MPI_Init was called */
   int64_t bytes[SMOE_PHASE_COUNT];
   int *counts; /* (4, G) an all-to-all-v's counts and offsets as MPI's ints, allocated once */
   /* the data plane's started collectives, until smoe_comm_wait_all: their
-   * requests and their MPI int counts (G each), which MPI reads until then;
-   * grown when more are in flight than ever before, never shrunk */
+   * requests, and their MPI int counts (G each), which MPI may read until
+   * then, in blocks of REQ_BLOCK requests that never move (only the array of
+   * block pointers and the requests, plain handles, are reallocated); grown
+   * when more are in flight than ever before, never shrunk */
   MPI_Request *reqs;
-  int *req_counts;
+  int **count_blocks;
   int n_reqs, cap_reqs;
 };
 
@@ -81,7 +85,8 @@ smoe_comm_t *smoe_comm_init(int *argc, char ***argv) {
 
 void smoe_comm_finalize(smoe_comm_t *c) {
   if (c && c->mpi) MPI_Finalize();
-  if (c) free(c->counts), free(c->reqs), free(c->req_counts);
+  for (int b = 0; c && b < c->cap_reqs / REQ_BLOCK; b++) free(c->count_blocks[b]);
+  if (c) free(c->counts), free(c->reqs), free(c->count_blocks);
   free(c);
 }
 
@@ -208,15 +213,17 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
  * is c->reqs[c->n_reqs], taken by the caller's c->n_reqs++). */
 static int *next_request(smoe_comm_t *c) {
   if (c->n_reqs == c->cap_reqs) {
-    c->cap_reqs = c->cap_reqs ? 2 * c->cap_reqs : 64;
+    const int b = c->cap_reqs / REQ_BLOCK;
+    c->cap_reqs += REQ_BLOCK;
     c->reqs = realloc(c->reqs, sizeof(MPI_Request) * (size_t)c->cap_reqs);
-    c->req_counts = realloc(c->req_counts, sizeof(int) * (size_t)c->cap_reqs * c->size);
-    if (!c->reqs || !c->req_counts) {
+    c->count_blocks = realloc(c->count_blocks, sizeof(int *) * (size_t)(b + 1));
+    if (!c->reqs || !c->count_blocks) {
       fprintf(stderr, "swiftmoe: out of memory for %d collectives in flight\n", c->cap_reqs);
       MPI_Abort(MPI_COMM_WORLD, 1);
     }
+    c->count_blocks[b] = xmalloc(sizeof(int) * REQ_BLOCK * (size_t)c->size);
   }
-  return c->req_counts + (size_t)c->n_reqs * c->size;
+  return c->count_blocks[c->n_reqs / REQ_BLOCK] + (size_t)(c->n_reqs % REQ_BLOCK) * c->size;
 }
 
 void smoe_comm_allgather_start(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
@@ -254,7 +261,7 @@ void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, si
     fprintf(stderr, "swiftmoe: internal error: reduce-scatter of %zu elements\n", hi - lo);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  real *at = out + (lo > mine ? lo - mine : 0);
+  real *at = counts[c->rank] ? out + (lo > mine ? lo - mine : 0) : out; /* in bounds */
   mpi_check(MPI_Ireduce_scatter(x + lo, at, counts, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD,
                                 &c->reqs[c->n_reqs]));
   c->n_reqs++;

@@ -35,7 +35,7 @@ typedef struct {
   int64_t *counts;     /* (4, G) an exchange's counts and offsets */
   real *gathered;      /* rank 0: (G * chunk) one expert's slices, for gather_one */
   size_t bytes;        /* what init allocated: state, grad, send, recv, counts, gathered */
-  size_t exchange_bytes; /* of which send, recv and counts */
+  size_t exchange_bytes; /* of which send, recv, counts and gathered */
 } smoe_shards_t;
 
 void smoe_shards_init(smoe_shards_t *sh, const smoe_ops_t *ops, int L, int E, size_t P, int S,

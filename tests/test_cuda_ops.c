@@ -3,8 +3,10 @@
  * CPU references (optim.h, the CPU op table) on random inputs of awkward
  * sizes (0, 1, 4095, 4097 and a few hundred thousand elements): fill, add,
  * scale, AdamW (three steps, with weight decay), the sum of squares and
- * SwiGLU forward and backward (rows x F of 1 x 1, 3 x 1408, 257 x 96) must
- * give the same bits. Without a usable device it prints why and exits 77,
+ * SwiGLU forward and backward (rows x F of 1 x 1, 3 x 1408, 257 x 96), and
+ * the MoE block's gather, combine (and their backwards) and row permutes
+ * (N x K x D of 1 x 1 x 1, 64 x 2 x 128, 300 x 8 x 33, with dropped
+ * assignments) must give the same bits. Without a usable device it prints why and exits 77,
  * which ctest reports as skipped. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "backend.h"
 #include "cuda_ops.h"
 #include "elem.h"
+#include "moe.h"
 #include "optim.h"
 
 static char err[256];
@@ -113,6 +116,67 @@ static void check_swiglu(int64_t rows, int F, unsigned seed) {
   free(h13), free(g), free(act), free(dh);
 }
 
+static int *device_ints(const int *x, size_t n) {
+  void *d;
+  CUDA_OK(smoe_cuda_alloc(&d, n * sizeof(int), err, sizeof err));
+  CUDA_OK(smoe_cuda_to_device(d, x, n * sizeof(int), err, sizeof err));
+  return d;
+}
+
+/* The MoE block's row moves on N tokens x K choices (every 5th assignment
+ * dropped, the rest sent in a shuffled order) and a row permutation, against
+ * moe.h's and the CPU table's */
+static void check_moe(int N, int K, int D, unsigned seed) {
+  const size_t NK = (size_t)N * K, ND = (size_t)N * D;
+  int *pos = malloc(NK * sizeof(int) + 1), rows = 0;
+  for (size_t a = 0; a < NK; a++) pos[a] = a % 5 == 4 ? -1 : rows++;
+  for (size_t a = NK; a-- > 1;) { /* shuffle the kept rows' order */
+    size_t b = (size_t)rand_r(&seed) % (a + 1);
+    if (pos[a] >= 0 && pos[b] >= 0) {
+      int t = pos[a];
+      pos[a] = pos[b], pos[b] = t;
+    }
+  }
+  const size_t RD = (size_t)rows * D;
+  float *x = malloc(ND * sizeof(float) + 1), *gw = malloc(NK * sizeof(float) + 1),
+        *xe = calloc(RD + 1, sizeof(float)), *dx = malloc(ND * sizeof(float) + 1),
+        *out = malloc(ND * sizeof(float) + 1), *dye = calloc(RD + 1, sizeof(float)),
+        *dgw = malloc(NK * sizeof(float) + 1), *perm = calloc(RD + 1, sizeof(float));
+  randomize(x, ND, &seed, 2.0f), randomize(gw, NK, &seed, 1.0f);
+  randomize(dx, ND, &seed, 1.0f), randomize(out, ND, &seed, 1.0f);
+  float *d_x = device_copy(x, ND), *d_gw = device_copy(gw, NK), *d_xe = device_copy(xe, RD),
+        *d_dx = device_copy(dx, ND), *d_out = device_copy(out, ND), *d_dye = device_copy(dye, RD),
+        *d_dgw = device_copy(dgw, NK), *d_perm = device_copy(perm, RD);
+  int *d_pos = device_ints(pos, NK);
+  int *map = malloc((size_t)rows * sizeof(int) + 1); /* row r -> row (r * 7 + 3) mod rows */
+  for (int r = 0; r < rows; r++) map[r] = (int)(((int64_t)r * 7 + 3) % rows);
+  int *d_map = device_ints(map, (size_t)rows);
+  smoe_moe_gather(xe, x, pos, N, K, D);
+  CUDA_OK(smoe_cuda_moe_gather(d_xe, d_x, d_pos, N, K, D, err, sizeof err));
+  same("gather", RD, d_xe, xe);
+  smoe_moe_gather_backward(dx, xe, pos, N, K, D);
+  CUDA_OK(smoe_cuda_moe_gather_backward(d_dx, d_xe, d_pos, N, K, D, err, sizeof err));
+  same("gather'", ND, d_dx, dx);
+  smoe_moe_combine(out, xe, gw, pos, N, K, D);
+  CUDA_OK(smoe_cuda_moe_combine(d_out, d_xe, d_gw, d_pos, N, K, D, err, sizeof err));
+  same("combine", ND, d_out, out);
+  smoe_moe_combine_backward(dye, dgw, x, xe, gw, pos, N, K, D);
+  CUDA_OK(smoe_cuda_moe_combine_backward(d_dye, d_dgw, d_x, d_xe, d_gw, d_pos, N, K, D, err,
+                                         sizeof err));
+  same("dye", RD, d_dye, dye);
+  same("dgw", NK, d_dgw, dgw);
+  for (int scatter = 0; scatter < 2; scatter++) {
+    smoe_ops_cpu.permute_rows(perm, xe, map, rows, D, scatter);
+    CUDA_OK(smoe_cuda_permute_rows(d_perm, d_xe, d_map, rows, D, scatter, err, sizeof err));
+    same(scatter ? "scatter" : "permute", RD, d_perm, perm);
+  }
+  float *dev[] = {d_x, d_gw, d_xe, d_dx, d_out, d_dye, d_dgw, d_perm};
+  for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) smoe_cuda_free(dev[i]);
+  smoe_cuda_free(d_pos), smoe_cuda_free(d_map);
+  free(pos), free(map), free(x), free(gw), free(xe), free(dx), free(out), free(dye), free(dgw);
+  free(perm);
+}
+
 int main(void) {
   char why[256];
   if (!smoe_cuda_available(why, sizeof why)) {
@@ -125,6 +189,9 @@ int main(void) {
   check_swiglu(1, 1, 7u);
   check_swiglu(3, 1408, 8u);
   check_swiglu(257, 96, 9u);
+  check_moe(1, 1, 1, 10u);
+  check_moe(64, 2, 128, 11u);
+  check_moe(300, 8, 33, 12u);
   printf("test_cuda_ops: %s\n", failed ? "FAILED" : "all bitwise equal to the CPU");
   return failed ? 1 : 0;
 }

@@ -57,6 +57,7 @@ int main(int argc, char **argv) {
     cfg.num_experts = 8, cfg.expert_dim = 16, cfg.vocab_size = 64, cfg.steps = 10;
     cfg.warmup_steps = 2, cfg.capacity_factor = 0.5, cfg.bias_update_rate = 1e-3;
     snprintf(cfg.policy, sizeof cfg.policy, "%s", policies[p]);
+    if (p == 0) cfg.n_layers = 10; /* 72 buckets: more than one block of requests in flight */
     if (p == 1) snprintf(cfg.expert_optimizer, sizeof cfg.expert_optimizer, "replicated");
     if (p == 4) snprintf(cfg.dense_optimizer, sizeof cfg.dense_optimizer, "replicated");
     const int B = 4, T = cfg.seq_len;
