@@ -83,6 +83,17 @@ static int match_option(const option_t *o, int n, int argc, char **argv, int *i,
 
 static int positive(const char *cmd, const char *name, const char *v, int *out);
 
+/* c <- the defaults, then the --config file (NULL: none), then each --set
+ * in order. Returns 0, or 2 (bad usage) with err. */
+static int resolve_config(smoe_config_t *c, const char *config_path, const char **sets,
+                          int n_sets, smoe_err_t *err) {
+  smoe_config_defaults(c);
+  if (config_path && smoe_config_load(c, config_path, err) != 0) return 2;
+  for (int i = 0; i < n_sets; i++)
+    if (smoe_config_set(c, sets[i], err) != 0) return 2;
+  return 0;
+}
+
 /* ------------------------------------------------------------------ train */
 
 static const option_t train_options[] = {
@@ -166,10 +177,7 @@ static int cmd_train(int argc, char **argv, char *self) {
   }
   smoe_config_t c;
   smoe_err_t err = {{0}};
-  smoe_config_defaults(&c);
-  if (rc == 0 && config_path && smoe_config_load(&c, config_path, &err) != 0) rc = 2;
-  for (int i = 0; rc == 0 && i < n_sets; i++)
-    if (smoe_config_set(&c, sets[i], &err) != 0) rc = 2;
+  if (rc == 0) rc = resolve_config(&c, config_path, sets, n_sets, &err);
   char changed[4096] = "";
   if (rc == 0 && init_hf && smoe_hf_read_config(&c, init_hf, changed, sizeof changed, &err) != 0)
     rc = 2;
@@ -477,10 +485,7 @@ static int cmd_memory(int argc, char **argv, char *self) {
   }
   smoe_config_t c;
   smoe_err_t err = {{0}};
-  smoe_config_defaults(&c);
-  if (rc == 0 && config_path && smoe_config_load(&c, config_path, &err) != 0) rc = 2;
-  for (int i = 0; rc == 0 && i < n_sets; i++)
-    if (smoe_config_set(&c, sets[i], &err) != 0) rc = 2;
+  if (rc == 0) rc = resolve_config(&c, config_path, sets, n_sets, &err);
   if (rc == 0 && smoe_config_validate(&c, &err) != 0) rc = 2;
   free(sets);
   if (rc) {
