@@ -426,6 +426,10 @@ double smoe_ckpt_stage(smoe_ckpt_t *ck, int64_t step) {
     const size_t piece = 1 << 20, n = ck->regions[i].bytes;
     const uint8_t *src = ck->regions[i].data;
     uint8_t *dst = ck->stage + ck->offset[i];
+    if (ck->regions[i].ops) { /* backend memory */
+      ck->regions[i].ops->to_host(dst, src, n);
+      continue;
+    }
 #pragma omp parallel for schedule(static)
     for (size_t at = 0; at < n; at += piece) memcpy(dst + at, src + at, n - at < piece ? n - at : piece);
   }
@@ -798,8 +802,13 @@ static int restore_step(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
   uint8_t *out = NULL;
   size_t total = 0;
   if (decode_chain(ck->s, ck->rank, step, &m, &out, &total, err) != 0) return -1;
-  for (int i = 0; i < ck->n_regions; i++)
-    memcpy(ck->regions[i].data, out + ck->offset[i], ck->regions[i].bytes);
+  for (int i = 0; i < ck->n_regions; i++) {
+    const smoe_ckpt_region_t *r = &ck->regions[i];
+    if (r->ops)
+      r->ops->to_device(r->data, out + ck->offset[i], r->bytes);
+    else
+      memcpy(r->data, out + ck->offset[i], r->bytes);
+  }
   free(ck->base);
   ck->base = out;
   /* the next checkpoint is a delta on this one only if chunked the same way */

@@ -1,61 +1,114 @@
-/* cuda_ops.h: the CUDA kernels' C interface (extern "C" launchers, float).
- * The first of the op table's CUDA backend (backend.h): the flat-buffer
- * ops of the optimizer, the fills and copies, SwiGLU and the MoE block's
- * row moves (gather, combine, permute), each beside its CPU
- * reference (optim.h, backend_cpu.c) and compared with it bit for bit by
- * tests/test_cuda_ops.c. Every function returns 0, or -1 with the CUDA
- * error's text in err (no device, out of memory, a failed launch). Buffers
- * are device memory from smoe_cuda_alloc. */
+/* cuda_ops.h: the CUDA backend's C interface. Each smoe_cuda_<op> has the
+ * signature of the op table's <op> (backend.h) and the semantics of its CPU
+ * reference; backend_cuda.c puts them in smoe_ops_cuda. Buffers are device
+ * memory from smoe_cuda_alloc except the arrays backend.h names as host
+ * (counts, quotas, capacities, plans' tables, statistics, and `offsets` of
+ * the expert MLPs); the arena arguments are unused (kernels take device
+ * scratch, cuda_common.h). All ops run in order on one stream; an op that
+ * returns a host value waits for it. A CUDA error ends the process through
+ * the fatal hook, naming the call. */
 #ifndef SMOE_CUDA_OPS_H
 #define SMOE_CUDA_OPS_H
 
-#include <stddef.h>
-#include <stdint.h>
+#include "backend.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* 1 when a CUDA device can be used (device 0 selected), else 0 with the
- * reason in why (why_len bytes): the skip path of the GPU tests. */
-int smoe_cuda_available(char *why, size_t why_len);
+/* 1 when CUDA device `device` modulo the device count can be used (and is
+ * now selected: ranks beyond the count share devices), else 0 with the
+ * reason in why (why_len bytes): the skip path of the GPU tests, and the
+ * engine's check of training.device = cuda. */
+int smoe_cuda_available(int device, char *why, size_t why_len);
+/* What a fatal CUDA error calls after printing it (the engine aborts the
+ * job naming the rank); NULL restores exit(1). */
+void smoe_cuda_set_fatal_hook(void (*hook)(const char *msg));
+/* the device's name and memory, for the run's header */
+void smoe_cuda_describe(char *out, size_t len);
 
-int smoe_cuda_alloc(void **p, size_t bytes, char *err, size_t err_len); /* zeroed */
+void *smoe_cuda_alloc(size_t bytes); /* zeroed */
 void smoe_cuda_free(void *p);
-int smoe_cuda_to_device(void *dst, const void *src, size_t bytes, char *err, size_t err_len);
-int smoe_cuda_to_host(void *dst, const void *src, size_t bytes, char *err, size_t err_len);
+void smoe_cuda_to_device(void *dst, const void *src, size_t bytes);
+void smoe_cuda_to_host(void *dst, const void *src, size_t bytes);
+void smoe_cuda_sync(void);
+/* for comm's NCCL data plane: the stream every op runs on (a cudaStream_t),
+ * a device-to-device copy queued on it, and the fatal path (exit through
+ * the hook) after an error was printed */
+void *smoe_cuda_stream_handle(void);
+void smoe_cuda_copy_bytes(void *dst, const void *src, size_t bytes);
+void smoe_cuda_fatal_exit(void);
 
-int smoe_cuda_fill(float *x, float v, size_t n, char *err, size_t err_len);
-int smoe_cuda_add(float *y, const float *x, size_t n, char *err, size_t err_len);
-int smoe_cuda_scale(float *x, size_t n, float s, char *err, size_t err_len);
-/* optim.h's smoe_adamw_step on device buffers (the same element, elem.h) */
-int smoe_cuda_adamw(float *p, const float *g, float *m, float *v, size_t n, double lr, double beta1,
-                    double beta2, double eps, double weight_decay, int64_t t, char *err,
-                    size_t err_len);
-/* moe.h's SwiGLU on rows of h13 = [h1 | h3] (rows, 2F): act (rows, F) =
- * silu(h1) h3; backward: dh13 (rows, 2F) from dact (rows, F), written */
-int smoe_cuda_swiglu(float *act, const float *h13, int64_t rows, int F, char *err, size_t err_len);
-int smoe_cuda_swiglu_backward(float *dh13, const float *dact, const float *h13, int64_t rows, int F,
-                              char *err, size_t err_len);
-/* moe.h's row moves of the MoE block, on this rank's N tokens and K choices
- * (pos (N*K) send-order rows, -1 = dropped; gw (N, K) gate weights), each
- * element in the CPU's order: smoe_moe_gather, _gather_backward (dx +=),
- * smoe_moe_combine (out +=), _combine_backward (dye and dgw written) */
-int smoe_cuda_moe_gather(float *xe, const float *x, const int *pos, int N, int K, int D, char *err,
-                         size_t err_len);
-int smoe_cuda_moe_gather_backward(float *dx, const float *dxe, const int *pos, int N, int K, int D,
-                                  char *err, size_t err_len);
-int smoe_cuda_moe_combine(float *out, const float *ye, const float *gw, const int *pos, int N,
-                          int K, int D, char *err, size_t err_len);
-int smoe_cuda_moe_combine_backward(float *dye, float *dgw, const float *dout, const float *ye,
-                                   const float *gw, const int *pos, int N, int K, int D, char *err,
-                                   size_t err_len);
-/* backend.h's permute_rows: out[map[i]] = in[i] (scatter) or out[i] = in[map[i]] */
-int smoe_cuda_permute_rows(float *out, const float *in, const int *map, int64_t rows, int D,
-                           int scatter, char *err, size_t err_len);
-/* optim.h's smoe_sumsq: the same fixed blocks of 4096, each summed in order
- * in double, then the blocks in order: the same bits as the CPU's */
-int smoe_cuda_sumsq(const float *x, size_t n, double *out, char *err, size_t err_len);
+/* memory and flat buffers (cuda_ops.cu) */
+void smoe_cuda_fill(real *x, real v, size_t n);
+void smoe_cuda_copy(real *dst, const real *src, size_t n);
+void smoe_cuda_add(real *y, const real *x, size_t n);
+void smoe_cuda_scale(real *x, size_t n, real s);
+void smoe_cuda_adamw(real *p, const real *g, real *m, real *v, size_t n, const smoe_adamw_t *o,
+                     int64_t t);
+double smoe_cuda_sumsq(const real *x, size_t n);
+void smoe_cuda_permute_rows(real *out, const real *in, const int *map, int64_t rows, int D,
+                            int scatter);
+
+/* dense layers (ops_dense.cu) */
+void smoe_cuda_gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
+                    const real *B, int ldb, real beta, real *C, int ldc);
+void smoe_cuda_matmul_forward(real *out, const real *inp, const real *w, int N, int C, int OC);
+void smoe_cuda_matmul_backward(real *dinp, real *dw, const real *dout, const real *inp,
+                               const real *w, int N, int C, int OC);
+void smoe_cuda_embedding_forward(real *out, const int32_t *tokens, const real *table, int N, int D);
+void smoe_cuda_embedding_backward(real *dtable, const real *dout, const int32_t *tokens, int N,
+                                  int D, int V);
+void smoe_cuda_rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w, int N, int D,
+                               double eps);
+void smoe_cuda_rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *inp,
+                                const real *w, const real *rstd, int N, int D,
+                                smoe_arena_t *scratch);
+void smoe_cuda_rope_forward(real *x, const real *cos_t, const real *sin_t, int N, int T, int nh,
+                            int d);
+void smoe_cuda_rope_backward(real *dx, const real *cos_t, const real *sin_t, int N, int T, int nh,
+                             int d);
+void smoe_cuda_attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
+                                 int B, int T, int H, int Hkv, int d);
+void smoe_cuda_attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,
+                                  const real *q, const real *k, const real *v, int B, int T, int H,
+                                  int Hkv, int d, smoe_arena_t *scratch);
+double smoe_cuda_crossentropy_forward(real *logits, const int32_t *targets, int N, int V,
+                                      int *n_valid, smoe_arena_t *scratch);
+void smoe_cuda_crossentropy_backward(real *dlogits, const real *probs, const int32_t *targets,
+                                     int N, int V, real scale);
+
+/* the MoE block and routing rows (ops_moe.cu) */
+void smoe_cuda_router_forward(real *probs, real *lse, int32_t *idx, real *gw, const real *bias,
+                              int N, int E, int K);
+void smoe_cuda_router_stats(int64_t *choice_counts, double *prob_sum, double *z_sum,
+                            const real *probs, const real *lse, const int32_t *idx, int N, int E,
+                            int K);
+void smoe_cuda_router_backward(real *dlogits, const real *probs, const real *lse,
+                               const int32_t *idx, const real *gw, const real *dgw,
+                               const real *aux_dp, real z_scale, int N, int E, int K);
+void smoe_cuda_moe_gather(real *xe, const real *x, const int *pos, int N, int K, int D);
+void smoe_cuda_moe_gather_backward(real *dx, const real *dxe, const int *pos, int N, int K, int D);
+void smoe_cuda_moe_combine(real *out, const real *ye, const real *gw, const int *pos, int N, int K,
+                           int D);
+void smoe_cuda_moe_combine_backward(real *dye, real *dgw, const real *dout, const real *ye,
+                                    const real *gw, const int *pos, int N, int K, int D);
+void smoe_cuda_experts_forward(real *ye, real *h13, real *act, const real *xe, const real *experts,
+                               const int *offsets, int E, int D, int F);
+void smoe_cuda_experts_backward(real *dxe, real *dexperts, real *dh13, real *dact, const real *dye,
+                                const real *xe, const real *h13, const real *act,
+                                const real *experts, const int *offsets, int E, int D, int F);
+void smoe_cuda_histogram(int64_t *counts, const int32_t *x, int n, int n_bins);
+int64_t smoe_cuda_capacity_keep(uint8_t *keep, const int32_t *idx, const real *gw, int N, int K,
+                                int E, const int64_t *capacity, int by_weight,
+                                smoe_arena_t *scratch);
+void smoe_cuda_route_slots(int32_t *slot_of, const int32_t *idx, const uint8_t *keep,
+                           const int *slot_of_expert, int NK);
+int smoe_cuda_split_slots(int32_t *slot_of, const int32_t *idx, const uint8_t *keep,
+                          const int *first, const int *slots, int64_t *quota, int E, int NK,
+                          smoe_arena_t *scratch);
+void smoe_cuda_positions(int *pos, const int32_t *slot_of, const int64_t *start, int NK,
+                         int n_slots, smoe_arena_t *scratch);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,9 @@
 
 typedef struct {
   const char *name;
+  /* 1 when the host reads and writes the backend's memory directly (the
+   * CPU): other code (comm.h) may then hand it to libraries as it is */
+  int host_memory;
 
   /* memory: zeroed allocations (NULL never: out of memory ends the process) */
   void *(*alloc)(size_t bytes);
@@ -30,6 +33,10 @@ typedef struct {
   void (*fill)(real *x, real v, size_t n);
   void (*copy)(real *dst, const real *src, size_t n);
   void (*add)(real *y, const real *x, size_t n); /* y += x */
+  /* bytes between host memory and the backend's, in order with the ops
+   * before them; both return when the copy is done */
+  void (*to_device)(void *dst, const void *src, size_t bytes);
+  void (*to_host)(void *dst, const void *src, size_t bytes);
 
   /* dense layers (ops.h) */
   void (*gemm)(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
@@ -107,5 +114,21 @@ typedef struct {
 
 /* The CPU backend (OpenBLAS GEMMs, OpenMP loops). */
 extern const smoe_ops_t smoe_ops_cpu;
+/* The CPU's ops on memory the host cannot touch between ops (backend_guard.c). */
+extern const smoe_ops_t smoe_ops_guard;
+#ifdef SMOE_WITH_CUDA
+/* The CUDA backend (cuda/): kernels and cuBLAS on one stream. */
+extern const smoe_ops_t smoe_ops_cuda;
+#endif
+
+/* The table of training.device ("cpu", "cuda" or "guard") for this rank,
+ * which becomes comm's data-plane backend too. cuda: the GPU of this rank's
+ * place on its node (modulo the node's GPUs), and a CUDA error then aborts
+ * the job; an error names the rank and why when CUDA is missing. */
+typedef struct smoe_comm smoe_comm_t;
+int smoe_backend_open(const char *device, smoe_comm_t *comm, const smoe_ops_t **ops,
+                      smoe_err_t *err);
+/* One line on where ops runs (the GPU's name and memory), for the run's header. */
+void smoe_backend_describe(const smoe_ops_t *ops, char *out, size_t len);
 
 #endif

@@ -27,6 +27,10 @@ static void cpu_copy(real *dst, const real *src, size_t n) {
   memmove(dst, src, sizeof(real) * n);
 }
 
+static void cpu_bytes(void *dst, const void *src, size_t bytes) {
+  memmove(dst, src, bytes);
+}
+
 static void cpu_add(real *y, const real *x, size_t n) {
   for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
@@ -87,11 +91,14 @@ static void cpu_permute_rows(real *out, const real *in, const int *map, int64_t 
 
 const smoe_ops_t smoe_ops_cpu = {
     .name = "cpu",
+    .host_memory = 1,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .fill = cpu_fill,
     .copy = cpu_copy,
     .add = cpu_add,
+    .to_device = cpu_bytes,
+    .to_host = cpu_bytes,
     .gemm = smoe_gemm,
     .matmul_forward = smoe_matmul_forward,
     .matmul_backward = smoe_matmul_backward,

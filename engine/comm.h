@@ -9,6 +9,7 @@
 #ifndef SMOE_COMM_H
 #define SMOE_COMM_H
 
+#include "backend.h"
 #include "common.h"
 
 typedef enum {
@@ -46,8 +47,21 @@ void smoe_comm_abort(smoe_comm_t *c, int code) __attribute__((noreturn));
 
 int smoe_comm_rank(const smoe_comm_t *c);
 int smoe_comm_size(const smoe_comm_t *c);
-/* Ranks on this rank's node (they share its cores). */
+/* Ranks on this rank's node (they share its cores), and this rank's place
+ * among them (its GPU when each rank has one). */
 int smoe_comm_node_size(const smoe_comm_t *c);
+int smoe_comm_node_rank(const smoe_comm_t *c);
+
+/* The data plane (smoe_comm_allreduce_real, _alltoallv, _reduce_scatter_start,
+ * _allgather_start) moves buffers of this backend. When its memory is the
+ * host's (the CPU) MPI reads and writes them in place; otherwise (a GPU) each
+ * call stages them through host buffers of its own with the backend's copies,
+ * except on NCCL: with the CUDA backend, when every rank of the job drives a
+ * GPU of its own, the data plane runs on NCCL (comm_nccl.h), queued on the
+ * backend's stream. Default: the CPU's. The other calls take host memory. */
+void smoe_comm_set_backend(smoe_comm_t *c, const smoe_ops_t *ops);
+/* "MPI", "MPI, staged through host memory" or "NCCL", for the run's header */
+const char *smoe_comm_data_plane(const smoe_comm_t *c);
 
 /* In-place sums over all ranks. */
 void smoe_comm_allreduce_real(smoe_comm_t *c, real *x, size_t n, smoe_phase_t phase);

@@ -4,11 +4,35 @@
 #include <string.h>
 
 #include "comm.h"
+#ifdef SMOE_WITH_CUDA
+#include "comm_nccl.h"
+#endif
 
 enum { REQ_BLOCK = 64 };
 
+/* A host buffer that only grows. */
+typedef struct {
+  char *p;
+  size_t cap;
+} hostbuf_t;
+
+/* A started collective's host staging (backend memory the host cannot
+ * read): its send and receive bytes, and where the received ones go at the
+ * wait (dst NULL: nothing to copy back). */
+typedef struct {
+  hostbuf_t buf;
+  void *dst;
+  size_t recv_at, recv_bytes;
+} staged_t;
+
 struct smoe_comm {
-  int rank, size, node_size;
+  int rank, size, node_size, node_rank;
+  const smoe_ops_t *ops; /* the data plane's memory (smoe_comm_set_backend) */
+  hostbuf_t stage[2];    /* blocking calls' staging: send, receive */
+  staged_t *staged;      /* cap_reqs: the started collectives' staging */
+#ifdef SMOE_WITH_CUDA
+  smoe_nccl_t *nccl; /* the data plane on NCCL (every rank has its own GPU) */
+#endif
   int mpi; /* MPI_Init was called */
   int64_t bytes[SMOE_PHASE_COUNT];
   int *counts; /* (4, G) an all-to-all-v's counts and offsets as MPI's ints, allocated once */
@@ -78,15 +102,21 @@ smoe_comm_t *smoe_comm_init(int *argc, char ***argv) {
   MPI_Comm node;
   mpi_check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
   MPI_Comm_size(node, &c->node_size);
+  MPI_Comm_rank(node, &c->node_rank);
   MPI_Comm_free(&node);
   c->counts = xmalloc(sizeof(int) * 4 * (size_t)c->size);
   return c;
 }
 
 void smoe_comm_finalize(smoe_comm_t *c) {
+#ifdef SMOE_WITH_CUDA
+  if (c) smoe_nccl_close(c->nccl);
+#endif
   if (c && c->mpi) MPI_Finalize();
   for (int b = 0; c && b < c->cap_reqs / REQ_BLOCK; b++) free(c->count_blocks[b]);
-  if (c) free(c->counts), free(c->reqs), free(c->count_blocks);
+  for (int i = 0; c && i < c->cap_reqs; i++) free(c->staged[i].buf.p);
+  if (c) free(c->counts), free(c->reqs), free(c->count_blocks), free(c->staged);
+  if (c) free(c->stage[0].p), free(c->stage[1].p);
   free(c);
 }
 
@@ -100,6 +130,78 @@ void smoe_comm_abort(smoe_comm_t *c, int code) {
 int smoe_comm_rank(const smoe_comm_t *c) { return c->rank; }
 int smoe_comm_size(const smoe_comm_t *c) { return c->size; }
 int smoe_comm_node_size(const smoe_comm_t *c) { return c->node_size; }
+int smoe_comm_node_rank(const smoe_comm_t *c) { return c->node_rank; }
+
+static void allreduce(smoe_comm_t *c, void *x, size_t n, size_t elem, MPI_Datatype type, MPI_Op op,
+                      smoe_phase_t phase);
+
+#ifdef SMOE_WITH_CUDA
+/* NCCL when every rank of the job has a GPU of its own (ranks sharing one
+ * stay on MPI, staged): the ranks agree, rank 0's id travels over MPI. */
+static void nccl_start(smoe_comm_t *c) {
+  int64_t own = smoe_nccl_usable(c->node_size);
+  allreduce(c, &own, 1, sizeof own, MPI_INT64_T, MPI_MIN, SMOE_PHASE_OTHER);
+  if (!own) return;
+  char id[SMOE_NCCL_ID_BYTES] = {0}, err[256] = "";
+  int ok = c->rank != 0 || smoe_nccl_id(id, err, sizeof err) == 0;
+  mpi_check(MPI_Bcast(id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD));
+  if (ok) c->nccl = smoe_nccl_open(id, c->rank, c->size, c->ops, err, sizeof err);
+  if (!c->nccl) {
+    fprintf(stderr, "swiftmoe: [rank %d] %s\n", c->rank, err);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+}
+#endif
+
+void smoe_comm_set_backend(smoe_comm_t *c, const smoe_ops_t *ops) {
+  c->ops = ops;
+#ifdef SMOE_WITH_CUDA
+  if (c->size > 1 && !c->nccl && strcmp(ops->name, "cuda") == 0) nccl_start(c);
+#endif
+}
+
+const char *smoe_comm_data_plane(const smoe_comm_t *c) {
+#ifdef SMOE_WITH_CUDA
+  if (c->nccl) return "NCCL";
+#endif
+  return c->ops && !c->ops->host_memory ? "MPI, staged through host memory" : "MPI";
+}
+
+/* the NCCL data plane, when there is one */
+#ifdef SMOE_WITH_CUDA
+#define NCCL(c) ((c)->nccl)
+#else
+#define NCCL(c) 0
+#define smoe_nccl_allreduce_real(...) abort()
+#define smoe_nccl_alltoallv(...) abort()
+#define smoe_nccl_allgather(...) abort()
+#define smoe_nccl_reduce_scatter(...) abort()
+#endif
+
+/* 1 when data-plane buffers must be staged through host memory */
+static int staging(const smoe_comm_t *c) { return c->ops && !c->ops->host_memory; }
+
+static void *host(hostbuf_t *b, size_t bytes) {
+  if (bytes > b->cap) {
+    free(b->p);
+    b->cap = bytes > 2 * b->cap ? bytes : 2 * b->cap;
+    b->p = xmalloc(b->cap);
+  }
+  return b->p;
+}
+
+/* memmove for data-plane buffers (a world of one) */
+static void move(smoe_comm_t *c, void *dst, const void *src, size_t bytes) {
+  if (!staging(c))
+    memmove(dst, src, bytes);
+  else if (bytes % sizeof(real) == 0)
+    c->ops->copy(dst, src, bytes / sizeof(real));
+  else {
+    void *h = host(&c->stage[0], bytes);
+    c->ops->to_host(h, src, bytes);
+    c->ops->to_device(dst, h, bytes);
+  }
+}
 
 /* Ring all-reduce volume per rank: 2 (G-1)/G of the buffer. */
 static void count_allreduce(smoe_comm_t *c, size_t bytes, smoe_phase_t phase) {
@@ -124,7 +226,20 @@ static void allreduce(smoe_comm_t *c, void *x, size_t n, size_t elem, MPI_Dataty
 #endif
 
 void smoe_comm_allreduce_real(smoe_comm_t *c, real *x, size_t n, smoe_phase_t phase) {
-  allreduce(c, x, n, sizeof(real), MPI_REAL_T, MPI_SUM, phase);
+  if (c->size == 1) return;
+  if (NCCL(c)) {
+    count_allreduce(c, n * sizeof(real), phase);
+    smoe_nccl_allreduce_real(c->nccl, x, n);
+    return;
+  }
+  if (!staging(c)) {
+    allreduce(c, x, n, sizeof(real), MPI_REAL_T, MPI_SUM, phase);
+    return;
+  }
+  real *h = host(&c->stage[0], smoe_mul(n, sizeof(real)));
+  c->ops->to_host(h, x, n * sizeof(real));
+  allreduce(c, h, n, sizeof(real), MPI_REAL_T, MPI_SUM, phase);
+  c->ops->to_device(x, h, n * sizeof(real));
 }
 void smoe_comm_allreduce_f64(smoe_comm_t *c, double *x, size_t n, smoe_phase_t phase) {
   allreduce(c, x, n, sizeof(double), MPI_DOUBLE, MPI_SUM, phase);
@@ -186,8 +301,8 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
                          const int64_t *send_offsets, void *recv, const int64_t *recv_counts,
                          const int64_t *recv_offsets, size_t elem, smoe_phase_t phase) {
   if (c->size == 1) {
-    memmove((char *)recv + (size_t)recv_offsets[0] * elem,
-            (const char *)send + (size_t)send_offsets[0] * elem, (size_t)send_counts[0] * elem);
+    move(c, (char *)recv + (size_t)recv_offsets[0] * elem,
+         (const char *)send + (size_t)send_offsets[0] * elem, (size_t)send_counts[0] * elem);
     return;
   }
   const int G = c->size;
@@ -201,12 +316,31 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
     ci[2 * G + g] = (int)recv_counts[g], ci[3 * G + g] = (int)recv_offsets[g];
     if (g != c->rank) c->bytes[phase] += send_counts[g] * (int64_t)elem;
   }
+  if (NCCL(c)) {
+    smoe_nccl_alltoallv(c->nccl, send, send_counts, send_offsets, recv, recv_counts, recv_offsets,
+                        elem);
+    return;
+  }
+  void *hsend = (void *)send, *hrecv = recv;
+  if (staging(c)) { /* the extents of both buffers through host memory */
+    size_t ns = 0, nr = 0;
+    for (int g = 0; g < G; g++) {
+      ns = ns > (size_t)(send_offsets[g] + send_counts[g]) ? ns : (size_t)(send_offsets[g] + send_counts[g]);
+      nr = nr > (size_t)(recv_offsets[g] + recv_counts[g]) ? nr : (size_t)(recv_offsets[g] + recv_counts[g]);
+    }
+    hsend = host(&c->stage[0], ns * elem + 1);
+    hrecv = host(&c->stage[1], nr * elem + 1);
+    c->ops->to_host(hsend, send, ns * elem);
+  }
   MPI_Datatype row;
   mpi_check(MPI_Type_contiguous((int)elem, MPI_BYTE, &row));
   mpi_check(MPI_Type_commit(&row));
-  mpi_check(MPI_Alltoallv(send, ci, ci + G, row, recv, ci + 2 * G, ci + 3 * G, row,
+  mpi_check(MPI_Alltoallv(hsend, ci, ci + G, row, hrecv, ci + 2 * G, ci + 3 * G, row,
                           MPI_COMM_WORLD));
   MPI_Type_free(&row);
+  for (int g = 0; hrecv != recv && g < G; g++) /* only the ranges received */
+    c->ops->to_device((char *)recv + (size_t)recv_offsets[g] * elem,
+                      (char *)hrecv + (size_t)recv_offsets[g] * elem, (size_t)recv_counts[g] * elem);
 }
 
 /* Room for one more started collective: its G ints of counts (the request
@@ -217,29 +351,45 @@ static int *next_request(smoe_comm_t *c) {
     c->cap_reqs += REQ_BLOCK;
     c->reqs = realloc(c->reqs, sizeof(MPI_Request) * (size_t)c->cap_reqs);
     c->count_blocks = realloc(c->count_blocks, sizeof(int *) * (size_t)(b + 1));
-    if (!c->reqs || !c->count_blocks) {
+    c->staged = realloc(c->staged, sizeof(staged_t) * (size_t)c->cap_reqs);
+    if (!c->reqs || !c->count_blocks || !c->staged) {
       fprintf(stderr, "swiftmoe: out of memory for %d collectives in flight\n", c->cap_reqs);
       MPI_Abort(MPI_COMM_WORLD, 1);
     }
     c->count_blocks[b] = xmalloc(sizeof(int) * REQ_BLOCK * (size_t)c->size);
+    memset(c->staged + c->cap_reqs - REQ_BLOCK, 0, sizeof(staged_t) * REQ_BLOCK);
   }
+  c->staged[c->n_reqs].dst = NULL;
   return c->count_blocks[c->n_reqs / REQ_BLOCK] + (size_t)(c->n_reqs % REQ_BLOCK) * c->size;
 }
 
 void smoe_comm_allgather_start(smoe_comm_t *c, const void *send, void *recv, size_t bytes,
                                smoe_phase_t phase) {
   if (c->size == 1) {
-    memmove(recv, send, bytes);
+    move(c, recv, send, bytes);
     return;
   }
   if (bytes > (size_t)1 << 30) {
     fprintf(stderr, "swiftmoe: internal error: all-gather of %zu bytes per rank\n", bytes);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  next_request(c);
   c->bytes[phase] += (int64_t)bytes * (c->size - 1);
-  mpi_check(MPI_Iallgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD,
-                           &c->reqs[c->n_reqs]));
+  if (NCCL(c)) {
+    smoe_nccl_allgather(c->nccl, send, recv, bytes);
+    return;
+  }
+  next_request(c);
+  const void *hsend = send;
+  void *hrecv = recv;
+  if (staging(c)) {
+    staged_t *st = &c->staged[c->n_reqs];
+    char *h = host(&st->buf, bytes * (size_t)(c->size + 1));
+    c->ops->to_host(h, send, bytes);
+    hsend = h, hrecv = h + bytes;
+    st->dst = recv, st->recv_at = bytes, st->recv_bytes = bytes * (size_t)c->size;
+  }
+  mpi_check(MPI_Iallgather(hsend, (int)bytes, MPI_BYTE, hrecv, (int)bytes, MPI_BYTE,
+                           MPI_COMM_WORLD, &c->reqs[c->n_reqs]));
   c->n_reqs++;
 }
 
@@ -247,7 +397,7 @@ void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, si
                                     size_t chunk, real *out, smoe_phase_t phase) {
   const size_t mine = (size_t)c->rank * chunk;
   if (c->size == 1) { /* the range is this rank's */
-    memmove(out + lo, x + lo, (hi - lo) * sizeof(real));
+    move(c, out + lo, x + lo, (hi - lo) * sizeof(real));
     return;
   }
   int *counts = next_request(c);
@@ -261,14 +411,39 @@ void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, si
     fprintf(stderr, "swiftmoe: internal error: reduce-scatter of %zu elements\n", hi - lo);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  if (NCCL(c)) {
+    smoe_nccl_reduce_scatter(c->nccl, x, lo, hi, chunk, out);
+    return;
+  }
   real *at = counts[c->rank] ? out + (lo > mine ? lo - mine : 0) : out; /* in bounds */
-  mpi_check(MPI_Ireduce_scatter(x + lo, at, counts, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD,
+  const real *hsend = x + lo;
+  real *hrecv = at;
+  if (staging(c)) {
+    staged_t *st = &c->staged[c->n_reqs];
+    const size_t sb = (hi - lo) * sizeof(real), rb = (size_t)counts[c->rank] * sizeof(real);
+    char *h = host(&st->buf, sb + rb + sizeof(real));
+    c->ops->to_host(h, x + lo, sb);
+    hsend = (const real *)h, hrecv = (real *)(h + sb);
+    st->dst = at, st->recv_at = sb, st->recv_bytes = rb;
+  }
+  mpi_check(MPI_Ireduce_scatter(hsend, hrecv, counts, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD,
                                 &c->reqs[c->n_reqs]));
   c->n_reqs++;
 }
 
 void smoe_comm_wait_all(smoe_comm_t *c) {
+#ifdef SMOE_WITH_CUDA
+  char err[256];
+  if (c->nccl && smoe_nccl_check(c->nccl, err, sizeof err) != 0) {
+    fprintf(stderr, "swiftmoe: [rank %d] %s\n", c->rank, err);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+#endif
   if (c->n_reqs) mpi_check(MPI_Waitall(c->n_reqs, c->reqs, MPI_STATUSES_IGNORE));
+  for (int i = 0; i < c->n_reqs; i++) { /* staged results to the backend's memory */
+    staged_t *st = &c->staged[i];
+    if (st->dst) c->ops->to_device(st->dst, st->buf.p + st->recv_at, st->recv_bytes);
+  }
   c->n_reqs = 0;
 }
 

@@ -131,6 +131,11 @@ static const cfg_key_t keys[] = {
         "sharded = each rank keeps the AdamW state of a 1/G slice of the dense parameters: "
         "gradients reduce-scattered, the slice updated, weights all-gathered (ZeRO-1); "
         "replicated = every rank keeps all of it and all-reduces dense gradients (baseline)"),
+    STR("training", "device", device, "cpu", "cpu cuda guard", NULL,
+        "where the step runs: cpu = OpenBLAS and OpenMP; cuda = one GPU per rank (by local rank; "
+        "a build with CUDA); guard = the CPU's ops with the backend's memory unreadable from the "
+        "host between ops (a test that the engine touches device memory only through the op "
+        "table; slow)"),
     U64("training", "seed", seed, "1337", "seed of the init and of the data sampling"),
     INT("training", "threads", threads, "0", 0, 1024, NULL, "OpenMP/BLAS threads; 0 = all cores"),
 

@@ -43,6 +43,7 @@ typedef struct {
   int eval_windows;   /* validation windows per evaluation */
   char expert_optimizer[16]; /* "sharded" or "replicated" (baseline) */
   char dense_optimizer[16];  /* "sharded" (ZeRO-1) or "replicated" (baseline) */
+  char device[8];     /* "cpu", "cuda" or "guard" (backend.h) */
   uint64_t seed;      /* init + data sampling */
   int threads;        /* OpenMP/BLAS threads; 0 = all cores */
   /* [placement] */

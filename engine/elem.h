@@ -75,4 +75,72 @@ SMOE_DEFINE_SWIGLU(f64, double)
 SMOE_DEFINE_ADAMW_ELEM(smoe_adamw_elem_f32, float, sqrtf)
 SMOE_DEFINE_ADAMW_ELEM(smoe_adamw_elem_f64, double, sqrt)
 
+/* One row of the router (moe.h's smoe_router_forward), in place: p (E)
+ * holds the logits and becomes their softmax, *lse = logsumexp; id/w (K) =
+ * the top K experts by p + bias (bias (E) may be NULL; strict '>' keeps the
+ * lower index on ties) and their probabilities renormalised to sum to 1.
+ * The CPU loops over rows calling it; the CUDA kernel runs one row a thread
+ * (the float path is bitwise equal; the double one differs only by the
+ * device's exp and log, within an ulp each). */
+#define SMOE_DEFINE_ROUTER_ROW(sfx, T)                                                      \
+  SMOE_HD void smoe_router_row_##sfx(T *p, T *lse, int32_t *id, T *w, const T *bias, int E, \
+                                     int K) {                                               \
+    T mx = p[0];                                                                            \
+    for (int e = 1; e < E; e++)                                                             \
+      if (p[e] > mx) mx = p[e];                                                             \
+    double sum = 0;                                                                         \
+    for (int e = 0; e < E; e++) {                                                           \
+      p[e] = smoe_exp_##sfx(p[e] - mx);                                                     \
+      sum += p[e];                                                                          \
+    }                                                                                       \
+    *lse = (T)(mx + log(sum));                                                              \
+    T inv = (T)(1.0 / sum);                                                                 \
+    for (int e = 0; e < E; e++) p[e] *= inv;                                                \
+    /* top-k by repeated argmax */                                                          \
+    T wsum = 0;                                                                             \
+    for (int k = 0; k < K; k++) {                                                           \
+      int best = -1;                                                                        \
+      T bv = 0;                                                                             \
+      for (int e = 0; e < E; e++) {                                                         \
+        int taken = 0;                                                                      \
+        for (int j = 0; j < k; j++) taken |= id[j] == e;                                    \
+        if (taken) continue;                                                                \
+        T s = p[e] + (bias ? bias[e] : 0);                                                  \
+        if (best < 0 || s > bv) best = e, bv = s;                                           \
+      }                                                                                     \
+      id[k] = best;                                                                         \
+      w[k] = p[best];                                                                       \
+      wsum += p[best];                                                                      \
+    }                                                                                       \
+    for (int k = 0; k < K; k++) w[k] /= wsum;                                               \
+  }
+SMOE_DEFINE_ROUTER_ROW(f32, float)
+SMOE_DEFINE_ROUTER_ROW(f64, double)
+
+/* The router's backward for one row (moe.h's smoe_router_backward): g (E) =
+ * d(loss)/d(logits), written, from the row's probs p (E), lse, choices id,
+ * gate weights w and their gradient dw (K), the aux term aux_dp (E, may be
+ * NULL) and z_scale. Only + - * /: bitwise equal on the GPU. */
+#define SMOE_DEFINE_ROUTER_BACKWARD_ROW(sfx, T)                                                    \
+  SMOE_HD void smoe_router_backward_row_##sfx(T *g, const T *p, T lse, const int32_t *id,          \
+                                              const T *w, const T *dw, const T *aux_dp, T z_scale, \
+                                              int E, int K) {                                      \
+    /* dp: aux term for every expert, then the renormalised top-k weights                          \
+     * w_k = p_k / s: dp_j = (dw_j - sum_k dw_k w_k) / s for selected j. */                        \
+    for (int e = 0; e < E; e++) g[e] = aux_dp ? aux_dp[e] : 0;                                     \
+    T s = 0, wdw = 0;                                                                              \
+    for (int k = 0; k < K; k++) {                                                                  \
+      s += p[id[k]];                                                                               \
+      wdw += w[k] * dw[k];                                                                         \
+    }                                                                                              \
+    for (int k = 0; k < K; k++) g[id[k]] += (dw[k] - wdw) / s;                                     \
+    /* through the softmax, then the z-loss term d(lse^2)/dlogit = 2 lse p */                      \
+    T pg = 0;                                                                                      \
+    for (int e = 0; e < E; e++) pg += p[e] * g[e];                                                 \
+    T zl = z_scale * lse;                                                                          \
+    for (int e = 0; e < E; e++) g[e] = p[e] * (g[e] - pg) + zl * p[e];                             \
+  }
+SMOE_DEFINE_ROUTER_BACKWARD_ROW(f32, float)
+SMOE_DEFINE_ROUTER_BACKWARD_ROW(f64, double)
+
 #endif

@@ -220,38 +220,57 @@ typedef struct {
   smoe_expert_src_fn src;
   void *arg;
   int le;            /* the expert last fetched (l * E + e), or -1 */
-  const real *w;     /* its P values */
+  const real *w;     /* its P values (host memory) */
+  real *host;        /* a dense tensor or an expert copied from the backend */
 } save_t;
 
-/* Entry i's values: dense from the model, an expert's from src (once per
- * expert: its w1, w3 and w2 are consecutive entries) or from the slots. */
+/* Entry i's values in host memory: dense from the model, an expert's from
+ * src (once per expert: its w1, w3 and w2 are consecutive entries) or from
+ * the slots. */
 static const real *fetch_tensor(void *arg, int i) {
   save_t *s = arg;
-  const smoe_tensor_t *t = &s->m->tensors[i];
-  const size_t P = smoe_expert_numel(s->m->dims.D, s->m->dims.F);
-  int le = t->layer * s->m->dims.E + t->expert;
+  const smoe_model_t *m = s->m;
+  const smoe_tensor_t *t = &m->tensors[i];
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
+  if (t->buffer == SMOE_BUF_DENSE) {
+    s->le = -1;
+    m->ops->to_host(s->host, smoe_tensor_data(m, t), sizeof(real) * t->numel);
+    return s->host;
+  }
+  int le = t->layer * m->dims.E + t->expert;
   if (le != s->le) {
-    s->w = s->src ? s->src(s->arg, t->layer, t->expert) : smoe_model_expert(s->m, t->layer, t->expert);
+    s->w = s->src ? s->src(s->arg, t->layer, t->expert) : NULL;
+    if (!s->src) {
+      m->ops->to_host(s->host, smoe_model_expert(m, t->layer, t->expert), sizeof(real) * P);
+      s->w = s->host;
+    }
     s->le = le;
   }
   return s->w + t->offset % P;
 }
 
+/* The most values of one tensor, or of one expert */
+static size_t largest(const smoe_model_t *m) {
+  size_t n = smoe_expert_numel(m->dims.D, m->dims.F);
+  for (int i = 0; i < m->n_tensors; i++) n = m->tensors[i].numel > n ? m->tensors[i].numel : n;
+  return n;
+}
+
 int smoe_hf_save(const smoe_model_t *m, const char *path, smoe_dtype_t dtype,
                  smoe_expert_src_fn src, void *arg, smoe_err_t *err) {
   smoe_st_entry_t *e = xcalloc((size_t)m->n_tensors, sizeof *e);
-  save_t s = {m, src, arg, -1, NULL};
+  save_t s = {m, src, arg, -1, NULL, xmalloc(sizeof(real) * largest(m))};
   for (int i = 0; i < m->n_tensors; i++) {
     const smoe_tensor_t *t = &m->tensors[i];
     e[i].name = t->name;
     e[i].ndim = t->ndim;
     for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
-    if (t->buffer == SMOE_BUF_DENSE) e[i].data = smoe_tensor_data(m, t);
     e[i].fetch = fetch_tensor, e[i].arg = &s;
   }
   static const char *const metadata[] = {"format", "pt", "producer", "swiftmoe", NULL};
   int rc = smoe_st_write(path, e, m->n_tensors, dtype, metadata, err);
   free(e);
+  free(s.host);
   return rc;
 }
 
@@ -309,8 +328,9 @@ int smoe_hf_load(smoe_model_t *m, const char *dir, smoe_expert_put_fn also, void
   int nf, rc = open_files(dir, &files, &nf, err);
   int *found = xcalloc((size_t)m->n_tensors, sizeof(int));
   const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
-  /* an expert's tensor is read here, then copied to the slots holding it */
-  real *one = xmalloc(sizeof(real) * (size_t)m->dims.F * m->dims.D);
+  /* a tensor is read here, then sent to the model (an expert's to the
+   * slots holding it) */
+  real *one = xmalloc(sizeof(real) * largest(m));
   for (int f = 0; rc == 0 && f < nf; f++)
     for (int i = 0; rc == 0 && i < smoe_st_count(files[f]); i++) {
       const smoe_st_tensor_t *s = smoe_st_tensor(files[f], i);
@@ -340,7 +360,8 @@ int smoe_hf_load(smoe_model_t *m, const char *dir, smoe_expert_put_fn also, void
       }
       found[t - m->tensors] = 1;
       if (t->buffer == SMOE_BUF_DENSE) {
-        rc = smoe_st_read(files[f], s, smoe_tensor_data(m, t), err);
+        if ((rc = smoe_st_read(files[f], s, one, err)) == 0)
+          m->ops->to_device(smoe_tensor_data(m, t), one, sizeof(real) * t->numel);
       } else if ((rc = smoe_st_read(files[f], s, one, err)) == 0) {
         smoe_model_put_expert(m, t->layer, t->expert, t->offset % P, one, t->numel);
         if (also) also(arg, t->layer, t->expert, t->offset % P, one, t->numel);

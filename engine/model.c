@@ -152,7 +152,7 @@ void smoe_model_put_expert(smoe_model_t *m, int l, int e, size_t off, const real
   const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
   for (int s = 0; s < m->S; s++)
     if (slot_expert(m, l, s) == e)
-      memcpy(m->experts + ((size_t)l * m->S + s) * P + off, x, sizeof(real) * n);
+      m->ops->to_device(m->experts + ((size_t)l * m->S + s) * P + off, x, sizeof(real) * n);
 }
 
 real *smoe_tensor_data(const smoe_model_t *m, const smoe_tensor_t *t) {
@@ -195,22 +195,30 @@ void smoe_model_expert_init(const smoe_model_t *m, int l, int e, size_t lo, size
 }
 
 /* Dense parameters from the seed (norm weights 1), and the experts in this
- * rank's slots: each value a function of (seed, tensor, element) only. */
+ * rank's slots: each value a function of (seed, tensor, element) only,
+ * computed on the host and sent to the backend a tensor at a time. */
 static void init_params(smoe_model_t *m) {
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
+  size_t most = P;
+  for (int i = 0; i < m->n_tensors; i++)
+    most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
+  real *x = xmalloc(sizeof(real) * most);
   for (int i = 0; i < m->n_tensors; i++) {
     const smoe_tensor_t *t = &m->tensors[i];
     if (t->buffer != SMOE_BUF_DENSE) continue;
-    real *x = smoe_tensor_data(m, t);
     uint64_t ts = tensor_seed(m->init_seed, i);
     for (size_t j = 0; j < t->numel; j++)
       x[j] = t->ndim == 1 ? 1 : (real)(m->init_std * normal_at(ts, j));
+    m->ops->to_device(smoe_tensor_data(m, t), x, sizeof(real) * t->numel);
   }
-  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
   for (int l = 0; l < m->dims.L; l++)
     for (int s = 0; s < m->S; s++) {
       int e = slot_expert(m, l, s);
-      if (e >= 0) smoe_model_expert_init(m, l, e, 0, P, m->experts + ((size_t)l * m->S + s) * P);
+      if (e < 0) continue;
+      smoe_model_expert_init(m, l, e, 0, P, x);
+      m->ops->to_device(m->experts + ((size_t)l * m->S + s) * P, x, sizeof(real) * P);
     }
+  free(x);
 }
 
 static void dims_from_config(smoe_dims_t *d, const smoe_config_t *c) {
@@ -257,6 +265,12 @@ static int act_regions(smoe_model_t *m, region_t *r) {
       {(void **)&a->lnf, N * D},
       {(void **)&a->lnf_rstd, N},
       {(void **)&a->logits, N * d->V},
+      /* what the ops read beside them: the RoPE tables, the expert bias
+       * and the aux loss gradient (sent from the host) */
+      {(void **)&m->rope_cos, (size_t)d->T * (d->hd / 2)},
+      {(void **)&m->rope_sin, (size_t)d->T * (d->hd / 2)},
+      {(void **)&m->bias_dev, L * E},
+      {(void **)&m->aux_dp_dev, E},
   };
   memcpy(r, ar, sizeof ar);
   return (int)(sizeof ar / sizeof ar[0]);
@@ -338,7 +352,7 @@ int smoe_model_plan(const smoe_config_t *c, int G, int B, smoe_model_plan_t *out
 int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_comm_t *comm,
                          smoe_err_t *err) {
   memset(m, 0, sizeof *m);
-  m->ops = &smoe_ops_cpu;
+  if (smoe_backend_open(c->device, comm, &m->ops, err) != 0) return -1;
   smoe_dims_t *d = &m->dims;
   dims_from_config(d, c);
   m->aux_coef = c->aux_loss_coef, m->z_coef = c->z_loss_coef;
@@ -397,9 +411,13 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->scratch_mem = carve(m->ops, r, scratch_regions(m, r), sizeof(real), &n_scratch);
   m->bytes_acts = n_acts * sizeof(real) + n_ints * sizeof(int32_t) + keep_bytes(m);
   const size_t L = d->L, E = d->E, K = d->K;
-  m->rope_cos = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
-  m->rope_sin = xmalloc(sizeof(real) * (size_t)d->T * (d->hd / 2));
-  smoe_rope_tables(m->rope_cos, m->rope_sin, d->T, d->hd, d->theta);
+  const size_t nrope = (size_t)d->T * (d->hd / 2);
+  real *rope = xmalloc(sizeof(real) * 2 * nrope + 1);
+  smoe_rope_tables(rope, rope + nrope, d->T, d->hd, d->theta);
+  m->ops->to_device(m->rope_cos, rope, sizeof(real) * nrope);
+  m->ops->to_device(m->rope_sin, rope + nrope, sizeof(real) * nrope);
+  free(rope);
+  m->tokens_host = xmalloc(sizeof(int32_t) * 2 * (size_t)B * d->T);
   m->choice_counts = xcalloc(L * K * E, sizeof(int64_t));
   m->prob_sum = xcalloc(L * E, sizeof(double));
   m->z_sum = xcalloc(L, sizeof(double));
@@ -417,7 +435,7 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
 void smoe_model_init(smoe_model_t *m, const smoe_config_t *c, int B) {
   smoe_comm_t *comm = smoe_comm_local();
   smoe_err_t err;
-  if (smoe_model_init_dist(m, c, B, comm, &err) != 0) { /* cannot fail with G = 1 */
+  if (smoe_model_init_dist(m, c, B, comm, &err) != 0) { /* G = 1: only a device that fails */
     fprintf(stderr, "swiftmoe: %s\n", err.msg);
     abort();
   }
@@ -449,8 +467,7 @@ void smoe_model_free(smoe_model_t *m) {
   o->free(m->acts_int_mem);
   o->free(m->a.keep);
   o->free(m->scratch_mem);
-  free(m->rope_cos);
-  free(m->rope_sin);
+  free(m->tokens_host);
   smoe_arena_free(&m->arena);
   free(m->choice_counts);
   free(m->prob_sum);
@@ -524,7 +541,7 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
   const size_t R = m->rows_max;
 
   m->ops->matmul_forward(probs, ln2, m->p.gate + (size_t)l * E * D, N, D, E);
-  m->ops->router_forward(probs, lse, idx, gw, m->expert_bias + (size_t)l * E, N, E, K);
+  m->ops->router_forward(probs, lse, idx, gw, m->bias_dev + (size_t)l * E, N, E, K);
   m->ops->router_stats(cc, m->prob_sum + (size_t)l * E, &m->z_sum[l], probs, lse, idx, N, E, K);
   smoe_comm_allreduce_i64(m->comm, cc, (size_t)K * E, SMOE_PHASE_COUNTS);
   smoe_comm_allreduce_f64(m->comm, m->prob_sum + (size_t)l * E, (size_t)E, SMOE_PHASE_COUNTS);
@@ -577,11 +594,15 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
     abort();
   }
   m->B_last = B;
+  int32_t *in = m->tokens_host, *tg = m->tokens_host + N;
   for (int b = 0; b < B; b++)
     for (int t = 0; t < T; t++) {
-      m->inputs[b * T + t] = tokens[(size_t)b * (T + 1) + t];
-      m->targets[b * T + t] = tokens[(size_t)b * (T + 1) + t + 1];
+      in[b * T + t] = tokens[(size_t)b * (T + 1) + t];
+      tg[b * T + t] = tokens[(size_t)b * (T + 1) + t + 1];
     }
+  m->ops->to_device(m->inputs, in, sizeof(int32_t) * N);
+  m->ops->to_device(m->targets, tg, sizeof(int32_t) * N);
+  m->ops->to_device(m->bias_dev, m->expert_bias, sizeof(real) * d->L * d->E);
   m->n_tokens = N;
   m->split_time = 0;
   m->split_hash = 0;
@@ -658,7 +679,9 @@ static void moe_block_backward(smoe_model_t *m, int l, int N, real *aux_dp) {
     aux_dp[e] = (real)(n2 > 0 ? m->aux_coef / L * E * (double)c / n2 : 0.0);
   }
   real z_scale = (real)(m->n_tokens ? m->z_coef * 2.0 / ((double)L * m->n_tokens) : 0.0);
-  m->ops->router_backward(s->drouter, probs, a->lse + l * Nmax, idx, gw, s->dgw, aux_dp, z_scale, N, E, K);
+  m->ops->to_device(m->aux_dp_dev, aux_dp, sizeof(real) * E);
+  m->ops->router_backward(s->drouter, probs, a->lse + l * Nmax, idx, gw, s->dgw, m->aux_dp_dev,
+                          z_scale, N, E, K);
   m->ops->matmul_backward(s->dx, m->g.gate + (size_t)l * E * D, s->drouter, ln2,
                   m->p.gate + (size_t)l * E * D, N, D, E);
   m->ops->rmsnorm_backward(s->dresid, m->g.ln2 + (size_t)l * D, s->dx, a->mid + l * Nmax * D,

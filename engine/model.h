@@ -137,7 +137,9 @@ typedef struct {
   int *expert_tensor; /* (L, E) the table index of each expert's w1 (w3, w2 follow) */
   uint64_t init_seed; /* the initialiser's seed and standard deviation */
   double init_std;
-  real *expert_bias;  /* (L, E) aux-loss-free selection bias; not trained by gradients */
+  real *expert_bias;  /* (L, E) aux-loss-free selection bias; not trained by gradients (host) */
+  real *bias_dev;     /* (L, E) its copy in backend memory, sent at each forward */
+  real *aux_dp_dev;   /* (E) the aux loss gradient per expert, for router_backward */
 
   /* the world and the placement */
   smoe_comm_t *comm;
@@ -164,11 +166,12 @@ typedef struct {
   void *acts_int_mem;
   smoe_scratch_t s;
   real *scratch_mem;
-  real *rope_cos, *rope_sin; /* (T, hd/2) */
+  real *rope_cos, *rope_sin; /* (T, hd/2), backend memory */
   smoe_arena_t arena;        /* temporary arrays of a forward/backward (arena.h) */
   size_t bytes_acts;         /* what init allocated for activations (a) */
   size_t bytes_exchange;     /* ... for backward scratch and exchange buffers (s), and the plans */
-  int32_t *inputs, *targets; /* (B, T) */
+  int32_t *inputs, *targets; /* (B, T), backend memory */
+  int32_t *tokens_host;       /* (2, B, T): inputs then targets, on their way there */
 
   /* results of the last forward */
   double loss, ce, aux, z;      /* total = ce + aux_coef*aux + z_coef*z (aux, z: layer means) */

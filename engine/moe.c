@@ -6,42 +6,22 @@
 
 #include "ops.h"
 
+#ifdef SMOE_REAL_DOUBLE
+#define router_row smoe_router_row_f64
+#define router_backward_row smoe_router_backward_row_f64
+#else
+#define router_row smoe_router_row_f32
+#define router_backward_row smoe_router_backward_row_f32
+#endif
+
+/* one row at a time through elem.h's row functions (the CUDA kernels call
+ * the same) */
 void smoe_router_forward(real *probs, real *lse, int32_t *idx, real *gw, const real *bias, int N, int E,
                     int K) {
 #pragma omp parallel for
-  for (int n = 0; n < N; n++) {
-    real *p = probs + (size_t)n * E;
-    real mx = p[0];
-    for (int e = 1; e < E; e++)
-      if (p[e] > mx) mx = p[e];
-    double sum = 0;
-    for (int e = 0; e < E; e++) {
-      p[e] = r_exp(p[e] - mx);
-      sum += p[e];
-    }
-    lse[n] = (real)(mx + log(sum));
-    real inv = (real)(1.0 / sum);
-    for (int e = 0; e < E; e++) p[e] *= inv;
-    /* top-k by repeated argmax; strict '>' keeps the lower index on ties */
-    int32_t *id = idx + (size_t)n * K;
-    real *w = gw + (size_t)n * K;
-    real wsum = 0;
-    for (int k = 0; k < K; k++) {
-      int best = -1;
-      real bv = 0;
-      for (int e = 0; e < E; e++) {
-        int taken = 0;
-        for (int j = 0; j < k; j++) taken |= id[j] == e;
-        if (taken) continue;
-        real s = p[e] + (bias ? bias[e] : 0);
-        if (best < 0 || s > bv) best = e, bv = s;
-      }
-      id[k] = best;
-      w[k] = p[best];
-      wsum += p[best];
-    }
-    for (int k = 0; k < K; k++) w[k] /= wsum;
-  }
+  for (int n = 0; n < N; n++)
+    router_row(probs + (size_t)n * E, lse + n, idx + (size_t)n * K, gw + (size_t)n * K, bias, E,
+               K);
 }
 
 void smoe_router_stats(int64_t *choice_counts, double *prob_sum, double *z_sum, const real *probs,
@@ -70,26 +50,9 @@ void smoe_router_backward(real *dlogits, const real *probs, const real *lse, con
                      const real *gw, const real *dgw, const real *aux_dp, real z_scale, int N,
                      int E, int K) {
 #pragma omp parallel for
-  for (int n = 0; n < N; n++) {
-    const real *p = probs + (size_t)n * E;
-    const int32_t *id = idx + (size_t)n * K;
-    const real *w = gw + (size_t)n * K, *dw = dgw + (size_t)n * K;
-    real *g = dlogits + (size_t)n * E;
-    /* dp: aux term for every expert, then the renormalised top-k weights
-     * w_k = p_k / s: dp_j = (dw_j - sum_k dw_k w_k) / s for selected j. */
-    for (int e = 0; e < E; e++) g[e] = aux_dp ? aux_dp[e] : 0;
-    real s = 0, wdw = 0;
-    for (int k = 0; k < K; k++) {
-      s += p[id[k]];
-      wdw += w[k] * dw[k];
-    }
-    for (int k = 0; k < K; k++) g[id[k]] += (dw[k] - wdw) / s;
-    /* through the softmax, then the z-loss term d(lse^2)/dlogit = 2 lse p */
-    real pg = 0;
-    for (int e = 0; e < E; e++) pg += p[e] * g[e];
-    real zl = z_scale * lse[n];
-    for (int e = 0; e < E; e++) g[e] = p[e] * (g[e] - pg) + zl * p[e];
-  }
+  for (int n = 0; n < N; n++)
+    router_backward_row(dlogits + (size_t)n * E, probs + (size_t)n * E, lse[n], idx + (size_t)n * K,
+                        gw + (size_t)n * K, dgw + (size_t)n * K, aux_dp, z_scale, E, K);
 }
 
 void smoe_moe_gather(real *xe, const real *x, const int *pos, int N, int K, int D) {

@@ -7,6 +7,8 @@
 #include <omp.h>
 #include <string.h>
 
+#include "rows.h"
+
 void smoe_gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
                const real *B, int ldb, real beta, real *C, int ldc) {
   if (M == 0 || N == 0) return;
@@ -57,10 +59,8 @@ void smoe_rmsnorm_forward(real *out, real *rstd, const real *inp, const real *w,
   for (int n = 0; n < N; n++) {
     const real *x = inp + (size_t)n * D;
     real *y = out + (size_t)n * D;
-    double ss = 0;
-    for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
-    real r = (real)(1.0 / sqrt(ss / D + eps));
-    for (int i = 0; i < D; i++) y[i] = w[i] * (x[i] * r);
+    real r = smoe_rmsnorm_rstd(x, D, eps);
+    for (int i = 0; i < D; i++) y[i] = smoe_rmsnorm_y(w[i], x[i], r);
     rstd[n] = r;
   }
 }
@@ -74,14 +74,13 @@ void smoe_rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *i
     const real *x = inp + (size_t)n * D, *dy = dout + (size_t)n * D;
     real *dx = dinp + (size_t)n * D;
     real r = rstd[n];
-    double dot = 0;
-    for (int i = 0; i < D; i++) dot += (double)w[i] * dy[i] * x[i];
-    real c = (real)(dot * r * r * r / D);
-    for (int i = 0; i < D; i++) dx[i] += r * w[i] * dy[i] - c * x[i];
+    real c = smoe_rmsnorm_dcoef(x, dy, w, r, D);
+    for (int i = 0; i < D; i++) dx[i] += smoe_rmsnorm_dx(r, w[i], dy[i], c, x[i]);
   }
   /* dw: each thread sums a fixed block of rows into its own row of partial
    * sums, then the partials are added in thread order (bitwise reproducible
-   * for a given thread count) */
+   * for a given thread count; the CUDA op does the same with
+   * smoe_rmsnorm_dw_blocks blocks) */
   int nt = omp_get_max_threads();
   size_t mark = smoe_arena_mark(scratch);
   double *acc = smoe_arena_zero(scratch, (size_t)nt * D, sizeof(double));
@@ -92,7 +91,7 @@ void smoe_rmsnorm_backward(real *dinp, real *dw, const real *dout, const real *i
     for (int n = lo; n < hi; n++) {
       const real *x = inp + (size_t)n * D, *dy = dout + (size_t)n * D;
       real r = rstd[n];
-      for (int i = 0; i < D; i++) a[i] += (double)(dy[i] * x[i] * r);
+      for (int i = 0; i < D; i++) a[i] += smoe_rmsnorm_dw_term(dy[i], x[i], r);
     }
   }
   for (int t = 0; t < nt; t++)
@@ -122,11 +121,7 @@ static void rope_apply(real *x, const real *cos_t, const real *sin_t, int N, int
     const real *c = cos_t + (size_t)(n % T) * h, *s = sin_t + (size_t)(n % T) * h;
     for (int hd = 0; hd < nh; hd++) {
       real *x1 = x + ((size_t)n * nh + hd) * d, *x2 = x1 + h;
-      for (int j = 0; j < h; j++) {
-        real a = x1[j], b = x2[j], sj = sign * s[j];
-        x1[j] = a * c[j] - b * sj;
-        x2[j] = b * c[j] + a * sj;
-      }
+      for (int j = 0; j < h; j++) smoe_rope_pair(x1 + j, x2 + j, c[j], s[j], sign);
     }
   }
 }
@@ -217,19 +212,7 @@ double smoe_crossentropy_forward(real *logits, const int32_t *targets, int N, in
   double *nll = smoe_arena_take(scratch, sizeof(double) * (size_t)(N > 0 ? N : 1));
 #pragma omp parallel for
   for (int n = 0; n < N; n++) {
-    real *x = logits + (size_t)n * V;
-    real mx = x[0];
-    for (int i = 1; i < V; i++)
-      if (x[i] > mx) mx = x[i];
-    double sum = 0;
-    for (int i = 0; i < V; i++) {
-      x[i] = r_exp(x[i] - mx);
-      sum += x[i];
-    }
-    real inv = (real)(1.0 / sum);
-    for (int i = 0; i < V; i++) x[i] *= inv;
-    double p = targets[n] >= 0 ? x[targets[n]] : 1.0;
-    nll[n] = p > 0 ? -log(p) : -log(1e-300);
+    nll[n] = smoe_xent_row(logits + (size_t)n * V, V, targets[n]);
   }
   /* summed in order so the loss is the same for any thread count */
   double total = 0;

@@ -52,16 +52,19 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
    * when the dense optimizer is sharded */
   const size_t len = m->dense_len, mo = m->dense_sharded ? 0 : m->dense_lo;
   const size_t le = (size_t)m->dims.L * m->dims.E, rb = sizeof(real);
+  /* the optimizer state is backend memory: copied by its ops where the host
+   * cannot read it */
+  const smoe_ops_t *bk = m->ops->host_memory ? NULL : m->ops;
   smoe_ckpt_region_t r[] = {
-      {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb},
-      {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb},
-      {"exp_avg_sq", SMOE_CF_SHARD, sh->exp_avg_sq, sh->n * rb, (int)rb},
-      {"dense", SMOE_CF_DENSE, m->dense_mem + m->dense_lo, len * rb, (int)rb},
-      {"dense_m", SMOE_CF_DENSE, dm + mo, len * rb, (int)rb},
-      {"dense_v", SMOE_CF_DENSE, dv + mo, len * rb, (int)rb},
-      {"expert_bias", SMOE_CF_DENSE, m->expert_bias, le * rb, (int)rb},
-      {"planner_loads", SMOE_CF_DATA, pol->loads, le * sizeof(double), 8},
-      {"position", SMOE_CF_DATA, sv->pos, sizeof sv->pos, 8},
+      {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb, bk},
+      {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb, bk},
+      {"exp_avg_sq", SMOE_CF_SHARD, sh->exp_avg_sq, sh->n * rb, (int)rb, bk},
+      {"dense", SMOE_CF_DENSE, m->dense_mem + m->dense_lo, len * rb, (int)rb, bk},
+      {"dense_m", SMOE_CF_DENSE, dm + mo, len * rb, (int)rb, bk},
+      {"dense_v", SMOE_CF_DENSE, dv + mo, len * rb, (int)rb, bk},
+      {"expert_bias", SMOE_CF_DENSE, m->expert_bias, le * rb, (int)rb, NULL},
+      {"planner_loads", SMOE_CF_DATA, pol->loads, le * sizeof(double), 8, NULL},
+      {"position", SMOE_CF_DATA, sv->pos, sizeof sv->pos, 8, NULL},
   };
   smoe_ckpt_shape_t shapes[] = {
       {"model.vocab_size", c->vocab_size},
@@ -184,9 +187,9 @@ int smoe_saver_resume(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, smoe_mo
   real *bufs[3] = {m->dense_mem, dm, dv};
   for (int b = 0; b < (m->dense_sharded ? 1 : 3); b++) {
     memset(send, 0, sizeof(real) * chunk);
-    memcpy(send, bufs[b] + lo, sizeof(real) * len);
+    m->ops->to_host(send, bufs[b] + lo, sizeof(real) * len);
     smoe_comm_allgather(comm, send, recv, sizeof(real) * chunk, SMOE_PHASE_OTHER);
-    memcpy(bufs[b], recv, sizeof(real) * n);
+    m->ops->to_device(bufs[b], recv, sizeof(real) * n);
   }
   free(send), free(recv);
   pol->have_loads = (int)sv->pos[3];

@@ -9,6 +9,13 @@ static real *alloc(smoe_shards_t *sh, size_t n) {
   return sh->ops->alloc(smoe_mul(n, sizeof(real)));
 }
 
+/* The host buffer of gather_one: this rank's slice, then on rank 0 every
+ * rank's (replicated: rank 0's whole expert only). */
+static size_t gathered_len(int G, int rank, int replicated, size_t chunk) {
+  if (replicated) return rank == 0 ? chunk : 0;
+  return rank == 0 ? smoe_mul((size_t)G + 1, chunk) : chunk;
+}
+
 void smoe_shards_plan(int L, int E, size_t P, int S, int G, int rank, int replicated,
                       size_t *n, size_t *state_bytes, size_t *exchange_bytes) {
   const size_t chunk = replicated ? P : (P + (size_t)G - 1) / (size_t)G, rb = sizeof(real);
@@ -16,7 +23,7 @@ void smoe_shards_plan(int L, int E, size_t P, int S, int G, int rank, int replic
   size_t scratch = replicated ? *n : smoe_mul(smoe_mul((size_t)L * G, (size_t)S), chunk);
   *state_bytes = 4 * *n * rb; /* master | exp_avg | exp_avg_sq, grad */
   *exchange_bytes = 2 * scratch * rb + sizeof(int64_t) * (size_t)G * 4 +
-                    (rank == 0 && !replicated ? smoe_mul((size_t)G, chunk) * rb : 0);
+                    gathered_len(G, rank, replicated, chunk) * rb;
 }
 
 void smoe_shards_init(smoe_shards_t *sh, const smoe_ops_t *ops, int L, int E, size_t P, int S,
@@ -34,11 +41,12 @@ void smoe_shards_init(smoe_shards_t *sh, const smoe_ops_t *ops, int L, int E, si
   sh->send = alloc(sh, scratch);
   sh->recv = alloc(sh, scratch);
   sh->counts = xcalloc((size_t)sh->G * 4, sizeof(int64_t));
-  if (sh->rank == 0 && !replicated) sh->gathered = alloc(sh, smoe_mul((size_t)sh->G, sh->chunk));
-  sh->bytes += sizeof(int64_t) * (size_t)sh->G * 4;
+  const size_t ng = gathered_len(sh->G, sh->rank, replicated, sh->chunk);
+  sh->gathered = xcalloc(ng + 1, sizeof(real));
+  sh->bytes += sizeof(int64_t) * (size_t)sh->G * 4 + ng * sizeof(real);
   /* of which exchange: send, recv, counts and the gathered expert */
   sh->exchange_bytes = 2 * scratch * sizeof(real) + sizeof(int64_t) * (size_t)sh->G * 4 +
-                       (sh->gathered ? smoe_mul((size_t)sh->G, sh->chunk) * sizeof(real) : 0);
+                       ng * sizeof(real);
 }
 
 void smoe_shards_free(smoe_shards_t *sh) {
@@ -47,8 +55,8 @@ void smoe_shards_free(smoe_shards_t *sh) {
     sh->ops->free(sh->grad);
     sh->ops->free(sh->send);
     sh->ops->free(sh->recv);
-    sh->ops->free(sh->gathered);
   }
+  free(sh->gathered);
   free(sh->counts);
   memset(sh, 0, sizeof *sh);
 }
@@ -63,12 +71,14 @@ static size_t slice_len(const smoe_shards_t *sh, int g) {
 void smoe_shards_fill(smoe_shards_t *sh, smoe_expert_init_fn fn, const void *arg) {
   const int owner = sh->replicated ? 0 : sh->rank;
   const size_t lo = (size_t)owner * sh->chunk, len = slice_len(sh, owner);
+  real *x = xcalloc(sh->chunk + 1, sizeof(real)); /* the padding stays 0 */
   for (int l = 0; l < sh->L; l++)
     for (int e = 0; e < sh->E; e++) {
-      real *dst = sh->master + ((size_t)l * sh->E + e) * sh->chunk;
-      sh->ops->fill(dst, 0, sh->chunk);
-      if (len) fn(arg, l, e, lo, len, dst);
+      if (len) fn(arg, l, e, lo, len, x);
+      sh->ops->to_device(sh->master + ((size_t)l * sh->E + e) * sh->chunk, x,
+                         sizeof(real) * sh->chunk);
     }
+  free(x);
 }
 
 void smoe_shards_put(smoe_shards_t *sh, int l, int e, size_t off, const real *x, size_t n) {
@@ -77,16 +87,23 @@ void smoe_shards_put(smoe_shards_t *sh, int l, int e, size_t off, const real *x,
   lo = lo > off ? lo : off;
   hi = hi < off + n ? hi : off + n;
   if (lo < hi)
-    sh->ops->copy(sh->master + ((size_t)l * sh->E + e) * sh->chunk + (lo - (size_t)owner * sh->chunk),
-                  x + (lo - off), hi - lo);
+    sh->ops->to_device(
+        sh->master + ((size_t)l * sh->E + e) * sh->chunk + (lo - (size_t)owner * sh->chunk),
+        x + (lo - off), sizeof(real) * (hi - lo));
 }
 
 const real *smoe_shards_gather_one(smoe_shards_t *sh, smoe_comm_t *c, int l, int e) {
   const real *mine = sh->master + ((size_t)l * sh->E + e) * sh->chunk;
-  if (sh->replicated) return sh->rank == 0 ? mine : NULL; /* every rank has every expert */
+  real *h = sh->gathered;
+  if (sh->replicated) { /* every rank has every expert */
+    if (sh->rank != 0) return NULL;
+    sh->ops->to_host(h, mine, sizeof(real) * sh->chunk);
+    return h;
+  }
   /* the slices in rank order are the expert's vector (then the padding) */
-  smoe_comm_gather(c, mine, sh->gathered, sizeof(real) * sh->chunk, SMOE_PHASE_OTHER);
-  return sh->gathered;
+  sh->ops->to_host(h, mine, sizeof(real) * sh->chunk);
+  smoe_comm_gather(c, h, h + sh->chunk, sizeof(real) * sh->chunk, SMOE_PHASE_OTHER);
+  return sh->rank == 0 ? h + sh->chunk : NULL;
 }
 
 /* The expert of slot s of rank g in layer l, or -1. */

@@ -33,7 +33,8 @@ typedef struct {
   real *grad;          /* (L, E, chunk) gradient slices (not optimizer state) */
   real *send, *recv;   /* exchange scratch, (L * G * S * chunk) each */
   int64_t *counts;     /* (4, G) an exchange's counts and offsets */
-  real *gathered;      /* rank 0: (G * chunk) one expert's slices, for gather_one */
+  real *gathered;      /* host: (chunk) this rank's slice, then on rank 0 (G * chunk)
+                        * every rank's: gather_one's (replicated: rank 0's chunk = P) */
   size_t bytes;        /* what init allocated: state, grad, send, recv, counts, gathered */
   size_t exchange_bytes; /* of which send, recv, counts and gathered */
 } smoe_shards_t;
@@ -53,12 +54,12 @@ typedef void (*smoe_expert_init_fn)(const void *arg, int l, int e, size_t lo, si
                                     real *out);
 /* master <- this rank's slice of every expert, from fn (moments untouched). */
 void smoe_shards_fill(smoe_shards_t *sh, smoe_expert_init_fn fn, const void *arg);
-/* Values [off, off + n) of expert (l, e): the part inside this rank's slice
- * into master (a tensor read from a file, one at a time). */
+/* Values [off, off + n) of expert (l, e), x in host memory: the part inside
+ * this rank's slice into master (a tensor read from a file, one at a time). */
 void smoe_shards_put(smoe_shards_t *sh, int l, int e, size_t off, const real *x, size_t n);
 /* Expert (l, e)'s P values gathered from every rank's slice to rank 0: all
- * ranks call it; rank 0 gets them (valid until the next call), the others
- * NULL. */
+ * ranks call it; rank 0 gets them in host memory (valid until the next
+ * call), the others NULL. */
 const real *smoe_shards_gather_one(smoe_shards_t *sh, smoe_comm_t *c, int l, int e);
 
 /* grad <- the sum over replicas of the slot gradients slot_grad (L, S, P) of

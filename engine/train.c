@@ -476,6 +476,12 @@ static void run_announce(const run_t *r, const char *init_hf, int64_t resume, in
        (double)(m->n_dense + n_expert / r->E * c->top_k) / 1e6, r->data.n_train, r->data.n_val,
        r->data.n_files, r->G, r->G > 1 ? "s" : "", r->threads, r->threads > 1 ? "s" : "",
        SMOE_REAL_NAME, c->policy);
+  if (!m->ops->host_memory) { /* a device: which, and how ranks exchange its memory */
+    char dev[256];
+    smoe_backend_describe(m->ops, dev, sizeof dev);
+    NOTE(r, "device: %s (training.device = %s); data plane: %s", dev, c->device,
+         smoe_comm_data_plane(r->comm));
+  }
   NOTE(r, "run folder: %s%s%s", r->out_dir, init_hf ? "; weights from " : "",
        init_hf ? init_hf : "");
   char mem[512] = "";

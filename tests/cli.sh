@@ -37,6 +37,15 @@ expect 2 "unknown option '--bogus'" -- train --bogus
 expect 2 "option --out needs a value" -- train --out
 expect 2 "model.dim=abc" -- train --set model.dim=abc
 expect 2 "top_k" -- train --set moe.top_k=9
+expect 2 "expected cpu, cuda or guard" -- train --set training.device=gpu
+# training.device = cuda here (no GPU; with or without a CUDA build): a run
+# failure that says why, before any step
+if "$bin" train --help >/dev/null && nvidia-smi >/dev/null 2>&1; then
+  echo "(a GPU is present: the no-device message is not checked)"
+else
+  expect 1 "training.device = cuda" -- train "${fast[@]}" --set training.device=cuda \
+    --out "$tmp/cuda"
+fi
 expect 2 "n_heads" -- train --set model.n_heads=3
 expect 2 "unknown" -- train --set model.colour=blue
 expect 2 "--set" -- train --set model.dim

@@ -96,9 +96,9 @@ static void expect_state(const fx_t *f, int64_t step) {
 static const smoe_ckpt_shape_t SHAPES[] = {{"model.dim", 128}, {"ranks", 1}};
 
 static void regions(fx_t *f, smoe_ckpt_region_t r[N_REGIONS], size_t big_bytes) {
-  r[R_BIG] = (smoe_ckpt_region_t){"big", SMOE_CF_SHARD, f->big, big_bytes, 4};
-  r[R_EMPTY] = (smoe_ckpt_region_t){"empty", SMOE_CF_DENSE, &f->empty_dummy, 0, 8};
-  r[R_TINY] = (smoe_ckpt_region_t){"tiny", SMOE_CF_DATA, f->tiny, sizeof f->tiny, 8};
+  r[R_BIG] = (smoe_ckpt_region_t){"big", SMOE_CF_SHARD, f->big, big_bytes, 4, NULL};
+  r[R_EMPTY] = (smoe_ckpt_region_t){"empty", SMOE_CF_DENSE, &f->empty_dummy, 0, 8, NULL};
+  r[R_TINY] = (smoe_ckpt_region_t){"tiny", SMOE_CF_DATA, f->tiny, sizeof f->tiny, 8, NULL};
 }
 
 static smoe_ckpt_opts_t opts(int full_every, int keep, size_t chunk) {

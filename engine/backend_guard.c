@@ -1,0 +1,152 @@
+/* backend_guard.c: the guard backend (training.device = guard): the CPU's
+ * ops, on memory the host cannot touch between ops. Every allocation comes
+ * from one reserved region that is PROT_NONE except while an op of this
+ * table (or a to_device/to_host copy) runs, so engine code that reads or
+ * writes backend memory directly, as it could not on a GPU, dies at once
+ * with SIGSEGV at the line that did it. Slow (two mprotect calls per op);
+ * for tests. Single-threaded callers only, like the engine's step. */
+#define _DEFAULT_SOURCE
+#include <string.h>
+#include <sys/mman.h>
+
+#include "backend.h"
+
+static char *base;
+static size_t used, reserved;
+
+static void set_access(int open) {
+  if (used && mprotect(base, used, open ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
+    perror("swiftmoe: guard backend: mprotect");
+    abort();
+  }
+}
+
+static void *guard_alloc(size_t bytes) {
+  const size_t page = 4096, need = (bytes + page - 1) / page * page + page;
+  if (!base) {
+    reserved = (size_t)1 << 40; /* address space only: pages appear when touched */
+    base = mmap(NULL, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
+      perror("swiftmoe: guard backend: mmap");
+      abort();
+    }
+  }
+  if (need > reserved - used) {
+    fprintf(stderr, "swiftmoe: guard backend: out of its %zu reserved bytes\n", reserved);
+    abort();
+  }
+  void *p = base + used; /* fresh anonymous pages are zero */
+  used += need;
+  set_access(0);
+  return p;
+}
+
+/* memory is not reused: every address stays unique for the process */
+static void guard_free(void *p) {
+  (void)p;
+}
+
+static void guard_bytes(void *dst, const void *src, size_t bytes) {
+  set_access(1);
+  memmove(dst, src, bytes);
+  set_access(0);
+}
+
+/* G(ret, op, (params), (args)): the CPU's op between open and close */
+#define G(ret, op, params, args)          \
+  static ret guard_##op params {          \
+    set_access(1);                        \
+    ret r_ = smoe_ops_cpu.op args;        \
+    set_access(0);                        \
+    return r_;                            \
+  }
+#define GV(op, params, args)              \
+  static void guard_##op params {         \
+    set_access(1);                        \
+    smoe_ops_cpu.op args;                 \
+    set_access(0);                        \
+  }
+
+// clang-format off
+GV(fill, (real *x, real v, size_t n), (x, v, n))
+GV(copy, (real *d, const real *s, size_t n), (d, s, n))
+GV(add, (real *y, const real *x, size_t n), (y, x, n))
+GV(gemm, (int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B,
+          int ldb, real beta, real *C, int ldc), (ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+GV(matmul_forward, (real *o, const real *i, const real *w, int N, int C, int OC), (o, i, w, N, C, OC))
+GV(matmul_backward, (real *di, real *dw, const real *dout, const real *i, const real *w, int N, int C,
+                     int OC), (di, dw, dout, i, w, N, C, OC))
+GV(embedding_forward, (real *o, const int32_t *t, const real *tab, int N, int D), (o, t, tab, N, D))
+GV(embedding_backward, (real *dt, const real *dout, const int32_t *t, int N, int D, int V),
+   (dt, dout, t, N, D, V))
+GV(rmsnorm_forward, (real *o, real *rs, const real *i, const real *w, int N, int D, double eps),
+   (o, rs, i, w, N, D, eps))
+GV(rmsnorm_backward, (real *di, real *dw, const real *dout, const real *i, const real *w,
+                      const real *rs, int N, int D, smoe_arena_t *a), (di, dw, dout, i, w, rs, N, D, a))
+GV(rope_forward, (real *x, const real *c, const real *s, int N, int T, int nh, int d),
+   (x, c, s, N, T, nh, d))
+GV(rope_backward, (real *x, const real *c, const real *s, int N, int T, int nh, int d),
+   (x, c, s, N, T, nh, d))
+GV(attention_forward, (real *o, real *att, const real *q, const real *k, const real *v, int B, int T,
+                       int H, int Hkv, int d), (o, att, q, k, v, B, T, H, Hkv, d))
+GV(attention_backward, (real *dq, real *dk, real *dv, const real *dout, const real *att,
+                        const real *q, const real *k, const real *v, int B, int T, int H, int Hkv,
+                        int d, smoe_arena_t *a), (dq, dk, dv, dout, att, q, k, v, B, T, H, Hkv, d, a))
+G(double, crossentropy_forward, (real *l, const int32_t *t, int N, int V, int *nv, smoe_arena_t *a),
+  (l, t, N, V, nv, a))
+GV(crossentropy_backward, (real *dl, const real *p, const int32_t *t, int N, int V, real s),
+   (dl, p, t, N, V, s))
+GV(router_forward, (real *p, real *lse, int32_t *idx, real *gw, const real *bias, int N, int E,
+                    int K), (p, lse, idx, gw, bias, N, E, K))
+GV(router_stats, (int64_t *cc, double *ps, double *zs, const real *p, const real *lse,
+                  const int32_t *idx, int N, int E, int K), (cc, ps, zs, p, lse, idx, N, E, K))
+GV(router_backward, (real *dl, const real *p, const real *lse, const int32_t *idx, const real *gw,
+                     const real *dgw, const real *aux, real z, int N, int E, int K),
+   (dl, p, lse, idx, gw, dgw, aux, z, N, E, K))
+GV(moe_gather, (real *xe, const real *x, const int *pos, int N, int K, int D), (xe, x, pos, N, K, D))
+GV(moe_gather_backward, (real *dx, const real *dxe, const int *pos, int N, int K, int D),
+   (dx, dxe, pos, N, K, D))
+GV(moe_combine, (real *o, const real *ye, const real *gw, const int *pos, int N, int K, int D),
+   (o, ye, gw, pos, N, K, D))
+GV(moe_combine_backward, (real *dye, real *dgw, const real *dout, const real *ye, const real *gw,
+                          const int *pos, int N, int K, int D), (dye, dgw, dout, ye, gw, pos, N, K, D))
+GV(experts_forward, (real *ye, real *h13, real *act, const real *xe, const real *ex, const int *off,
+                     int E, int D, int F), (ye, h13, act, xe, ex, off, E, D, F))
+GV(experts_backward, (real *dxe, real *dex, real *dh13, real *dact, const real *dye, const real *xe,
+                      const real *h13, const real *act, const real *ex, const int *off, int E, int D,
+                      int F), (dxe, dex, dh13, dact, dye, xe, h13, act, ex, off, E, D, F))
+GV(histogram, (int64_t *c, const int32_t *x, int n, int nb), (c, x, n, nb))
+G(int64_t, capacity_keep, (uint8_t *keep, const int32_t *idx, const real *gw, int N, int K, int E,
+                           const int64_t *cap, int bw, smoe_arena_t *a), (keep, idx, gw, N, K, E, cap, bw, a))
+GV(route_slots, (int32_t *so, const int32_t *idx, const uint8_t *keep, const int *soe, int NK),
+   (so, idx, keep, soe, NK))
+G(int, split_slots, (int32_t *so, const int32_t *idx, const uint8_t *keep, const int *first,
+                     const int *slots, int64_t *quota, int E, int NK, smoe_arena_t *a),
+  (so, idx, keep, first, slots, quota, E, NK, a))
+GV(positions, (int *pos, const int32_t *so, const int64_t *start, int NK, int ns, smoe_arena_t *a),
+   (pos, so, start, NK, ns, a))
+GV(permute_rows, (real *o, const real *in, const int *map, int64_t rows, int D, int sc),
+   (o, in, map, rows, D, sc))
+GV(adamw, (real *p, const real *g, real *m, real *v, size_t n, const smoe_adamw_t *o, int64_t t),
+   (p, g, m, v, n, o, t))
+G(double, sumsq, (const real *x, size_t n), (x, n))
+GV(scale, (real *x, size_t n, real s), (x, n, s))
+// clang-format on
+
+#define OP(op) .op = guard_##op
+const smoe_ops_t smoe_ops_guard = {
+    .name = "guard",
+    .host_memory = 0,
+    .alloc = guard_alloc,
+    .free = guard_free,
+    .to_device = guard_bytes,
+    .to_host = guard_bytes,
+    OP(fill), OP(copy), OP(add), OP(gemm), OP(matmul_forward), OP(matmul_backward),
+    OP(embedding_forward), OP(embedding_backward), OP(rmsnorm_forward), OP(rmsnorm_backward),
+    OP(rope_forward), OP(rope_backward), OP(attention_forward), OP(attention_backward),
+    OP(crossentropy_forward), OP(crossentropy_backward), OP(router_forward), OP(router_stats),
+    OP(router_backward), OP(moe_gather), OP(moe_gather_backward), OP(moe_combine),
+    OP(moe_combine_backward), OP(experts_forward), OP(experts_backward), OP(histogram),
+    OP(capacity_keep), OP(route_slots), OP(split_slots), OP(positions), OP(permute_rows),
+    OP(adamw), OP(sumsq), OP(scale),
+};

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""The rates a GPU run measured, for the cluster cost model, from run.sh's
+folder: the ceilings (ceilings.json) and the benchmark model's step
+(bench/summary.json), with its model FLOP utilisation against the bf16 GEMM
+rate R and the fp32 one. Prints one JSON object.
+
+    calibration.py OUT_DIR
+"""
+import json, os, sys
+
+out = sys.argv[1]
+cal = {}
+try:
+    cal["ceilings"] = json.load(open(os.path.join(out, "ceilings.json")))
+except (OSError, ValueError) as e:
+    sys.exit(f"calibration.py: no ceilings: {e}")
+bench = os.path.join(out, "bench", "summary.json")
+if os.path.exists(bench):
+    s = json.load(open(bench))
+    c = cal["ceilings"]
+    flops = s["model_flops_per_s"]
+    cal["bench_h200"] = {
+        "tokens_per_s": s["tokens_per_s"],
+        "model_tflops": flops / 1e12,
+        "fraction_of_bf16_R": flops / 1e12 / c["bf16_gemm_tflops"],
+        "fraction_of_fp32_gemm": flops / 1e12 / c["fp32_gemm_tflops"],
+        "precision": s["precision"],
+        "first_step_s": s["first_step_s"],
+        "memory_bytes": s["memory_bytes_per_rank"],
+    }
+print(json.dumps(cal, indent=1))

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# run.sh OUT_DIR: the prepared GPU checks, in one call of under 8 minutes on
+# one H200, from the bundle of tools/gpu/bundle.sh (this script lies in it).
+# Each step has its own time limit, writes OUT_DIR/<step>.log and adds a
+# line to OUT_DIR/summary.md; a failing step does not stop the others; the
+# exit status is the number of failed steps.
+#   facts        nvidia-smi
+#   ceilings     bf16 / fp32 GEMM rates, copy and pinned device-to-host bandwidth
+#                (ceilings.json; calibration.json for the cost model)
+#   sanitizer    compute-sanitizer memcheck on the kernel tests (where allowed)
+#   kernels      every CUDA op against its CPU reference (test_cuda_ops, _dense)
+#   fp64         the double build on the GPU against itself on the CPU, 20
+#                steps at G = 1 (G = 2, 4 with ranks sharing the GPU when
+#                mpirun is on PATH): every loss and weight within 1e-9
+#   fp32         the demo model for 200 steps on the GPU against the CPU's
+#                curve committed in the repo (tests/gpu/ref_fp32.jsonl)
+#   rerun        the fp32 run again: the same bits
+#   resume       the fp32 run failing at step 130, resumed from its checkpoint
+#                of step 100: the same final weights
+#   bench        configs/bench-h200.ini: tokens/s and model FLOP utilisation
+#                against the bf16 rate R
+set -uo pipefail
+out=${1:?usage: run.sh OUT_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/env.sh"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+data=(--set data.path="$here/data/fortunes")
+failed=0
+summary() { echo "$*" | tee -a "$out/summary.md"; }
+# step NAME SECONDS COMMAND...: runs it with a limit, logs, records the result
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local t0=$SECONDS rc=0
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1 || rc=$?
+  local verdict=PASS
+  [ $rc -eq 77 ] && verdict=SKIPPED
+  [ $rc -ne 0 ] && [ $rc -ne 77 ] && verdict="FAIL (exit $rc)" && failed=$((failed + 1))
+  summary "- $name: $verdict in $((SECONDS - t0)) s"
+}
+summary "# GPU run $(date -u +%FT%TZ)"
+
+step facts 30 nvidia-smi
+step ceilings 120 bash -c "smoe_gpu_ceilings 10 | tee '$out/ceilings.json'"
+if command -v compute-sanitizer >/dev/null; then
+  step sanitizer 240 bash -c "compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_ops &&
+                              compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_dense"
+else
+  summary "- sanitizer: SKIPPED (no compute-sanitizer on this host)"
+fi
+step kernels 120 bash -c "test_cuda_ops && test_cuda_dense"
+
+small=(--set model.dim=64 --set model.n_layers=2 --set model.seq_len=64 --set moe.expert_dim=96
+       --set training.global_batch_size=8 --set training.steps=20 --set training.warmup_steps=2
+       --set training.eval_every=10 --set training.eval_windows=4 --set metrics.progress=off
+       --set training.threads=8 "${data[@]}")
+fp64() {
+  swiftmoe_f64 train "${small[@]}" --set training.device=cpu --out "$out/fp64.cpu" || return 1
+  swiftmoe_f64 train "${small[@]}" --set training.device=cuda --out "$out/fp64.g1" || return 1
+  local runs=("$out/fp64.g1")
+  if command -v mpirun >/dev/null; then
+    for g in 2 4; do
+      OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -np $g \
+        -x LD_LIBRARY_PATH -x PATH swiftmoe_f64 train "${small[@]}" --set training.threads=2 \
+        --set training.device=cuda --out "$out/fp64.g$g" || return 1
+      runs+=("$out/fp64.g$g")
+    done
+  else
+    echo "no mpirun on this host: G = 2 and 4 not run"
+  fi
+  python3 "$here/compare_runs.py" 1e-9 "$out/fp64.cpu" "${runs[@]}"
+}
+step fp64 240 fp64
+
+demo=(--set training.steps=200 --set training.eval_every=100 --set metrics.progress=off
+      --set checkpoint.interval=50 --set checkpoint.keep=10 "${data[@]}")
+fp32() {
+  swiftmoe train "${demo[@]}" --set training.device=cuda --out "$out/fp32" &&
+    python3 "$here/curve.py" "$here/ref_fp32.jsonl" "$out/fp32/metrics.jsonl"
+}
+step fp32 240 fp32
+step rerun 240 bash -c "swiftmoe train ${demo[*]} --set training.device=cuda --out '$out/fp32.again' &&
+                        cmp '$out/fp32/model.safetensors' '$out/fp32.again/model.safetensors'"
+resume() { # a failure injected at step 130, then --resume auto: from step 100
+  SMOE_FAIL_AT=0:130 swiftmoe train "${demo[@]}" --set training.device=cuda \
+    --out "$out/fp32.resumed" && return 1
+  swiftmoe train "${demo[@]}" --set training.device=cuda --out "$out/fp32.resumed" \
+    --resume auto && cmp "$out/fp32/model.safetensors" "$out/fp32.resumed/model.safetensors"
+}
+step resume 240 resume
+step bench 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
+                        --out '$out/bench' && cat '$out/bench/summary.json'"
+python3 "$here/calibration.py" "$out" >"$out/calibration.json" 2>>"$out/summary.md" ||
+  failed=$((failed + 1))
+summary "failed steps: $failed"
+exit $failed
