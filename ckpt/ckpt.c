@@ -315,6 +315,7 @@ struct smoe_ckpt {
   uint64_t digest;
   smoe_ckpt_opts_t o;
   uint8_t *stage, *base; /* the staged state; the last written (or restored) one */
+  const smoe_ops_t *dev;  /* the backend of the regions in its memory, or NULL */
   int have_base;
   int64_t base_step, base_full;
   uint32_t base_chain;
@@ -375,6 +376,10 @@ smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t 
   ck->base = xcalloc(ck->total + 1, 1);
   memset(ck->stage, 0, ck->total + 1);
   memset(ck->base, 0, ck->total + 1);
+  for (int i = 0; i < n_regions; i++) /* both buffers take staging copies in turn */
+    if (regions[i].ops) ck->dev = regions[i].ops;
+  if (ck->dev) ck->dev->host_pin(ck->stage, ck->total + 1, 1);
+  if (ck->dev) ck->dev->host_pin(ck->base, ck->total + 1, 1);
   ck->staged = ck->pending = ck->last_global = ck->reclaim_lo = ck->reclaim_hi = -1;
   ck->local = 1;
   ck->log = smoe_batch_new(s);
@@ -399,6 +404,9 @@ void smoe_ckpt_close(smoe_ckpt_t *ck) {
   smoe_batch_free(ck->log);
   manifest_free(&ck->written);
   smoe_store_close(ck->s);
+  if (ck->dev) ck->dev->stage_wait(); /* no copy may still be landing */
+  if (ck->dev) ck->dev->host_pin(ck->stage, ck->total + 1, 0);
+  if (ck->dev) ck->dev->host_pin(ck->base, ck->total + 1, 0);
   free(ck->regions), free(ck->offset), free(ck->shapes);
   free(ck->stage), free(ck->base), free(ck->out), free(ck->rec.p);
   free(ck);
@@ -421,13 +429,15 @@ double smoe_ckpt_stage(smoe_ckpt_t *ck, int64_t step) {
   smoe_err_t e;
   if (log_flush(ck, &e) != 0) /* the log is best effort: a failure shows up at the manifest */
     fprintf(stderr, "swiftmoe: [rank %d] placement log: %s\n", ck->rank, e.msg);
-  /* the copy is all the step loop waits for: in 1 MiB pieces over the threads */
+  /* the copy is all the step loop waits for: in 1 MiB pieces over the
+   * threads; backend memory (a GPU's) is queued on its side (the writer
+   * waits for it, the next optimizer step too: stage_fence) */
   for (int i = 0; i < ck->n_regions; i++) {
     const size_t piece = 1 << 20, n = ck->regions[i].bytes;
     const uint8_t *src = ck->regions[i].data;
     uint8_t *dst = ck->stage + ck->offset[i];
-    if (ck->regions[i].ops) { /* backend memory */
-      ck->regions[i].ops->to_host(dst, src, n);
+    if (ck->regions[i].ops) {
+      ck->regions[i].ops->stage_copy(dst, src, n);
       continue;
     }
 #pragma omp parallel for schedule(static)
@@ -475,6 +485,7 @@ static void test_write_hooks(smoe_ckpt_t *ck, int64_t step, int *rc) {
 void smoe_ckpt_write(smoe_ckpt_t *ck) {
   reclaim(ck); /* the previous prune's (no prune runs while a write is in flight) */
   const double t0 = smoe_now();
+  if (ck->dev) ck->dev->stage_wait(); /* the staged copies of backend memory have landed */
   smoe_err_t *err = &ck->write_err;
   manifest_t *m = &ck->written;
   manifest_free(m);
@@ -809,8 +820,8 @@ static int restore_step(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
     else
       memcpy(r->data, out + ck->offset[i], r->bytes);
   }
-  free(ck->base);
-  ck->base = out;
+  memcpy(ck->base, out, total < ck->total ? total : ck->total); /* the pinned buffers stay */
+  free(out);
   /* the next checkpoint is a delta on this one only if chunked the same way */
   ck->have_base = 1;
   for (int i = 0; i < ck->n_regions; i++)

@@ -38,7 +38,7 @@ cublasHandle_t smoe_cuda_blas(void);
  * least `bytes`, contents undefined. It only grows (in the first step, as the
  * host arenas do); an op uses distinct numbers for buffers it needs at once.
  * Valid until the next call with the same number. */
-enum { SMOE_CUDA_SCRATCH = 4 };
+enum { SMOE_CUDA_SCRATCH = 6 }; /* 4 and 5: the bf16 GEMM operands (device.cu) */
 void *smoe_cuda_scratch(int which, size_t bytes);
 /* The same for pinned host memory (results an op copies back). */
 void *smoe_cuda_pinned(int which, size_t bytes);
@@ -50,7 +50,9 @@ void *smoe_cuda_upload(int which, const void *host, size_t bytes);
 void smoe_cuda_download(void *host, const void *dev, size_t bytes);
 
 /* Row-major C (M,N) = alpha op(A) op(B) + beta C on the stream (cuBLAS,
- * column-major underneath), in `real`. */
+ * column-major underneath), in `real`; with bf16 operands
+ * (smoe_cuda_set_bf16) A and B are rounded to bf16 first (device scratch 4
+ * and 5) and multiplied with fp32 accumulation into the fp32 C. */
 void smoe_cuda_gemm_rm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
                        const real *B, int ldb, real beta, real *C, int ldc);
 

@@ -27,11 +27,24 @@ void smoe_cuda_set_fatal_hook(void (*hook)(const char *msg));
 /* the device's name and memory, for the run's header */
 void smoe_cuda_describe(char *out, size_t len);
 
+/* training.dtype = bf16 (1) or fp32 (0): the operands of every GEMM but
+ * attention's rounded to bf16 (round to nearest even), fp32 accumulation
+ * and output; masters, moments, gradients, activations stay fp32. Only in
+ * the float build. */
+void smoe_cuda_set_bf16(int on);
+
 void *smoe_cuda_alloc(size_t bytes); /* zeroed */
 void smoe_cuda_free(void *p);
 void smoe_cuda_to_device(void *dst, const void *src, size_t bytes);
 void smoe_cuda_to_host(void *dst, const void *src, size_t bytes);
 void smoe_cuda_sync(void);
+/* checkpoint staging (backend.h): page-locked host memory; copies to the
+ * host on a side stream after the ops queued before them; a host wait for
+ * them (any thread); the compute stream waiting for them (on the device) */
+void smoe_cuda_host_pin(void *p, size_t bytes, int on);
+void smoe_cuda_stage_copy(void *dst, const void *src, size_t bytes);
+void smoe_cuda_stage_wait(void);
+void smoe_cuda_stage_fence(void);
 /* for comm's NCCL data plane: the stream every op runs on (a cudaStream_t),
  * a device-to-device copy queued on it, and the fatal path (exit through
  * the hook) after an error was printed */

@@ -63,9 +63,10 @@ cublasHandle_t smoe_cuda_blas(void) {
   if (blas) return blas;
   CUBLAS(cublasCreate(&blas));
   CUBLAS(cublasSetStream(blas, smoe_cuda_stream()));
-  /* pedantic math: no TF32 or other reduced-precision shortcuts; with one
-   * handle on one stream and a fixed workspace cuBLAS gives the same bits */
-  CUBLAS(cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH));
+  /* default math: fp32 GEMMs in fp32 (TF32 only when asked for, which we
+   * never do), tensor cores for bf16 operands; with one handle on one stream
+   * and a fixed workspace cuBLAS gives the same bits every run */
+  CUBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
   static void *workspace;
   const size_t ws = (size_t)32 << 20;
   CU(cudaMalloc(&workspace, ws));
@@ -155,8 +156,65 @@ extern "C" void smoe_cuda_fatal_exit(void) {
   exit(1);
 }
 
+extern "C" void smoe_cuda_host_pin(void *p, size_t bytes, int on) {
+  if (on)
+    CU(cudaHostRegister(p, bytes, cudaHostRegisterDefault));
+  else
+    CU(cudaHostUnregister(p));
+}
+
+/* the side stream of staging copies and its two events: `ready` (the
+ * compute stream reached the copies) and `copied` (they are done) */
+static cudaStream_t side;
+static cudaEvent_t ready, copied;
+static int copies_pending; /* queued since the last fence (main thread only) */
+
+extern "C" void smoe_cuda_stage_copy(void *dst, const void *src, size_t bytes) {
+  if (!side) {
+    CU(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking));
+    CU(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    CU(cudaEventCreateWithFlags(&copied, cudaEventDisableTiming));
+  }
+  if (!copies_pending) { /* after everything queued so far on the compute stream */
+    CU(cudaEventRecord(ready, smoe_cuda_stream()));
+    CU(cudaStreamWaitEvent(side, ready, 0));
+  }
+  if (bytes) CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, side));
+  CU(cudaEventRecord(copied, side));
+  copies_pending = 1;
+}
+
+extern "C" void smoe_cuda_stage_wait(void) {
+  if (side) CU(cudaEventSynchronize(copied));
+}
+
+extern "C" void smoe_cuda_stage_fence(void) {
+  if (!copies_pending) return;
+  CU(cudaStreamWaitEvent(smoe_cuda_stream(), copied, 0));
+  copies_pending = 0;
+}
+
 extern "C" void smoe_cuda_sync(void) {
   CU(cudaStreamSynchronize(smoe_cuda_stream()));
+}
+
+static int bf16;
+
+extern "C" void smoe_cuda_set_bf16(int on) {
+  bf16 = on;
+}
+
+static __global__ void bf16_kernel(uint16_t *out, const float *in, size_t n) {
+  FOR_EACH(i, n) out[i] = smoe_bf16_bits(in[i]);
+}
+
+/* a row-major rows x cols matrix of leading dimension ld, rounded to bf16
+ * into scratch `which` with the same leading dimension */
+static const void *as_bf16(int which, const real *x, int rows, int cols, int ld) {
+  const size_t n = (size_t)(rows - 1) * ld + cols;
+  uint16_t *b = (uint16_t *)smoe_cuda_scratch(which, n * sizeof(uint16_t));
+  LAUNCH(bf16_kernel, n, b, (const float *)x, n);
+  return b;
 }
 
 void smoe_cuda_gemm_rm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
@@ -164,6 +222,17 @@ void smoe_cuda_gemm_rm(int ta, int tb, int M, int N, int K, real alpha, const re
   if (M == 0 || N == 0) return;
   /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T */
   const cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+#ifndef SMOE_REAL_DOUBLE /* the double build never runs bf16 (the engine refuses it) */
+  if (bf16 && K > 0) {
+    const float fa = (float)alpha, fb = (float)beta;
+    const void *a16 = as_bf16(4, A, ta ? K : M, ta ? M : K, lda);
+    const void *b16 = as_bf16(5, B, tb ? N : K, tb ? K : N, ldb);
+    CUBLAS(cublasGemmEx(smoe_cuda_blas(), ob, oa, N, M, K, &fa, b16, CUDA_R_16BF, ldb, a16,
+                        CUDA_R_16BF, lda, &fb, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                        CUBLAS_GEMM_DEFAULT));
+    return;
+  }
+#endif
 #ifdef SMOE_REAL_DOUBLE
   CUBLAS(cublasDgemm(smoe_cuda_blas(), ob, oa, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
 #else

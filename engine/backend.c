@@ -17,9 +17,17 @@ static void cuda_fatal(const char *msg) {
 }
 #endif
 
-int smoe_backend_open(const char *device, smoe_comm_t *comm, const smoe_ops_t **ops,
-                      smoe_err_t *err) {
+int smoe_backend_open(const char *device, const char *dtype, smoe_comm_t *comm,
+                      const smoe_ops_t **ops, smoe_err_t *err) {
   *ops = NULL;
+  const int bf16 = strcmp(dtype, "bf16") == 0;
+  if (bf16 && strcmp(device, "cuda") != 0)
+    return smoe_fail(err, "training.dtype = bf16 needs training.device = cuda (here: %s)", device);
+#ifdef SMOE_REAL_DOUBLE
+  if (bf16)
+    return smoe_fail(err, "training.dtype = bf16: this is the double build (swiftmoe_f64); use "
+                          "swiftmoe");
+#endif
   if (strcmp(device, "cpu") == 0) *ops = &smoe_ops_cpu;
   if (strcmp(device, "guard") == 0) *ops = &smoe_ops_guard;
   if (strcmp(device, "cuda") == 0) {
@@ -29,6 +37,7 @@ int smoe_backend_open(const char *device, smoe_comm_t *comm, const smoe_ops_t **
       return smoe_fail(err, "training.device = cuda on rank %d: %s", smoe_comm_rank(comm), why);
     fatal_comm = comm;
     smoe_cuda_set_fatal_hook(cuda_fatal);
+    smoe_cuda_set_bf16(bf16);
     *ops = &smoe_ops_cuda;
 #else
     return smoe_fail(err,

@@ -37,6 +37,16 @@ typedef struct {
    * before them; both return when the copy is done */
   void (*to_device)(void *dst, const void *src, size_t bytes);
   void (*to_host)(void *dst, const void *src, size_t bytes);
+  /* checkpoint staging (ckpt.c), off the step's path: host_pin makes host
+   * memory quick to copy into (on = 0 undoes it); stage_copy queues a copy
+   * of backend memory into host memory, after the ops before it, that is
+   * complete once stage_wait returns (on any thread: the writer's); after
+   * stage_fence (the step's, before its optimizer) ops that write a source
+   * wait for the copies, on the device rather than on the host */
+  void (*host_pin)(void *p, size_t bytes, int on);
+  void (*stage_copy)(void *dst, const void *src, size_t bytes);
+  void (*stage_wait)(void);
+  void (*stage_fence)(void);
 
   /* dense layers (ops.h) */
   void (*gemm)(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
@@ -122,12 +132,13 @@ extern const smoe_ops_t smoe_ops_cuda;
 #endif
 
 /* The table of training.device ("cpu", "cuda" or "guard") for this rank,
- * which becomes comm's data-plane backend too. cuda: the GPU of this rank's
- * place on its node (modulo the node's GPUs), and a CUDA error then aborts
- * the job; an error names the rank and why when CUDA is missing. */
+ * with GEMM operands of training.dtype ("fp32", or "bf16" on cuda), which
+ * becomes comm's data-plane backend too. cuda: the GPU of this rank's place
+ * on its node (modulo the node's GPUs), and a CUDA error then aborts the
+ * job; an error names the rank and why when CUDA is missing. */
 typedef struct smoe_comm smoe_comm_t;
-int smoe_backend_open(const char *device, smoe_comm_t *comm, const smoe_ops_t **ops,
-                      smoe_err_t *err);
+int smoe_backend_open(const char *device, const char *dtype, smoe_comm_t *comm,
+                      const smoe_ops_t **ops, smoe_err_t *err);
 /* One line on where ops runs (the GPU's name and memory), for the run's header. */
 void smoe_backend_describe(const smoe_ops_t *ops, char *out, size_t len);
 

@@ -31,6 +31,20 @@ static void cpu_bytes(void *dst, const void *src, size_t bytes) {
   memmove(dst, src, bytes);
 }
 
+/* staging on the CPU: the copy at once, in 1 MiB pieces over the threads */
+static void cpu_stage_copy(void *dst, const void *src, size_t n) {
+  const size_t piece = 1 << 20;
+#pragma omp parallel for schedule(static)
+  for (size_t at = 0; at < n; at += piece)
+    memcpy((char *)dst + at, (const char *)src + at, n - at < piece ? n - at : piece);
+}
+
+static void cpu_host_pin(void *p, size_t bytes, int on) {
+  (void)p, (void)bytes, (void)on;
+}
+
+static void cpu_nothing(void) {}
+
 static void cpu_add(real *y, const real *x, size_t n) {
   for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
@@ -99,6 +113,10 @@ const smoe_ops_t smoe_ops_cpu = {
     .add = cpu_add,
     .to_device = cpu_bytes,
     .to_host = cpu_bytes,
+    .host_pin = cpu_host_pin,
+    .stage_copy = cpu_stage_copy,
+    .stage_wait = cpu_nothing,
+    .stage_fence = cpu_nothing,
     .gemm = smoe_gemm,
     .matmul_forward = smoe_matmul_forward,
     .matmul_backward = smoe_matmul_backward,

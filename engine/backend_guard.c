@@ -4,15 +4,23 @@
  * table (or a to_device/to_host copy) runs, so engine code that reads or
  * writes backend memory directly, as it could not on a GPU, dies at once
  * with SIGSEGV at the line that did it. Slow (two mprotect calls per op);
- * for tests. Single-threaded callers only, like the engine's step. */
+ * for tests. Ops and copies run one at a time (a mutex), whatever the
+ * thread. Checkpoint staging copies are held back, as a slow copy on a
+ * GPU's side stream would be, until stage_fence or half a second into
+ * stage_wait: a writer that reads the staging buffer before stage_wait, or
+ * a step that changes the state before its stage_fence, writes a wrong
+ * checkpoint. */
 #define _DEFAULT_SOURCE
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "backend.h"
 
 static char *base;
 static size_t used, reserved;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void set_access(int open) {
   if (used && mprotect(base, used, open ? PROT_READ | PROT_WRITE : PROT_NONE) != 0) {
@@ -23,6 +31,7 @@ static void set_access(int open) {
 
 static void *guard_alloc(size_t bytes) {
   const size_t page = 4096, need = (bytes + page - 1) / page * page + page;
+  pthread_mutex_lock(&lock);
   if (!base) {
     reserved = (size_t)1 << 40; /* address space only: pages appear when touched */
     base = mmap(NULL, reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -38,6 +47,7 @@ static void *guard_alloc(size_t bytes) {
   void *p = base + used; /* fresh anonymous pages are zero */
   used += need;
   set_access(0);
+  pthread_mutex_unlock(&lock);
   return p;
 }
 
@@ -47,24 +57,86 @@ static void guard_free(void *p) {
 }
 
 static void guard_bytes(void *dst, const void *src, size_t bytes) {
+  pthread_mutex_lock(&lock);
   set_access(1);
   memmove(dst, src, bytes);
   set_access(0);
+  pthread_mutex_unlock(&lock);
+}
+
+/* staging copies queued and not yet done (a checkpoint has 9 regions) */
+enum { MAX_STAGED = 64 };
+static struct {
+  void *dst;
+  const void *src;
+  size_t bytes;
+} staged[MAX_STAGED];
+static int n_staged;
+
+static void guard_stage_copy(void *dst, const void *src, size_t bytes) {
+  pthread_mutex_lock(&lock);
+  if (n_staged == MAX_STAGED) {
+    fprintf(stderr, "swiftmoe: guard backend: more than %d staging copies queued\n", MAX_STAGED);
+    abort();
+  }
+  staged[n_staged].dst = dst, staged[n_staged].src = src, staged[n_staged].bytes = bytes;
+  n_staged++;
+  pthread_mutex_unlock(&lock);
+}
+
+/* the queued copies, now (the lock held) */
+static void flush_staged(void) {
+  set_access(1);
+  for (int i = 0; i < n_staged; i++) memcpy(staged[i].dst, staged[i].src, staged[i].bytes);
+  n_staged = 0;
+  set_access(0);
+}
+
+static pthread_cond_t fenced = PTHREAD_COND_INITIALIZER;
+
+static void guard_stage_fence(void) {
+  pthread_mutex_lock(&lock);
+  flush_staged();
+  pthread_cond_broadcast(&fenced);
+  pthread_mutex_unlock(&lock);
+}
+
+/* A slow copy: the queued copies land at the next fence, or after half a
+ * second when none comes (the last checkpoint; a synchronous write), so a
+ * step that changed the state without its fence would be caught. */
+static void guard_stage_wait(void) {
+  pthread_mutex_lock(&lock);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_nsec += 500000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  while (n_staged > 0 && pthread_cond_timedwait(&fenced, &lock, &until) == 0) {
+  }
+  flush_staged();
+  pthread_mutex_unlock(&lock);
+}
+
+static void guard_host_pin(void *p, size_t bytes, int on) {
+  (void)p, (void)bytes, (void)on;
 }
 
 /* G(ret, op, (params), (args)): the CPU's op between open and close */
 #define G(ret, op, params, args)          \
   static ret guard_##op params {          \
+    pthread_mutex_lock(&lock);            \
     set_access(1);                        \
     ret r_ = smoe_ops_cpu.op args;        \
     set_access(0);                        \
+    pthread_mutex_unlock(&lock);          \
     return r_;                            \
   }
 #define GV(op, params, args)              \
   static void guard_##op params {         \
+    pthread_mutex_lock(&lock);            \
     set_access(1);                        \
     smoe_ops_cpu.op args;                 \
     set_access(0);                        \
+    pthread_mutex_unlock(&lock);          \
   }
 
 // clang-format off
@@ -141,6 +213,10 @@ const smoe_ops_t smoe_ops_guard = {
     .free = guard_free,
     .to_device = guard_bytes,
     .to_host = guard_bytes,
+    .host_pin = guard_host_pin,
+    .stage_copy = guard_stage_copy,
+    .stage_wait = guard_stage_wait,
+    .stage_fence = guard_stage_fence,
     OP(fill), OP(copy), OP(add), OP(gemm), OP(matmul_forward), OP(matmul_backward),
     OP(embedding_forward), OP(embedding_backward), OP(rmsnorm_forward), OP(rmsnorm_backward),
     OP(rope_forward), OP(rope_backward), OP(attention_forward), OP(attention_backward),

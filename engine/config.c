@@ -136,6 +136,10 @@ static const cfg_key_t keys[] = {
         "a build with CUDA); guard = the CPU's ops with the backend's memory unreadable from the "
         "host between ops (a test that the engine touches device memory only through the op "
         "table; slow)"),
+    STR("training", "dtype", dtype, "fp32", "fp32 bf16", "bf16 needs training.device = cuda",
+        "GEMM operands: fp32, or bf16 (rounded to nearest even, fp32 accumulation; master "
+        "weights, moments, gradients, activations, router and loss stay fp32; attention's "
+        "products stay fp32)"),
     U64("training", "seed", seed, "1337", "seed of the init and of the data sampling"),
     INT("training", "threads", threads, "0", 0, 1024, NULL, "OpenMP/BLAS threads; 0 = all cores"),
 

@@ -44,6 +44,7 @@ typedef struct {
   char expert_optimizer[16]; /* "sharded" or "replicated" (baseline) */
   char dense_optimizer[16];  /* "sharded" (ZeRO-1) or "replicated" (baseline) */
   char device[8];     /* "cpu", "cuda" or "guard" (backend.h) */
+  char dtype[8];      /* "fp32" or "bf16": GEMM operands (bf16: cuda only) */
   uint64_t seed;      /* init + data sampling */
   int threads;        /* OpenMP/BLAS threads; 0 = all cores */
   /* [placement] */

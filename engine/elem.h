@@ -143,4 +143,34 @@ SMOE_DEFINE_ROUTER_ROW(f64, double)
 SMOE_DEFINE_ROUTER_BACKWARD_ROW(f32, float)
 SMOE_DEFINE_ROUTER_BACKWARD_ROW(f64, double)
 
+/* fp32 to bfloat16, round to nearest even (NaN stays a quiet NaN): the bits
+ * of the bf16 number, the upper half of the float it rounds to. GEMM
+ * operands in training.dtype = bf16 are these, on the GPU and in the CPU
+ * reference. */
+SMOE_HD uint16_t smoe_bf16_bits(float x) {
+#ifdef __CUDA_ARCH__
+  uint32_t u = __float_as_uint(x);
+#else
+  union {
+    float f;
+    uint32_t u;
+  } v = {x};
+  uint32_t u = v.u;
+#endif
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN */
+  u += 0x7fffu + ((u >> 16) & 1);
+  return (uint16_t)(u >> 16);
+}
+SMOE_HD float smoe_bf16_round(float x) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float((uint32_t)smoe_bf16_bits(x) << 16);
+#else
+  union {
+    uint32_t u;
+    float f;
+  } v = {(uint32_t)smoe_bf16_bits(x) << 16};
+  return v.f;
+#endif
+}
+
 #endif

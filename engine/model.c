@@ -352,7 +352,7 @@ int smoe_model_plan(const smoe_config_t *c, int G, int B, smoe_model_plan_t *out
 int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_comm_t *comm,
                          smoe_err_t *err) {
   memset(m, 0, sizeof *m);
-  if (smoe_backend_open(c->device, comm, &m->ops, err) != 0) return -1;
+  if (smoe_backend_open(c->device, c->dtype, comm, &m->ops, err) != 0) return -1;
   smoe_dims_t *d = &m->dims;
   dims_from_config(d, c);
   m->aux_coef = c->aux_loss_coef, m->z_coef = c->z_loss_coef;

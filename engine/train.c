@@ -151,6 +151,8 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   if (r->resume_s > 0) cJSON_AddNumberToObject(o, "resume_s", r->resume_s);
   cJSON_AddNumberToObject(o, "threads", threads);
   cJSON_AddStringToObject(o, "precision", SMOE_REAL_NAME);
+  cJSON_AddStringToObject(o, "device", c->device);
+  cJSON_AddStringToObject(o, "gemm_dtype", c->dtype);
   cJSON_AddNumberToObject(o, "seed", (double)c->seed);
   char *s = cJSON_Print(o);
   cJSON_Delete(o);
@@ -479,8 +481,8 @@ static void run_announce(const run_t *r, const char *init_hf, int64_t resume, in
   if (!m->ops->host_memory) { /* a device: which, and how ranks exchange its memory */
     char dev[256];
     smoe_backend_describe(m->ops, dev, sizeof dev);
-    NOTE(r, "device: %s (training.device = %s); data plane: %s", dev, c->device,
-         smoe_comm_data_plane(r->comm));
+    NOTE(r, "device: %s (training.device = %s, GEMM operands %s); data plane: %s", dev,
+         c->device, c->dtype, smoe_comm_data_plane(r->comm));
   }
   NOTE(r, "run folder: %s%s%s", r->out_dir, init_hf ? "; weights from " : "",
        init_hf ? init_hf : "");

@@ -7,8 +7,11 @@
 #    with the policies swiftmoe, capacity, symi, static and random, sharded
 #    and replicated optimizers: the final weights (model.safetensors) and
 #    every logged loss equal;
-#  - a run stopped after 4 steps and resumed from its checkpoint (written
-#    and restored through the backend's copies) ends with the CPU's weights;
+#  - a run failing at step 7 and resumed from its checkpoint (staged,
+#    written and restored through the backend's copies; synchronous and
+#    asynchronous writes) ends with the CPU's weights: the guard holds
+#    staging copies back until stage_fence or stage_wait, as a GPU's side
+#    stream may, so a writer or a step that does not wait for them fails;
 #  - a start from HF weights (--init-hf) equals the CPU's.
 # usage: guard.sh path/to/swiftmoe
 set -euo pipefail
@@ -54,21 +57,27 @@ run g2_symi 2 --set placement.policy=symi --set training.dense_optimizer=replica
 run g2_static 2 --set placement.policy=static
 run g3_random 3 --set placement.policy=random
 
-# resume: checkpoints every 2 steps, a run of 4 steps, then resumed to 6
-for dev in cpu guard; do
-  ck=(--set training.device=$dev --set checkpoint.interval=2 --set checkpoint.mode=sync)
-  "${mpi[@]}" -np 2 "$bin" train "${args[@]}" "${ck[@]}" --set training.steps=4 \
-    --out "$tmp/resume.$dev" >"$tmp/resume.$dev.log" 2>&1 || fail=1
-  "${mpi[@]}" -np 2 "$bin" train "${args[@]}" "${ck[@]}" --out "$tmp/resume.$dev" --resume auto \
-    >>"$tmp/resume.$dev.log" 2>&1 || fail=1
+# resume: checkpoints every 2 steps (written synchronously, and on the
+# writer thread while the next steps run), rank 0 failing at step 7, then
+# --resume auto: the weights of an uninterrupted run
+"${mpi[@]}" -np 2 "$bin" train "${args[@]}" --set training.steps=9 --out "$tmp/whole" \
+  >"$tmp/whole.log" 2>&1 || fail=1
+for mode in sync async; do
+  ck=(--set training.device=guard --set checkpoint.interval=2 --set checkpoint.mode=$mode
+      --set training.steps=9)
+  d=$tmp/resume.$mode
+  SMOE_FAIL_AT=0:7 "${mpi[@]}" -np 2 "$bin" train "${args[@]}" "${ck[@]}" --out "$d" \
+    >"$d.log" 2>&1 && fail=1
+  "${mpi[@]}" -np 2 "$bin" train "${args[@]}" "${ck[@]}" --out "$d" --resume auto \
+    >>"$d.log" 2>&1 || fail=1
+  if grep -q "resumed from the checkpoint of step" "$d.log" &&
+     cmp -s "$tmp/whole/model.safetensors" "$d/model.safetensors"; then
+    echo "ok   failed at step 7, resumed ($mode checkpoints): guard == cpu bit for bit" \
+      "($(grep -o 'resumed from the checkpoint of step [0-9]*' "$d.log"))"
+  else
+    echo "FAIL failed at step 7 and resumed ($mode checkpoints): differs from the CPU"; fail=1
+  fi
 done
-if grep -q "resumed from the checkpoint of step 4" "$tmp/resume.guard.log" &&
-   cmp -s "$tmp/resume.cpu/model.safetensors" "$tmp/resume.guard/model.safetensors"; then
-  echo "ok   resume from step 4: guard == cpu bit for bit"
-else
-  echo "FAIL resume from step 4: the guard backend differs from the CPU (or did not resume)"
-  fail=1
-fi
 
 # HF weights in: the G = 1 run's final weights as the start
 "$bin" export "$tmp/g1.cpu" --hf "$tmp/hf" >"$tmp/export.log" 2>&1

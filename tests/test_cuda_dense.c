@@ -117,6 +117,42 @@ static void test_gemm(int M, int N, int K) {
     }
 }
 
+#ifndef SMOE_REAL_DOUBLE
+/* training.dtype = bf16: the operands rounded to bf16 (elem.h's rounding,
+ * the reference rounds them the same way on the host), products summed in
+ * fp32: within the fp32 GEMM's bound of the CPU's GEMM on the rounded
+ * operands; and far from the unrounded product, so the rounding happened */
+static void test_gemm_bf16(int M, int N, int K) {
+  char shape[64];
+  for (int ta = 0; ta < 2; ta++)
+    for (int tb = 0; tb < 2; tb++) {
+      int lda = ta ? M : K, ldb = tb ? K : N;
+      real *A = rand_host((size_t)M * K, 1), *B = rand_host((size_t)K * N, 1),
+           *C = rand_host((size_t)M * N, 1), *C32 = malloc(sizeof(real) * M * N + 1);
+      memcpy(C32, C, sizeof(real) * M * N);
+      real *dA = to_dev(A, sizeof(real) * M * K), *dB = to_dev(B, sizeof(real) * K * N),
+           *dC = to_dev(C, sizeof(real) * M * N);
+      smoe_gemm(ta, tb, M, N, K, (real)0.7, A, lda, B, ldb, (real)0.3, C32, N);
+      for (size_t i = 0; i < (size_t)M * K; i++) A[i] = smoe_bf16_round(A[i]);
+      for (size_t i = 0; i < (size_t)K * N; i++) B[i] = smoe_bf16_round(B[i]);
+      smoe_gemm(ta, tb, M, N, K, (real)0.7, A, lda, B, ldb, (real)0.3, C, N);
+      smoe_cuda_set_bf16(1);
+      smoe_cuda_gemm(ta, tb, M, N, K, (real)0.7, dA, lda, dB, ldb, (real)0.3, dC, N);
+      smoe_cuda_set_bf16(0);
+      snprintf(shape, sizeof shape, "M%d N%d K%d t%d%d", M, N, K, ta, tb);
+      check_dev("gemm bf16", shape, dC, C, (size_t)M * N, gemm_tol(K));
+      double far = 0;
+      for (size_t i = 0; i < (size_t)M * N; i++) far = fmax(far, fabs((double)C[i] - C32[i]));
+      int rounded = K < 8 || far > 1e-4;
+      printf("%-24s %-22s bf16 vs fp32 product: max diff %.3g %s\n", "gemm bf16 rounding", shape,
+             far, rounded ? "PASS" : "FAIL (no rounding seen)");
+      failed += !rounded;
+      smoe_cuda_free(dA), smoe_cuda_free(dB), smoe_cuda_free(dC);
+      free(A), free(B), free(C), free(C32);
+    }
+}
+#endif
+
 static void test_matmul(int N, int C, int OC) {
   char shape[64];
   snprintf(shape, sizeof shape, "N%d C%d OC%d", N, C, OC);
@@ -314,6 +350,10 @@ int main(void) {
   test_gemm(1, 1, 1);
   test_gemm(37, 33, 29);
   test_gemm(64, 128, 96);
+#ifndef SMOE_REAL_DOUBLE
+  test_gemm_bf16(1, 1, 1);
+  test_gemm_bf16(64, 128, 96);
+#endif
 
   test_matmul(1, 1, 1);
   test_matmul(37, 33, 29);

@@ -25,6 +25,7 @@ if os.path.exists(bench):
         "fraction_of_bf16_R": flops / 1e12 / c["bf16_gemm_tflops"],
         "fraction_of_fp32_gemm": flops / 1e12 / c["fp32_gemm_tflops"],
         "precision": s["precision"],
+        "gemm_dtype": s.get("gemm_dtype"),
         "first_step_s": s["first_step_s"],
         "memory_bytes": s["memory_bytes_per_rank"],
     }

@@ -7,6 +7,8 @@
 #   facts        nvidia-smi
 #   ceilings     bf16 / fp32 GEMM rates, copy and pinned device-to-host bandwidth
 #                (ceilings.json; calibration.json for the cost model)
+#   expert_gemm  the expert MLPs' GEMMs, per-expert loop against grouped, by rows
+#                per expert, balanced and Zipf routing (expert_gemm.md)
 #   sanitizer    compute-sanitizer memcheck on the kernel tests (where allowed)
 #   kernels      every CUDA op against its CPU reference (test_cuda_ops, _dense)
 #   fp64         the double build on the GPU against itself on the CPU, 20
@@ -14,11 +16,13 @@
 #                mpirun is on PATH): every loss and weight within 1e-9
 #   fp32         the demo model for 200 steps on the GPU against the CPU's
 #                curve committed in the repo (tests/gpu/ref_fp32.jsonl)
+#   bf16         the same with bf16 GEMM operands, against the same curve
+#                (first steps within 2%, the end within 5%)
 #   rerun        the fp32 run again: the same bits
 #   resume       the fp32 run failing at step 130, resumed from its checkpoint
 #                of step 100: the same final weights
-#   bench        configs/bench-h200.ini: tokens/s and model FLOP utilisation
-#                against the bf16 rate R
+#   bench        configs/bench-h200.ini in fp32 and in bf16: tokens/s and model
+#                FLOP utilisation against the bf16 rate R
 set -uo pipefail
 out=${1:?usage: run.sh OUT_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,8 +47,9 @@ summary "# GPU run $(date -u +%FT%TZ)"
 
 step facts 30 nvidia-smi
 step ceilings 120 bash -c "smoe_gpu_ceilings 10 | tee '$out/ceilings.json'"
+step expert_gemm 180 bash -c "smoe_expert_gemm 5 | tee '$out/expert_gemm.md'"
 if command -v compute-sanitizer >/dev/null; then
-  step sanitizer 240 bash -c "compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_ops &&
+  step sanitizer 150 bash -c "compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_ops &&
                               compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_dense"
 else
   summary "- sanitizer: SKIPPED (no compute-sanitizer on this host)"
@@ -80,6 +85,12 @@ fp32() {
     python3 "$here/curve.py" "$here/ref_fp32.jsonl" "$out/fp32/metrics.jsonl"
 }
 step fp32 240 fp32
+bf16() { # bf16 GEMM operands against the same fp32 CPU curve, with looser bounds
+  swiftmoe train "${demo[@]}" --set training.device=cuda --set training.dtype=bf16 \
+    --out "$out/bf16" && python3 "$here/curve.py" "$here/ref_fp32.jsonl" \
+    "$out/bf16/metrics.jsonl" 0.02 0.05
+}
+step bf16 240 bf16
 step rerun 240 bash -c "swiftmoe train ${demo[*]} --set training.device=cuda --out '$out/fp32.again' &&
                         cmp '$out/fp32/model.safetensors' '$out/fp32.again/model.safetensors'"
 resume() { # a failure injected at step 130, then --resume auto: from step 100
@@ -91,6 +102,9 @@ resume() { # a failure injected at step 130, then --resume auto: from step 100
 step resume 240 resume
 step bench 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
                         --out '$out/bench' && cat '$out/bench/summary.json'"
+step bench_bf16 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
+                        --set training.dtype=bf16 --out '$out/bench.bf16' &&
+                        cat '$out/bench.bf16/summary.json'"
 python3 "$here/calibration.py" "$out" >"$out/calibration.json" 2>>"$out/summary.md" ||
   failed=$((failed + 1))
 summary "failed steps: $failed"

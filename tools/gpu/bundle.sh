@@ -5,7 +5,7 @@
 #
 # Builds the CUDA variant for a portable x86-64-v3 target (a bundle built on
 # one processor may run on another) in build-bundle/, then puts in DIR:
-#   bin/  swiftmoe, swiftmoe_f64, the GPU tests and the ceilings benchmark
+#   bin/  swiftmoe, swiftmoe_f64, the GPU tests and benchmarks
 #   run.sh and what it reads: the prepared device run (tests/gpu/run.sh):
 #         bash DIR/run.sh RESULTS_DIR
 #   lib/  every shared library they load that is neither CUDA's (cudart,
@@ -27,13 +27,14 @@ nvcc=${CUDACXX:-/usr/local/cuda/bin/nvcc}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSMOE_CUDA=ON -DSMOE_PORTABLE=ON \
   -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
-targets=(swiftmoe swiftmoe_f64 test_cuda_ops test_cuda_dense smoe_gpu_ceilings)
+targets=(swiftmoe swiftmoe_f64 test_cuda_ops test_cuda_dense smoe_gpu_ceilings smoe_expert_gemm)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp/bin" "$out.tmp/lib" "$out.tmp/data"
 cp "$build/swiftmoe" "$build/swiftmoe_f64" "$build/tests/test_cuda_ops" \
-  "$build/tests/test_cuda_dense" "$build/tools/bench/smoe_gpu_ceilings" "$out.tmp/bin/"
+  "$build/tests/test_cuda_dense" "$build/tools/bench/smoe_gpu_ceilings" \
+  "$build/tools/bench/smoe_expert_gemm" "$out.tmp/bin/"
 # the prepared run (tests/gpu/run.sh) and what it reads
 cp "$root"/tests/gpu/run.sh "$root"/tests/gpu/curve.py "$root"/tests/gpu/calibration.py \
   "$root"/tests/gpu/ref_fp32.jsonl "$root"/tests/compare_runs.py "$out.tmp/"
