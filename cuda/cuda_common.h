@@ -26,8 +26,15 @@
     if (s_ != CUBLAS_STATUS_SUCCESS)                                                     \
       smoe_cuda_fatal(#call, cublasGetStatusString(s_), __FILE__, __LINE__);             \
   } while (0)
-/* after every kernel launch */
-#define LAUNCHED() CU(cudaGetLastError())
+/* after every kernel launch; with SMOE_CUDA_SYNC=1 in the environment it
+ * also waits for the kernel, so that a fault is named at its launch (slow:
+ * for finding one) */
+extern int smoe_cuda_debug_sync;
+#define LAUNCHED()                                                            \
+  do {                                                                        \
+    CU(cudaGetLastError());                                                   \
+    if (smoe_cuda_debug_sync > 0) CU(cudaStreamSynchronize(smoe_cuda_stream())); \
+  } while (0)
 
 /* The stream every op of the table runs on, in issue order, and the cuBLAS
  * handle bound to it (fixed workspace, no TF32: the same bits every run). */
@@ -43,8 +50,8 @@ void *smoe_cuda_scratch(int which, size_t bytes);
 /* The same for pinned host memory (results an op copies back). */
 void *smoe_cuda_pinned(int which, size_t bytes);
 
-/* Host arrays into device scratch `which` (queued on the stream; the host
- * array may be reused on return), and device results back to the host
+/* Host arrays into device scratch `which` (the host array may be reused on
+ * return: it waits for the copy), and device results back to the host
  * (waits for the stream). */
 void *smoe_cuda_upload(int which, const void *host, size_t bytes);
 void smoe_cuda_download(void *host, const void *dev, size_t bytes);

@@ -20,6 +20,9 @@ void smoe_cuda_fatal(const char *call, const char *why, const char *file, int li
   exit(1);
 }
 
+static int the_device; /* this process's GPU (smoe_cuda_available) */
+int smoe_cuda_debug_sync = -1; /* SMOE_CUDA_SYNC=1: wait after each launch */
+
 extern "C" int smoe_cuda_available(int device, char *why, size_t why_len) {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
@@ -29,6 +32,8 @@ extern "C" int smoe_cuda_available(int device, char *why, size_t why_len) {
     return 0;
   }
   device = device < 0 ? 0 : device % n; /* ranks beyond the count share devices */
+  the_device = device;
+  smoe_cuda_debug_sync = getenv("SMOE_CUDA_SYNC") && atoi(getenv("SMOE_CUDA_SYNC")) > 0;
   e = cudaSetDevice(device);
   if (e == cudaSuccess) e = cudaFree(0); /* creates the context now */
   if (e != cudaSuccess) {
@@ -105,8 +110,12 @@ void *smoe_cuda_pinned(int which, size_t bytes) {
 
 void *smoe_cuda_upload(int which, const void *host, size_t bytes) {
   void *d = smoe_cuda_scratch(which, bytes);
-  /* from pageable memory the call returns once the source has been read */
-  if (bytes) CU(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, smoe_cuda_stream()));
+  if (!bytes) return d;
+  CU(cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, smoe_cuda_stream()));
+  /* the caller may change the host array on return: CUDA only says a copy
+   * from pageable memory "might be synchronous", so wait (small arrays of
+   * counts, next to a download of counts anyway) */
+  CU(cudaStreamSynchronize(smoe_cuda_stream()));
   return d;
 }
 
@@ -185,7 +194,9 @@ extern "C" void smoe_cuda_stage_copy(void *dst, const void *src, size_t bytes) {
 }
 
 extern "C" void smoe_cuda_stage_wait(void) {
-  if (side) CU(cudaEventSynchronize(copied));
+  if (!side) return;
+  CU(cudaSetDevice(the_device)); /* the writer's thread: no context on another GPU */
+  CU(cudaEventSynchronize(copied));
 }
 
 extern "C" void smoe_cuda_stage_fence(void) {
@@ -198,6 +209,11 @@ extern "C" void smoe_cuda_sync(void) {
   CU(cudaStreamSynchronize(smoe_cuda_stream()));
 }
 
+#ifdef SMOE_REAL_DOUBLE /* the double build never runs bf16 (the engine refuses it) */
+extern "C" void smoe_cuda_set_bf16(int on) {
+  (void)on;
+}
+#else
 static int bf16;
 
 extern "C" void smoe_cuda_set_bf16(int on) {
@@ -213,16 +229,17 @@ static __global__ void bf16_kernel(uint16_t *out, const float *in, size_t n) {
 static const void *as_bf16(int which, const real *x, int rows, int cols, int ld) {
   const size_t n = (size_t)(rows - 1) * ld + cols;
   uint16_t *b = (uint16_t *)smoe_cuda_scratch(which, n * sizeof(uint16_t));
-  LAUNCH(bf16_kernel, n, b, (const float *)x, n);
+  LAUNCH(bf16_kernel, n, b, x, n);
   return b;
 }
+#endif
 
 void smoe_cuda_gemm_rm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
                        const real *B, int ldb, real beta, real *C, int ldc) {
   if (M == 0 || N == 0) return;
   /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T */
   const cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-#ifndef SMOE_REAL_DOUBLE /* the double build never runs bf16 (the engine refuses it) */
+#ifndef SMOE_REAL_DOUBLE
   if (bf16 && K > 0) {
     const float fa = (float)alpha, fb = (float)beta;
     const void *a16 = as_bf16(4, A, ta ? K : M, ta ? M : K, lda);

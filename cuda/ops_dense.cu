@@ -9,7 +9,7 @@
  * backward. The GEMMs (matmul, attention) are cuBLAS's sums, not
  * OpenBLAS's: close, not equal; the attention's softmax rows are summed by
  * a warp. Everything is deterministic: no atomics, fixed orders, one cuBLAS
- * handle on one stream in pedantic math (no TF32). */
+ * handle on one stream in default math (fp32 stays fp32: no TF32). */
 #include <math.h>
 #include <stdint.h>
 

@@ -135,7 +135,9 @@ void smoe_nccl_allgather(smoe_nccl_t *nc, const void *send, void *recv, size_t b
 }
 
 void smoe_nccl_allreduce_real(smoe_nccl_t *nc, real *x, size_t n) {
-  /* reduce-scatter in blocks of chunk, then all-gather: the ring's bytes */
+  if (!n) return;
+  /* reduce-scatter in blocks of chunk, then all-gather: the ring's bytes
+   * (its staging, about 2n elements, is not in the memory report) */
   const size_t G = (size_t)nc->size, chunk = (n + G - 1) / G;
   real *mine = stage(nc, G * chunk + (G + 1) * chunk) + G * chunk; /* after the slices */
   smoe_nccl_reduce_scatter(nc, x, 0, n, chunk, mine);

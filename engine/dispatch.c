@@ -4,10 +4,10 @@
 #include <string.h>
 
 void smoe_dispatch_init(smoe_dispatch_t *d, const smoe_ops_t *ops, int G, int S, int rank,
-                        int64_t rows_max) {
+                        int64_t rows_max, int64_t nk_max) {
   memset(d, 0, sizeof *d);
   d->ops = ops;
-  d->G = G, d->S = S, d->rank = rank, d->rows_max = rows_max;
+  d->G = G, d->S = S, d->rank = rank, d->rows_max = rows_max, d->nk_max = nk_max;
   d->table = xcalloc((size_t)G * G * S, sizeof(int64_t));
   d->send_counts = xcalloc((size_t)G * 4, sizeof(int64_t));
   d->send_offsets = d->send_counts + G;
@@ -15,12 +15,15 @@ void smoe_dispatch_init(smoe_dispatch_t *d, const smoe_ops_t *ops, int G, int S,
   d->recv_offsets = d->send_counts + 3 * G;
   d->slot_offsets = xcalloc((size_t)S + 1, sizeof(int));
   d->recv_to_slot = xcalloc((size_t)(rows_max ? rows_max : 1), sizeof(int));
-  d->bytes = smoe_dispatch_bytes(G, S, rows_max);
+  d->recv_to_slot_dev = ops->alloc(sizeof(int) * (size_t)(rows_max ? rows_max : 1));
+  d->slot_of = ops->alloc(sizeof(int32_t) * (size_t)(nk_max ? nk_max : 1));
+  d->bytes = smoe_dispatch_bytes(G, S, rows_max, nk_max);
 }
 
-size_t smoe_dispatch_bytes(int G, int S, int64_t rows_max) {
+size_t smoe_dispatch_bytes(int G, int S, int64_t rows_max, int64_t nk_max) {
   return sizeof(int64_t) * ((size_t)G * G * S + 4 * (size_t)G) +
-         sizeof(int) * ((size_t)S + 1 + (size_t)(rows_max ? rows_max : 1));
+         sizeof(int) * ((size_t)S + 1 + 2 * (size_t)(rows_max ? rows_max : 1) +
+                        (size_t)(nk_max ? nk_max : 1));
 }
 
 void smoe_dispatch_free(smoe_dispatch_t *d) {
@@ -28,6 +31,7 @@ void smoe_dispatch_free(smoe_dispatch_t *d) {
   free(d->send_counts);
   free(d->slot_offsets);
   free(d->recv_to_slot);
+  if (d->ops) d->ops->free(d->recv_to_slot_dev), d->ops->free(d->slot_of);
   memset(d, 0, sizeof *d);
 }
 
@@ -77,15 +81,24 @@ static void build_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32
     for (int s = 0; s < S; s++)
       for (int64_t i = 0; i < col[(size_t)q * GS + s]; i++) d->recv_to_slot[row++] = (int)fill[s]++;
   }
+  d->ops->to_device(d->recv_to_slot_dev, d->recv_to_slot, sizeof(int) * (size_t)d->rows_recv);
+}
+
+/* the assignments a plan routes fit its buffer */
+static void check_nk(const smoe_dispatch_t *d, smoe_comm_t *c, int NK) {
+  if (NK <= d->nk_max) return;
+  fprintf(stderr, "swiftmoe: internal error: %d assignments for a plan of %lld\n", NK,
+          (long long)d->nk_max);
+  smoe_comm_abort(c, 1);
 }
 
 void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
                         const uint8_t *keep, const int *expert_slot, int NK,
                         smoe_arena_t *scratch) {
+  check_nk(d, c, NK);
   const size_t mark = smoe_arena_mark(scratch);
-  int32_t *slot_of = smoe_arena_take(scratch, sizeof(int32_t) * (size_t)NK);
-  d->ops->route_slots(slot_of, idx, keep, expert_slot, NK);
-  build_plan(d, c, pos, slot_of, NK, scratch);
+  d->ops->route_slots(d->slot_of, idx, keep, expert_slot, NK);
+  build_plan(d, c, pos, d->slot_of, NK, scratch);
   smoe_arena_release(scratch, mark);
 }
 
@@ -93,11 +106,12 @@ void smoe_dispatch_plan_split(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, cons
                               const uint8_t *keep, const int64_t *quota, const int *slot_expert,
                               int E, int NK, smoe_arena_t *scratch) {
   const int GS = d->G * d->S;
+  check_nk(d, c, NK);
   const size_t mark = smoe_arena_mark(scratch);
   /* each expert's slots in global order, and how much each may still take */
   int *first = smoe_arena_take(scratch, sizeof(int) * (size_t)(E + 1));
   int *slots = smoe_arena_take(scratch, sizeof(int) * GS);
-  int32_t *slot_of = smoe_arena_take(scratch, sizeof(int32_t) * (size_t)NK);
+  int32_t *slot_of = d->slot_of;
   int64_t *left = smoe_arena_take(scratch, sizeof(int64_t) * GS);
   memcpy(left, quota, sizeof(int64_t) * GS);
   int n = 0;
@@ -120,13 +134,13 @@ void smoe_dispatch_to_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real
   const size_t row = sizeof(real) * (size_t)D;
   smoe_comm_alltoallv(c, send, d->send_counts, d->send_offsets, scratch, d->recv_counts,
                       d->recv_offsets, row, phase);
-  d->ops->permute_rows(out, scratch, d->recv_to_slot, d->rows_recv, D, 1);
+  d->ops->permute_rows(out, scratch, d->recv_to_slot_dev, d->rows_recv, D, 1);
 }
 
 void smoe_dispatch_from_slots(const smoe_dispatch_t *d, smoe_comm_t *c, const real *in,
                               real *scratch, real *out, int D, smoe_phase_t phase) {
   const size_t row = sizeof(real) * (size_t)D;
-  d->ops->permute_rows(scratch, in, d->recv_to_slot, d->rows_recv, D, 0);
+  d->ops->permute_rows(scratch, in, d->recv_to_slot_dev, d->rows_recv, D, 0);
   smoe_comm_alltoallv(c, scratch, d->recv_counts, d->recv_offsets, out, d->send_counts,
                       d->send_offsets, row, phase);
 }

@@ -24,18 +24,21 @@ typedef struct {
   int64_t *recv_counts;  /* (G) rows from each rank */
   int64_t *recv_offsets; /* (G) */
   int *slot_offsets;     /* (S+1) rows of each local slot in slot order */
-  int *recv_to_slot;     /* (rows_max) slot-order row of each received row */
-  int64_t rows_send, rows_recv, rows_max;
+  int *recv_to_slot;     /* (rows_max) slot-order row of each received row (host) */
+  int *recv_to_slot_dev; /* (rows_max) the same, in the backend's memory, for permute_rows */
+  int32_t *slot_of;      /* (nk_max) each assignment's global slot (backend memory) */
+  int64_t rows_send, rows_recv, rows_max, nk_max;
   size_t bytes; /* what init allocated */
 } smoe_dispatch_t;
 
-/* Allocates a plan for G ranks of S slots receiving at most rows_max rows,
- * whose per-assignment and per-row work runs on ops. */
+/* Allocates a plan for G ranks of S slots routing at most nk_max
+ * assignments and receiving at most rows_max rows, whose per-assignment and
+ * per-row work runs on ops. */
 void smoe_dispatch_init(smoe_dispatch_t *d, const smoe_ops_t *ops, int G, int S, int rank,
-                        int64_t rows_max);
+                        int64_t rows_max, int64_t nk_max);
 void smoe_dispatch_free(smoe_dispatch_t *d);
 /* What init allocates for such a plan (d->bytes). */
-size_t smoe_dispatch_bytes(int G, int S, int64_t rows_max);
+size_t smoe_dispatch_bytes(int G, int S, int64_t rows_max, int64_t nk_max);
 
 /* Builds the plan: assignment a of idx (N*K experts) goes to global slot
  * expert_slot[idx[a]] unless keep (may be NULL) says 0. pos (N*K) gets each

@@ -345,7 +345,8 @@ int smoe_model_plan(const smoe_config_t *c, int G, int B, smoe_model_plan_t *out
   out->acts = regions_total(r, act_regions(&m, r)) * rb +
               regions_total(r, int_regions(&m, r)) * sizeof(int32_t) + keep_bytes(&m);
   out->exchange = regions_total(r, scratch_regions(&m, r)) * rb +
-                  (size_t)d->L * smoe_dispatch_bytes(G, m.S, (int64_t)m.rows_max);
+                  (size_t)d->L * smoe_dispatch_bytes(G, m.S, (int64_t)m.rows_max,
+                                                     (int64_t)B * d->T * d->K);
   return 0;
 }
 
@@ -426,7 +427,8 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->plans = xcalloc(L, sizeof *m->plans);
   m->bytes_exchange = n_scratch * sizeof(real);
   for (size_t l = 0; l < L; l++) {
-    smoe_dispatch_init(&m->plans[l], m->ops, m->G, m->S, m->rank, (int64_t)m->rows_max);
+    smoe_dispatch_init(&m->plans[l], m->ops, m->G, m->S, m->rank, (int64_t)m->rows_max,
+                       (int64_t)B * d->T * d->K);
     m->bytes_exchange += m->plans[l].bytes;
   }
   return 0;

@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < D; i++) x[n * D + i] = (real)(rank * 1000 + n + 0.25 * i);
 
   smoe_dispatch_t d;
-  smoe_dispatch_init(&d, &smoe_ops_cpu, G, S, rank, (int64_t)G * NK);
+  smoe_dispatch_init(&d, &smoe_ops_cpu, G, S, rank, (int64_t)G * NK, NK);
   uint8_t *keep = xmalloc((size_t)NK);
   for (int a = 0; a < NK; a++) keep[a] = (a % 5) != 3; /* drop some, to exercise pos = -1 */
   smoe_comm_reset_bytes(c);

@@ -104,7 +104,7 @@ static void test_dispatch_plan(void **state) {
   int expert_slot[3] = {0, 1, 2}, pos[6];
   smoe_comm_t *c = smoe_comm_local();
   smoe_dispatch_t d;
-  smoe_dispatch_init(&d, &smoe_ops_cpu, 1, 3, 0, 6);
+  smoe_dispatch_init(&d, &smoe_ops_cpu, 1, 3, 0, 6, 6);
   smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, 6, &scratch);
   assert_int_equal(d.slot_offsets[1], 2), assert_int_equal(d.slot_offsets[2], 3);
   assert_int_equal(d.slot_offsets[3], 6);

@@ -54,7 +54,7 @@ if command -v compute-sanitizer >/dev/null; then
 else
   summary "- sanitizer: SKIPPED (no compute-sanitizer on this host)"
 fi
-step kernels 120 bash -c "test_cuda_ops && test_cuda_dense"
+step kernels 120 bash -c "SMOE_CUDA_SYNC=1 test_cuda_ops && SMOE_CUDA_SYNC=1 test_cuda_dense"
 
 small=(--set model.dim=64 --set model.n_layers=2 --set model.seq_len=64 --set moe.expert_dim=96
        --set training.global_batch_size=8 --set training.steps=20 --set training.warmup_steps=2

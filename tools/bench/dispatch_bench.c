@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     real *act = xmalloc(sizeof(real) * R * F), *back = xmalloc(sizeof(real) * NK * D);
     for (size_t i = 0; i < (size_t)N * D; i++) x[i] = (real)((i % 17) * 0.01);
     smoe_dispatch_t d;
-    smoe_dispatch_init(&d, &smoe_ops_cpu, G, S, rank, R);
+    smoe_dispatch_init(&d, &smoe_ops_cpu, G, S, rank, R, NK);
     double tx[reps], tc[reps];
     for (int r = 0; r < reps; r++) {
       uint64_t seed = smoe_mix64(1234 + r * 100 + rank);
