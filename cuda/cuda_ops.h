@@ -90,6 +90,8 @@ double smoe_cuda_crossentropy_forward(real *logits, const int32_t *targets, int 
                                       int *n_valid, smoe_arena_t *scratch);
 void smoe_cuda_crossentropy_backward(real *dlogits, const real *probs, const int32_t *targets,
                                      int N, int V, real scale);
+double smoe_cuda_crossentropy(real *logits, const int32_t *targets, int N, int V, real scale,
+                              int *n_valid, smoe_arena_t *scratch);
 
 /* the MoE block and routing rows (ops_moe.cu) */
 void smoe_cuda_router_forward(real *probs, real *lse, int32_t *idx, real *gw, const real *bias,
@@ -116,7 +118,7 @@ int64_t smoe_cuda_capacity_keep(uint8_t *keep, const int32_t *idx, const real *g
                                 int E, const int64_t *capacity, int by_weight,
                                 smoe_arena_t *scratch);
 void smoe_cuda_route_slots(int32_t *slot_of, const int32_t *idx, const uint8_t *keep,
-                           const int *slot_of_expert, int NK);
+                           const int *slot_of_expert, int E, int NK);
 int smoe_cuda_split_slots(int32_t *slot_of, const int32_t *idx, const uint8_t *keep,
                           const int *first, const int *slots, int64_t *quota, int E, int NK,
                           smoe_arena_t *scratch);

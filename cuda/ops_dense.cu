@@ -408,3 +408,11 @@ extern "C" void smoe_cuda_crossentropy_backward(real *dlogits, const real *probs
                                                 const int32_t *targets, int N, int V, real scale) {
   LAUNCH(xent_backward_kernel, (size_t)N * V, dlogits, probs, targets, N, V, scale);
 }
+
+/* the two in place: the probabilities become the gradient where they lie */
+extern "C" double smoe_cuda_crossentropy(real *logits, const int32_t *targets, int N, int V,
+                                         real scale, int *n_valid, smoe_arena_t *scratch) {
+  double loss = smoe_cuda_crossentropy_forward(logits, targets, N, V, n_valid, scratch);
+  smoe_cuda_crossentropy_backward(logits, logits, targets, N, V, scale);
+  return loss;
+}

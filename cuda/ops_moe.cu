@@ -474,27 +474,15 @@ extern "C" int64_t smoe_cuda_capacity_keep(uint8_t *keep, const int32_t *idx, co
 
 /* ---- slots and positions --------------------------------------------- */
 
-static __global__ void max_key_kernel(int *mx, const int32_t *idx, const uint8_t *keep, int NK) {
-  FOR_EACH(a, (size_t)NK) if (!keep || keep[a]) atomicMax(mx, idx[a]);
-}
-
 static __global__ void route_slots_kernel(int32_t *slot_of, const int32_t *idx, const uint8_t *keep,
                                           const int *slot_of_expert, int NK) {
   FOR_EACH(a, (size_t)NK) slot_of[a] = (!keep || keep[a]) ? slot_of_expert[idx[a]] : -1;
 }
 
-/* The op is not told E, the length of slot_of_expert: the largest expert a
- * kept assignment names comes back first (one small download), and the
- * table is uploaded up to it, which is what the CPU reads. */
+/* the host table of E slots goes up first */
 extern "C" void smoe_cuda_route_slots(int32_t *slot_of, const int32_t *idx, const uint8_t *keep,
-                                      const int *slot_of_expert, int NK) {
+                                      const int *slot_of_expert, int E, int NK) {
   if (NK <= 0) return;
-  int *dmax = (int *)smoe_cuda_scratch(1, sizeof(int));
-  CU(cudaMemsetAsync(dmax, 0xff, sizeof(int), smoe_cuda_stream())); /* -1 */
-  LAUNCH(max_key_kernel, (size_t)NK, dmax, idx, keep, NK);
-  int *hmax = (int *)smoe_cuda_pinned(0, sizeof(int));
-  smoe_cuda_download(hmax, dmax, sizeof(int));
-  const int E = *hmax + 1; /* 0: every assignment dropped */
   const int *table = (const int *)smoe_cuda_upload(0, slot_of_expert, sizeof(int) * (size_t)E);
   LAUNCH(route_slots_kernel, (size_t)NK, slot_of, idx, keep, table, NK);
 }

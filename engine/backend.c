@@ -12,8 +12,11 @@ static smoe_comm_t *fatal_comm;
 
 /* a CUDA error in a step: the message is printed; the whole job ends */
 static void cuda_fatal(const char *msg) {
-  (void)msg;
-  if (fatal_comm) smoe_comm_abort(fatal_comm, 1);
+  (void)msg; /* printed already */
+  if (!fatal_comm) return;
+  fprintf(stderr, "swiftmoe: [rank %d] the CUDA error above ends the job\n",
+          smoe_comm_rank(fatal_comm));
+  smoe_comm_abort(fatal_comm, 1);
 }
 #endif
 

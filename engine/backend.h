@@ -69,10 +69,10 @@ typedef struct {
   void (*attention_backward)(real *dq, real *dk, real *dv, const real *dout, const real *att,
                              const real *q, const real *k, const real *v, int B, int T, int H,
                              int Hkv, int d, smoe_arena_t *scratch);
-  double (*crossentropy_forward)(real *logits, const int32_t *targets, int N, int V, int *n_valid,
-                                 smoe_arena_t *scratch);
-  void (*crossentropy_backward)(real *dlogits, const real *probs, const int32_t *targets, int N,
-                                int V, real scale);
+  /* ops.h's smoe_crossentropy: the loss and, in place of the logits, its
+   * gradient (the probabilities never stored apart) */
+  double (*crossentropy)(real *logits, const int32_t *targets, int N, int V, real scale,
+                         int *n_valid, smoe_arena_t *scratch);
 
   /* the MoE block (moe.h): router, statistics (host outputs), combine */
   void (*router_forward)(real *probs, real *lse, int32_t *idx, real *gw, const real *bias, int N,
@@ -101,7 +101,7 @@ typedef struct {
                            const int64_t *capacity, int by_weight, smoe_arena_t *scratch);
   /* slot_of[a] = slot_of_expert[idx[a]] (host, E), or -1 where keep (may be NULL) is 0 */
   void (*route_slots)(int32_t *slot_of, const int32_t *idx, const uint8_t *keep,
-                      const int *slot_of_expert, int NK);
+                      const int *slot_of_expert, int E, int NK);
   /* the load-aware split: assignment a of expert e takes the next of e's
    * slots (host: first (E+1), slots) with quota left (host quota (G*S),
    * consumed in assignment order); -1 where keep is 0. Returns -1 when an

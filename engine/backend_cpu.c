@@ -56,7 +56,8 @@ static void cpu_histogram(int64_t *counts, const int32_t *x, int n, int n_bins) 
 }
 
 static void cpu_route_slots(int32_t *slot_of, const int32_t *idx, const uint8_t *keep,
-                            const int *slot_of_expert, int NK) {
+                            const int *slot_of_expert, int E, int NK) {
+  (void)E;
   for (int a = 0; a < NK; a++) slot_of[a] = (!keep || keep[a]) ? slot_of_expert[idx[a]] : -1;
 }
 
@@ -128,8 +129,7 @@ const smoe_ops_t smoe_ops_cpu = {
     .rope_backward = smoe_rope_backward,
     .attention_forward = smoe_attention_forward,
     .attention_backward = smoe_attention_backward,
-    .crossentropy_forward = smoe_crossentropy_forward,
-    .crossentropy_backward = smoe_crossentropy_backward,
+    .crossentropy = smoe_crossentropy,
     .router_forward = smoe_router_forward,
     .router_stats = smoe_router_stats,
     .router_backward = smoe_router_backward,

@@ -199,10 +199,8 @@ GV(attention_backward, (real *dq, real *dk, real *dv, const real *dout, const re
                         const real *q, const real *k, const real *v, int B, int T, int H, int Hkv,
                         int d, smoe_arena_t *a), (dq, dk, dv, dout, att, q, k, v, B, T, H, Hkv, d, a),
    (dq, dk, dv, dout, att, q, k, v))
-G(double, crossentropy_forward, (real *l, const int32_t *t, int N, int V, int *nv, smoe_arena_t *a),
-  (l, t, N, V, nv, a), (l, t))
-GV(crossentropy_backward, (real *dl, const real *p, const int32_t *t, int N, int V, real s),
-   (dl, p, t, N, V, s), (dl, p, t))
+G(double, crossentropy, (real *l, const int32_t *t, int N, int V, real s, int *nv,
+                         smoe_arena_t *a), (l, t, N, V, s, nv, a), (l, t))
 GV(router_forward, (real *p, real *lse, int32_t *idx, real *gw, const real *bias, int N, int E,
                     int K), (p, lse, idx, gw, bias, N, E, K), (p, lse, idx, gw, bias))
 GV(router_stats, (int64_t *cc, double *ps, double *zs, const real *p, const real *lse,
@@ -230,8 +228,8 @@ GV(histogram, (int64_t *c, const int32_t *x, int n, int nb), (c, x, n, nb), (x))
 G(int64_t, capacity_keep, (uint8_t *keep, const int32_t *idx, const real *gw, int N, int K, int E,
                            const int64_t *cap, int bw, smoe_arena_t *a), (keep, idx, gw, N, K, E, cap, bw, a),
   (keep, idx, gw))
-GV(route_slots, (int32_t *so, const int32_t *idx, const uint8_t *keep, const int *soe, int NK),
-   (so, idx, keep, soe, NK), (so, idx, keep))
+GV(route_slots, (int32_t *so, const int32_t *idx, const uint8_t *keep, const int *soe, int E,
+                 int NK), (so, idx, keep, soe, E, NK), (so, idx, keep))
 G(int, split_slots, (int32_t *so, const int32_t *idx, const uint8_t *keep, const int *first,
                      const int *slots, int64_t *quota, int E, int NK, smoe_arena_t *a),
   (so, idx, keep, first, slots, quota, E, NK, a), (so, idx, keep))
@@ -260,7 +258,7 @@ const smoe_ops_t smoe_ops_guard = {
     OP(fill), OP(copy), OP(add), OP(gemm), OP(matmul_forward), OP(matmul_backward),
     OP(embedding_forward), OP(embedding_backward), OP(rmsnorm_forward), OP(rmsnorm_backward),
     OP(rope_forward), OP(rope_backward), OP(attention_forward), OP(attention_backward),
-    OP(crossentropy_forward), OP(crossentropy_backward), OP(router_forward), OP(router_stats),
+    OP(crossentropy), OP(router_forward), OP(router_stats),
     OP(router_backward), OP(moe_gather), OP(moe_gather_backward), OP(moe_combine),
     OP(moe_combine_backward), OP(experts_forward), OP(experts_backward), OP(histogram),
     OP(capacity_keep), OP(route_slots), OP(split_slots), OP(positions), OP(permute_rows),

@@ -55,10 +55,11 @@ int smoe_comm_node_rank(const smoe_comm_t *c);
 /* The data plane (smoe_comm_allreduce_real, _alltoallv, _reduce_scatter_start,
  * _allgather_start) moves buffers of this backend. When its memory is the
  * host's (the CPU) MPI reads and writes them in place; otherwise (a GPU) each
- * call stages them through host buffers of its own with the backend's copies,
- * except on NCCL: with the CUDA backend, when every rank of the job drives a
- * GPU of its own, the data plane runs on NCCL (comm_nccl.h), queued on the
- * backend's stream. Default: the CPU's. The other calls take host memory. */
+ * call stages them through page-locked host buffers of its own with the
+ * backend's copies, except on NCCL: with the CUDA backend, when every rank
+ * of the job drives a GPU of its own, the data plane runs on NCCL
+ * (comm_nccl.h), queued on the backend's stream. Default: the CPU's. The
+ * other calls take host memory. */
 void smoe_comm_set_backend(smoe_comm_t *c, const smoe_ops_t *ops);
 /* "MPI", "MPI, staged through host memory" or "NCCL", for the run's header */
 const char *smoe_comm_data_plane(const smoe_comm_t *c);

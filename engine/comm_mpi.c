@@ -108,15 +108,17 @@ smoe_comm_t *smoe_comm_init(int *argc, char ***argv) {
   return c;
 }
 
+static void host_free(smoe_comm_t *c, hostbuf_t *b);
+
 void smoe_comm_finalize(smoe_comm_t *c) {
 #ifdef SMOE_WITH_CUDA
   if (c) smoe_nccl_close(c->nccl);
 #endif
   if (c && c->mpi) MPI_Finalize();
   for (int b = 0; c && b < c->cap_reqs / REQ_BLOCK; b++) free(c->count_blocks[b]);
-  for (int i = 0; c && i < c->cap_reqs; i++) free(c->staged[i].buf.p);
+  for (int i = 0; c && i < c->cap_reqs; i++) host_free(c, &c->staged[i].buf);
   if (c) free(c->counts), free(c->reqs), free(c->count_blocks), free(c->staged);
-  if (c) free(c->stage[0].p), free(c->stage[1].p);
+  if (c) host_free(c, &c->stage[0]), host_free(c, &c->stage[1]);
   free(c);
 }
 
@@ -181,13 +183,21 @@ const char *smoe_comm_data_plane(const smoe_comm_t *c) {
 /* 1 when data-plane buffers must be staged through host memory */
 static int staging(const smoe_comm_t *c) { return c->ops && !c->ops->host_memory; }
 
-static void *host(hostbuf_t *b, size_t bytes) {
+/* b grown to hold bytes, page-locked for the backend's copies (a GPU's) */
+static void *host(smoe_comm_t *c, hostbuf_t *b, size_t bytes) {
   if (bytes > b->cap) {
+    if (b->p) c->ops->host_pin(b->p, b->cap, 0);
     free(b->p);
     b->cap = bytes > 2 * b->cap ? bytes : 2 * b->cap;
     b->p = xmalloc(b->cap);
+    c->ops->host_pin(b->p, b->cap, 1);
   }
   return b->p;
+}
+
+static void host_free(smoe_comm_t *c, hostbuf_t *b) {
+  if (b->p && c->ops) c->ops->host_pin(b->p, b->cap, 0);
+  free(b->p);
 }
 
 /* memmove for data-plane buffers (a world of one) */
@@ -197,7 +207,7 @@ static void move(smoe_comm_t *c, void *dst, const void *src, size_t bytes) {
   else if (bytes % sizeof(real) == 0)
     c->ops->copy(dst, src, bytes / sizeof(real));
   else {
-    void *h = host(&c->stage[0], bytes);
+    void *h = host(c, &c->stage[0], bytes);
     c->ops->to_host(h, src, bytes);
     c->ops->to_device(dst, h, bytes);
   }
@@ -236,7 +246,7 @@ void smoe_comm_allreduce_real(smoe_comm_t *c, real *x, size_t n, smoe_phase_t ph
     allreduce(c, x, n, sizeof(real), MPI_REAL_T, MPI_SUM, phase);
     return;
   }
-  real *h = host(&c->stage[0], smoe_mul(n, sizeof(real)));
+  real *h = host(c, &c->stage[0], smoe_mul(n, sizeof(real)));
   c->ops->to_host(h, x, n * sizeof(real));
   allreduce(c, h, n, sizeof(real), MPI_REAL_T, MPI_SUM, phase);
   c->ops->to_device(x, h, n * sizeof(real));
@@ -328,8 +338,8 @@ void smoe_comm_alltoallv(smoe_comm_t *c, const void *send, const int64_t *send_c
       ns = ns > (size_t)(send_offsets[g] + send_counts[g]) ? ns : (size_t)(send_offsets[g] + send_counts[g]);
       nr = nr > (size_t)(recv_offsets[g] + recv_counts[g]) ? nr : (size_t)(recv_offsets[g] + recv_counts[g]);
     }
-    hsend = host(&c->stage[0], ns * elem + 1);
-    hrecv = host(&c->stage[1], nr * elem + 1);
+    hsend = host(c, &c->stage[0], ns * elem + 1);
+    hrecv = host(c, &c->stage[1], nr * elem + 1);
     c->ops->to_host(hsend, send, ns * elem);
   }
   MPI_Datatype row;
@@ -383,7 +393,7 @@ void smoe_comm_allgather_start(smoe_comm_t *c, const void *send, void *recv, siz
   void *hrecv = recv;
   if (staging(c)) {
     staged_t *st = &c->staged[c->n_reqs];
-    char *h = host(&st->buf, bytes * (size_t)(c->size + 1));
+    char *h = host(c, &st->buf, bytes * (size_t)(c->size + 1));
     c->ops->to_host(h, send, bytes);
     hsend = h, hrecv = h + bytes;
     st->dst = recv, st->recv_at = bytes, st->recv_bytes = bytes * (size_t)c->size;
@@ -421,7 +431,7 @@ void smoe_comm_reduce_scatter_start(smoe_comm_t *c, const real *x, size_t lo, si
   if (staging(c)) {
     staged_t *st = &c->staged[c->n_reqs];
     const size_t sb = (hi - lo) * sizeof(real), rb = (size_t)counts[c->rank] * sizeof(real);
-    char *h = host(&st->buf, sb + rb + sizeof(real));
+    char *h = host(c, &st->buf, sb + rb + sizeof(real));
     c->ops->to_host(h, x + lo, sb);
     hsend = (const real *)h, hrecv = (real *)(h + sb);
     st->dst = at, st->recv_at = sb, st->recv_bytes = rb;

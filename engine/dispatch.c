@@ -93,11 +93,11 @@ static void check_nk(const smoe_dispatch_t *d, smoe_comm_t *c, int NK) {
 }
 
 void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
-                        const uint8_t *keep, const int *expert_slot, int NK,
+                        const uint8_t *keep, const int *expert_slot, int E, int NK,
                         smoe_arena_t *scratch) {
   check_nk(d, c, NK);
   const size_t mark = smoe_arena_mark(scratch);
-  d->ops->route_slots(d->slot_of, idx, keep, expert_slot, NK);
+  d->ops->route_slots(d->slot_of, idx, keep, expert_slot, E, NK);
   build_plan(d, c, pos, d->slot_of, NK, scratch);
   smoe_arena_release(scratch, mark);
 }

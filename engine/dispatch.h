@@ -41,11 +41,11 @@ void smoe_dispatch_free(smoe_dispatch_t *d);
 size_t smoe_dispatch_bytes(int G, int S, int64_t rows_max, int64_t nk_max);
 
 /* Builds the plan: assignment a of idx (N*K experts) goes to global slot
- * expert_slot[idx[a]] unless keep (may be NULL) says 0. pos (N*K) gets each
+ * expert_slot[idx[a]] (E experts) unless keep (may be NULL) says 0. pos (N*K) gets each
  * assignment's send-order row, -1 when dropped. All-gathers the counts
  * (phase counts): every rank must call it. */
 void smoe_dispatch_plan(smoe_dispatch_t *d, smoe_comm_t *c, int *pos, const int32_t *idx,
-                        const uint8_t *keep, const int *expert_slot, int NK,
+                        const uint8_t *keep, const int *expert_slot, int E, int NK,
                         smoe_arena_t *scratch);
 
 /* The same with the load-aware split: this rank's assignments to expert e

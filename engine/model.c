@@ -307,7 +307,7 @@ static int scratch_regions(smoe_model_t *m, region_t *r) {
   region_t sr[] = {
       {(void **)&s->dresid, N * D}, {(void **)&s->dx, N * D},       {(void **)&s->dq, N * qd},
       {(void **)&s->dk, N * kd},    {(void **)&s->dv, N * kd},      {(void **)&s->datty, N * qd},
-      {(void **)&s->dlogits, N * d->V}, {(void **)&s->drouter, N * d->E}, {(void **)&s->dgw, NK},
+      {(void **)&s->drouter, N * d->E}, {(void **)&s->dgw, NK},
       {(void **)&s->send, NK * D},  {(void **)&s->recv, R * D},     {(void **)&s->yslot, R * D},
       {(void **)&s->dye, R * D},    {(void **)&s->dxe, R * D},      {(void **)&s->dh13, R * 2 * F},
       {(void **)&s->dact, R * F},
@@ -571,7 +571,7 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
     route_split(m, l, N, idx, gw, keep);
   } else {
     smoe_dispatch_plan(plan, m->comm, pos, idx, m->drops.kind == SMOE_DROPS_CAPACITY ? keep : NULL,
-                       m->route + ((size_t)l * m->G + m->rank) * E, NK, &m->arena);
+                       m->route + ((size_t)l * m->G + m->rank) * E, E, NK, &m->arena);
   }
   real *xe = a->xe + l * R * D, *ye_local = a->ye_local + l * NKmax * D;
   m->ops->moe_gather(m->s.send, ln2, pos, N, K, D);
@@ -605,10 +605,12 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
   m->ops->to_device(m->inputs, in, sizeof(int32_t) * N);
   m->ops->to_device(m->targets, tg, sizeof(int32_t) * N);
   m->ops->to_device(m->bias_dev, m->expert_bias, sizeof(real) * d->L * d->E);
-  m->n_tokens = N;
+  int64_t counts[2] = {N, 0}; /* tokens and targets, over all ranks */
+  for (int n = 0; n < N; n++) counts[1] += tg[n] >= 0;
   m->split_time = 0;
   m->split_hash = 0;
-  smoe_comm_allreduce_i64(m->comm, &m->n_tokens, 1, SMOE_PHASE_OTHER);
+  smoe_comm_allreduce_i64(m->comm, counts, 2, SMOE_PHASE_OTHER);
+  m->n_tokens = counts[0], m->n_valid = counts[1];
   m->ops->embedding_forward(a->resid, m->inputs, p->embed, N, D);
 
   double aux = 0, z = 0;
@@ -630,12 +632,15 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
   }
   m->ops->rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * NDmax, p->lnf, N, D, d->eps);
   m->ops->matmul_forward(a->logits, a->lnf, p->lm_head, N, D, d->V);
+  /* the loss, and in place of the logits its gradient: the mean over the
+   * global batch's targets */
   int n_valid = 0;
-  double ce_local = m->ops->crossentropy_forward(a->logits, m->targets, N, d->V, &n_valid, &m->arena);
-  double sums[2] = {ce_local * n_valid, (double)n_valid};
-  smoe_comm_allreduce_f64(m->comm, sums, 2, SMOE_PHASE_OTHER);
-  m->n_valid = (int64_t)sums[1];
-  m->ce = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+  double ce_local = m->ops->crossentropy(a->logits, m->targets, N, d->V,
+                                         (real)(m->n_valid ? 1.0 / (double)m->n_valid : 0.0),
+                                         &n_valid, &m->arena);
+  double sum = ce_local * n_valid;
+  smoe_comm_allreduce_f64(m->comm, &sum, 1, SMOE_PHASE_OTHER);
+  m->ce = m->n_valid > 0 ? sum / (double)m->n_valid : 0.0;
   m->aux = aux / d->L;
   m->z = z / d->L;
   m->loss = m->ce + m->aux_coef * m->aux + m->z_coef * m->z;
@@ -710,11 +715,9 @@ void smoe_model_backward(smoe_model_t *m) {
   const smoe_dense_t *p = &m->p, *g = &m->g;
   const smoe_scratch_t *s = &m->s;
 
-  /* the loss is the mean over the global batch's tokens */
-  m->ops->crossentropy_backward(s->dlogits, a->logits, m->targets, N, d->V,
-                        (real)(m->n_valid ? 1.0 / (double)m->n_valid : 0.0));
+  /* the forward left the loss's gradient in place of the logits */
   m->ops->fill(s->dx, 0, ND);
-  m->ops->matmul_backward(s->dx, g->lm_head, s->dlogits, a->lnf, p->lm_head, N, D, d->V);
+  m->ops->matmul_backward(s->dx, g->lm_head, a->logits, a->lnf, p->lm_head, N, D, d->V);
   m->ops->fill(s->dresid, 0, ND);
   m->ops->rmsnorm_backward(s->dresid, g->lnf, s->dx, a->resid + (size_t)L * NDmax, p->lnf, a->lnf_rstd, N,
                    D, &m->arena);

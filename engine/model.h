@@ -87,7 +87,7 @@ typedef struct {
   real *act;      /* (L, R, F) silu(h1) * h3 */
   real *lnf;      /* (N, D) */
   real *lnf_rstd; /* (N) */
-  real *logits;   /* (N, V); probabilities after the loss */
+  real *logits;   /* (N, V); after the loss, its gradient (the loss scaled to the global mean) */
   int32_t *idx;   /* (L, N, K) selected experts */
   int *pos;       /* (L, N*K) send-order row of each assignment; -1 = dropped */
   uint8_t *keep;  /* (L, N*K) 1 = computed, 0 = dropped by the capacity policy */
@@ -101,7 +101,6 @@ typedef struct {
   real *dk;      /* (N, Hkv*hd) */
   real *dv;      /* (N, Hkv*hd) */
   real *datty;   /* (N, H*hd) */
-  real *dlogits; /* (N, V) */
   real *drouter; /* (N, E) */
   real *dgw;     /* (N, K) */
   real *send;    /* (N*K, D) rows in send order */

@@ -238,3 +238,10 @@ void smoe_crossentropy_backward(real *dlogits, const real *probs, const int32_t 
     g[targets[n]] -= scale;
   }
 }
+
+double smoe_crossentropy(real *logits, const int32_t *targets, int N, int V, real scale,
+                         int *n_valid, smoe_arena_t *scratch) {
+  double loss = smoe_crossentropy_forward(logits, targets, N, V, n_valid, scratch);
+  smoe_crossentropy_backward(logits, logits, targets, N, V, scale);
+  return loss;
+}

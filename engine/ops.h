@@ -51,8 +51,13 @@ void smoe_attention_backward(real *dq, real *dk, real *dv, const real *dout, con
  * the mean loss over rows with target >= 0 (count in *n_valid). */
 double smoe_crossentropy_forward(real *logits, const int32_t *targets, int N, int V, int *n_valid,
                             smoe_arena_t *scratch);
-/* dlogits = scale * (probs - onehot(target)), written (not accumulated). */
+/* dlogits = scale * (probs - onehot(target)), written (not accumulated);
+ * rows with target < 0 get 0. dlogits may be probs. */
 void smoe_crossentropy_backward(real *dlogits, const real *probs, const int32_t *targets, int N, int V,
                            real scale);
+/* The two fused: returns the forward's loss (and *n_valid) and leaves
+ * scale * (probs - onehot) in logits, the same bits as the two apart. */
+double smoe_crossentropy(real *logits, const int32_t *targets, int N, int V, real scale,
+                         int *n_valid, smoe_arena_t *scratch);
 
 #endif

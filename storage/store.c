@@ -3,11 +3,15 @@
 #include "store.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <rocksdb/c.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 /* RocksDB needs its "default" family opened too; it sits after ours, unused. */
 #define NFAM (SMOE_CF_COUNT + 1)
@@ -200,6 +204,88 @@ static int make_dir(const char *path, const char *what, smoe_err_t *err) {
   return 0;
 }
 
+/* Removes folder `path` and the files in it (RocksDB's are flat); nothing
+ * there is fine. */
+static int remove_flat_dir(const char *path, smoe_err_t *err) {
+  DIR *d = opendir(path);
+  if (!d) return errno == ENOENT ? 0 : smoe_fail(err, "state store: cannot open %s: %s", path,
+                                                   strerror(errno));
+  struct dirent *f;
+  char file[SMOE_PATHLEN + 300];
+  int rc = 0;
+  while (rc == 0 && (f = readdir(d)) != NULL) {
+    if (strcmp(f->d_name, ".") == 0 || strcmp(f->d_name, "..") == 0) continue;
+    snprintf(file, sizeof file, "%s/%s", path, f->d_name);
+    if (unlink(file) != 0)
+      rc = smoe_fail(err, "state store: cannot remove %s: %s", file, strerror(errno));
+  }
+  closedir(d);
+  if (rc == 0 && rmdir(path) != 0)
+    rc = smoe_fail(err, "state store: cannot remove %s: %s", path, strerror(errno));
+  return rc;
+}
+
+/* Opens the database at s->path with all families, without LZ4 where this
+ * RocksDB lacks it; 0, or -1 with err. */
+static int open_db(smoe_store_t *s, smoe_err_t *err) {
+  char *e = NULL;
+  s->db = open_families(s, 1, &e);
+  if (!s->db && e && strstr(e, "not linked")) { /* this RocksDB lacks LZ4: go without */
+    rocksdb_free(e);
+    e = NULL;
+    s->db = open_families(s, 0, &e);
+  }
+  if (s->db) return 0;
+  smoe_fail(err, "state store %s: cannot open: %s", s->path, e ? e : "(no message)");
+  rocksdb_free(e);
+  return -1;
+}
+
+/* A new store is made whole in <path>.creating (its families and its format
+ * header, synced), then renamed into place: a process killed while creating
+ * it leaves that folder only, which the next creation removes and redoes,
+ * never a store that cannot be opened. */
+static int create_store(const smoe_store_t *s, smoe_err_t *err) {
+  smoe_store_t t;
+  memset(&t, 0, sizeof t);
+  t.rank = s->rank;
+  int n = snprintf(t.path, sizeof t.path, "%s.creating", s->path);
+  if (n < 0 || (size_t)n >= sizeof t.path)
+    return smoe_fail(err, "state store: path %s.creating is too long", s->path);
+  struct stat st;
+  if (stat(s->path, &st) == 0 && !S_ISDIR(st.st_mode))
+    return smoe_fail(err, "state store: database directory %s exists and is not a directory",
+                     s->path);
+  if (remove_flat_dir(t.path, err) != 0 || make_dir(t.path, "database directory", err) != 0 ||
+      open_db(&t, err) != 0)
+    return -1;
+  t.wo_sync = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(t.wo_sync, 1);
+  int rc = format_header(&t, 1, err);
+  for (int i = 0; i < NFAM; i++)
+    if (t.cf[i]) rocksdb_column_family_handle_destroy(t.cf[i]);
+  rocksdb_close(t.db);
+  rocksdb_writeoptions_destroy(t.wo_sync);
+  if (rc != 0) return -1;
+  if (rename(t.path, s->path) != 0) {
+    smoe_err_t ignored;
+    int e = errno;
+    remove_flat_dir(t.path, &ignored);
+    errno = e;
+    return smoe_fail(err,
+                     "state store %s: cannot move the new store %s into place: %s (a folder "
+                     "there that holds no database? remove it to start over)",
+                     s->path, t.path, strerror(errno));
+  }
+  char dir[SMOE_PATHLEN];
+  snprintf(dir, sizeof dir, "%s", s->path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = '\0';
+  int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) fsync(fd), close(fd); /* the rename, durable */
+  return 0;
+}
+
 static smoe_store_t *open_store(const char *dir, int rank, int readonly, smoe_err_t *err) {
   if (rank < 0) {
     smoe_fail(err, "state store: rank %d is negative", rank);
@@ -229,21 +315,8 @@ static smoe_store_t *open_store(const char *dir, int rank, int readonly, smoe_er
     free(s);
     return NULL;
   }
-  if ((!readonly && make_dir(s->path, "database directory", err) != 0) ||
-      (!fresh && check_families(s, err) != 0)) {
-    free(s);
-    return NULL;
-  }
-  char *e = NULL;
-  s->db = open_families(s, 1, &e);
-  if (!s->db && e && strstr(e, "not linked")) { /* this RocksDB lacks LZ4: go without */
-    rocksdb_free(e);
-    e = NULL;
-    s->db = open_families(s, 0, &e);
-  }
-  if (!s->db) {
-    smoe_fail(err, "state store %s: cannot open: %s", s->path, e ? e : "(no message)");
-    rocksdb_free(e);
+  if ((fresh && create_store(s, err) != 0) || check_families(s, err) != 0 ||
+      open_db(s, err) != 0) {
     free(s);
     return NULL;
   }
@@ -253,7 +326,7 @@ static smoe_store_t *open_store(const char *dir, int rank, int readonly, smoe_er
   rocksdb_writeoptions_set_sync(s->wo_sync, 1);
   s->wo_nowal = rocksdb_writeoptions_create();
   rocksdb_writeoptions_disable_WAL(s->wo_nowal, 1);
-  if (format_header(s, fresh, err) != 0) {
+  if (format_header(s, 0, err) != 0) {
     smoe_store_close(s);
     return NULL;
   }

@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
   uint8_t *keep = xmalloc((size_t)NK);
   for (int a = 0; a < NK; a++) keep[a] = (a % 5) != 3; /* drop some, to exercise pos = -1 */
   smoe_comm_reset_bytes(c);
-  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, NK, &scratch);
+  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, E, NK, &scratch);
   smoe_moe_gather(send, x, pos, N, K, D);
   smoe_dispatch_to_slots(&d, c, send, recv, xe, D, SMOE_PHASE_DISPATCH);
   /* slot order: within each local slot, sources in rank order, tokens in order */

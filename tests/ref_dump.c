@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
       put(name, m.expert_bias + (size_t)l * c.num_experts, 1, &c.num_experts);
     }
   put("tokens", tokf, 2, (int[]){B, T + 1});
-  /* the forward leaves probabilities in m.a.logits: recompute the logits */
+  /* the forward leaves the loss's gradient in m.a.logits: recompute the logits */
   real *logits = xmalloc(sizeof(real) * (size_t)B * T * c.vocab_size);
   smoe_matmul_forward(logits, m.a.lnf, m.p.lm_head, B * T, c.dim, c.vocab_size);
   put("logits", logits, 3, (int[]){B, T, c.vocab_size});

@@ -5,8 +5,9 @@
  * four transpose cases), matmul forward and backward (with NULL outputs),
  * embedding, RMSNorm, RoPE, causal GQA attention
  * (both ways the heads are batched) and cross-entropy, forward and
- * backward. Backward outputs start at random values, so a kernel that
- * writes where it should add fails.
+ * backward, and fused (the table's op: the gradient in place). Backward
+ * outputs start at random values, so a kernel that writes where it should
+ * add fails.
  *
  * Ops that share the CPU's row and element code and order (rows.h) must
  * give the same bits: embedding, RMSNorm (dw with the CPU on
@@ -334,8 +335,20 @@ static void test_crossentropy(int N, int V, int skip, int with_count, smoe_arena
   smoe_crossentropy_backward(dlogits, logits, tgt, N, V, scale);
   smoe_cuda_crossentropy_backward(d_dlogits, d_logits, d_tgt, N, V, scale);
   check_dev("crossentropy_backward", shape, d_dlogits, dlogits, n, -1);
+  /* the fused op of the table on fresh logits: loss and gradient in place */
+  real *fresh = rand_host(n, 4);
+  smoe_cuda_to_device(d_logits, fresh, sizeof(real) * n);
+  int fv = -1;
+  double fl = smoe_cuda_crossentropy(d_logits, d_tgt, N, V, scale, &fv, NULL);
+  double cl = smoe_crossentropy(fresh, tgt, N, V, scale, &valid, arena);
+  check_dev("crossentropy fused", shape, d_logits, fresh, n, EXP_TOL);
+  rel = fabs(fl - cl) / (fabs(cl) > 1e-300 ? fabs(cl) : 1);
+  ok = rel <= 1e-12 && fv == valid;
+  printf("%-20s %-30s loss rel %.3g (bound 1e-12), valid %d vs %d %s\n", "crossentropy fused",
+         shape, rel, fv, valid, ok ? "PASS" : "FAIL");
+  failed += !ok;
   smoe_cuda_free(d_logits), smoe_cuda_free(d_dlogits), smoe_cuda_free(d_tgt);
-  free(tgt), free(logits), free(dlogits);
+  free(tgt), free(logits), free(dlogits), free(fresh);
 }
 
 int main(void) {

@@ -402,8 +402,8 @@ static void check_route_slots(int NK, int E, unsigned seed) {
   for (int masked = 0; masked < 2; masked++) {
     char shape[64];
     snprintf(shape, sizeof shape, "NK=%d E=%d%s", NK, E, masked ? " keep" : "");
-    smoe_ops_cpu.route_slots(want, idx, masked ? keep : NULL, table, NK);
-    smoe_cuda_route_slots(d_slot, d_idx, masked ? d_keep : NULL, table, NK);
+    smoe_ops_cpu.route_slots(want, idx, masked ? keep : NULL, table, E, NK);
+    smoe_cuda_route_slots(d_slot, d_idx, masked ? d_keep : NULL, table, E, NK);
     check_dev_same("route_slots", shape, d_slot, want, (size_t)NK, sizeof(int32_t));
   }
   smoe_cuda_free(d_idx), smoe_cuda_free(d_slot), smoe_cuda_free(d_keep);

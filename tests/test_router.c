@@ -105,7 +105,7 @@ static void test_dispatch_plan(void **state) {
   smoe_comm_t *c = smoe_comm_local();
   smoe_dispatch_t d;
   smoe_dispatch_init(&d, &smoe_ops_cpu, 1, 3, 0, 6, 6);
-  smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, 6, &scratch);
+  smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, 3, 6, &scratch);
   assert_int_equal(d.slot_offsets[1], 2), assert_int_equal(d.slot_offsets[2], 3);
   assert_int_equal(d.slot_offsets[3], 6);
   assert_int_equal(d.rows_send, 6), assert_int_equal(d.rows_recv, 6);
@@ -114,7 +114,7 @@ static void test_dispatch_plan(void **state) {
   for (int i = 0; i < 6; i++) assert_int_equal(pos[i], want[i]);
   /* a dropped assignment gets no row */
   uint8_t keep[6] = {1, 1, 0, 1, 1, 1};
-  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, 6, &scratch);
+  smoe_dispatch_plan(&d, c, pos, idx, keep, expert_slot, 3, 6, &scratch);
   int want2[6] = {2, 0, -1, 3, 1, 4};
   for (int i = 0; i < 6; i++) assert_int_equal(pos[i], want2[i]);
   assert_int_equal(d.rows_recv, 5);

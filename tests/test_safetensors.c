@@ -720,7 +720,8 @@ static void assert_same_params(const smoe_model_t *a, const smoe_model_t *b) {
   assert_memory_equal(a->experts, b->experts, sizeof(real) * a->n_experts);
 }
 
-/* Forwards fixed tokens through both models: the logits must agree bit for bit. */
+/* Forwards fixed tokens through both models: the losses and what the forward
+ * leaves in place of the logits (the loss's gradient) must agree bit for bit. */
 static void assert_same_logits(smoe_model_t *a, smoe_model_t *b) {
   const int T = a->dims.T, V = a->dims.V;
   int32_t tokens[TB * 9];

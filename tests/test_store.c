@@ -364,6 +364,39 @@ static void test_format_header_checked(void **state) {
   smoe_store_close(open_ok(dir, 4));
 }
 
+/* A creation killed half way leaves <rank>.creating: the next open removes
+ * it and makes the store whole; a rank folder without a database but with
+ * files in it is refused, named, and left alone. */
+static void test_interrupted_creation(void **state) {
+  const char *dir = *state;
+  char p[512];
+  snprintf(p, sizeof p, "%s/rank-0.creating", dir);
+  assert_int_equal(mkdir(p, 0777), 0);
+  snprintf(p, sizeof p, "%s/rank-0.creating/MANIFEST-000001", dir);
+  FILE *f = fopen(p, "w");
+  assert_non_null(f);
+  fputs("half a database", f);
+  fclose(f);
+  smoe_store_t *s = open_ok(dir, 0);
+  put_str(s, SMOE_CF_DATA, "k", "v");
+  smoe_store_close(s);
+  snprintf(p, sizeof p, "%s/rank-0.creating", dir);
+  struct stat st;
+  assert_int_not_equal(stat(p, &st), 0); /* gone */
+  smoe_store_close(open_ok(dir, 0));     /* and the store opens again */
+  snprintf(p, sizeof p, "%s/rank-1", dir);
+  assert_int_equal(mkdir(p, 0777), 0);
+  snprintf(p, sizeof p, "%s/rank-1/notes", dir);
+  f = fopen(p, "w");
+  assert_non_null(f);
+  fputs("someone's file", f);
+  fclose(f);
+  smoe_err_t err;
+  assert_null(smoe_store_open(dir, 1, &err));
+  assert_non_null(strstr(err.msg, "rank-1"));
+  assert_int_equal(stat(p, &st), 0); /* untouched */
+}
+
 /* A RocksDB made by another program (only the default family) is refused untouched. */
 static void test_foreign_db_refused(void **state) {
   char p[256];
@@ -502,6 +535,7 @@ int main(void) {
       T(test_two_ranks_independent),
       T(test_format_header_checked),
       T(test_foreign_db_refused),
+      T(test_interrupted_creation),
       T(test_regular_file_refused),
       T(test_error_names_key),
       T(test_shard_blob),

@@ -24,6 +24,10 @@
 #                of step 100: the same final weights
 #   bench        configs/bench-h200.ini in fp32 and in bf16: tokens/s and model
 #                FLOP utilisation against the bf16 rate R
+#   parts        one MoE layer (the bench model at L = 1): forward+backward with
+#                its plan sync, the optimizer step, the whole step (parts.md)
+#   ckpt_stall   the bench model at L = 2, a checkpoint every 5 steps: the step
+#                loop's wait for checkpoints against its step time
 set -uo pipefail
 out=${1:?usage: run.sh OUT_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -113,6 +117,12 @@ resume() { # a failure injected at step 130, then --resume auto: from step 100
 step resume 240 resume
 step bench 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
                         --out '$out/bench' && cat '$out/bench/summary.json'"
+step parts 240 bash -c "set -o pipefail; for d in fp32 bf16; do
+  smoe_step_parts --config '$here/configs/bench-h200.ini' --set model.n_layers=1 \
+    --set training.dtype=\$d --iters 10 || exit 1; done | tee '$out/parts.md'"
+step ckpt_stall 240 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
+  --set model.n_layers=2 --set training.steps=20 --set checkpoint.interval=5 \
+  --set checkpoint.when_busy=skip --out '$out/ckpt' && cat '$out/ckpt/summary.json'"
 step bench_bf16 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
                         --set training.dtype=bf16 --out '$out/bench.bf16' &&
                         cat '$out/bench.bf16/summary.json'"

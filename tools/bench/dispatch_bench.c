@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
       }
       smoe_comm_barrier(c);
       double t0 = smoe_now();
-      smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, NK, &scratch);
+      smoe_dispatch_plan(&d, c, pos, idx, NULL, expert_slot, E, NK, &scratch);
       smoe_moe_gather(send, x, pos, N, K, D);
       smoe_dispatch_to_slots(&d, c, send, recv, xe, D, SMOE_PHASE_DISPATCH);
       double t1 = smoe_now();

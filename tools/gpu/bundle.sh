@@ -36,14 +36,15 @@ nvcc=${CUDACXX:-/usr/local/cuda/bin/nvcc}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSMOE_CUDA=ON -DSMOE_PORTABLE=ON \
   -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
-targets=(swiftmoe swiftmoe_f64 test_cuda_ops test_cuda_dense smoe_gpu_ceilings smoe_expert_gemm)
+targets=(swiftmoe swiftmoe_f64 test_cuda_ops test_cuda_dense smoe_gpu_ceilings smoe_expert_gemm
+         smoe_step_parts)
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp/bin" "$out.tmp/lib" "$out.tmp/data"
 cp "$build/swiftmoe" "$build/swiftmoe_f64" "$build/tests/test_cuda_ops" \
   "$build/tests/test_cuda_dense" "$build/tools/bench/smoe_gpu_ceilings" \
-  "$build/tools/bench/smoe_expert_gemm" "$out.tmp/bin/"
+  "$build/tools/bench/smoe_expert_gemm" "$build/tools/bench/smoe_step_parts" "$out.tmp/bin/"
 # the prepared run (tests/gpu/run.sh) and what it reads
 cp "$root"/tests/gpu/run.sh "$root"/tests/gpu/curve.py "$root"/tests/gpu/calibration.py \
   "$root"/tests/gpu/ref_fp32.jsonl "$root"/tests/compare_runs.py "$out.tmp/"
