@@ -187,6 +187,8 @@ static uint64_t tensor_seed(uint64_t seed, int i) {
 
 void smoe_model_expert_init(const smoe_model_t *m, int l, int e, size_t lo, size_t n, real *out) {
   const size_t FD = (size_t)m->dims.F * m->dims.D;
+  /* each value from its own counter: any thread order gives the same bits */
+#pragma omp parallel for schedule(static)
   for (size_t k = lo; k < lo + n; k++) { /* w1 | w3 | w2, each a tensor of F * D values */
     uint64_t ts = tensor_seed(m->init_seed, m->expert_tensor[(size_t)l * m->dims.E + e] +
                                                 (int)(k / FD));
@@ -207,6 +209,7 @@ static void init_params(smoe_model_t *m) {
     const smoe_tensor_t *t = &m->tensors[i];
     if (t->buffer != SMOE_BUF_DENSE) continue;
     uint64_t ts = tensor_seed(m->init_seed, i);
+#pragma omp parallel for schedule(static)
     for (size_t j = 0; j < t->numel; j++)
       x[j] = t->ndim == 1 ? 1 : (real)(m->init_std * normal_at(ts, j));
     m->ops->to_device(smoe_tensor_data(m, t), x, sizeof(real) * t->numel);

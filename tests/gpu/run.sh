@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# run.sh OUT_DIR: the prepared GPU checks, in one call of under 8 minutes on
-# one H200, from the bundle of tools/gpu/bundle.sh (this script lies in it).
-# Each step has its own time limit, writes OUT_DIR/<step>.log and adds a
-# line to OUT_DIR/summary.md; a failing step does not stop the others; the
-# exit status is the number of failed steps.
+# run.sh OUT_DIR: the prepared GPU checks, in one call on one H200, from the
+# bundle of tools/gpu/bundle.sh (this script lies in it), within a budget of
+# RUN_BUDGET seconds (default 450: the device's 10-minute calls, with room).
+# Each step has its own time limit, cut to what is left of the budget (a step
+# the budget cannot reach is reported NOT RUN), writes OUT_DIR/<step>.log and
+# adds a line to OUT_DIR/summary.md; a failing step does not stop the others;
+# the exit status is the number of failed steps. The checks come first, in
+# the order below; the benchmarks after them.
 #   facts        nvidia-smi
 #   ceilings     bf16 / fp32 GEMM rates, copy and pinned device-to-host bandwidth
 #                (ceilings.json; calibration.json for the cost model)
-#   expert_gemm  the expert MLPs' GEMMs, per-expert loop against grouped, by rows
-#                per expert, balanced and Zipf routing (expert_gemm.md)
-#   sanitizer    compute-sanitizer memcheck on the kernel tests (where allowed)
 #   kernels      every CUDA op against its CPU reference (test_cuda_ops, _dense)
+#   sanitizer    compute-sanitizer memcheck on the kernel tests (where allowed)
 #   fp64         the double build on the GPU against itself on the CPU, 20
 #                steps at G = 1, 2 and 4 (ranks sharing the GPU, started by
 #                the bundle's own mpirun, as root): every loss and weight
@@ -22,12 +23,14 @@
 #   rerun        the fp32 run again: the same bits
 #   resume       the fp32 run failing at step 130, resumed from its checkpoint
 #                of step 100: the same final weights
-#   bench        configs/bench-h200.ini in fp32 and in bf16: tokens/s and model
-#                FLOP utilisation against the bf16 rate R
+#   bench        configs/bench-h200.ini in fp32 (bench_bf16: in bf16): tokens/s
+#                and model FLOP utilisation against the bf16 rate R
 #   parts        one MoE layer (the bench model at L = 1): forward+backward with
 #                its plan sync, the optimizer step, the whole step (parts.md)
 #   ckpt_stall   the bench model at L = 2, a checkpoint every 5 steps: the step
 #                loop's wait for checkpoints against its step time
+#   expert_gemm  the expert MLPs' GEMMs, per-expert loop against grouped, by rows
+#                per expert, balanced and Zipf routing (expert_gemm.md)
 set -uo pipefail
 out=${1:?usage: run.sh OUT_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,12 +39,20 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 data=(--set data.path="$here/data/fortunes")
 failed=0
+budget=${RUN_BUDGET:-450}
 summary() { echo "$*" | tee -a "$out/summary.md"; }
 # step NAME SECONDS COMMAND...: runs it (a command or a function of this
 # script) in its own process group, killed after SECONDS, logs, records
 step() {
   local name=$1 limit=$2
   shift 2
+  local left=$((budget - SECONDS))
+  if [ "$left" -lt 10 ]; then
+    summary "- $name: NOT RUN (the budget of $budget s is spent)"
+    failed=$((failed + 1))
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   local t0=$SECONDS rc=0
   set -m # the job gets a process group of its own, to be killed whole
   ("$@") >"$out/$name.log" 2>&1 </dev/null &
@@ -61,14 +72,13 @@ summary "# GPU run $(date -u +%FT%TZ)"
 
 step facts 30 nvidia-smi
 step ceilings 120 bash -c "set -o pipefail; smoe_gpu_ceilings 10 | tee '$out/ceilings.json'"
-step expert_gemm 180 bash -c "set -o pipefail; smoe_expert_gemm 5 | tee '$out/expert_gemm.md'"
+step kernels 120 bash -c "SMOE_CUDA_SYNC=1 test_cuda_ops && SMOE_CUDA_SYNC=1 test_cuda_dense"
 if command -v compute-sanitizer >/dev/null; then
   step sanitizer 150 bash -c "compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_ops &&
                               compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_dense"
 else
   summary "- sanitizer: SKIPPED (no compute-sanitizer on this host)"
 fi
-step kernels 120 bash -c "SMOE_CUDA_SYNC=1 test_cuda_ops && SMOE_CUDA_SYNC=1 test_cuda_dense"
 
 small=(--set model.dim=64 --set model.n_layers=2 --set model.seq_len=64 --set moe.expert_dim=96
        --set training.global_batch_size=8 --set training.steps=20 --set training.warmup_steps=2
@@ -117,15 +127,16 @@ resume() { # a failure injected at step 130, then --resume auto: from step 100
 step resume 240 resume
 step bench 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
                         --out '$out/bench' && cat '$out/bench/summary.json'"
+step bench_bf16 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
+                        --set training.dtype=bf16 --out '$out/bench.bf16' &&
+                        cat '$out/bench.bf16/summary.json'"
 step parts 240 bash -c "set -o pipefail; for d in fp32 bf16; do
   smoe_step_parts --config '$here/configs/bench-h200.ini' --set model.n_layers=1 \
     --set training.dtype=\$d --iters 10 || exit 1; done | tee '$out/parts.md'"
 step ckpt_stall 240 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
   --set model.n_layers=2 --set training.steps=20 --set checkpoint.interval=5 \
   --set checkpoint.when_busy=skip --out '$out/ckpt' && cat '$out/ckpt/summary.json'"
-step bench_bf16 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
-                        --set training.dtype=bf16 --out '$out/bench.bf16' &&
-                        cat '$out/bench.bf16/summary.json'"
+step expert_gemm 180 bash -c "set -o pipefail; smoe_expert_gemm 5 | tee '$out/expert_gemm.md'"
 python3 "$here/calibration.py" "$out" >"$out/calibration.json" 2>>"$out/summary.md" ||
   failed=$((failed + 1))
 summary "failed steps: $failed"
