@@ -207,6 +207,12 @@ static int make_dir(const char *path, const char *what, smoe_err_t *err) {
 /* Removes folder `path` and the files in it (RocksDB's are flat); nothing
  * there is fine. */
 static int remove_flat_dir(const char *path, smoe_err_t *err) {
+  struct stat st;
+  if (lstat(path, &st) != 0)
+    return errno == ENOENT ? 0 : smoe_fail(err, "state store: cannot stat %s: %s", path,
+                                             strerror(errno));
+  if (!S_ISDIR(st.st_mode)) /* a link or a file is not ours to empty: never follow it */
+    return smoe_fail(err, "state store: %s is not a folder swiftmoe made; remove it", path);
   DIR *d = opendir(path);
   if (!d) return errno == ENOENT ? 0 : smoe_fail(err, "state store: cannot open %s: %s", path,
                                                    strerror(errno));
@@ -241,47 +247,63 @@ static int open_db(smoe_store_t *s, smoe_err_t *err) {
   return -1;
 }
 
+/* The store's families and synced format header, in the database at t->path
+ * (t->rank set); 0, or -1 with err. */
+static int build_store(smoe_store_t *t, smoe_err_t *err) {
+  if (open_db(t, err) != 0) return -1;
+  t->wo_sync = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(t->wo_sync, 1);
+  int rc = format_header(t, 1, err);
+  for (int i = 0; i < NFAM; i++)
+    if (t->cf[i]) rocksdb_column_family_handle_destroy(t->cf[i]), t->cf[i] = NULL;
+  rocksdb_close(t->db);
+  rocksdb_writeoptions_destroy(t->wo_sync);
+  t->db = NULL, t->wo_sync = NULL;
+  return rc;
+}
+
 /* A new store is made whole in <path>.creating (its families and its format
  * header, synced), then renamed into place: a process killed while creating
  * it leaves that folder only, which the next creation removes and redoes,
- * never a store that cannot be opened. */
+ * never a store that cannot be opened. Where <path> is a link or a mount
+ * point the user made (the state on another disk), it is built in place
+ * instead, as that cannot be renamed over: there a creation killed half way
+ * still needs the folder emptied by hand. */
 static int create_store(const smoe_store_t *s, smoe_err_t *err) {
   smoe_store_t t;
   memset(&t, 0, sizeof t);
   t.rank = s->rank;
-  int n = snprintf(t.path, sizeof t.path, "%s.creating", s->path);
-  if (n < 0 || (size_t)n >= sizeof t.path)
-    return smoe_fail(err, "state store: path %s.creating is too long", s->path);
-  struct stat st;
+  struct stat st, up;
   if (stat(s->path, &st) == 0 && !S_ISDIR(st.st_mode))
     return smoe_fail(err, "state store: database directory %s exists and is not a directory",
                      s->path);
-  if (remove_flat_dir(t.path, err) != 0 || make_dir(t.path, "database directory", err) != 0 ||
-      open_db(&t, err) != 0)
-    return -1;
-  t.wo_sync = rocksdb_writeoptions_create();
-  rocksdb_writeoptions_set_sync(t.wo_sync, 1);
-  int rc = format_header(&t, 1, err);
-  for (int i = 0; i < NFAM; i++)
-    if (t.cf[i]) rocksdb_column_family_handle_destroy(t.cf[i]);
-  rocksdb_close(t.db);
-  rocksdb_writeoptions_destroy(t.wo_sync);
-  if (rc != 0) return -1;
-  if (rename(t.path, s->path) != 0) {
-    smoe_err_t ignored;
-    int e = errno;
-    remove_flat_dir(t.path, &ignored);
-    errno = e;
-    return smoe_fail(err,
-                     "state store %s: cannot move the new store %s into place: %s (a folder "
-                     "there that holds no database? remove it to start over)",
-                     s->path, t.path, strerror(errno));
-  }
   char dir[SMOE_PATHLEN];
   snprintf(dir, sizeof dir, "%s", s->path);
   char *slash = strrchr(dir, '/');
   if (slash) *slash = '\0';
-  int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
+  const char *parent = slash ? dir : ".";
+  if (lstat(s->path, &st) == 0 &&
+      (S_ISLNK(st.st_mode) || (stat(parent, &up) == 0 && up.st_dev != st.st_dev))) {
+    snprintf(t.path, sizeof t.path, "%s", s->path);
+    return build_store(&t, err);
+  }
+  int n = snprintf(t.path, sizeof t.path, "%s.creating", s->path);
+  if (n < 0 || (size_t)n >= sizeof t.path)
+    return smoe_fail(err, "state store: path %s.creating is too long", s->path);
+  if (remove_flat_dir(t.path, err) != 0 || make_dir(t.path, "database directory", err) != 0)
+    return -1;
+  if (build_store(&t, err) != 0) return -1;
+  if (rename(t.path, s->path) != 0) {
+    smoe_err_t ignored;
+    int e = errno;
+    remove_flat_dir(t.path, &ignored);
+    return smoe_fail(err, "state store %s: cannot move the new store %s into place: %s%s",
+                     s->path, t.path, strerror(e),
+                     e == ENOTEMPTY || e == EEXIST
+                         ? " (a folder there that holds no database: remove it to start over)"
+                         : "");
+  }
+  int fd = open(parent, O_RDONLY | O_DIRECTORY);
   if (fd >= 0) fsync(fd), close(fd); /* the rename, durable */
   return 0;
 }

@@ -40,6 +40,9 @@ out=$(cd "$out" && pwd)
 data=(--set data.path="$here/data/fortunes")
 failed=0
 budget=${RUN_BUDGET:-450}
+job= # the step running now: killed with this script, so no run outlives it on the GPU
+trap '[ -n "$job" ] && kill -KILL -- -"$job" 2>/dev/null' EXIT
+trap 'exit 143' TERM INT
 summary() { echo "$*" | tee -a "$out/summary.md"; }
 # step NAME SECONDS COMMAND...: runs it (a command or a function of this
 # script) in its own process group, killed after SECONDS, logs, records
@@ -56,12 +59,14 @@ step() {
   local t0=$SECONDS rc=0
   set -m # the job gets a process group of its own, to be killed whole
   ("$@") >"$out/$name.log" 2>&1 </dev/null &
-  local pid=$!
+  job=$!
+  local pid=$job
   set +m
   (exec >/dev/null 2>&1; sleep "$limit"; kill -TERM -- -"$pid"; sleep 5; kill -KILL -- -"$pid") &
   local dog=$!
   wait "$pid" || rc=$?
   pkill -P "$dog" sleep 2>/dev/null; kill "$dog" 2>/dev/null; wait "$dog" 2>/dev/null
+  job=
   local verdict=PASS
   [ $rc -eq 77 ] && verdict=SKIPPED
   [ $rc -ne 0 ] && [ $rc -ne 77 ] && verdict="FAIL (exit $rc)" && failed=$((failed + 1))
@@ -71,7 +76,11 @@ step() {
 summary "# GPU run $(date -u +%FT%TZ)"
 
 step facts 30 nvidia-smi
-step ceilings 120 bash -c "set -o pipefail; smoe_gpu_ceilings 10 | tee '$out/ceilings.json'"
+ceilings() {
+  smoe_gpu_ceilings 10 | tee "$out/ceilings.json"
+  return "${PIPESTATUS[0]}"
+}
+step ceilings 120 ceilings
 step kernels 120 bash -c "SMOE_CUDA_SYNC=1 test_cuda_ops && SMOE_CUDA_SYNC=1 test_cuda_dense"
 if command -v compute-sanitizer >/dev/null; then
   step sanitizer 150 bash -c "compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_ops &&
@@ -116,8 +125,11 @@ bf16() { # bf16 GEMM operands against the same fp32 CPU curve, with looser bound
     "$out/bf16/metrics.jsonl" 0.02 0.05
 }
 step bf16 240 bf16
-step rerun 240 bash -c "swiftmoe train ${demo[*]} --set training.device=cuda --out '$out/fp32.again' &&
-                        cmp '$out/fp32/model.safetensors' '$out/fp32.again/model.safetensors'"
+rerun() {
+  swiftmoe train "${demo[@]}" --set training.device=cuda --out "$out/fp32.again" &&
+    cmp "$out/fp32/model.safetensors" "$out/fp32.again/model.safetensors"
+}
+step rerun 240 rerun
 resume() { # a failure injected at step 130, then --resume auto: from step 100
   SMOE_FAIL_AT=0:130 swiftmoe train "${demo[@]}" --set training.device=cuda \
     --out "$out/fp32.resumed" && return 1
@@ -125,18 +137,29 @@ resume() { # a failure injected at step 130, then --resume auto: from step 100
     --resume auto && cmp "$out/fp32/model.safetensors" "$out/fp32.resumed/model.safetensors"
 }
 step resume 240 resume
-step bench 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
-                        --out '$out/bench' && cat '$out/bench/summary.json'"
-step bench_bf16 300 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
-                        --set training.dtype=bf16 --out '$out/bench.bf16' &&
-                        cat '$out/bench.bf16/summary.json'"
-step parts 240 bash -c "set -o pipefail; for d in fp32 bf16; do
-  smoe_step_parts --config '$here/configs/bench-h200.ini' --set model.n_layers=1 \
-    --set training.dtype=\$d --iters 10 || exit 1; done | tee '$out/parts.md'"
-step ckpt_stall 240 bash -c "swiftmoe train --config '$here/configs/bench-h200.ini' ${data[*]} \
-  --set model.n_layers=2 --set training.steps=20 --set checkpoint.interval=5 \
-  --set checkpoint.when_busy=skip --out '$out/ckpt' && cat '$out/ckpt/summary.json'"
-step expert_gemm 180 bash -c "set -o pipefail; smoe_expert_gemm 5 | tee '$out/expert_gemm.md'"
+bench=(--config "$here/configs/bench-h200.ini" "${data[@]}")
+bench() { # NAME [--set ...]: the bench model's run, its summary printed
+  local name=$1
+  shift
+  swiftmoe train "${bench[@]}" "$@" --out "$out/$name" && cat "$out/$name/summary.json"
+}
+parts() {
+  for d in fp32 bf16; do
+    smoe_step_parts "${bench[@]:0:2}" --set model.n_layers=1 --set training.dtype=$d \
+      --iters 10 || return 1
+  done | tee "$out/parts.md"
+  return "${PIPESTATUS[0]}"
+}
+step bench 300 bench bench
+step bench_bf16 300 bench bench.bf16 --set training.dtype=bf16
+step parts 240 parts
+step ckpt_stall 240 bench ckpt --set model.n_layers=2 --set training.steps=20 \
+  --set checkpoint.interval=5 --set checkpoint.when_busy=skip
+expert_gemm() {
+  smoe_expert_gemm 5 | tee "$out/expert_gemm.md"
+  return "${PIPESTATUS[0]}"
+}
+step expert_gemm 180 expert_gemm
 python3 "$here/calibration.py" "$out" >"$out/calibration.json" 2>>"$out/summary.md" ||
   failed=$((failed + 1))
 summary "failed steps: $failed"

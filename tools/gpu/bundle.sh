@@ -90,10 +90,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # OpenBLAS unpacked outside the bundle (which stays as carried), once
 unpacked=${TMPDIR:-/tmp}/swiftmoe-bundle-$(id -u)
 if ! cmp -s <(gzip -dc "$here/lib/libopenblas.so.0.gz") "$unpacked/libopenblas.so.0"; then
-  mkdir -p "$unpacked" && gzip -dc "$here/lib/libopenblas.so.0.gz" >"$unpacked/libopenblas.so.0"
+  mkdir -p "$unpacked" && new=$(mktemp -p "$unpacked") &&
+    gzip -dc "$here/lib/libopenblas.so.0.gz" >"$new" && mv -f "$new" "$unpacked/libopenblas.so.0"
 fi
 cuda=${CUDA_HOME:-/usr/local/cuda}
-export LD_LIBRARY_PATH="$unpacked:$here/lib:$cuda/lib64:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$unpacked:$here/lib:$cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$here/bin:$PATH"
 # Open MPI and PMIx look for their plugins, help texts and config files where
 # Debian installed them (/usr/lib/x86_64-linux-gnu/openmpi, /usr/share/openmpi,

@@ -10,7 +10,7 @@ bundle=$(cd "${1:-gpu-bundle}" && pwd)
 [ "$(id -u)" = 0 ] || { echo "check_bundle.sh: needs root (unshare -m, mount)" >&2; exit 77; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-exec unshare -m bash -s "$bundle" "$out" <<'INNER'
+unshare -m bash -s "$bundle" "$out" <<'INNER'
 set -euo pipefail
 bundle=$1 out=$2
 empty=$(mktemp) && chmod 644 "$empty"
