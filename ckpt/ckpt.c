@@ -429,19 +429,12 @@ double smoe_ckpt_stage(smoe_ckpt_t *ck, int64_t step) {
   smoe_err_t e;
   if (log_flush(ck, &e) != 0) /* the log is best effort: a failure shows up at the manifest */
     fprintf(stderr, "swiftmoe: [rank %d] placement log: %s\n", ck->rank, e.msg);
-  /* the copy is all the step loop waits for: in 1 MiB pieces over the
-   * threads; backend memory (a GPU's) is queued on its side (the writer
-   * waits for it, the next optimizer step too: stage_fence) */
+  /* the copy is all the step loop waits for: the CPU's over its threads;
+   * a GPU's queued on its side (the writer waits for it, the next
+   * optimizer step too: stage_fence) */
   for (int i = 0; i < ck->n_regions; i++) {
-    const size_t piece = 1 << 20, n = ck->regions[i].bytes;
-    const uint8_t *src = ck->regions[i].data;
-    uint8_t *dst = ck->stage + ck->offset[i];
-    if (ck->regions[i].ops) {
-      ck->regions[i].ops->stage_copy(dst, src, n);
-      continue;
-    }
-#pragma omp parallel for schedule(static)
-    for (size_t at = 0; at < n; at += piece) memcpy(dst + at, src + at, n - at < piece ? n - at : piece);
+    const smoe_ckpt_region_t *r = &ck->regions[i];
+    (r->ops ? r->ops : &smoe_ops_cpu)->stage_copy(ck->stage + ck->offset[i], r->data, r->bytes);
   }
   ck->staged = ck->pending = step;
   ck->local = 0;
@@ -815,10 +808,7 @@ static int restore_step(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
   if (decode_chain(ck->s, ck->rank, step, &m, &out, &total, err) != 0) return -1;
   for (int i = 0; i < ck->n_regions; i++) {
     const smoe_ckpt_region_t *r = &ck->regions[i];
-    if (r->ops)
-      r->ops->to_device(r->data, out + ck->offset[i], r->bytes);
-    else
-      memcpy(r->data, out + ck->offset[i], r->bytes);
+    (r->ops ? r->ops : &smoe_ops_cpu)->to_device(r->data, out + ck->offset[i], r->bytes);
   }
   memcpy(ck->base, out, total < ck->total ? total : ck->total); /* the pinned buffers stay */
   free(out);

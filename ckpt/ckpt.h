@@ -44,7 +44,7 @@ typedef struct {
   void *data;   /* live state: read by stage, written by restore */
   size_t bytes;
   int elem;     /* 4 or 8 */
-  const smoe_ops_t *ops; /* NULL: host memory; else the backend's, copied by its ops */
+  const smoe_ops_t *ops; /* the backend whose memory it is, copied by its ops (NULL: the host's) */
 } smoe_ckpt_region_t;
 
 /* A number that must be equal to resume (model.dim, ranks, ...). */

@@ -214,13 +214,12 @@ static void init_params(smoe_model_t *m) {
       x[j] = t->ndim == 1 ? 1 : (real)(m->init_std * normal_at(ts, j));
     m->ops->to_device(smoe_tensor_data(m, t), x, sizeof(real) * t->numel);
   }
-  for (int l = 0; l < m->dims.L; l++)
-    for (int s = 0; s < m->S; s++) {
-      int e = slot_expert(m, l, s);
-      if (e < 0) continue;
-      smoe_model_expert_init(m, l, e, 0, P, x);
-      m->ops->to_device(m->experts + ((size_t)l * m->S + s) * P, x, sizeof(real) * P);
-    }
+  for (int l = 0; l < m->dims.L; l++) /* each expert once, into all its slots */
+    for (int e = 0; e < m->dims.E; e++)
+      if (smoe_model_expert(m, l, e)) {
+        smoe_model_expert_init(m, l, e, 0, P, x);
+        smoe_model_put_expert(m, l, e, 0, x, P);
+      }
   free(x);
 }
 

@@ -52,9 +52,7 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
    * when the dense optimizer is sharded */
   const size_t len = m->dense_len, mo = m->dense_sharded ? 0 : m->dense_lo;
   const size_t le = (size_t)m->dims.L * m->dims.E, rb = sizeof(real);
-  /* the optimizer state is backend memory: copied by its ops where the host
-   * cannot read it */
-  const smoe_ops_t *bk = m->ops->host_memory ? NULL : m->ops;
+  const smoe_ops_t *bk = m->ops; /* the optimizer state is the backend's */
   smoe_ckpt_region_t r[] = {
       {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb, bk},
       {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb, bk},

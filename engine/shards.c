@@ -95,13 +95,10 @@ void smoe_shards_put(smoe_shards_t *sh, int l, int e, size_t off, const real *x,
 const real *smoe_shards_gather_one(smoe_shards_t *sh, smoe_comm_t *c, int l, int e) {
   const real *mine = sh->master + ((size_t)l * sh->E + e) * sh->chunk;
   real *h = sh->gathered;
-  if (sh->replicated) { /* every rank has every expert */
-    if (sh->rank != 0) return NULL;
-    sh->ops->to_host(h, mine, sizeof(real) * sh->chunk);
-    return h;
-  }
-  /* the slices in rank order are the expert's vector (then the padding) */
+  if (sh->replicated && sh->rank != 0) return NULL;
   sh->ops->to_host(h, mine, sizeof(real) * sh->chunk);
+  if (sh->replicated) return h; /* every rank has every expert: rank 0's whole */
+  /* the slices in rank order are the expert's vector (then the padding) */
   smoe_comm_gather(c, h, h + sh->chunk, sizeof(real) * sh->chunk, SMOE_PHASE_OTHER);
   return sh->rank == 0 ? h + sh->chunk : NULL;
 }

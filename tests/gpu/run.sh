@@ -76,11 +76,14 @@ step() {
 summary "# GPU run $(date -u +%FT%TZ)"
 
 step facts 30 nvidia-smi
-ceilings() {
-  smoe_gpu_ceilings 10 | tee "$out/ceilings.json"
+# teed FILE COMMAND...: COMMAND's output also into OUT_DIR/FILE, its exit status kept
+teed() {
+  local file=$1
+  shift
+  "$@" | tee "$out/$file"
   return "${PIPESTATUS[0]}"
 }
-step ceilings 120 ceilings
+step ceilings 120 teed ceilings.json smoe_gpu_ceilings 10
 step kernels 120 bash -c "SMOE_CUDA_SYNC=1 test_cuda_ops && SMOE_CUDA_SYNC=1 test_cuda_dense"
 if command -v compute-sanitizer >/dev/null; then
   step sanitizer 150 bash -c "compute-sanitizer --tool memcheck --error-exitcode 9 test_cuda_ops &&
@@ -147,19 +150,14 @@ parts() {
   for d in fp32 bf16; do
     smoe_step_parts "${bench[@]:0:2}" --set model.n_layers=1 --set training.dtype=$d \
       --iters 10 || return 1
-  done | tee "$out/parts.md"
-  return "${PIPESTATUS[0]}"
+  done
 }
 step bench 300 bench bench
 step bench_bf16 300 bench bench.bf16 --set training.dtype=bf16
-step parts 240 parts
+step parts 240 teed parts.md parts
 step ckpt_stall 240 bench ckpt --set model.n_layers=2 --set training.steps=20 \
   --set checkpoint.interval=5 --set checkpoint.when_busy=skip
-expert_gemm() {
-  smoe_expert_gemm 5 | tee "$out/expert_gemm.md"
-  return "${PIPESTATUS[0]}"
-}
-step expert_gemm 180 expert_gemm
+step expert_gemm 180 teed expert_gemm.md smoe_expert_gemm 5
 python3 "$here/calibration.py" "$out" >"$out/calibration.json" 2>>"$out/summary.md" ||
   failed=$((failed + 1))
 summary "failed steps: $failed"

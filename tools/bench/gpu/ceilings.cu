@@ -12,47 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CK(x)                                                                            \
-  do {                                                                                   \
-    cudaError_t e_ = (x);                                                                \
-    if (e_ != cudaSuccess) {                                                             \
-      fprintf(stderr, "ceilings: %s: %s\n", #x, cudaGetErrorString(e_));                 \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
-#define CB(x)                                                                            \
-  do {                                                                                   \
-    cublasStatus_t s_ = (x);                                                             \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                   \
-      fprintf(stderr, "ceilings: %s: %s\n", #x, cublasGetStatusString(s_));              \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
-
-static int cmp(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* median milliseconds of fn over reps runs (after one warm-up) */
-template <typename F> static float median_ms(int reps, F fn) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  fn();
-  float *t = (float *)malloc(sizeof(float) * reps);
-  for (int i = 0; i < reps; i++) {
-    CK(cudaEventRecord(a));
-    fn();
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    CK(cudaEventElapsedTime(&t[i], a, b));
-  }
-  qsort(t, reps, sizeof(float), cmp);
-  float m = t[reps / 2];
-  free(t);
-  return m;
-}
+#define BENCH_NAME "ceilings"
+#include "bench_gpu.h"
 
 static __global__ void init_kernel(unsigned short *x, size_t n) {
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
@@ -62,6 +23,7 @@ static __global__ void init_kernel(unsigned short *x, size_t n) {
 
 int main(int argc, char **argv) {
   int reps = argc > 1 ? atoi(argv[1]) : 10, n_dev = 0;
+  reps = reps < 1 ? 1 : reps > 64 ? 64 : reps; /* median_ms's range */
   if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
     printf("ceilings: skipped: no CUDA device\n");
     return 77;

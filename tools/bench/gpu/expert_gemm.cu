@@ -16,48 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CK(x)                                                                            \
-  do {                                                                                   \
-    cudaError_t e_ = (x);                                                                \
-    if (e_ != cudaSuccess) {                                                             \
-      fprintf(stderr, "expert_gemm: %s: %s\n", #x, cudaGetErrorString(e_));              \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
-#define CB(x)                                                                            \
-  do {                                                                                   \
-    cublasStatus_t s_ = (x);                                                             \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                   \
-      fprintf(stderr, "expert_gemm: %s: %s\n", #x, cublasGetStatusString(s_));           \
-      exit(1);                                                                           \
-    }                                                                                    \
-  } while (0)
+#define BENCH_NAME "expert_gemm"
+#include "bench_gpu.h"
 
 static cublasHandle_t h;
 static const float one = 1, zero = 0;
-
-static int cmpf(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return x < y ? -1 : x > y;
-}
-
-template <typename F> static float median_ms(int reps, F fn) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  fn();
-  float t[64];
-  reps = reps < 64 ? reps : 64;
-  for (int i = 0; i < reps; i++) {
-    CK(cudaEventRecord(a));
-    fn();
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    CK(cudaEventElapsedTime(&t[i], a, b));
-  }
-  qsort(t, reps, sizeof(float), cmpf);
-  return t[reps / 2];
-}
 
 /* row-major C (M,N) = op(A) op(B) (+ C when acc), bf16 in and out */
 static void gemm(int ta, int tb, int M, int N, int K, const void *A, int lda, const void *B, int ldb,
