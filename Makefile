@@ -12,7 +12,7 @@ DEMO_RANKS ?= 4
 
 # What building and the demo need ...
 DEMO_PACKAGES := cmake make gcc pkg-config libopenblas-openmp-dev libinih-dev libcjson-dev \
-                 libcmocka-dev libopenmpi-dev openmpi-bin librocksdb-dev libzstd-dev libuv1-dev fortunes
+                 libcmocka-dev libopenmpi-dev openmpi-bin librocksdb-dev libzstd-dev libuv1-dev libcairo2-dev fortunes
 # ... and what the tests add: Debian's PyTorch for the reference test, with
 # OpenBLAS as the system BLAS (torch is 5-7x slower on the reference BLAS).
 # clang and its runtime build the libFuzzer harness.

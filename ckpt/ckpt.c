@@ -330,6 +330,8 @@ struct smoe_ckpt {
   smoe_batch_t *log;
   int log_n;
   wbuf_t rec; /* the placement record being encoded */
+  size_t rec_bytes; /* the last record's size */
+  int64_t log_step; /* the last record's step, -1 none */
   uint8_t *out; /* encoder output, smoe_codec_bound(chunk) */
   size_t out_cap;
 };
@@ -381,6 +383,7 @@ smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t 
   if (ck->dev) ck->dev->host_pin(ck->stage, ck->total + 1, 1);
   if (ck->dev) ck->dev->host_pin(ck->base, ck->total + 1, 1);
   ck->staged = ck->pending = ck->last_global = ck->reclaim_lo = ck->reclaim_hi = -1;
+  ck->log_step = -1;
   ck->local = 1;
   ck->log = smoe_batch_new(s);
   ck->out_cap = smoe_codec_bound(o->chunk_bytes);
@@ -597,6 +600,19 @@ static int delete_checkpoint(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
   return 0;
 }
 
+/* The placement log within its budget: records older than both the newest
+ * budget / record-size steps and `oldest` (the oldest checkpoint kept) go. */
+static int prune_log(smoe_ckpt_t *ck, int64_t oldest, smoe_err_t *err) {
+  if (ck->o.log_bytes == 0 || ck->rec_bytes == 0 || ck->log_step < 0) return 0;
+  int64_t keep = (int64_t)(ck->o.log_bytes / ck->rec_bytes), cut = ck->log_step - keep + 1;
+  if (cut > oldest) cut = oldest;
+  if (cut <= 0) return 0;
+  uint8_t lo[8], hi[8];
+  put_be64(lo, 0);
+  put_be64(hi, (uint64_t)cut);
+  return smoe_store_delete_range(ck->s, SMOE_CF_PLACEMENT, lo, 8, hi, 8, err);
+}
+
 /* Keeps the newest `keep` globally complete checkpoints, the chains they need
  * and everything newer; deletes the rest. */
 static int prune(smoe_ckpt_t *ck, smoe_err_t *err) {
@@ -625,6 +641,7 @@ static int prune(smoe_ckpt_t *ck, smoe_err_t *err) {
     }
   free(man.v);
   free(glob.v);
+  if (rc == 0) rc = prune_log(ck, oldest_needed, err);
   if (rc == 0 && lo >= 0) { /* their space is reclaimed by the next write (or at close) */
     if (ck->reclaim_lo < 0 || lo < ck->reclaim_lo) ck->reclaim_lo = lo;
     if (hi > ck->reclaim_hi) ck->reclaim_hi = hi;
@@ -994,12 +1011,14 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, smoe_ckpt
 /* --- the placement log ------------------------------------------------------- */
 
 int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *p, smoe_err_t *err) {
-  const size_t n = smoe_plog_size(p->L, p->E, p->G, p->S);
-  if (n > ck->rec.cap) { /* one buffer for every record: allocated once for the run's shapes */
-    ck->rec.cap = n;
-    ck->rec.p = xrealloc(ck->rec.p, n);
+  const size_t bound = smoe_plog_bound(p->L, p->E, p->G, p->S);
+  if (bound > ck->rec.cap) { /* one buffer for every record: allocated once for the run's shapes */
+    ck->rec.cap = bound;
+    ck->rec.p = xrealloc(ck->rec.p, bound);
   }
-  smoe_plog_encode(p, ck->rec.p);
+  const size_t n = smoe_plog_encode(p, ck->rec.p, ck->rec.cap, err);
+  if (n == 0) return -1;
+  ck->rec_bytes = n, ck->log_step = p->step;
   uint8_t k[8];
   put_be64(k, (uint64_t)p->step);
   smoe_batch_put(ck->log, SMOE_CF_PLACEMENT, k, 8, ck->rec.p, n);
@@ -1079,6 +1098,55 @@ int64_t smoe_plog_verify(smoe_store_t *s, void (*bad)(void *ctx, int64_t step, c
   return smoe_store_scan(s, SMOE_CF_PLACEMENT, NULL, 0, plog_each, &ps, err) == 0 ? ps.n : -1;
 }
 
+typedef struct {
+  int L, E, n;
+  int64_t upto, last;
+  double *sum;
+  smoe_err_t err;
+} mean_t;
+
+static int add_loads(void *ctx, const smoe_plog_t *r) {
+  mean_t *m = ctx;
+  if (m->upto >= 0 && r->step > m->upto) return 1;
+  if (r->L != m->L || r->E != m->E)
+    return smoe_fail(&m->err, "the log's record of step %lld has L %d layers of E %d experts; this "
+                     "run has L %d, E %d", (long long)r->step, r->L, r->E, m->L, m->E);
+  for (size_t i = 0; i < (size_t)m->L * m->E; i++) m->sum[i] += (double)r->loads[i];
+  m->n++, m->last = r->step;
+  return 0;
+}
+
+int smoe_plog_mean_loads(const char *spec, int L, int E, double *loads, smoe_err_t *err) {
+  char dir[SMOE_PATHLEN + 16], state[SMOE_PATHLEN + 32];
+  snprintf(dir, sizeof dir, "%s", spec);
+  mean_t m = {L, E, 0, -1, -1, loads, {{0}}};
+  char *colon = strrchr(dir, ':');
+  if (colon) {
+    char *end;
+    long long v = strtoll(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || v < 1)
+      return smoe_fail(err, "%s: the step after ':' must be a number >= 1", spec);
+    m.upto = v;
+    *colon = '\0';
+  }
+  snprintf(state, sizeof state, "%s/state", dir); /* a run folder's, else dir itself */
+  const char *where = smoe_store_exists(state, 0) ? state : dir;
+  smoe_err_t e;
+  smoe_store_t *s = smoe_store_open_readonly(where, 0, &e);
+  if (!s) return smoe_fail(err, "%s: no placement log there: %s", spec, e.msg);
+  memset(loads, 0, sizeof(double) * (size_t)L * E);
+  int rc = smoe_plog_scan(s, add_loads, &m, &e);
+  smoe_store_close(s);
+  if (m.err.msg[0]) return smoe_fail(err, "%s: %s", spec, m.err.msg);
+  if (rc != 0) return smoe_fail(err, "%s: %s", spec, e.msg);
+  if (m.n == 0) return smoe_fail(err, "%s: the placement log is empty", spec);
+  if (m.upto >= 0 && m.last != m.upto)
+    return smoe_fail(err, "%s: the log has no record of step %lld (its records up to it end at "
+                     "step %lld)", spec, (long long)m.upto, (long long)m.last);
+  for (size_t i = 0; i < (size_t)L * E; i++) loads[i] /= m.n;
+  return 0;
+}
+
 /* --- inspection -------------------------------------------------------------- */
 
 int smoe_ckpt_list(smoe_store_t *s, smoe_ckpt_info_t **out, int *n, smoe_err_t *err) {
@@ -1102,7 +1170,7 @@ int smoe_ckpt_list(smoe_store_t *s, smoe_ckpt_info_t **out, int *n, smoe_err_t *
     for (uint32_t j = 0; j < m.n_regions; j++) chunks += (int)m.regions[j].n_chunks;
     v[i] = (smoe_ckpt_info_t){m.step, m.base_step, m.full_step, (int)m.chain_len,
                               has_step(&glob, m.step), (int)m.rank, (int)m.G, m.raw, m.stored,
-                              m.write_s, m.unix_time, chunks};
+                              m.write_s, m.unix_time, chunks, m.digest};
     manifest_free(&m);
   }
   free(man.v);

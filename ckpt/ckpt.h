@@ -59,6 +59,7 @@ typedef struct {
   int level;          /* zstd level */
   size_t chunk_bytes; /* chunk size */
   smoe_enc_t full_enc, delta_enc;
+  size_t log_bytes;   /* placement log budget (0: unbounded), see smoe_ckpt_log */
 } smoe_ckpt_opts_t;
 
 /* What a manifest says, for listing. */
@@ -71,6 +72,7 @@ typedef struct {
   double write_s;   /* encode + write + flush, in the writer */
   int64_t unix_time;
   int n_chunks;
+  uint64_t config_digest; /* of the config the run wrote it with */
 } smoe_ckpt_info_t;
 
 typedef struct smoe_ckpt smoe_ckpt_t;
@@ -136,7 +138,10 @@ int smoe_ckpt_start_fresh(smoe_ckpt_t *ck, int *removed, smoe_err_t *err);
 /* --- the placement log --------------------------------------------------- */
 
 /* Appends a record (main thread); written in batches every 32 records, before a
- * checkpoint is staged, and at close; synced with the next manifest. */
+ * checkpoint is staged, and at close; synced with the next manifest. When a
+ * checkpoint is agreed on, records are pruned so that the log keeps about
+ * o.log_bytes: the newest log_bytes / (the last record's size) steps, and
+ * always the records of the checkpoints kept (a resume needs them). */
 int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *rec, smoe_err_t *err);
 /* Reads the record of `step` into rec (allocated; smoe_plog_free). Returns 1,
  * 0 if absent, -1 on error: a record that fails its checksum or is not a
@@ -152,6 +157,13 @@ int smoe_plog_scan(smoe_store_t *s, int (*fn)(void *ctx, const smoe_plog_t *rec)
  * with err if the store cannot be read. */
 int64_t smoe_plog_verify(smoe_store_t *s, void (*bad)(void *ctx, int64_t step, const char *msg),
                          void *ctx, smoe_err_t *err);
+
+/* The loads a first placement is planned from (placement.init_from): spec is
+ * "DIR[:STEP]", DIR a run folder, its state folder or a checkpoint.dir (rank
+ * 0's store is read, read-only); loads (L, E) <- the mean over its records up
+ * to STEP (every record without one). Errors name the spec: no store, an
+ * empty log, no record of STEP, another L or E than the run's. */
+int smoe_plog_mean_loads(const char *spec, int L, int E, double *loads, smoe_err_t *err);
 
 /* --- inspection (swiftmoe ckpt ls / verify) ------------------------------- */
 

@@ -149,6 +149,10 @@ static const cfg_key_t keys[] = {
         "e on rank e / (E/G); capacity = static with tokens over capacity dropped "
         "(DeepSpeed/GShard); random = a new random placement every step (tests); symi = the "
         "paper's proportional/contiguous plan, even split, drops over capacity"),
+    STR("placement", "init_from", init_from, "", NULL, NULL,
+        "plan step 0's placement from a recorded run's loads: DIR[:STEP], its placement log's mean "
+        "up to STEP (every record without one), read at every start (keep DIR while the run may "
+        "resume); empty = uniform loads"),
     DBL("placement", "load_ema", load_ema, "0", '[', 0, 1, ')', NULL,
         "swiftmoe/symi: plan from loads smoothed as ema * previous + (1 - ema) * last step; 0 = "
         "the last step's loads"),
@@ -184,6 +188,9 @@ static const cfg_key_t keys[] = {
     INT("checkpoint", "zstd_level", ckpt_level, "3", 1, 19, NULL, "Zstandard level of chunks"),
     INT("checkpoint", "chunk_mb", ckpt_chunk_mb, "4", 1, 1024, NULL,
         "state is encoded and stored in chunks of this many MiB"),
+    INT("checkpoint", "plan_log_mb", ckpt_plan_log_mb, "1024", 0, 1048576, NULL,
+        "the placement log keeps its newest records within about this many MiB per rank (and "
+        "always those of the kept checkpoints); 0 = keep every record"),
 
     INT("metrics", "log_every", log_every, "1", 1, INT_MAX, NULL,
         "a metrics.jsonl line every N steps"),

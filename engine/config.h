@@ -51,6 +51,7 @@ typedef struct {
   char policy[32];        /* expert placement policy: see policy.h */
   int slots_per_rank;     /* S; 0 = the policy's default */
   double load_ema;        /* swiftmoe/symi load smoothing */
+  char init_from[SMOE_PATHLEN]; /* "DIR[:STEP]": step 0 planned from its loads; "" none */
   double capacity_factor; /* capacity policy */
   int min_capacity;
   char drop_order[16];    /* capacity policy: "position" or "weight" */
@@ -64,6 +65,7 @@ typedef struct {
   char ckpt_when_busy[8];      /* "wait" or "skip" */
   int ckpt_level;              /* zstd level */
   int ckpt_chunk_mb;           /* chunk size */
+  int ckpt_plan_log_mb;        /* the placement log's budget per rank; 0 = unbounded */
   /* [metrics] */
   int log_every;      /* a metrics.jsonl line every N steps */
   char progress[8];   /* "auto" (a live line on a terminal), "on", "off" */

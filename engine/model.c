@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ckpt.h"
 #include "data.h"
 #include "moe.h"
 #include "ops.h"
@@ -366,8 +367,17 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   smoe_placement_init(&m->placement, d->L, d->E, m->G, m->S);
   m->route = xmalloc(sizeof(int) * (size_t)d->L * m->G * d->E);
   smoe_policy_t first;
-  if (smoe_policy_init(&first, c->policy, d->L, d->E, m->G, m->S, c->seed, 0, err) != 0 ||
-      smoe_policy_first(&first, &m->placement, err) != 0) {
+  double *init = c->init_from[0] ? xmalloc(sizeof(double) * (size_t)d->L * d->E) : NULL;
+  int rc = smoe_policy_init(&first, c->policy, d->L, d->E, m->G, m->S, c->seed, 0, err);
+  smoe_err_t why;
+  if (rc == 0 && init)
+    rc = smoe_plog_mean_loads(c->init_from, d->L, d->E, init, &why) != 0
+             ? smoe_fail(err, "placement.init_from = %s", why.msg)
+             : smoe_policy_first_from(&first, init, &m->placement, err);
+  else if (rc == 0)
+    rc = smoe_policy_first(&first, &m->placement, err);
+  free(init);
+  if (rc != 0) {
     smoe_policy_free(&first);
     smoe_placement_free(&m->placement);
     free(m->route);
@@ -425,6 +435,7 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->prob_sum = xcalloc(L * E, sizeof(double));
   m->z_sum = xcalloc(L, sizeof(double));
   m->expert_counts = xcalloc(L * E, sizeof(int64_t));
+  m->own_counts = xcalloc(L * E, sizeof(int64_t));
   m->dropped = xcalloc(L, sizeof(int64_t));
   m->plans = xcalloc(L, sizeof *m->plans);
   m->bytes_exchange = n_scratch * sizeof(real);
@@ -477,19 +488,13 @@ void smoe_model_free(smoe_model_t *m) {
   free(m->prob_sum);
   free(m->z_sum);
   free(m->expert_counts);
+  free(m->own_counts);
   free(m->dropped);
   if (m->own_comm) smoe_comm_finalize(m->comm);
   memset(m, 0, sizeof *m);
 }
 
 /* --------------------------------------------------------------- forward */
-
-/* This rank's assignments to each expert (E), from the arena. */
-static int64_t *local_counts(smoe_model_t *m, const int32_t *idx, int NK) {
-  int64_t *mine = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)m->dims.E);
-  m->ops->histogram(mine, idx, NK, m->dims.E);
-  return mine;
-}
 
 /* Routing by the load-aware split (swiftmoe) or the even split (symi, with
  * its drops): every rank's token counts per expert are all-gathered, every
@@ -503,8 +508,7 @@ static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const
   size_t mark = smoe_arena_mark(&m->arena);
   int64_t *src = m->src_counts + (size_t)l * G * E;
   double t0 = smoe_now();
-  int64_t *mine = local_counts(m, idx, NK);
-  smoe_comm_allgather(m->comm, mine, src, sizeof(int64_t) * E, SMOE_PHASE_COUNTS);
+  smoe_comm_allgather(m->comm, m->own_counts + (size_t)l * E, src, sizeof(int64_t) * E, SMOE_PHASE_COUNTS);
   uint8_t *use_keep = NULL;
   if (m->drops.kind == SMOE_DROPS_SYMI) { /* the policy's quotas from the global counts */
     int64_t *allowed = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)G * E);
@@ -558,9 +562,10 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
     m->expert_counts[(size_t)l * E + e] = n;
   }
   m->dropped[l] = 0;
+  int64_t *mine = m->own_counts + (size_t)l * E; /* this rank's, before any drop */
+  m->ops->histogram(mine, idx, NK, E);
   if (m->drops.kind == SMOE_DROPS_CAPACITY) { /* the policy's quotas from this rank's counts */
     size_t mark = smoe_arena_mark(&m->arena);
-    int64_t *mine = local_counts(m, idx, NK);
     int64_t *allowed = smoe_arena_take(&m->arena, sizeof(int64_t) * (size_t)E);
     m->dropped[l] = smoe_drops_quota(&m->drops, mine, 1, E, K, N, NULL, m->G, S, allowed);
     m->ops->capacity_keep(keep, idx, gw, N, K, E, allowed, m->drops.by_weight, &m->arena);

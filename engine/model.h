@@ -180,6 +180,7 @@ typedef struct {
   int64_t n_valid;              /* target tokens counted in ce, over all ranks */
   int64_t n_tokens;             /* tokens in the forward, over all ranks */
   int64_t *expert_counts;       /* (L, E) tokens routed to each expert, over all ranks */
+  int64_t *own_counts;          /* (L, E) this rank's share of them (before any drop) */
   int64_t *dropped;             /* (L) assignments dropped by capacity, over all ranks */
 } smoe_model_t;
 

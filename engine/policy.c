@@ -116,6 +116,17 @@ int smoe_policy_first(smoe_policy_t *p, smoe_placement_t *out, smoe_err_t *err) 
   return 0;
 }
 
+int smoe_policy_first_from(smoe_policy_t *p, const double *loads, smoe_placement_t *out,
+                           smoe_err_t *err) {
+  if (p->kind == SMOE_POLICY_RANDOM)
+    return smoe_fail(err, "placement.init_from: the random policy has no planned placement; use "
+                     "static, capacity, swiftmoe or symi");
+  for (int l = 0; l < p->L; l++)
+    plan_layer(p, loads + (size_t)l * p->E, NULL, out->slot_expert + (size_t)l * p->G * p->S);
+  smoe_placement_count_replicas(out);
+  return 0;
+}
+
 void smoe_policy_next(smoe_policy_t *p, const int64_t *expert_counts, const int64_t *src,
                       int64_t step, const smoe_placement_t *now, smoe_placement_t *next) {
   switch (p->kind) {

@@ -42,6 +42,14 @@ void smoe_policy_free(smoe_policy_t *p);
 /* The placement of step 0 into out (initialised for L, E, G, S). */
 int smoe_policy_first(smoe_policy_t *p, smoe_placement_t *out, smoe_err_t *err);
 
+/* The placement of step 0 planned from loads (L, E), e.g. a recorded run's
+ * (placement.init_from): every policy's own planner, for static and capacity
+ * one replica per expert packed by load (the greedy counts are then all 1,
+ * the balanced slots put the heaviest first onto the least-loaded rank).
+ * The random policy has no such placement: -1 with err. */
+int smoe_policy_first_from(smoe_policy_t *p, const double *loads, smoe_placement_t *out,
+                           smoe_err_t *err);
+
 /* The placement of step `step` from the previous step's global loads
  * expert_counts (L, E) and per-source counts src (L, G, E) (or NULL). */
 void smoe_policy_next(smoe_policy_t *p, const int64_t *expert_counts, const int64_t *src,

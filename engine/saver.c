@@ -14,8 +14,7 @@ static void write_done(void *arg) {
   sv->rc = smoe_ckpt_finish(sv->ck, &sv->err);
 }
 
-/* A digest of the whole config as written (what changed, not only shapes). */
-static uint64_t config_digest(const smoe_config_t *c) {
+uint64_t smoe_saver_config_digest(const smoe_config_t *c) {
   char *text = NULL;
   size_t n = 0;
   FILE *f = open_memstream(&text, &n);
@@ -80,11 +79,12 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
   };
   smoe_ckpt_opts_t o = {c->ckpt_full_every,    c->ckpt_keep,
                         c->ckpt_level,         (size_t)c->ckpt_chunk_mb << 20,
-                        SMOE_ENC_SHUFFLE_ZSTD, SMOE_ENC_XOR_SHUFFLE_ZSTD};
+                        SMOE_ENC_SHUFFLE_ZSTD, SMOE_ENC_XOR_SHUFFLE_ZSTD,
+                        (size_t)c->ckpt_plan_log_mb << 20};
   char dir[SMOE_PATHLEN + 16];
   smoe_saver_dir(c, out_dir, dir, sizeof dir);
   sv->ck = smoe_ckpt_open(dir, g, r, (int)(sizeof r / sizeof r[0]), shapes,
-                          (int)(sizeof shapes / sizeof shapes[0]), config_digest(c), &o, err);
+                          (int)(sizeof shapes / sizeof shapes[0]), smoe_saver_config_digest(c), &o, err);
   if (!sv->ck) return -1;
   sv->loop = smoe_loop_new(c->ckpt_every_seconds, err);
   if (!sv->loop) {

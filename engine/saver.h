@@ -28,6 +28,10 @@ typedef struct {
   smoe_plog_t plan; /* on resume: the placement record the restored step runs with */
 } smoe_saver_t;
 
+/* A digest of the whole config as written (what changed, not only shapes);
+ * every manifest records the one its run used. */
+uint64_t smoe_saver_config_digest(const smoe_config_t *c);
+
 /* The folder of the ranks' state stores: checkpoint.dir, or out_dir/state. */
 void smoe_saver_dir(const smoe_config_t *c, const char *out_dir, char *dir, size_t n);
 

@@ -609,8 +609,8 @@ static int run_loop(run_t *r, smoe_err_t *err) {
     smoe_step_ctl_t ctl = {.n = 4, .read = read_control, .arg = &r->sv};
     smoe_step_out_t so;
     if (smoe_step(&r->x, r->batch, step, &ctl, &so, err) != 0) return -1;
-    smoe_plog_t rec = {r->L, r->E, r->G, m->S, step + 1, m->expert_counts,
-                       m->placement.replicas, m->placement.slot_expert};
+    smoe_plog_t rec = {r->L,     r->E, r->G, m->S, step + 1, m->expert_counts, m->placement.replicas,
+                       m->placement.slot_expert, r->rank, m->own_counts};
     smoe_err_t log_err;
     if (smoe_ckpt_log(r->sv.ck, &rec, &log_err) != 0) /* the manifest's synced write reports it */
       NOTE(r, "warning: placement log: %s", log_err.msg);

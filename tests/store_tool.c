@@ -34,8 +34,14 @@ static int damage_plan(smoe_store_t *s, const unsigned char *k, const char *how,
       int t = se[p.S];
       se[p.S] = se[p.S + 1], se[p.S + 1] = t;
     }
-    smoe_plog_encode(&p, b);
+    free(v); /* re-encoded whole: a version 3 record's length follows its contents */
+    v = b = xmalloc(smoe_plog_bound(p.L, p.E, p.G, p.S));
+    n = smoe_plog_encode(&p, b, smoe_plog_bound(p.L, p.E, p.G, p.S), err);
     smoe_plog_free(&p);
+    if (n == 0) {
+      free(v);
+      return -1;
+    }
   } else if (strcmp(how, "length") == 0) {
     n--;
   } else if (strcmp(how, "flip") == 0) {

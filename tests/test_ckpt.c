@@ -101,9 +101,11 @@ static void regions(fx_t *f, smoe_ckpt_region_t r[N_REGIONS], size_t big_bytes) 
   r[R_TINY] = (smoe_ckpt_region_t){"tiny", SMOE_CF_DATA, f->tiny, sizeof f->tiny, 8, NULL};
 }
 
+static size_t log_budget; /* the placement log's o.log_bytes (0: unbounded) */
+
 static smoe_ckpt_opts_t opts(int full_every, int keep, size_t chunk) {
-  return (smoe_ckpt_opts_t){
-      full_every, keep, 1, chunk, SMOE_ENC_SHUFFLE_ZSTD, SMOE_ENC_XOR_SHUFFLE_ZSTD};
+  return (smoe_ckpt_opts_t){full_every, keep, 1, chunk, SMOE_ENC_SHUFFLE_ZSTD,
+                            SMOE_ENC_XOR_SHUFFLE_ZSTD, log_budget};
 }
 
 /* Opens the checkpoint with the given shapes, big region size and chunk size. */
@@ -653,7 +655,7 @@ enum { PL = 2, PE = 4, PG = 2, PS = 3 };
  * empty slot (-1). */
 static void plog_make(smoe_plog_t *p, int64_t step, int64_t loads[PL * PE], int replicas[PL * PE],
                       int slot_expert[PL * PG * PS]) {
-  *p = (smoe_plog_t){PL, PE, PG, PS, step, loads, replicas, slot_expert};
+  *p = (smoe_plog_t){PL, PE, PG, PS, step, loads, replicas, slot_expert, 0, NULL};
   for (int l = 0; l < PL; l++) {
     int *se = slot_expert + l * PG * PS, s = (int)((step + l) % PE);
     for (int i = 0; i < 3; i++) se[i] = (s + i) % PE;
@@ -744,6 +746,41 @@ static void test_placement_log(void **state) {
   store_close(f, s);
 }
 
+/* The log keeps about log_bytes: the newest budget / record-size steps, and
+ * never a record a kept checkpoint resumes with. */
+static void test_placement_log_budget(void **state) {
+  fx_t *f = *state;
+  int64_t loads[PL * PE];
+  int replicas[PL * PE], slot_expert[PL * PG * PS];
+  smoe_plog_t rec;
+  plog_make(&rec, 1, loads, replicas, slot_expert);
+  uint8_t buf[1024];
+  smoe_err_t err = {{0}};
+  size_t one = smoe_plog_encode(&rec, buf, sizeof buf, &err);
+  assert_true(one > 0);
+  log_budget = 5 * one + one / 2; /* five records (sizes vary by a few bytes) */
+  /* after 8: records 4..8 kept; after 16: 12..16 (checkpoint 8 pruned) */
+  smoe_ckpt_t *ck = open_ck(f, 1, 1);
+  for (int64_t s = 1; s <= 16; s++) {
+    plog_make(&rec, s, loads, replicas, slot_expert);
+    assert_int_equal(smoe_ckpt_log(ck, &rec, &err), 0);
+    if (s == 2 || s == 8 || s == 16) { /* the log is pruned when a checkpoint is agreed */
+      checkpoint(f, ck, s);
+      agree(ck, 1);
+    }
+  }
+  close_ck(f, ck);
+  log_budget = 0;
+  smoe_store_t *s = store_open(f);
+  for (int64_t step = 1; step <= 16; step++) {
+    smoe_plog_t r;
+    int want = step >= 12; /* 16 - 5 + 1; checkpoint 8's record went with it (keep = 1) */
+    assert_int_equal(smoe_plog_read(s, step, &r, &err), want);
+    smoe_plog_free(&r);
+  }
+  store_close(f, s);
+}
+
 /* Placement records are checksummed and checked as placements: every
  * damage is refused with what is wrong, a good record round-trips. */
 static void expect_decode_fails(const uint8_t *b, size_t n, const char *what) {
@@ -754,18 +791,40 @@ static void expect_decode_fails(const uint8_t *b, size_t n, const char *what) {
   expect_msg(&err, what);
 }
 
+/* The version 2 bytes of a record (fixed-width arrays, no rank, no own
+ * counts), as builds before December 2026 wrote them; v1 = drop the checksum. */
+static size_t plog_v2(const smoe_plog_t *p, uint8_t *b) {
+  const size_t le = (size_t)p->L * p->E, lgs = (size_t)p->L * p->G * p->S;
+  size_t n = 0;
+#define PUT(v, bytes) \
+  for (int i_ = 0; i_ < (bytes); i_++) b[n++] = (uint8_t)((uint64_t)(v) >> (8 * i_))
+  PUT(2, 1); PUT(0, 1); PUT(p->L, 2); PUT(p->E, 2); PUT(p->G, 2); PUT(p->S, 2); PUT(p->step, 8);
+  for (size_t i = 0; i < le; i++) PUT(p->loads[i], 4);
+  for (size_t i = 0; i < le; i++) PUT(p->replicas[i], 2);
+  for (size_t i = 0; i < lgs; i++) PUT((uint16_t)(int16_t)p->slot_expert[i], 2);
+  uint64_t h = smoe_codec_hash(b, n);
+  PUT(h, 8);
+#undef PUT
+  return n;
+}
+
 static void test_placement_record_checks(void **state) {
   (void)state;
-  int64_t loads[PL * PE];
+  int64_t loads[PL * PE], own[PL * PE];
   int replicas[PL * PE], slot_expert[PL * PG * PS];
   smoe_plog_t rec, back;
   plog_make(&rec, 7, loads, replicas, slot_expert);
-  const size_t n = smoe_plog_size(PL, PE, PG, PS);
-  uint8_t *b = malloc(n), *c = malloc(n);
-  smoe_plog_encode(&rec, b);
+  for (int i = 0; i < PL * PE; i++) own[i] = loads[i] / 3;
+  rec.rank = 1, rec.own = own;
+  const size_t cap = smoe_plog_bound(PL, PE, PG, PS);
+  uint8_t *b = malloc(cap), *c = malloc(cap);
   smoe_err_t err = {{0}};
+  const size_t n = smoe_plog_encode(&rec, b, cap, &err);
+  assert_true(n > 0 && n <= cap);
   assert_int_equal(smoe_plog_decode(&back, b, n, &err), 0);
   plog_expect(&back, 7);
+  assert_int_equal(back.rank, 1);
+  assert_memory_equal(back.own, own, sizeof own);
   uint64_t fp = smoe_plog_fingerprint(&back);
   smoe_plog_free(&back);
   /* every single flipped bit, anywhere, fails the checksum */
@@ -779,41 +838,59 @@ static void test_placement_record_checks(void **state) {
   memcpy(c, b, n);
   c[n / 2] ^= 1;
   expect_decode_fails(c, n, "checksum mismatch");
-  expect_decode_fails(b, n - 1, "make"); /* "N bytes; L .. make M" */
+  expect_decode_fails(b, n - 1, "checksum mismatch"); /* truncated */
   expect_decode_fails(b, 5, "shorter than a record's header");
   memcpy(c, b, n);
-  c[0] = 3;
-  expect_decode_fails(c, n, "format version 3");
+  c[0] = 4;
+  expect_decode_fails(c, n, "format version 4");
   /* well-formed bytes, bad placements (re-encoded: the checksum is right) */
+  size_t m;
   slot_expert[0] = PE + 3;
-  smoe_plog_encode(&rec, c);
-  expect_decode_fails(c, n, "slot 0 of rank 0 holds expert 7");
+  m = smoe_plog_encode(&rec, c, cap, &err);
+  expect_decode_fails(c, m, "slot 0 of rank 0 holds expert 7");
   slot_expert[0] = -2;
-  smoe_plog_encode(&rec, c);
-  expect_decode_fails(c, n, "holds expert -2");
+  m = smoe_plog_encode(&rec, c, cap, &err);
+  expect_decode_fails(c, m, "holds expert -2");
   plog_make(&rec, 7, loads, replicas, slot_expert);
+  rec.rank = 1, rec.own = own;
   slot_expert[3] = -1; /* layer 0's expert 2 (rank 1's first slot) removed */
-  smoe_plog_encode(&rec, c);
-  expect_decode_fails(c, n, "layer 0: expert 2 has no slot");
+  m = smoe_plog_encode(&rec, c, cap, &err);
+  expect_decode_fails(c, m, "layer 0: expert 2 has no slot");
   plog_make(&rec, 7, loads, replicas, slot_expert);
+  rec.rank = 1, rec.own = own;
   slot_expert[5] = slot_expert[3]; /* expert 2 twice on rank 1 */
-  smoe_plog_encode(&rec, c);
-  expect_decode_fails(c, n, "expert 2 has 2 replicas on rank 1");
+  m = smoe_plog_encode(&rec, c, cap, &err);
+  expect_decode_fails(c, m, "expert 2 has 2 replicas on rank 1");
   plog_make(&rec, 7, loads, replicas, slot_expert);
+  rec.rank = 1, rec.own = own;
   replicas[0] += 1;
-  smoe_plog_encode(&rec, c);
-  expect_decode_fails(c, n, "replica count");
-  /* version 1 (no checksum) is still read, and still checked */
+  m = smoe_plog_encode(&rec, c, cap, &err);
+  expect_decode_fails(c, m, "replica count");
   plog_make(&rec, 7, loads, replicas, slot_expert);
-  smoe_plog_encode(&rec, c);
-  c[0] = 1;
-  assert_int_equal(smoe_plog_decode(&back, c, n - 8, &err), 0);
+  rec.rank = PG, rec.own = own; /* no such rank */
+  m = smoe_plog_encode(&rec, c, cap, &err);
+  expect_decode_fails(c, m, "written by rank 2 of G 2");
+  rec.rank = 1, own[3] = loads[3] + 1; /* more than every rank together */
+  m = smoe_plog_encode(&rec, c, cap, &err);
+  expect_decode_fails(c, m, "more than its load");
+  own[3] = loads[3] / 3;
+  /* versions 2 and 1 (no checksum) are still read, and still checked */
+  uint8_t old[512];
+  size_t n2 = plog_v2(&rec, old);
+  assert_int_equal(smoe_plog_decode(&back, old, n2, &err), 0);
+  assert_true(smoe_plog_fingerprint(&back) == fp);
+  assert_null(back.own);
+  smoe_plog_free(&back);
+  old[0] = 1;
+  assert_int_equal(smoe_plog_decode(&back, old, n2 - 8, &err), 0);
   assert_true(smoe_plog_fingerprint(&back) == fp);
   smoe_plog_free(&back);
+  old[0] = 2;
+  expect_decode_fails(old, n2 - 1, "make"); /* "N bytes; L .. make M" */
   /* the fingerprint follows the placement */
   slot_expert[5] = slot_expert[4], slot_expert[4] = -1; /* rank 1's extra replica moves a slot */
-  smoe_plog_encode(&rec, c);
-  assert_int_equal(smoe_plog_decode(&back, c, n, &err), 0);
+  m = smoe_plog_encode(&rec, c, cap, &err);
+  assert_int_equal(smoe_plog_decode(&back, c, m, &err), 0);
   assert_true(smoe_plog_fingerprint(&back) != fp);
   smoe_plog_free(&back);
   free(b), free(c);
@@ -1024,6 +1101,7 @@ int main(int argc, char **argv) {
       T(test_deleted_manifest),   T(test_truncated_manifest),
       T(test_missing_base_chunk), T(test_placement_log),
       cmocka_unit_test(test_placement_record_checks),
+      T(test_placement_log_budget),
       T(test_unrestorable_then_fresh),  T(test_chunk_size_change),
       T(test_stale_global_record), T(test_manifest_chunk_raw_checked),
   };

@@ -4,7 +4,8 @@
  *   ls DIR       one line per checkpoint step, over every rank's store
  *   verify DIR   re-read every checkpoint with its chain, check every checksum,
  *                and check every placement record
- *   plans DIR    the placement log of rank 0, one JSON line per step
+ *   plans DIR    the placement log: summary, table, csv, json, heatmaps (plans.c)
+ *   replay DIR   the log's plans audited, or other policies on its loads (replay.c)
  *
  * DIR is a run folder (its state/ is used) or a checkpoint.dir. */
 #define _POSIX_C_SOURCE 200809L
@@ -17,52 +18,7 @@
 #include <sys/stat.h>
 
 #include "ckpt.h"
-
-typedef struct {
-  smoe_store_t **s;
-  int n; /* ranks 0..n-1, every one present */
-} stores_t;
-
-/* Opens DIR/rank-0 .. rank-(n-1) read-only (DIR or DIR/state). */
-static int open_stores(const char *arg, stores_t *st, char *dir, size_t dn) {
-  struct stat sb;
-  snprintf(dir, dn, "%s/state", arg);
-  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) snprintf(dir, dn, "%s", arg);
-  DIR *d = opendir(dir);
-  if (!d) {
-    fprintf(stderr, "swiftmoe ckpt: cannot open %s: no such folder\n", dir);
-    return -1;
-  }
-  int max = -1;
-  for (struct dirent *e; (e = readdir(d));) {
-    int r;
-    char extra;
-    if (sscanf(e->d_name, "rank-%d%c", &r, &extra) == 1 && r >= 0 && r < 1 << 20 && r > max)
-      max = r;
-  }
-  closedir(d);
-  if (max < 0) {
-    fprintf(stderr, "swiftmoe ckpt: %s holds no state store (no rank-N folders)\n", dir);
-    return -1;
-  }
-  st->n = max + 1;
-  st->s = xcalloc((size_t)st->n, sizeof *st->s);
-  for (int r = 0; r < st->n; r++) {
-    smoe_err_t err;
-    if (!(st->s[r] = smoe_store_open_readonly(dir, r, &err))) {
-      fprintf(stderr, "swiftmoe ckpt: %s\n", err.msg);
-      for (int q = 0; q < r; q++) smoe_store_close(st->s[q]);
-      free(st->s);
-      return -1;
-    }
-  }
-  return 0;
-}
-
-static void close_stores(stores_t *st) {
-  for (int r = 0; r < st->n; r++) smoe_store_close(st->s[r]);
-  free(st->s);
-}
+#include "plans.h"
 
 /* Every rank's manifests; steps in ascending order over all ranks. */
 typedef struct {
@@ -70,7 +26,7 @@ typedef struct {
   int *n;
 } lists_t;
 
-static int list_all(stores_t *st, lists_t *ls) {
+static int list_all(smoe_stores_t *st, lists_t *ls) {
   ls->v = xcalloc((size_t)st->n, sizeof *ls->v);
   ls->n = xcalloc((size_t)st->n, sizeof *ls->n);
   int rc = 0;
@@ -104,7 +60,7 @@ static const smoe_ckpt_info_t *find(const lists_t *ls, int r, int64_t step) {
   return NULL;
 }
 
-static int cmd_ls(stores_t *st) {
+static int cmd_ls(smoe_stores_t *st) {
   lists_t ls;
   int rc = list_all(st, &ls);
   printf("%8s  %-18s  %-9s  %-8s  %12s  %12s  %6s  %8s\n", "step", "kind", "ranks", "complete",
@@ -149,7 +105,7 @@ static void plan_fault(void *ctx, int64_t step, const char *msg) {
   ++*(int *)ctx;
 }
 
-static int cmd_verify(stores_t *st) {
+static int cmd_verify(smoe_stores_t *st) {
   lists_t ls;
   int faults = list_all(st, &ls) != 0, checked = 0;
   for (int r = 0; r < st->n; r++)
@@ -199,47 +155,11 @@ static int cmd_verify(stores_t *st) {
   return faults ? 1 : 0;
 }
 
-static int print_plan(void *ctx, const smoe_plog_t *p) {
-  (void)ctx;
-  printf("{\"step\":%lld,\"loads\":[", (long long)p->step);
-  for (int l = 0; l < p->L; l++) {
-    printf("%s[", l ? "," : "");
-    for (int e = 0; e < p->E; e++) printf("%s%lld", e ? "," : "", (long long)p->loads[l * p->E + e]);
-    printf("]");
-  }
-  printf("],\"replicas\":[");
-  for (int l = 0; l < p->L; l++) {
-    printf("%s[", l ? "," : "");
-    for (int e = 0; e < p->E; e++) printf("%s%d", e ? "," : "", p->replicas[l * p->E + e]);
-    printf("]");
-  }
-  printf("],\"slot_expert\":[");
-  for (int l = 0; l < p->L; l++) {
-    printf("%s[", l ? "," : "");
-    for (int g = 0; g < p->G; g++) {
-      printf("%s[", g ? "," : "");
-      for (int s = 0; s < p->S; s++)
-        printf("%s%d", s ? "," : "", p->slot_expert[((size_t)l * p->G + g) * p->S + s]);
-      printf("]");
-    }
-    printf("]");
-  }
-  printf("]}\n");
-  return 0;
-}
-
-static int cmd_plans(stores_t *st) {
-  smoe_err_t err;
-  if (smoe_plog_scan(st->s[0], print_plan, NULL, &err) != 0) {
-    fprintf(stderr, "swiftmoe ckpt plans: %s\n", err.msg);
-    return 1;
-  }
-  return 0;
-}
-
 int smoe_ckpt_command(int argc, char **argv) {
   static const char *usage =
-      "usage: swiftmoe ckpt ls|verify|plans DIR\n\n"
+      "usage: swiftmoe ckpt ls|verify DIR\n"
+      "       swiftmoe ckpt plans DIR [options]   (see 'swiftmoe ckpt plans --help')\n"
+      "       swiftmoe ckpt replay DIR [options]  (see 'swiftmoe ckpt replay --help')\n\n"
       "Reads a run's state stores (DIR is the run folder or its checkpoint.dir),\n"
       "read-only: safe while the job runs.\n\n"
       "  ls      each checkpoint: step, full or delta (of which full), ranks that wrote it,\n"
@@ -249,22 +169,28 @@ int smoe_ckpt_command(int argc, char **argv) {
       "  verify  re-reads every checkpoint of every rank with its delta chain, checking every\n"
       "          checksum, and every placement record (checksum, a valid placement, present\n"
       "          for each checkpoint); exit status 1 on any fault\n"
-      "  plans   the placement log (rank 0): per step, the loads, replicas and slots, as JSON lines\n";
+      "  plans   the placement log: a per-layer summary (default), a table, CSV, JSON lines,\n"
+      "          or an SVG/PNG heatmap; --follow for a live view\n"
+      "  replay  re-plans every logged step with the run's policy and checks each plan is\n"
+      "          reproduced exactly; with --policy, what other policies would have done\n";
   if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
     printf("%s", usage);
     return 0;
   }
-  if (argc != 2 || (strcmp(argv[0], "ls") && strcmp(argv[0], "verify") && strcmp(argv[0], "plans"))) {
-    fprintf(stderr, "swiftmoe ckpt: expected 'ls DIR', 'verify DIR' or 'plans DIR' (see 'swiftmoe "
-            "ckpt --help')\n");
+  if (argc >= 1 && strcmp(argv[0], "plans") == 0) return smoe_plans_command(argc - 1, argv + 1);
+  if (argc >= 1 && strcmp(argv[0], "replay") == 0) return smoe_replay_command(argc - 1, argv + 1);
+  if (argc != 2 || (strcmp(argv[0], "ls") && strcmp(argv[0], "verify"))) {
+    fprintf(stderr, "swiftmoe ckpt: expected 'ls DIR', 'verify DIR', 'plans DIR ...' or 'replay "
+            "DIR ...' (see 'swiftmoe ckpt --help')\n");
     return 2;
   }
-  stores_t st;
-  char dir[SMOE_PATHLEN + 16];
-  if (open_stores(argv[1], &st, dir, sizeof dir) != 0) return 1;
-  int rc = strcmp(argv[0], "ls") == 0       ? cmd_ls(&st)
-           : strcmp(argv[0], "verify") == 0 ? cmd_verify(&st)
-                                            : cmd_plans(&st);
-  close_stores(&st);
+  smoe_stores_t st;
+  smoe_err_t err;
+  if (smoe_stores_open(argv[1], &st, &err) != 0) {
+    fprintf(stderr, "swiftmoe ckpt: %s\n", err.msg);
+    return 1;
+  }
+  int rc = strcmp(argv[0], "ls") == 0 ? cmd_ls(&st) : cmd_verify(&st);
+  smoe_stores_close(&st);
   return rc;
 }

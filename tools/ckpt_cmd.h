@@ -1,4 +1,4 @@
-/* ckpt_cmd.h: `swiftmoe ckpt ls|verify|plans`, inspecting a run's state stores. */
+/* ckpt_cmd.h: `swiftmoe ckpt ls|verify|plans|replay`, inspecting a run's state stores. */
 #ifndef SMOE_CKPT_CMD_H
 #define SMOE_CKPT_CMD_H
 

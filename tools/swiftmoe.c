@@ -102,6 +102,9 @@ static const option_t train_options[] = {
     {"--out", "DIR", "run folder (default: runs/<UTC date-time>)"},
     {"--init-hf", "DIR", "start from HF Mixtral weights (config.json + safetensors); its "
                          "config.json sets [model] and [moe]"},
+    {"--init-placement", "DIR[:STEP]", "plan step 0's placement from a recorded run's placement "
+                                       "log (its mean loads up to STEP) with this run's policy: a "
+                                       "load-aware static placement (= --set placement.init_from)"},
     {"--nproc", "N", "run on N local processes: re-runs this command under mpirun -np N"},
     {"--resume", "auto|STEP", "continue the run in --out from its newest checkpoint that every "
                               "rank completed (auto; none yet: from step 0), or from STEP"},
@@ -110,7 +113,7 @@ static const option_t train_options[] = {
                           "refused)"},
     {"--help", NULL, "show this help"},
 };
-enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_NPROC, TRAIN_RESUME,
+enum { TRAIN_CONFIG, TRAIN_SET, TRAIN_OUT, TRAIN_INIT_HF, TRAIN_INIT_PLACEMENT, TRAIN_NPROC, TRAIN_RESUME,
        TRAIN_OVERWRITE, TRAIN_HELP };
 #define N_TRAIN_OPTIONS ((int)(sizeof train_options / sizeof train_options[0]))
 
@@ -148,7 +151,8 @@ static int exec_mpirun(int nproc, int argc, char **argv, char *self) {
 }
 
 static int cmd_train(int argc, char **argv, char *self) {
-  const char *config_path = NULL, *out = NULL, *init_hf = NULL, *resume_arg = NULL;
+  const char *config_path = NULL, *out = NULL, *init_hf = NULL, *resume_arg = NULL,
+             *init_placement = NULL;
   int nproc = 0, overwrite = 0;
   const char **sets = xcalloc((size_t)argc, sizeof(char *));
   int n_sets = 0, rc = 0;
@@ -160,6 +164,7 @@ static int cmd_train(int argc, char **argv, char *self) {
     if (k == TRAIN_SET) sets[n_sets++] = value;
     if (k == TRAIN_OUT) out = value;
     if (k == TRAIN_INIT_HF) init_hf = value;
+    if (k == TRAIN_INIT_PLACEMENT) init_placement = value;
     if (k == TRAIN_NPROC) rc = positive("train", "--nproc", value, &nproc);
     if (k == TRAIN_RESUME) resume_arg = value;
     if (k == TRAIN_OVERWRITE) overwrite = 1;
@@ -183,6 +188,11 @@ static int cmd_train(int argc, char **argv, char *self) {
     rc = 2;
   if (rc == 0 && changed[0])
     fprintf(stderr, "swiftmoe train: warning: %s/config.json overrides:\n%s", init_hf, changed);
+  if (rc == 0 && init_placement) {
+    char set[SMOE_PATHLEN + 32];
+    snprintf(set, sizeof set, "placement.init_from=%s", init_placement);
+    if (smoe_config_set(&c, set, &err) != 0) rc = 2;
+  }
   if (rc == 0 && smoe_config_validate(&c, &err) != 0) rc = 2;
   free(sets);
   if (rc) {
