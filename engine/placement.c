@@ -112,30 +112,42 @@ void smoe_placement_random(smoe_placement_t *p, uint64_t seed, int64_t step,
 }
 
 int smoe_placement_check(const smoe_placement_t *p, smoe_err_t *err) {
+  const int E = p->E, G = p->G, S = p->S;
   for (int l = 0; l < p->L; l++)
-    for (int g = 0; g < p->G; g++)
-      for (int s = 0; s < p->S; s++) {
-        int e = p->slot_expert[((size_t)l * p->G + g) * p->S + s];
-        if (e < -1 || e >= p->E)
+    for (int g = 0; g < G; g++)
+      for (int s = 0; s < S; s++) {
+        int e = p->slot_expert[((size_t)l * G + g) * S + s];
+        if (e < -1 || e >= E)
           return smoe_fail(err, "layer %d: slot %d of rank %d holds expert %d (allowed: 0..%d, "
-                           "or -1 for an empty slot)", l, s, g, e, p->E - 1);
+                           "or -1 for an empty slot)", l, s, g, e, E - 1);
       }
-  for (int l = 0; l < p->L; l++)
-    for (int e = 0; e < p->E; e++) {
-      int n = 0;
-      for (int g = 0; g < p->G; g++) {
-        int here = 0;
-        for (int s = 0; s < p->S; s++) here += p->slot_expert[((size_t)l * p->G + g) * p->S + s] == e;
-        if (here > 1)
-          return smoe_fail(err, "layer %d: expert %d has %d replicas on rank %d", l, e, here, g);
-        n += here;
+  /* one pass over the slots per layer: each expert's count and the last
+   * rank that held it (a second replica on that rank is a duplicate) */
+  int *n = xmalloc(sizeof(int) * (size_t)E), *last = xmalloc(sizeof(int) * (size_t)E);
+  int rc = 0;
+  for (int l = 0; l < p->L && rc == 0; l++) {
+    const int *se = p->slot_expert + (size_t)l * G * S;
+    for (int e = 0; e < E; e++) n[e] = 0, last[e] = -1;
+    for (int g = 0; g < G && rc == 0; g++)
+      for (int s = 0; s < S && rc == 0; s++) {
+        int e = se[g * S + s];
+        if (e < 0) continue;
+        if (last[e] == g) {
+          int here = 0;
+          for (int k = 0; k < S; k++) here += se[g * S + k] == e;
+          rc = smoe_fail(err, "layer %d: expert %d has %d replicas on rank %d", l, e, here, g);
+        }
+        last[e] = g, n[e]++;
       }
-      if (n == 0) return smoe_fail(err, "layer %d: expert %d has no slot", l, e);
-      if (n != p->replicas[(size_t)l * p->E + e])
-        return smoe_fail(err, "layer %d: expert %d replica count %d, slots say %d", l, e,
-                         p->replicas[(size_t)l * p->E + e], n);
+    for (int e = 0; e < E && rc == 0; e++) {
+      if (n[e] == 0) rc = smoe_fail(err, "layer %d: expert %d has no slot", l, e);
+      else if (n[e] != p->replicas[(size_t)l * E + e])
+        rc = smoe_fail(err, "layer %d: expert %d replica count %d, slots say %d", l, e,
+                       p->replicas[(size_t)l * E + e], n[e]);
     }
-  return 0;
+  }
+  free(n), free(last);
+  return rc;
 }
 
 void smoe_placement_routes(const smoe_placement_t *p, int *route, smoe_arena_t *scratch) {

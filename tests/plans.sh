@@ -7,7 +7,8 @@
 #  - summary, table, csv (steps x layers x experts rows), json, svg and png
 #    from the CLI; --follow redraws; errors for a folder that is no state
 #    folder, an empty log, layers and steps out of range, an unknown format,
-#    an --out that exists;
+#    an --out that exists; the summary of 40 layers x 256 experts fits one
+#    screen (60 lines, 120 columns);
 #  - what-if: several policies side by side, json lines; uniform synthetic
 #    loads: swiftmoe and static are both balanced (nothing to buy);
 #  - a static run from the recorded skewed run's placement (--init-placement)
@@ -126,6 +127,15 @@ import json, sys
 r = {j["policy"]: j for j in map(json.loads, sys.stdin)}
 for p in r.values(): assert p["imbalance_mean"] < 1.15, r  # +-10% noise only
 ' && ok "uniform loads: static and swiftmoe both balanced" || bad "uniform loads"
+
+# one screen at 40 layers x 256 experts
+"$synth" "$tmp/big" --G 8 --E 256 --L 40 --K 8 --steps 12 >/dev/null 2>&1 || bad "plans_synth 40 x 256"
+"$bin" ckpt plans "$tmp/big" >"$tmp/big.txt" 2>&1 || bad "summary at 40 x 256: $(head -3 "$tmp/big.txt")"
+lines=$(wc -l <"$tmp/big.txt")
+width=$(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$tmp/big.txt")
+[ "$lines" -le 60 ] && [ "$width" -le 120 ] && [ "$(grep -cE '^ +[0-9]+ ' "$tmp/big.txt")" = 40 ] \
+  && ok "summary at L 40, E 256: $lines lines of at most $width characters" \
+  || bad "summary at 40 x 256: $lines lines, $width wide"
 
 # --- --init-placement -------------------------------------------------------------
 "${mpi[@]}" "$bin" train "${args[@]}" --set placement.policy=static --out "$tmp/static" >"$tmp/s1.log" 2>&1 \

@@ -289,14 +289,14 @@ static void print_summary(FILE *f, const smoe_plans_t *p, const run_info_t *ri, 
           dir, n, n == 1 ? "" : "s", (long long)p->steps[0], (long long)p->steps[n - 1], L, E, G, S,
           ri->policy, ri->have ? "" : " (no config.ini: loads counted per assignment)");
   fprintf(f,
-          "  load: each expert's mean tokens per step over the layer's mean (min, max); MaxVio: "
-          "(max - mean) / mean per step\n");
+          "  min, max: an expert's tokens per step over the layer's mean; MaxVio: (max - mean) / "
+          "mean per step\n");
   fprintf(f,
-          "  busiest rank: tokens over the mean, under the plan it ran with (p50 p95 p99); "
-          "balanced: mean / max rows\n");
+          "  p50 p95 p99: the busiest rank's tokens over the mean, under the plan it ran with; "
+          "bal: mean / max\n");
   fprintf(f, "%5s %6s %6s  %6s %6s  %5s %5s %5s  %5s  %4s %5s  %6s  %s\n", "layer", "min", "max",
           "MaxVio", "max", "p50", "p95", "p99", "bal", "dead", "coll", "churn",
-          "hottest expert: steps hottest, longest run");
+          "hottest: steps, longest run");
   smoe_arena_t ar = {0};
   int64_t *load = xmalloc(sizeof(int64_t) * G), *counts = xmalloc(sizeof(int64_t) * G * E);
   int64_t *take = xmalloc(sizeof(int64_t) * (size_t)G * G * S);
@@ -357,14 +357,15 @@ static void print_summary(FILE *f, const smoe_plans_t *p, const run_info_t *ri, 
       snprintf(chs, sizeof chs, "%.1f", churn / churn_n);
     }
     fprintf(f,
-            "%5d %6.2f %6.2f  %6.2f %6.2f  %5s %5s %5s  %5s  %4d %5d  %6s  e%d: %d, %d in a row\n",
+            "%5d %6.2f %6.2f  %6.2f %6.2f  %5s %5s %5s  %5s  %4d %5d  %6s  e%d: %d, %d\n",
             l, mean_tot > 0 ? mn / mean_tot : 0, mean_tot > 0 ? mxx / mean_tot : 0, vio_sum / n,
             vio_max, b50, b95, b99, bal, dead, collapsed, chs, hottest, hot_count[hottest],
             hot_run[hottest]);
   }
   fprintf(f,
-          "dead: experts with no token in the window; coll: steps where one expert had over half "
-          "the layer's tokens;\nchurn: slots per step whose expert changed\n");
+          "dead: experts without a token in the window; coll: steps where one expert had over "
+          "half the tokens;\nchurn: slots per step whose expert changed; hottest: the expert "
+          "hottest in most steps\n");
   free(load), free(counts), free(take), free(busy), free(tot), free(hot_count), free(hot_run);
   smoe_arena_free(&ar);
 }

@@ -52,10 +52,12 @@ typedef struct {
   int cw, rh;                   /* column width, expert row height, in px */
   int plot_w, W, H;             /* heatmap width, picture size, in px */
   int numbers;                  /* 1: replica counts written in the cells */
-  int dots;                     /* 1: cells with more than one replica marked */
+  int dots;                     /* 1: cells with more than dot_over replicas marked */
+  int dot_over;                 /* the mean replica count, rounded down (at least 1) */
+  int clipped;                  /* 1: some shares lie above top (drawn as top) */
   float *share;                 /* (n_layers, C, E) expert's share of its layer's tokens */
   int *reps;                    /* (n_layers, C, E) replicas, mean over the column, rounded */
-  double top;                   /* the colour scale's end: the largest share (1 if none) */
+  double top;                   /* the colour scale's end: the 99th percentile of the shares */
   uint32_t lut[256];            /* 0x00RRGGBB of the ramp at i / 255 */
   int nt;                       /* step ticks: */
   int tick_col[MAX_TICKS];      /* the column that reaches the step */
@@ -83,6 +85,11 @@ static uint32_t cell_px(const layout_t *lo, float share) {
   if (!(x > 0)) x = 0;
   if (x > 1) x = 1;
   return lo->lut[(int)(x * 255 + 0.5)];
+}
+
+static int by_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
 }
 
 /* Smallest of 1, 2, 5, 10, 20, 50, ... that is >= k. */
@@ -117,7 +124,8 @@ static void legend_lines(const layout_t *lo, char *l2, char *l3, size_t n) {
   if (lo->numbers)
     snprintf(l2, n, "number: replicas planned for the next step");
   else if (lo->dots)
-    snprintf(l2, n, "dot: more than one replica planned for the next step");
+    snprintf(l2, n, "dot: more than %d replica%s planned for the next step", lo->dot_over,
+             lo->dot_over == 1 ? "" : "s");
   else
     snprintf(l2, n, "replicas: not drawn (rows under 3 px)");
   if (lo->g > 1)
@@ -228,7 +236,19 @@ static int layout(const smoe_plans_view_t *v, const char *path, layout_t *lo, sm
   }
   free(sum);
   free(rsum);
-  lo->top = top > 0 ? top : 1;
+  /* the scale ends at the 99th percentile, so that a few early spikes (a
+   * router collapsing for some steps) do not darken everything else */
+  float *sorted = xmalloc(smoe_mul(cells, sizeof *sorted));
+  memcpy(sorted, lo->share, cells * sizeof *sorted);
+  qsort(sorted, cells, sizeof *sorted, by_float);
+  double p99 = sorted[(size_t)(0.99 * (double)(cells - 1))];
+  double rep_mean = 0;
+  for (size_t c = 0; c < cells; c++) rep_mean += lo->reps[c];
+  rep_mean /= (double)cells;
+  free(sorted);
+  lo->clipped = p99 > 0 && p99 < top;
+  lo->top = p99 > 0 ? p99 : top > 0 ? top : 1;
+  lo->dot_over = rep_mean >= 2 ? (int)rep_mean : 1;
   for (int i = 0; i < 256; i++) {
     double rgb[3];
     ramp(i / 255.0, rgb);
@@ -283,7 +303,7 @@ static cairo_surface_t *panel_image(const smoe_plans_view_t *v, const layout_t *
       size_t at = ((size_t)i * (size_t)lo->C + (size_t)c) * (size_t)E + (size_t)e;
       uint32_t px = cell_px(lo, lo->share[at]);
       uint32_t mark = luma_is_light(px) ? 0x000000 : 0xffffff;
-      int dot = lo->dots && lo->reps[at] > 1;
+      int dot = lo->dots && lo->reps[at] > lo->dot_over;
       for (int y = 0; y < rh; y++) {
         uint32_t *row = (uint32_t *)(data + (size_t)(e * rh + y) * (size_t)stride) + c * cw;
         int in_y = y >= (rh - mh) / 2 && y < (rh - mh) / 2 + mh;
@@ -329,7 +349,8 @@ static void draw_header(cairo_t *cr, const smoe_plans_view_t *v, const layout_t 
     double x = LEFT + BAR_W * k / 4.0;
     char s[32];
     double p = 100 * lo->top * k / 4;
-    snprintf(s, sizeof s, lo->top < 0.1 ? "%.2f%%" : "%.1f%%", p);
+    snprintf(s, sizeof s, lo->top < 0.1 ? "%s%.2f%%" : "%s%.1f%%",
+             k == 4 && lo->clipped ? ">= " : "", p);
     text_at(cr, x - text_w(cr, s) / 2, BAR_Y + BAR_H + 14, s);
   }
 
