@@ -25,6 +25,7 @@ const smoe_ops_t smoe_ops_cuda = {
     .rope_forward = smoe_cuda_rope_forward,
     .rope_backward = smoe_cuda_rope_backward,
     .attention_forward = smoe_cuda_attention_forward,
+    .attention_decode = smoe_cuda_attention_decode,
     .attention_backward = smoe_cuda_attention_backward,
     .crossentropy = smoe_cuda_crossentropy,
     .router_forward = smoe_cuda_router_forward,

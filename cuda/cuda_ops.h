@@ -81,6 +81,8 @@ void smoe_cuda_rope_forward(real *x, const real *cos_t, const real *sin_t, int N
                             int d);
 void smoe_cuda_rope_backward(real *dx, const real *cos_t, const real *sin_t, int N, int T, int nh,
                              int d);
+void smoe_cuda_attention_decode(real *out, real *att, const real *q, const real *k, const real *v,
+                                int n, int H, int Hkv, int d);
 void smoe_cuda_attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
                                  int B, int T, int H, int Hkv, int d);
 void smoe_cuda_attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,

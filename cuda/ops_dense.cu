@@ -322,6 +322,42 @@ extern "C" void smoe_cuda_attention_forward(real *out, real *att, const real *q,
   }
 }
 
+/* A warp per row of rows rows of n scores: the softmax over all n (the
+ * decode step's: the cache holds only the past, nothing is masked). */
+static __global__ void softmax_rows_kernel(real *att, size_t rows, int n) {
+  const int lane = threadIdx.x % 32;
+  const size_t warps = (size_t)gridDim.x * blockDim.x / 32;
+  for (size_t r = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32; r < rows; r += warps) {
+    real *row = att + r * n;
+    real mx = row[0];
+    for (int j = lane; j < n; j += 32) mx = row[j] > mx ? row[j] : mx;
+    mx = warp_max(mx);
+    real sum = 0;
+    for (int j = lane; j < n; j += 32) {
+      real e = smoe_exp_real(row[j] - mx);
+      row[j] = e;
+      sum += e;
+    }
+    const real inv = 1 / warp_sum(sum);
+    for (int j = lane; j < n; j += 32) row[j] *= inv;
+  }
+}
+
+/* The query heads of kv head kh are heads kh * group .. + group - 1: one
+ * (group x d) block of q, so each kv head is one GEMM of a batch over the
+ * Hkv heads: scores (group, n) = q_kh k_kh^T, out (group, d) = p v_kh. */
+extern "C" void smoe_cuda_attention_decode(real *out, real *att, const real *q, const real *k,
+                                           const real *v, int n, int H, int Hkv, int d) {
+  if (n <= 0 || H <= 0) return;
+  const int ks = Hkv * d, group = H / Hkv;
+  const real scale = (real)(1.0 / sqrt((double)d));
+  gemm_batched(0, 1, group, n, d, scale, q, d, (long long)group * d, k, ks, d, 0, att, n,
+               (long long)group * n, Hkv);
+  LAUNCH(softmax_rows_kernel, (size_t)H * 32, att, (size_t)H, n);
+  gemm_batched(0, 0, group, d, n, 1, att, n, (long long)group * n, v, ks, d, 0, out, d,
+               (long long)group * d, Hkv);
+}
+
 extern "C" void smoe_cuda_attention_backward(real *dq, real *dk, real *dv, const real *dout,
                                              const real *att, const real *q, const real *k,
                                              const real *v, int B, int T, int H, int Hkv, int d,

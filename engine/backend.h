@@ -69,6 +69,10 @@ typedef struct {
   void (*attention_backward)(real *dq, real *dk, real *dv, const real *dout, const real *att,
                              const real *q, const real *k, const real *v, int B, int T, int H,
                              int Hkv, int d, smoe_arena_t *scratch);
+  /* one new query per head (q: H*d) against n cached positions (k, v: (n,
+   * Hkv*d)), no mask: generation with a KV cache; att (H, n) scratch */
+  void (*attention_decode)(real *out, real *att, const real *q, const real *k, const real *v,
+                           int n, int H, int Hkv, int d);
   /* ops.h's smoe_crossentropy: the loss and, in place of the logits, its
    * gradient (the probabilities never stored apart) */
   double (*crossentropy)(real *logits, const int32_t *targets, int N, int V, real scale,

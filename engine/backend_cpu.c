@@ -128,6 +128,7 @@ const smoe_ops_t smoe_ops_cpu = {
     .rope_forward = smoe_rope_forward,
     .rope_backward = smoe_rope_backward,
     .attention_forward = smoe_attention_forward,
+    .attention_decode = smoe_attention_decode,
     .attention_backward = smoe_attention_backward,
     .crossentropy = smoe_crossentropy,
     .router_forward = smoe_router_forward,

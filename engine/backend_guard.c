@@ -195,6 +195,8 @@ GV(rope_backward, (real *x, const real *c, const real *s, int N, int T, int nh, 
    (x, c, s, N, T, nh, d), (x, c, s))
 GV(attention_forward, (real *o, real *att, const real *q, const real *k, const real *v, int B, int T,
                        int H, int Hkv, int d), (o, att, q, k, v, B, T, H, Hkv, d), (o, att, q, k, v))
+GV(attention_decode, (real *o, real *att, const real *q, const real *k, const real *v, int n, int H,
+                      int Hkv, int d), (o, att, q, k, v, n, H, Hkv, d), (o, att, q, k, v))
 GV(attention_backward, (real *dq, real *dk, real *dv, const real *dout, const real *att,
                         const real *q, const real *k, const real *v, int B, int T, int H, int Hkv,
                         int d, smoe_arena_t *a), (dq, dk, dv, dout, att, q, k, v, B, T, H, Hkv, d, a),
@@ -257,7 +259,7 @@ const smoe_ops_t smoe_ops_guard = {
     .stage_fence = guard_stage_fence,
     OP(fill), OP(copy), OP(add), OP(gemm), OP(matmul_forward), OP(matmul_backward),
     OP(embedding_forward), OP(embedding_backward), OP(rmsnorm_forward), OP(rmsnorm_backward),
-    OP(rope_forward), OP(rope_backward), OP(attention_forward), OP(attention_backward),
+    OP(rope_forward), OP(rope_backward), OP(attention_forward), OP(attention_decode), OP(attention_backward),
     OP(crossentropy), OP(router_forward), OP(router_stats),
     OP(router_backward), OP(moe_gather), OP(moe_gather_backward), OP(moe_combine),
     OP(moe_combine_backward), OP(experts_forward), OP(experts_backward), OP(histogram),

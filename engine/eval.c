@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include "comm.h"
 #include "hf.h"
 
 void smoe_eval_tokens(smoe_model_t *m, const int32_t *tokens, size_t n, smoe_eval_result_t *r) {
@@ -25,7 +26,7 @@ void smoe_eval_tokens(smoe_model_t *m, const int32_t *tokens, size_t n, smoe_eva
 }
 
 int smoe_model_open(smoe_model_t *m, smoe_config_t *c, const char *dir, int seq_len, int batch,
-                    smoe_err_t *err) {
+                    const char *device, smoe_err_t *err) {
   char path[SMOE_PATHLEN];
   struct stat sb;
   smoe_config_defaults(c);
@@ -44,8 +45,18 @@ int smoe_model_open(smoe_model_t *m, smoe_config_t *c, const char *dir, int seq_
     snprintf(assign, sizeof assign, "model.seq_len=%d", seq_len);
     if (smoe_config_set(c, assign, err) != 0) return -1;
   }
+  if (device) {
+    char assign[64];
+    snprintf(assign, sizeof assign, "training.device=%s", device);
+    if (smoe_config_set(c, assign, err) != 0) return -1;
+  }
   if (smoe_config_validate(c, err) != 0) return -1;
-  smoe_model_init(m, c, batch);
+  smoe_comm_t *comm = smoe_comm_local(); /* a world of one: the model owns it */
+  if (smoe_model_init_dist(m, c, batch, comm, err) != 0) {
+    smoe_comm_finalize(comm);
+    return -1;
+  }
+  m->own_comm = 1;
   if (smoe_hf_load(m, dir, NULL, NULL, err) != 0) {
     smoe_model_free(m);
     return -1;

@@ -23,8 +23,9 @@ void smoe_eval_tokens(smoe_model_t *m, const int32_t *tokens, size_t n, smoe_eva
 /* Opens a trained model for inference: dir is a run folder (config.ini +
  * model.safetensors) or an HF Mixtral folder (config.json + safetensors).
  * seq_len > 0 replaces model.seq_len (the window length); batch sequences per
- * forward. On success c holds the config and m the model. Returns 0 or -1. */
+ * forward; device (or NULL: the config's) replaces training.device. On
+ * success c holds the config and m the model. Returns 0 or -1. */
 int smoe_model_open(smoe_model_t *m, smoe_config_t *c, const char *dir, int seq_len, int batch,
-                    smoe_err_t *err);
+                    const char *device, smoe_err_t *err);
 
 #endif

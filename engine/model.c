@@ -591,7 +591,10 @@ static void moe_block_forward(smoe_model_t *m, int l, int N, real *out, const re
   m->ops->moe_combine(out, ye_local, gw, pos, N, K, D);
 }
 
-double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
+/* The forward up to the logits (a->logits); the router losses' sums into
+ * aux and z. */
+static void forward_logits(smoe_model_t *m, const int32_t *tokens, int B, double *aux_out,
+                           double *z_out) {
   const smoe_dims_t *d = &m->dims;
   const int T = d->T, D = d->D, H = d->H, Hkv = d->Hkv, hd = d->hd, qd = H * hd,
             kd = Hkv * hd, N = B * T;
@@ -639,6 +642,15 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
   }
   m->ops->rmsnorm_forward(a->lnf, a->lnf_rstd, a->resid + (size_t)d->L * NDmax, p->lnf, N, D, d->eps);
   m->ops->matmul_forward(a->logits, a->lnf, p->lm_head, N, D, d->V);
+  *aux_out = aux, *z_out = z;
+}
+
+double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
+  const smoe_dims_t *d = &m->dims;
+  const int N = B * d->T;
+  smoe_acts_t *a = &m->a;
+  double aux, z;
+  forward_logits(m, tokens, B, &aux, &z);
   /* the loss, and in place of the logits its gradient: the mean over the
    * global batch's targets */
   int n_valid = 0;
@@ -652,6 +664,12 @@ double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B) {
   m->z = z / d->L;
   m->loss = m->ce + m->aux_coef * m->aux + m->z_coef * m->z;
   return m->loss;
+}
+
+void smoe_model_logits(smoe_model_t *m, const int32_t *tokens, int B, real *logits) {
+  double aux, z;
+  forward_logits(m, tokens, B, &aux, &z);
+  m->ops->to_host(logits, m->a.logits, sizeof(real) * (size_t)B * m->dims.T * m->dims.V);
 }
 
 /* -------------------------------------------------------------- backward */

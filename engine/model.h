@@ -211,6 +211,9 @@ void smoe_model_free(smoe_model_t *m);
 /* tokens (B, T+1): inputs are [:, :T], targets [:, 1:]. Computes logits and
  * the losses (m->loss etc.); returns the total loss. B <= the allocated B. */
 double smoe_model_forward(smoe_model_t *m, const int32_t *tokens, int B);
+/* The same forward without the loss: logits (B*T, V, host) of every
+ * position (targets unused). */
+void smoe_model_logits(smoe_model_t *m, const int32_t *tokens, int B, real *logits);
 void smoe_model_zero_grad(smoe_model_t *m);
 /* Gradients of m->loss from the last forward, accumulated into the grads;
  * dense gradients are then summed over the ranks: all-reduced into

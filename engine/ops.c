@@ -164,6 +164,23 @@ void smoe_attention_forward(real *out, real *att, const real *q, const real *k, 
     }
 }
 
+void smoe_attention_decode(real *out, real *att, const real *q, const real *k, const real *v, int n,
+                           int H, int Hkv, int d) {
+  const int ks = Hkv * d, group = H / Hkv;
+  const real scale = (real)(1.0 / sqrt((double)d));
+  for (int hd = 0; hd < H; hd++) {
+    const real *kb = k + (size_t)(hd / group) * d, *vb = v + (size_t)(hd / group) * d;
+    real *p = att + (size_t)hd * n, mx, sum = 0;
+    smoe_gemm(0, 1, 1, n, d, scale, q + (size_t)hd * d, d, kb, ks, 0, p, n);
+    mx = p[0];
+    for (int j = 1; j < n; j++) mx = p[j] > mx ? p[j] : mx;
+    for (int j = 0; j < n; j++) sum += p[j] = r_exp(p[j] - mx);
+    real inv = 1 / sum;
+    for (int j = 0; j < n; j++) p[j] *= inv;
+    smoe_gemm(0, 0, 1, d, n, 1, p, n, vb, ks, 0, out + (size_t)hd * d, d);
+  }
+}
+
 void smoe_attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,
                         const real *q, const real *k, const real *v, int B, int T, int H, int Hkv,
                         int d, smoe_arena_t *scratch) {

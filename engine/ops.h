@@ -41,6 +41,11 @@ void smoe_rope_backward(real *dx, const real *cos_t, const real *sin_t, int N, i
 
 /* Causal grouped-query attention. q (N, H*d), k/v (N, Hkv*d), out (N, H*d),
  * att (B, H, T, T) softmax probabilities (lower triangle) saved for backward. */
+/* The query of one new position per head (q: H*d) against n cached
+ * positions of k and v ((n, Hkv*d)): generation with a KV cache (no mask: the
+ * cache holds only the past); att (H, n) gets the probabilities. */
+void smoe_attention_decode(real *out, real *att, const real *q, const real *k, const real *v, int n,
+                           int H, int Hkv, int d);
 void smoe_attention_forward(real *out, real *att, const real *q, const real *k, const real *v, int B,
                        int T, int H, int Hkv, int d);
 void smoe_attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,

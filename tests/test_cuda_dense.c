@@ -4,7 +4,8 @@
  * B 2, T 128, H 8, Hkv 2, d 32; V 257 with ignored targets): GEMM (the
  * four transpose cases), matmul forward and backward (with NULL outputs),
  * embedding, RMSNorm, RoPE, causal GQA attention
- * (both ways the heads are batched) and cross-entropy, forward and
+ * (both ways the heads are batched; and the decode step against a cache)
+ * and cross-entropy, forward and
  * backward, and fused (the table's op: the gradient in place). Backward
  * outputs start at random values, so a kernel that writes where it should
  * add fails.
@@ -253,6 +254,26 @@ static void test_rope(int N, int T, int nh, int d) {
   free(cos_t), free(sin_t), free(x);
 }
 
+/* One new query per head against n cached positions (sampling). */
+static void test_attention_decode(int n, int H, int Hkv, int d) {
+  char shape[80];
+  snprintf(shape, sizeof shape, "n%d H%d Hkv%d d%d", n, H, Hkv, d);
+  size_t nq = (size_t)H * d, nk = (size_t)n * Hkv * d, na = (size_t)H * n;
+  real *q = rand_host(nq, 1), *k = rand_host(nk, 1), *v = rand_host(nk, 1);
+  real *out = rand_host(nq, 1), *att = rand_host(na, 1);
+  real *d_q = to_dev(q, sizeof(real) * nq), *d_k = to_dev(k, sizeof(real) * nk),
+       *d_v = to_dev(v, sizeof(real) * nk), *d_out = to_dev(out, sizeof(real) * nq),
+       *d_att = to_dev(att, sizeof(real) * na);
+  const double tol = gemm_tol((double)n + d);
+  smoe_attention_decode(out, att, q, k, v, n, H, Hkv, d);
+  smoe_cuda_attention_decode(d_out, d_att, d_q, d_k, d_v, n, H, Hkv, d);
+  check_dev("attention_decode out", shape, d_out, out, nq, tol);
+  check_dev("attention_decode att", shape, d_att, att, na, tol);
+  smoe_cuda_free(d_q), smoe_cuda_free(d_k), smoe_cuda_free(d_v), smoe_cuda_free(d_out),
+      smoe_cuda_free(d_att);
+  free(q), free(k), free(v), free(out), free(att);
+}
+
 static void test_attention(int B, int T, int H, int Hkv, int d, smoe_arena_t *arena) {
   char shape[80];
   snprintf(shape, sizeof shape, "B%d T%d H%d Hkv%d d%d", B, T, H, Hkv, d);
@@ -394,6 +415,10 @@ int main(void) {
   test_attention(1, 37, 4, 1, 33, &arena);  /* H = 4 Hkv, over sequences */
   test_attention(1, 21, 6, 2, 8, &arena);   /* H = 3 Hkv, over kv heads */
   test_attention(2, 128, 8, 2, 32, &arena); /* realistic */
+  test_attention_decode(1, 1, 1, 1);
+  test_attention_decode(37, 4, 1, 33); /* H = 4 Hkv */
+  test_attention_decode(100, 6, 2, 8); /* H = 3 Hkv, more than a warp of positions */
+  test_attention_decode(128, 8, 8, 32);
 
   test_crossentropy(1, 1, 0, 1, &arena);
   test_crossentropy(37, 33, 5, 1, &arena);

@@ -19,6 +19,7 @@
 #include "eval.h"
 #include "ckpt_cmd.h"
 #include "hf.h"
+#include "sample.h"
 #include "step.h"
 #include "supervisor.h"
 #include "train.h"
@@ -310,7 +311,7 @@ static int cmd_eval(int argc, char **argv, char *self) {
   }
   smoe_config_t c;
   smoe_model_t m;
-  if (smoe_model_open(&m, &c, dir, seq_len, batch, &err) != 0) {
+  if (smoe_model_open(&m, &c, dir, seq_len, batch, NULL, &err) != 0) {
     fprintf(stderr, "swiftmoe eval: %s\n", err.msg);
     free(tokens);
     return 1;
@@ -391,7 +392,7 @@ static int cmd_export(int argc, char **argv, char *self) {
   smoe_err_t err = {{0}};
   smoe_config_t c;
   smoe_model_t m;
-  if (smoe_model_open(&m, &c, run, 0, 1, &err) != 0) {
+  if (smoe_model_open(&m, &c, run, 0, 1, NULL, &err) != 0) {
     fprintf(stderr, "swiftmoe export: %s\n", err.msg);
     return 1;
   }
@@ -564,9 +565,231 @@ static int cmd_memory(int argc, char **argv, char *self) {
 
 /* ------------------------------------------------------------------- main */
 
+/* ----------------------------------------------------------------- sample */
+
+static const option_t sample_options[] = {
+    {"--init-hf", "DIR", "sample from HF Mixtral weights instead of a run folder"},
+    {"--prompt", "TEXT", "the prompt (byte-level models; default: a new line)"},
+    {"--prompt-file", "F", "the prompt from a file (its bytes)"},
+    {"--prompt-ids", "\"ID ...\"", "the prompt as token ids (any vocabulary)"},
+    {"--tokens", "N", "tokens to generate (default 256; prompt + N <= the model's seq_len)"},
+    {"--temperature", "T", "0 = greedy (the most likely token); default 0.8"},
+    {"--top-k", "K", "sample among the K most likely tokens; 0 = all (default 40)"},
+    {"--seed", "S", "the sampler's seed (default 1337): the same seed, the same text"},
+    {"--ids", NULL, "print the generated token ids (one line) instead of text"},
+    {"--device", "cpu|cuda", "where to run (default: the run's training.device)"},
+    {"--threads", "N", "threads (default: all cores)"},
+    {"--help", NULL, "show this help"},
+};
+enum { SAMPLE_INIT_HF, SAMPLE_PROMPT, SAMPLE_PROMPT_FILE, SAMPLE_PROMPT_IDS, SAMPLE_TOKENS,
+       SAMPLE_TEMPERATURE, SAMPLE_TOP_K, SAMPLE_SEED, SAMPLE_IDS, SAMPLE_DEVICE, SAMPLE_THREADS,
+       SAMPLE_HELP };
+#define N_SAMPLE_OPTIONS ((int)(sizeof sample_options / sizeof sample_options[0]))
+
+/* Byte-level output, streamed: printable ASCII, newlines and tabs as they
+ * are, whole valid UTF-8 sequences as they are, every other byte as \xNN. */
+typedef struct {
+  unsigned char pend[4];
+  int n, want;
+} utf8_out_t;
+
+static void utf8_flush(utf8_out_t *u) {
+  for (int i = 0; i < u->n; i++) printf("\\x%02x", u->pend[i]);
+  u->n = u->want = 0;
+}
+
+static void utf8_put(utf8_out_t *u, unsigned b) {
+  if (u->n > 0) {
+    if (b >= 0x80 && b <= 0xbf) {
+      u->pend[u->n++] = (unsigned char)b;
+      if (u->n == u->want) {
+        fwrite(u->pend, 1, (size_t)u->n, stdout);
+        u->n = u->want = 0;
+      }
+      return;
+    }
+    utf8_flush(u); /* cut short: not text */
+  }
+  if (b == '\n' || b == '\t' || (b >= 0x20 && b < 0x7f))
+    putchar((int)b);
+  else if (b >= 0xc2 && b <= 0xf4)
+    u->pend[0] = (unsigned char)b, u->n = 1, u->want = b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
+  else
+    printf("\\x%02x", b);
+}
+
+static int sample_error(const char *fmt, const char *what) {
+  fprintf(stderr, "swiftmoe sample: ");
+  fprintf(stderr, fmt, what);
+  fprintf(stderr, "\n");
+  return 1;
+}
+
+static int cmd_sample(int argc, char **argv, char *self) {
+  (void)self;
+  const char *hf = NULL, *run = NULL, *prompt = NULL, *prompt_file = NULL, *prompt_ids = NULL,
+             *device = NULL, *temp_arg = "0.8";
+  int tokens = 256, top_k = 40, threads = 0, ids = 0, rc = 0;
+  unsigned long long seed = 1337;
+  for (int i = 0; i < argc && rc == 0; i++) {
+    const char *v = NULL;
+    int k = match_option(sample_options, N_SAMPLE_OPTIONS, argc, argv, &i, &v, "sample", &rc);
+    if (rc) break;
+    char *end = NULL;
+    if (k == SAMPLE_INIT_HF) hf = v;
+    if (k == SAMPLE_PROMPT) prompt = v;
+    if (k == SAMPLE_PROMPT_FILE) prompt_file = v;
+    if (k == SAMPLE_PROMPT_IDS) prompt_ids = v;
+    if (k == SAMPLE_TOKENS) rc = positive("sample", "--tokens", v, &tokens);
+    if (k == SAMPLE_TEMPERATURE) temp_arg = v;
+    if (k == SAMPLE_TOP_K) {
+      long x = strtol(v, &end, 10);
+      if (*v == '\0' || *end || x < 0 || x > 1 << 24)
+        rc = usage_error("sample", "--top-k %s: expected an integer in 0..16777216 (0 = all)", v);
+      top_k = (int)x;
+    }
+    if (k == SAMPLE_SEED) {
+      seed = strtoull(v, &end, 10);
+      if (*v == '\0' || *end) rc = usage_error("sample", "--seed %s: expected a whole number", v);
+    }
+    if (k == SAMPLE_IDS) ids = 1;
+    if (k == SAMPLE_DEVICE) device = v;
+    if (k == SAMPLE_THREADS) rc = positive("sample", "--threads", v, &threads);
+    if (k == N_SAMPLE_OPTIONS) {
+      if (run) rc = usage_error("sample", "unexpected argument '%s'", v);
+      run = v;
+    }
+    if (k == SAMPLE_HELP) {
+      printf("usage: swiftmoe sample (RUN_DIR | --init-hf DIR) [--prompt TEXT | --prompt-file F |\n"
+             "                       --prompt-ids \"ID ...\"] [--tokens N] [--temperature T]\n"
+             "                       [--top-k K] [--seed S] [--ids] [--device cpu|cuda]\n\n"
+             "Generates text from a trained model (RUN_DIR: its config.ini and\n"
+             "model.safetensors), one token at a time with a KV cache, routing as in\n"
+             "training (top-k experts, weights renormalised, nothing dropped), and streams\n"
+             "it to stdout: the prompt, then the new text. Byte-level models (vocabulary\n"
+             "256) print bytes as text, bytes that are not valid UTF-8 as \\xNN; models\n"
+             "with a larger vocabulary print token ids (no tokenizer is supported). The\n"
+             "speed goes to stderr.\n\noptions:\n");
+      print_options(sample_options, N_SAMPLE_OPTIONS);
+      return 0;
+    }
+  }
+  if (rc) return rc;
+  if (!run == !hf) return usage_error("sample", "%s", "give either RUN_DIR or --init-hf DIR");
+  if ((prompt != NULL) + (prompt_file != NULL) + (prompt_ids != NULL) > 1)
+    return usage_error("sample", "%s", "give one of --prompt, --prompt-file, --prompt-ids");
+  char *end = NULL;
+  double temperature = strtod(temp_arg, &end);
+  if (*temp_arg == '\0' || *end || !(temperature >= 0) || temperature > 1e6)
+    return usage_error("sample", "--temperature %s: expected a number >= 0 (0 = greedy; sampling "
+                       "needs a temperature above 0)", temp_arg);
+  if (device && strcmp(device, "cpu") && strcmp(device, "cuda"))
+    return usage_error("sample", "--device %s: expected cpu or cuda", device);
+  smoe_set_threads(threads);
+  const char *dir = run ? run : hf;
+  smoe_err_t err = {{0}};
+  smoe_config_t c;
+  smoe_model_t m;
+  if (smoe_model_open(&m, &c, dir, 0, 1, device, &err) != 0)
+    return sample_error("%s", err.msg);
+  /* the prompt as tokens */
+  const int T = c.seq_len, V = c.vocab_size;
+  int32_t *toks = xmalloc(sizeof(int32_t) * ((size_t)T + 1));
+  int n = 0;
+  rc = 0;
+  if (prompt_ids) {
+    for (const char *p = prompt_ids; *p && rc == 0;) {
+      long x = strtol(p, &end, 10);
+      if (end == p) {
+        rc = sample_error("--prompt-ids: '%s' is not a list of token ids", prompt_ids);
+        break;
+      }
+      if (x < 0 || x >= V) {
+        fprintf(stderr, "swiftmoe sample: --prompt-ids: %ld is not a token of this model (0..%d)\n",
+                x, V - 1);
+        rc = 1;
+      } else if (n <= T) {
+        toks[n++] = (int32_t)x;
+      } else {
+        n++;
+      }
+      for (p = end; *p == ' ' || *p == ',' || *p == '\n'; p++) {}
+    }
+  } else {
+    if (V != 256) {
+      fprintf(stderr, "swiftmoe sample: this model's vocabulary is %d tokens, not bytes: give the "
+              "prompt as --prompt-ids (no tokenizer is supported)\n", V);
+      rc = 1;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (rc == 0 && prompt_file) {
+      FILE *f = fopen(prompt_file, "rb");
+      if (!f) {
+        rc = sample_error("--prompt-file %s: cannot open it", prompt_file);
+      } else {
+        text = xmalloc((size_t)T + 2);
+        len = fread(text, 1, (size_t)T + 1, f);
+        fclose(f);
+      }
+    } else if (rc == 0) {
+      text = strdup(prompt ? prompt : "\n");
+      len = strlen(text);
+    }
+    for (size_t i = 0; rc == 0 && i < len && i <= (size_t)T; i++) toks[n++] = (unsigned char)text[i];
+    free(text);
+  }
+  if (rc == 0 && n == 0) rc = sample_error("%s", "the prompt is empty: give at least one token");
+  if (rc == 0 && n + tokens > T) {
+    fprintf(stderr, "swiftmoe sample: the prompt (%d tokens) and --tokens %d make more than the "
+            "model's context of %d (model.seq_len); at most %d can follow this prompt\n", n,
+            tokens, T, T - n > 0 ? T - n : 0);
+    rc = 1;
+  }
+  smoe_decoder_t d;
+  if (rc == 0 && smoe_decoder_init(&d, &m, &err) != 0) rc = sample_error("%s", err.msg);
+  if (rc != 0) {
+    free(toks);
+    smoe_model_free(&m);
+    return rc;
+  }
+  const int bytes = V == 256 && !ids;
+  utf8_out_t u = {{0}, 0, 0};
+  double t0 = smoe_now();
+  const real *logits = NULL;
+  for (int i = 0; i < n; i++) { /* the prompt: its keys and values cached */
+    logits = smoe_decoder_step(&d, toks[i]);
+    if (bytes) utf8_put(&u, (unsigned)toks[i]);
+  }
+  if (bytes) fflush(stdout);
+  double t1 = smoe_now();
+  uint64_t rng = seed;
+  for (int i = 0; i < tokens; i++) {
+    int32_t next = smoe_sample_pick(logits, V, temperature, top_k, &rng, d.order);
+    if (bytes)
+      utf8_put(&u, (unsigned)next);
+    else
+      printf("%s%d", i ? " " : "", next);
+    fflush(stdout);
+    if (i + 1 < tokens) logits = smoe_decoder_step(&d, next);
+  }
+  if (bytes) utf8_flush(&u);
+  printf("\n");
+  fflush(stdout);
+  double t2 = smoe_now();
+  fprintf(stderr, "sample: %d tokens in %.3f s, %.1f tokens/s (prompt %d tokens in %.3f s; %s, %s)\n",
+          tokens, t2 - t1, tokens / (t2 - t1 > 0 ? t2 - t1 : 1e-9), n, t1 - t0, m.ops->name,
+          SMOE_REAL_NAME);
+  smoe_decoder_free(&d);
+  smoe_model_free(&m);
+  free(toks);
+  return 0;
+}
+
 static const command_t commands[] = {
     {"train", "train a model (one process, or several under mpirun/srun or --nproc)", cmd_train},
     {"eval", "mean cross-entropy of a trained or HF model on a file", cmd_eval},
+    {"sample", "generate text from a trained or HF model", cmd_sample},
     {"export", "write a run's weights as an HF Mixtral model folder", cmd_export},
     {"config", "print the default config with every key documented", cmd_config},
     {"memory", "memory per rank by kind for a config on G ranks, without running it", cmd_memory},
