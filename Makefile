@@ -49,7 +49,8 @@ build:
 demo: deps-demo
 	@$(MAKE) --no-print-directory build
 	@echo "make demo: $(DEMO_OUT) is the demo's own folder; an earlier demo there is replaced (--overwrite)"
-	./$(BUILD)/swiftmoe train --nproc $(DEMO_RANKS) --out $(DEMO_OUT) --overwrite
+	./$(BUILD)/swiftmoe train --nproc $(DEMO_RANKS) --out $(DEMO_OUT) --overwrite \
+	  --set training.sample_every=250
 
 test: deps-test
 	@$(MAKE) --no-print-directory build

@@ -122,6 +122,10 @@ static const cfg_key_t keys[] = {
         "max global gradient norm; 0 = off"),
     INT("training", "eval_every", eval_every, "100", 0, INT_MAX, NULL,
         "validation every N steps and at the end; 0 = only at the end"),
+    INT("training", "sample_every", sample_every, "0", 0, INT_MAX, NULL,
+        "every N steps rank 0 writes a short sample (64 tokens from a new line, temperature 0.8, "
+        "top-k 40, seeded by training.seed) to the log and metrics.jsonl; it keeps a whole copy "
+        "of the model for it; 0 = off"),
     INT("training", "eval_windows", eval_windows, "128", 1, 1 << 20, NULL,
         "validation windows per evaluation"),
     STR("training", "expert_optimizer", expert_optimizer, "sharded", "sharded replicated", NULL,

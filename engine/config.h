@@ -40,6 +40,7 @@ typedef struct {
   double beta1, beta2, adam_eps;
   double grad_clip;   /* max global grad norm; 0 = off */
   int eval_every;     /* validation every N steps (and at the end); 0 = only at the end */
+  int sample_every;   /* a text sample every N steps (rank 0); 0 = off */
   int eval_windows;   /* validation windows per evaluation */
   char expert_optimizer[16]; /* "sharded" or "replicated" (baseline) */
   char dense_optimizer[16];  /* "sharded" (ZeRO-1) or "replicated" (baseline) */

@@ -128,6 +128,7 @@ int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write
       cJSON_AddNumberToObject(k, "stall_s", r->ckpt_stall_s);
     }
     if (r->ckpt_global >= 0) cJSON_AddNumberToObject(o, "checkpoint_complete", (double)r->ckpt_global);
+    if (r->sample) cJSON_AddStringToObject(o, "sample", r->sample);
     if (r->bytes) {
       cJSON *b = cJSON_AddObjectToObject(o, "bytes");
       for (int p = 0; p < SMOE_PHASE_COUNT; p++)

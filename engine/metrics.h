@@ -26,6 +26,7 @@ typedef struct {
   const char *ckpt;    /* a checkpoint of this step: "async", "sync", "skipped" (busy); or NULL */
   double ckpt_stall_s; /* how long it blocked the step loop (staging, waiting) */
   int64_t ckpt_global; /* a checkpoint step agreed globally complete at this step, or -1 */
+  const char *sample;  /* a text sample of the model after this step (sample_every), or NULL */
 } smoe_step_record_t;
 
 /* Opens dir/metrics.jsonl for writing; progress: "auto", "on" or "off";

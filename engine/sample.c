@@ -3,6 +3,7 @@
 
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "moe.h"
@@ -158,4 +159,61 @@ int32_t smoe_sample_pick(const real *logits, int V, double temperature, int top_
     if (u < acc) return ix[i];
   }
   return ix[n - 1];
+}
+
+/* ------------------------------------------------------------ text */
+
+int smoe_utf8_flush(smoe_utf8_t *u, char *out) {
+  int k = 0;
+  for (int i = 0; i < u->n; i++) k += sprintf(out + k, "\\x%02x", u->pend[i]);
+  u->n = u->want = 0;
+  out[k] = '\0';
+  return k;
+}
+
+int smoe_utf8_put(smoe_utf8_t *u, unsigned b, char *out) {
+  int k = 0;
+  out[0] = '\0';
+  if (u->n > 0) {
+    if (b >= 0x80 && b <= 0xbf) {
+      u->pend[u->n++] = (unsigned char)b;
+      if (u->n < u->want) return 0;
+      memcpy(out, u->pend, (size_t)u->n);
+      k = u->n;
+      u->n = u->want = 0;
+      out[k] = '\0';
+      return k;
+    }
+    k = smoe_utf8_flush(u, out); /* cut short: not text */
+  }
+  if (b == '\n' || b == '\t' || (b >= 0x20 && b < 0x7f))
+    out[k++] = (char)b;
+  else if (b >= 0xc2 && b <= 0xf4)
+    u->pend[0] = (unsigned char)b, u->n = 1, u->want = b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
+  else
+    k += sprintf(out + k, "\\x%02x", b);
+  out[k] = '\0';
+  return k;
+}
+
+void smoe_sample_text(smoe_decoder_t *d, const int32_t *prompt, int n_prompt, int n,
+                      double temperature, int top_k, uint64_t seed, char *out, size_t cap) {
+  const int V = d->m->dims.V;
+  const real *logits = NULL;
+  smoe_decoder_reset(d);
+  for (int i = 0; i < n_prompt; i++) logits = smoe_decoder_step(d, prompt[i]);
+  smoe_utf8_t u = {{0}, 0, 0};
+  char piece[24];
+  size_t len = 0;
+  out[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    int32_t next = smoe_sample_pick(logits, V, temperature, top_k, &seed, d->order);
+    int k = V == 256 ? smoe_utf8_put(&u, (unsigned)next, piece)
+                     : snprintf(piece, sizeof piece, "%s%d", i ? " " : "", next);
+    if (i + 1 == n && V == 256) k += smoe_utf8_flush(&u, piece + k);
+    if (len + (size_t)k + 1 > cap) break;
+    memcpy(out + len, piece, (size_t)k + 1);
+    len += (size_t)k;
+    if (i + 1 < n) logits = smoe_decoder_step(d, next);
+  }
 }

@@ -42,4 +42,24 @@ const real *smoe_decoder_step(smoe_decoder_t *d, int32_t token);
 int32_t smoe_sample_pick(const real *logits, int V, double temperature, int top_k, uint64_t *rng,
                          void *order);
 
+/* Byte-level text made safe to print, a byte at a time: printable ASCII,
+ * newlines and tabs as they are, whole valid UTF-8 sequences as they are,
+ * every other byte as \xNN. smoe_utf8_put appends what byte b lets out to
+ * out (at most 16 characters, NUL-terminated) and returns its length;
+ * smoe_utf8_flush lets out what is pending (a sequence cut short). */
+typedef struct {
+  unsigned char pend[4];
+  int n, want;
+} smoe_utf8_t;
+int smoe_utf8_put(smoe_utf8_t *u, unsigned b, char *out);
+int smoe_utf8_flush(smoe_utf8_t *u, char *out);
+
+/* A sample for people: n tokens after prompt (n_prompt tokens) with the
+ * decoder (from an empty cache), temperature and top_k as smoe_sample_pick,
+ * the draws seeded by seed. Byte-level models (V = 256) give text (as
+ * smoe_utf8_put makes it), others token ids; into out (cap bytes,
+ * NUL-terminated, cut at cap). */
+void smoe_sample_text(smoe_decoder_t *d, const int32_t *prompt, int n_prompt, int n,
+                      double temperature, int top_k, uint64_t seed, char *out, size_t cap);
+
 #endif

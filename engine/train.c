@@ -20,6 +20,8 @@
 #include "eval.h"
 #include "hf.h"
 #include "metrics.h"
+#include "moe.h"
+#include "sample.h"
 #include "saver.h"
 #include "step.h"
 
@@ -371,6 +373,10 @@ typedef struct {
   int64_t tokens;    /* tokens trained, counted from step 0 */
   double imb_sum, static_imb_sum;
   int stop; /* preempted: an agreed SIGTERM/SIGINT */
+  /* training.sample_every: rank 0's whole copy of the model and its decoder */
+  smoe_model_t smp;
+  smoe_decoder_t dec;
+  char sample[4096];
 } run_t;
 
 /* What rank 0 prints (and, with metrics.all_ranks, every rank). */
@@ -386,6 +392,8 @@ typedef struct {
 
 static void run_free(run_t *r) {
   smoe_metrics_close(r->mt);
+  smoe_decoder_free(&r->dec);
+  if (r->smp.ops) smoe_model_free(&r->smp);
   free(r->batch), free(r->rank_tokens), free(r->imb), free(r->counts);
   smoe_step_free(&r->x);
   smoe_data_free(&r->data);
@@ -417,6 +425,20 @@ static int run_open(run_t *r, const char *init_hf, int64_t resume, int *removed,
     return -1;
   }
   smoe_model_t *m = &r->x.m;
+  if (c->sample_every > 0 && r->rank == 0) { /* a world of one on rank 0, weights copied in */
+    smoe_config_t one = *c;
+    one.init_from[0] = '\0';
+    smoe_comm_t *local = smoe_comm_local();
+    int rc = smoe_model_init_dist(&r->smp, &one, 1, local, err);
+    if (rc == 0) r->smp.own_comm = 1;
+    else smoe_comm_finalize(local);
+    if (rc == 0) rc = smoe_decoder_init(&r->dec, &r->smp, err);
+    if (rc != 0) {
+      smoe_step_free(&r->x);
+      smoe_data_free(&r->data);
+      return -1;
+    }
+  }
   r->res->expert_optimizer_bytes = r->x.sh.bytes;
   r->res->optimizer_bytes = r->x.sh.bytes + r->x.dense_opt_bytes;
   r->batch = xmalloc(sizeof(int32_t) * (size_t)r->B * (r->T + 1));
@@ -517,6 +539,31 @@ static void run_announce(const run_t *r, const char *init_hf, int64_t resume, in
  * staged when due, the metrics line, then the checkpoint's write. ctl: the
  * step's agreed control values (read_control); global: a checkpoint agreed
  * in the step, or -1. Returns 0, or -1 with err. */
+/* Collective (training.sample_every): every expert gathered to rank 0 into
+ * its copy of the model, with the dense weights and the selection bias;
+ * there a 64-token sample from a new line (token 0 for other vocabularies),
+ * seeded by training.seed, into r->sample. Reads the training state, never
+ * writes it: the run goes on bit for bit as without it. */
+static void run_sample(run_t *r) {
+  smoe_model_t *m = &r->x.m, *s = &r->smp;
+  const size_t P = smoe_expert_numel(m->dims.D, m->dims.F);
+  for (int l = 0; l < r->L; l++)
+    for (int e = 0; e < r->E; e++) {
+      const real *w = smoe_shards_gather_one(&r->x.sh, r->comm, l, e);
+      if (r->rank != 0) continue;
+      int slot = 0; /* the copy's placement: one slot per expert */
+      while (s->placement.slot_expert[(size_t)l * s->S + slot] != e) slot++;
+      s->ops->to_device(s->experts + ((size_t)l * s->S + slot) * P, w, sizeof(real) * P);
+    }
+  if (r->rank != 0) return;
+  s->ops->copy(s->dense_mem, m->dense_mem, s->n_dense < m->n_dense ? s->n_dense : m->n_dense);
+  memcpy(s->expert_bias, m->expert_bias, sizeof(real) * (size_t)r->L * r->E);
+  s->ops->to_device(s->bias_dev, s->expert_bias, sizeof(real) * (size_t)r->L * r->E);
+  int32_t prompt = s->dims.V == 256 ? '\n' : 0;
+  int n = 64 < r->T - 1 ? 64 : r->T - 1;
+  smoe_sample_text(&r->dec, &prompt, 1, n, 0.8, 40, r->c->seed, r->sample, sizeof r->sample);
+}
+
 static int run_after_step(run_t *r, int64_t done, const smoe_step_out_t *so, const int64_t *ctl,
                           int64_t global, double dt, smoe_err_t *err) {
   const smoe_config_t *c = r->c;
@@ -535,6 +582,11 @@ static int run_after_step(run_t *r, int64_t done, const smoe_step_out_t *so, con
   res->dropped_tokens += dropped;
   r->stop = ctl[0] > 0;
   int eval = !r->stop && (done == c->steps || (c->eval_every > 0 && done % c->eval_every == 0));
+  const int sampled = c->sample_every > 0 && done % c->sample_every == 0;
+  if (sampled) { /* its gathers' bytes are not the step's: counted before, reset after */
+    run_sample(r);
+    NOTE(r, "sample after step %lld:\n%s", (long long)done, r->sample);
+  }
   double val_loss = -1;
   /* the counts belong to the training batch: kept across a validation */
   memcpy(r->counts, m->expert_counts, sizeof(int64_t) * (size_t)L * E);
@@ -576,12 +628,14 @@ static int run_after_step(run_t *r, int64_t done, const smoe_step_out_t *so, con
       .expert_counts = r->counts, .L = L, .E = E, .G = r->G, .rank_tokens = r->rank_tokens,
       .imbalance = mean_imb, .layer_imbalance = r->imb, .dropped = dropped, .bytes = bytes,
       .replicas = r->x.replicas, .plan_time_s = so->plan_s, .split_time_s = m->split_time,
-      .ckpt = ckpt, .ckpt_stall_s = stall, .ckpt_global = global};
+      .ckpt = ckpt, .ckpt_stall_s = stall, .ckpt_global = global,
+      .sample = sampled && r->rank == 0 ? r->sample : NULL};
   res->final_train_loss = so->ce;
   res->checkpoints += write;
   smoe_comm_reset_bytes(r->comm);
   if (r->mt && smoe_metrics_step(r->mt, &rec,
-                                 eval || ckpt || global >= 0 || done % c->log_every == 0, err) != 0)
+                                 eval || ckpt || global >= 0 || sampled || done % c->log_every == 0,
+                                 err) != 0)
     return -1;
   if (!isfinite(so->loss))
     return smoe_fail(err, "loss became %f at step %lld; lower training.lr (now %g) or check the "

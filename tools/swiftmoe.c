@@ -586,38 +586,6 @@ enum { SAMPLE_INIT_HF, SAMPLE_PROMPT, SAMPLE_PROMPT_FILE, SAMPLE_PROMPT_IDS, SAM
        SAMPLE_HELP };
 #define N_SAMPLE_OPTIONS ((int)(sizeof sample_options / sizeof sample_options[0]))
 
-/* Byte-level output, streamed: printable ASCII, newlines and tabs as they
- * are, whole valid UTF-8 sequences as they are, every other byte as \xNN. */
-typedef struct {
-  unsigned char pend[4];
-  int n, want;
-} utf8_out_t;
-
-static void utf8_flush(utf8_out_t *u) {
-  for (int i = 0; i < u->n; i++) printf("\\x%02x", u->pend[i]);
-  u->n = u->want = 0;
-}
-
-static void utf8_put(utf8_out_t *u, unsigned b) {
-  if (u->n > 0) {
-    if (b >= 0x80 && b <= 0xbf) {
-      u->pend[u->n++] = (unsigned char)b;
-      if (u->n == u->want) {
-        fwrite(u->pend, 1, (size_t)u->n, stdout);
-        u->n = u->want = 0;
-      }
-      return;
-    }
-    utf8_flush(u); /* cut short: not text */
-  }
-  if (b == '\n' || b == '\t' || (b >= 0x20 && b < 0x7f))
-    putchar((int)b);
-  else if (b >= 0xc2 && b <= 0xf4)
-    u->pend[0] = (unsigned char)b, u->n = 1, u->want = b < 0xe0 ? 2 : b < 0xf0 ? 3 : 4;
-  else
-    printf("\\x%02x", b);
-}
-
 static int sample_error(const char *fmt, const char *what) {
   fprintf(stderr, "swiftmoe sample: ");
   fprintf(stderr, fmt, what);
@@ -754,12 +722,13 @@ static int cmd_sample(int argc, char **argv, char *self) {
     return rc;
   }
   const int bytes = V == 256 && !ids;
-  utf8_out_t u = {{0}, 0, 0};
+  smoe_utf8_t u = {{0}, 0, 0};
+  char piece[24];
   double t0 = smoe_now();
   const real *logits = NULL;
   for (int i = 0; i < n; i++) { /* the prompt: its keys and values cached */
     logits = smoe_decoder_step(&d, toks[i]);
-    if (bytes) utf8_put(&u, (unsigned)toks[i]);
+    if (bytes) fputs(smoe_utf8_put(&u, (unsigned)toks[i], piece) ? piece : "", stdout);
   }
   if (bytes) fflush(stdout);
   double t1 = smoe_now();
@@ -767,13 +736,13 @@ static int cmd_sample(int argc, char **argv, char *self) {
   for (int i = 0; i < tokens; i++) {
     int32_t next = smoe_sample_pick(logits, V, temperature, top_k, &rng, d.order);
     if (bytes)
-      utf8_put(&u, (unsigned)next);
+      fputs(smoe_utf8_put(&u, (unsigned)next, piece) ? piece : "", stdout);
     else
       printf("%s%d", i ? " " : "", next);
     fflush(stdout);
     if (i + 1 < tokens) logits = smoe_decoder_step(&d, next);
   }
-  if (bytes) utf8_flush(&u);
+  if (bytes) fputs(smoe_utf8_flush(&u, piece) ? piece : "", stdout);
   printf("\n");
   fflush(stdout);
   double t2 = smoe_now();
