@@ -6,7 +6,8 @@
 #    on the saved weights with the same settings (the gathered experts are
 #    the saved ones);
 #  - the same seed gives the same text, another seed other text; greedy
-#    (temperature 0) is the same whatever the seed; --ids prints ids;
+#    (temperature 0) is the same whatever the seed and on the guard backend;
+#    --ids prints ids;
 #  - errors, one line each, exit 1 or 2: an empty prompt, a prompt and
 #    --tokens longer than the context, a run folder without weights, a
 #    negative temperature, an id outside the vocabulary, a text prompt for a
@@ -68,6 +69,9 @@ one() { "$bin" sample "$run" --prompt "The " --tokens 40 "$@" 2>/dev/null; }
 [ "$(one --seed 5)" != "$(one --seed 6)" ] && ok "another seed, other text" || bad "another seed, same text"
 [ "$(one --temperature 0 --seed 5)" = "$(one --temperature 0 --seed 6)" ] && ok "greedy ignores the seed" \
   || bad "greedy depends on the seed"
+[ "$(one --temperature 0)" = "$(one --temperature 0 --device guard)" ] \
+  && ok "the guard backend (backend memory reached only through the op table) writes the same" \
+  || bad "guard and cpu differ"
 ids=$("$bin" sample "$run" --prompt-ids "84 104 101 32" --tokens 10 --temperature 0 --ids 2>/dev/null)
 [ "$(echo "$ids" | wc -w)" = 10 ] && ok "--ids: $ids" || bad "--ids: '$ids'"
 text=$(one --temperature 0 | od -An -c | tr -d ' \n')

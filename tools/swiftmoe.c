@@ -577,7 +577,7 @@ static const option_t sample_options[] = {
     {"--top-k", "K", "sample among the K most likely tokens; 0 = all (default 40)"},
     {"--seed", "S", "the sampler's seed (default 1337): the same seed, the same text"},
     {"--ids", NULL, "print the generated token ids (one line) instead of text"},
-    {"--device", "cpu|cuda", "where to run (default: the run's training.device)"},
+    {"--device", "cpu|cuda|guard", "where to run (default: the run's training.device)"},
     {"--threads", "N", "threads (default: all cores)"},
     {"--help", NULL, "show this help"},
 };
@@ -651,8 +651,8 @@ static int cmd_sample(int argc, char **argv, char *self) {
   if (*temp_arg == '\0' || *end || !(temperature >= 0) || temperature > 1e6)
     return usage_error("sample", "--temperature %s: expected a number >= 0 (0 = greedy; sampling "
                        "needs a temperature above 0)", temp_arg);
-  if (device && strcmp(device, "cpu") && strcmp(device, "cuda"))
-    return usage_error("sample", "--device %s: expected cpu or cuda", device);
+  if (device && strcmp(device, "cpu") && strcmp(device, "cuda") && strcmp(device, "guard"))
+    return usage_error("sample", "--device %s: expected cpu, cuda or guard", device);
   smoe_set_threads(threads);
   const char *dir = run ? run : hf;
   smoe_err_t err = {{0}};

@@ -23,6 +23,8 @@
 #   rerun        the fp32 run again: the same bits
 #   resume       the fp32 run failing at step 130, resumed from its checkpoint
 #                of step 100: the same final weights
+#   sample       `swiftmoe sample` of the fp32 run, greedy, 112 tokens: the
+#                GPU's text equals the CPU's; tokens/s of both (sample.log)
 #   bench        configs/bench-h200.ini in fp32 (bench_bf16: in bf16): tokens/s
 #                and model FLOP utilisation against the bf16 rate R
 #   parts        one MoE layer (the bench model at L = 1): forward+backward with
@@ -140,6 +142,13 @@ resume() { # a failure injected at step 130, then --resume auto: from step 100
     --resume auto && cmp "$out/fp32/model.safetensors" "$out/fp32.resumed/model.safetensors"
 }
 step resume 240 resume
+sample() { # greedy on both devices: the same bytes; each prints its tokens/s
+  local p=(sample "$out/fp32" --prompt "Q: What " --tokens 112 --temperature 0 --threads 1)
+  swiftmoe "${p[@]}" --device cuda >"$out/sample.cuda.txt" &&
+    swiftmoe "${p[@]}" --device cpu >"$out/sample.cpu.txt" &&
+    cmp "$out/sample.cuda.txt" "$out/sample.cpu.txt" && cat "$out/sample.cuda.txt"
+}
+step sample 60 sample
 bench=(--config "$here/configs/bench-h200.ini" "${data[@]}")
 bench() { # NAME [--set ...]: the bench model's run, its summary printed
   local name=$1
