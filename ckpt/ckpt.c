@@ -696,11 +696,11 @@ static int read_chunk(smoe_store_t *s, int rank, const manifest_t *m, int i, uin
   return rc;
 }
 
-/* Decodes checkpoint `step` with its chain into out (the manifests' total bytes;
- * *m gets the newest manifest, the caller frees it). */
-static int decode_chain(smoe_store_t *s, int rank, int64_t step, manifest_t *top, uint8_t **outp,
-                        size_t *total, smoe_err_t *err) {
-  /* the chain, newest first: step, its base, ..., the full one */
+/* The manifests of checkpoint `step`'s chain, newest first (step, its base,
+ * ..., the full one), checked to share one layout: *chainp (*np of them;
+ * free_chain). */
+static int read_chain(smoe_store_t *s, int rank, int64_t step, manifest_t **chainp, int *np,
+                      smoe_err_t *err) {
   int n = 0, cap = 8;
   manifest_t *chain = xcalloc((size_t)cap, sizeof *chain);
   int rc = 0;
@@ -744,6 +744,34 @@ static int decode_chain(smoe_store_t *s, int rank, int64_t step, manifest_t *top
       rc = smoe_fail(err, "rank %d, checkpoint of step %lld: its chain changes layout at step %lld",
                      rank, (long long)step, (long long)chain[j].step);
   }
+  *chainp = chain, *np = n;
+  return rc;
+}
+
+static void free_chain(manifest_t *chain, int n) {
+  for (int j = 0; j < n; j++) manifest_free(&chain[j]);
+  free(chain);
+}
+
+/* Chunk c of region i through the chain: the full one, then each delta
+ * (tmp: chunk_bytes of scratch). */
+static int decode_chunk(smoe_store_t *s, int rank, const manifest_t *chain, int n, int i,
+                        uint32_t c, uint8_t *dst, uint8_t *tmp, smoe_err_t *err) {
+  int rc = read_chunk(s, rank, &chain[n - 1], i, c, NULL, dst, err);
+  for (int j = n - 2; rc == 0 && j >= 0; j--) {
+    rc = read_chunk(s, rank, &chain[j], i, c, dst, tmp, err);
+    if (rc == 0) memcpy(dst, tmp, chain[j].regions[i].chunks[c].raw);
+  }
+  return rc;
+}
+
+/* Decodes checkpoint `step` with its chain into out (the manifests' total bytes;
+ * *m gets the newest manifest, the caller frees it). */
+static int decode_chain(smoe_store_t *s, int rank, int64_t step, manifest_t *top, uint8_t **outp,
+                        size_t *total, smoe_err_t *err) {
+  manifest_t *chain;
+  int n;
+  int rc = read_chain(s, rank, step, &chain, &n, err);
   uint8_t *out = NULL, *tmp = NULL;
   size_t sum = 0;
   if (rc == 0) {
@@ -758,14 +786,8 @@ static int decode_chain(smoe_store_t *s, int rank, int64_t step, manifest_t *top
   size_t off = 0;
   for (uint32_t i = 0; rc == 0 && i < chain[0].n_regions; i++) {
     const mregion_t *g = &chain[0].regions[i];
-    for (uint32_t c = 0; rc == 0 && c < g->n_chunks; c++) {
-      uint8_t *dst = out + off + c * g->chunk_bytes;
-      rc = read_chunk(s, rank, &chain[n - 1], (int)i, c, NULL, dst, err);
-      for (int j = n - 2; rc == 0 && j >= 0; j--) {
-        rc = read_chunk(s, rank, &chain[j], (int)i, c, dst, tmp, err);
-        if (rc == 0) memcpy(dst, tmp, chain[j].regions[i].chunks[c].raw);
-      }
-    }
+    for (uint32_t c = 0; rc == 0 && c < g->n_chunks; c++)
+      rc = decode_chunk(s, rank, chain, n, (int)i, c, out + off + c * g->chunk_bytes, tmp, err);
     off += g->bytes;
   }
   free(tmp);
@@ -777,9 +799,83 @@ static int decode_chain(smoe_store_t *s, int rank, int64_t step, manifest_t *top
   } else {
     free(out);
   }
-  for (int j = 0; j < n; j++) manifest_free(&chain[j]);
-  free(chain);
+  free_chain(chain, n);
   return rc;
+}
+
+/* --- reading another rank's checkpoint, a piece at a time ------------------- */
+
+struct smoe_ckpt_reader {
+  smoe_store_t *s;
+  int rank, n;
+  manifest_t *chain;
+  uint8_t *buf, *tmp; /* the last chunk decoded, and scratch */
+  int region;         /* ... which region and chunk buf holds; -1 none */
+  uint32_t chunk;
+};
+
+smoe_ckpt_reader_t *smoe_ckpt_reader_open(smoe_store_t *s, int rank, int64_t step,
+                                          smoe_err_t *err) {
+  smoe_ckpt_reader_t *r = xcalloc(1, sizeof *r);
+  r->s = s, r->rank = rank, r->region = -1;
+  if (read_chain(s, rank, step, &r->chain, &r->n, err) != 0) {
+    free_chain(r->chain, r->n);
+    free(r);
+    return NULL;
+  }
+  size_t maxc = 0;
+  for (uint32_t i = 0; i < r->chain[0].n_regions; i++)
+    if (r->chain[0].regions[i].chunk_bytes > maxc) maxc = r->chain[0].regions[i].chunk_bytes;
+  r->buf = xmalloc(maxc + 1), r->tmp = xmalloc(maxc + 1);
+  return r;
+}
+
+void smoe_ckpt_reader_close(smoe_ckpt_reader_t *r) {
+  if (!r) return;
+  free_chain(r->chain, r->n);
+  free(r->buf), free(r->tmp);
+  free(r);
+}
+
+int64_t smoe_ckpt_reader_shape(const smoe_ckpt_reader_t *r, const char *name) {
+  for (uint32_t i = 0; i < r->chain[0].n_shapes; i++)
+    if (strcmp(r->chain[0].shapes[i].name, name) == 0) return r->chain[0].shapes[i].value;
+  return -1;
+}
+
+int64_t smoe_ckpt_reader_bytes(const smoe_ckpt_reader_t *r, const char *region) {
+  for (uint32_t i = 0; i < r->chain[0].n_regions; i++)
+    if (strcmp(r->chain[0].regions[i].name, region) == 0) return (int64_t)r->chain[0].regions[i].bytes;
+  return -1;
+}
+
+int smoe_ckpt_reader_read(smoe_ckpt_reader_t *r, const char *region, size_t off, size_t n,
+                          void *out, smoe_err_t *err) {
+  const manifest_t *m = &r->chain[0];
+  int i = 0;
+  while (i < (int)m->n_regions && strcmp(m->regions[i].name, region) != 0) i++;
+  if (i == (int)m->n_regions)
+    return smoe_fail(err, "rank %d, checkpoint of step %lld: no region '%s'", r->rank,
+                     (long long)m->step, region);
+  const mregion_t *g = &m->regions[i];
+  if (off > g->bytes || n > g->bytes - off)
+    return smoe_fail(err, "rank %d, checkpoint of step %lld: bytes %zu..%zu of region '%s' (%llu "
+                     "bytes)", r->rank, (long long)m->step, off, off + n, region,
+                     (unsigned long long)g->bytes);
+  uint8_t *o = out;
+  while (n > 0) {
+    uint32_t c = (uint32_t)(off / g->chunk_bytes);
+    size_t at = off - (size_t)c * g->chunk_bytes, take = g->chunks[c].raw - at;
+    if (take > n) take = n;
+    if (r->region != i || r->chunk != c) {
+      r->region = -1;
+      if (decode_chunk(r->s, r->rank, r->chain, r->n, i, c, r->buf, r->tmp, err) != 0) return -1;
+      r->region = i, r->chunk = c;
+    }
+    memcpy(o, r->buf + at, take);
+    o += take, off += take, n -= take;
+  }
+  return 0;
 }
 
 /* Restores checkpoint `step` into the regions. -2 for a shape or layout

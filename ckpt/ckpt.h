@@ -165,6 +165,26 @@ int64_t smoe_plog_verify(smoe_store_t *s, void (*bad)(void *ctx, int64_t step, c
  * empty log, no record of STEP, another L or E than the run's. */
 int smoe_plog_mean_loads(const char *spec, int L, int E, double *loads, smoe_err_t *err);
 
+/* --- reading a checkpoint of any rank, a piece at a time ------------------ */
+
+/* Checkpoint `step` of store s (rank `rank`'s: only for messages), its delta
+ * chain's manifests read and checked; regions are then read by byte ranges,
+ * decoding only the chunks they cover (each through its chain) and keeping
+ * the last one: memory is one chunk and its scratch, whatever the state's
+ * size. Every chunk's checksum is verified as it is read; errors name the
+ * rank, step and key. NULL with err if a manifest is missing or bad. */
+typedef struct smoe_ckpt_reader smoe_ckpt_reader_t;
+smoe_ckpt_reader_t *smoe_ckpt_reader_open(smoe_store_t *s, int rank, int64_t step,
+                                          smoe_err_t *err);
+void smoe_ckpt_reader_close(smoe_ckpt_reader_t *r);
+/* A shape the run recorded (model.dim, ranks, slots_per_rank, ...), or -1. */
+int64_t smoe_ckpt_reader_shape(const smoe_ckpt_reader_t *r, const char *name);
+/* The bytes of a region, or -1 when there is no such region. */
+int64_t smoe_ckpt_reader_bytes(const smoe_ckpt_reader_t *r, const char *region);
+/* Bytes [off, off + n) of the region into out. Returns 0 or -1 with err. */
+int smoe_ckpt_reader_read(smoe_ckpt_reader_t *r, const char *region, size_t off, size_t n,
+                          void *out, smoe_err_t *err);
+
 /* --- inspection (swiftmoe ckpt ls / verify) ------------------------------- */
 
 /* The manifests of one store in step order (*out malloc'd). A manifest that does

@@ -12,9 +12,13 @@
 #    --tokens longer than the context, a run folder without weights, a
 #    negative temperature, an id outside the vocabulary, a text prompt for a
 #    model that is not byte-level.
-# usage: sample.sh path/to/swiftmoe
+#  - from a checkpoint (read from every rank's store): `export --step latest`
+#    = the final weights byte for byte, `sample --step`; a missing manifest
+#    and a corrupted chunk refused naming rank, step and key, nothing written.
+# usage: sample.sh path/to/swiftmoe path/to/store_tool
 set -uo pipefail
 bin=$1
+tool=$2
 tmp=$(mktemp -d)
 keep=0
 trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT
@@ -22,7 +26,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS
 mpi=(timeout 300 mpirun --oversubscribe --bind-to none -np 4)
 args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=30
       --set training.warmup_steps=4 --set training.eval_every=0 --set training.eval_windows=8
-      --set metrics.progress=off --set training.threads=1)
+      --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=10)
 pass=0
 fail=0
 ok() { echo "ok   $*"; pass=$((pass + 1)); }
@@ -61,6 +65,23 @@ last = [json.loads(l) for l in open(sys.argv[1]) if '"sample"' in l][-1]["sample
 cli = open(sys.argv[2], encoding="utf-8", errors="surrogateescape").read()
 assert cli == "\n" + last + "\n", (repr(cli), repr(last))
 PY
+
+# --- from a checkpoint, no training process -------------------------------------------
+"$bin" export "$tmp/with" --step latest --hf "$tmp/ck_hf" >/dev/null 2>"$tmp/err" \
+  && "$bin" export "$tmp/with" --hf "$tmp/final_hf" >/dev/null 2>&1 \
+  && cmp -s "$tmp/ck_hf/model.safetensors" "$tmp/final_hf/model.safetensors" \
+  && ok "export --step latest (step 30, read from the 4 ranks' stores) = the final weights, byte for byte" \
+  || bad "export from the checkpoint differs: $(cat "$tmp/err")"
+"$bin" sample "$tmp/with" --step 30 --tokens 64 --temperature 0.8 --top-k 40 --seed 1337 >"$tmp/cli30" 2>/dev/null \
+  && cmp -s "$tmp/cli30" "$tmp/cli" && ok "sample --step 30 = sample of the final weights" || bad "sample --step 30"
+"$bin" sample "$tmp/with" --step 20 --tokens 20 >/dev/null 2>"$tmp/err" && grep -q "checkpoint of step 20" "$tmp/err" \
+  && ok "sample --step 20 (an older checkpoint)" || bad "sample --step 20: $(cat "$tmp/err")"
+fails "the manifest of step 10 (meta key 'm'+10) is missing" "$bin" export "$tmp/with" --step 10 --hf "$tmp/x10"
+[ ! -e "$tmp/x10" ] && ok "a failed export leaves no folder" || bad "a failed export left $tmp/x10"
+cp -r "$tmp/with" "$tmp/broken"
+"$tool" "$tmp/broken/state" 1 flip-chunk 30 0 || bad "store_tool flip-chunk"
+fails "rank 1, checkpoint of step 30: shard key" "$bin" export "$tmp/broken" --step 30 --hf "$tmp/xb"
+[ ! -e "$tmp/xb" ] && ok "a corrupted source writes nothing" || bad "a corrupted source left $tmp/xb"
 
 # --- the sampler -------------------------------------------------------------------
 run=$tmp/without

@@ -54,12 +54,31 @@ static int damage_plan(smoe_store_t *s, const unsigned char *k, const char *how,
   return rc;
 }
 
+/* Flips a byte in the middle of chunk 0 of region `region` (its index in
+ * the saver's list: 0 = master, in the shard family) of checkpoint k's step. */
+static int flip_chunk(smoe_store_t *s, const unsigned char *step_key, int region, smoe_err_t *err) {
+  unsigned char k[13];
+  memcpy(k, step_key, 8);
+  k[8] = (unsigned char)region;
+  memset(k + 9, 0, 4);
+  void *v = NULL;
+  size_t n = 0;
+  int found = smoe_store_get(s, SMOE_CF_SHARD, k, sizeof k, &v, &n, err);
+  if (found <= 0) return found == 0 ? smoe_fail(err, "no chunk 0 of region %d at that step", region) : -1;
+  ((unsigned char *)v)[n / 2] ^= 0x10;
+  int rc = smoe_store_put(s, SMOE_CF_SHARD, k, sizeof k, v, n, err);
+  free(v);
+  return rc;
+}
+
 int main(int argc, char **argv) {
   int plan = argc == 6 && strcmp(argv[3], "plan") == 0;
-  if (!plan && (argc != 5 || strcmp(argv[3], "delete-manifest") != 0)) {
+  int chunk = argc == 6 && strcmp(argv[3], "flip-chunk") == 0;
+  if (!plan && !chunk && (argc != 5 || strcmp(argv[3], "delete-manifest") != 0)) {
     fprintf(stderr,
             "usage: store_tool DIR RANK delete-manifest STEP\n"
-            "       store_tool DIR RANK plan STEP expert|swap|length|flip\n");
+            "       store_tool DIR RANK plan STEP expert|swap|length|flip\n"
+            "       store_tool DIR RANK flip-chunk STEP REGION\n");
     return 2;
   }
   smoe_err_t err;
@@ -71,8 +90,9 @@ int main(int argc, char **argv) {
   unsigned long long step = strtoull(argv[4], NULL, 10);
   unsigned char k[9] = {'m'};
   be64(k + 1, step);
-  int rc = plan ? damage_plan(s, k + 1, argv[5], &err)
-                : smoe_store_delete(s, SMOE_CF_META, k, sizeof k, &err);
+  int rc = plan    ? damage_plan(s, k + 1, argv[5], &err)
+           : chunk ? flip_chunk(s, k + 1, atoi(argv[5]), &err)
+                   : smoe_store_delete(s, SMOE_CF_META, k, sizeof k, &err);
   if (rc == 0) rc = smoe_store_flush(s, &err);
   if (rc) fprintf(stderr, "store_tool: %s\n", err.msg);
   smoe_store_close(s);

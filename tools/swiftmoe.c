@@ -20,6 +20,7 @@
 #include "ckpt_cmd.h"
 #include "hf.h"
 #include "sample.h"
+#include "weights.h"
 #include "step.h"
 #include "supervisor.h"
 #include "train.h"
@@ -355,21 +356,81 @@ static int cmd_eval(int argc, char **argv, char *self) {
 static const option_t export_options[] = {
     {"--hf", "OUT_DIR", "write config.json + model.safetensors with HF Mixtral names here"},
     {"--dtype", "f32|bf16", "tensor type of the export (default f32)"},
+    {"--step", "N|latest", "from the run's checkpoint of step N (latest: the newest complete on "
+                           "every rank) instead of its final model.safetensors"},
     {"--help", NULL, "show this help"},
 };
-enum { EXPORT_HF, EXPORT_DTYPE, EXPORT_HELP };
+enum { EXPORT_HF, EXPORT_DTYPE, EXPORT_STEP, EXPORT_HELP };
 #define N_EXPORT_OPTIONS ((int)(sizeof export_options / sizeof export_options[0]))
+
+/* --step N|latest: -1 for latest, the step, or -2 (a usage error said). */
+static int64_t parse_step(const char *cmd, const char *v) {
+  if (strcmp(v, "latest") == 0) return -1;
+  char *end;
+  long long x = strtoll(v, &end, 10);
+  if (*v == '\0' || *end || x < 1) {
+    usage_error(cmd, "--step %s: expected a step number >= 1 or 'latest'", v);
+    return -2;
+  }
+  return x;
+}
+
+/* A world-of-one model of the run in dir (its config.ini) with the weights
+ * of its checkpoint of `step` (-1: the newest complete everywhere). */
+static int open_checkpoint(smoe_model_t *m, smoe_config_t *c, const char *dir, int64_t step,
+                           const char *device, int64_t *got, smoe_err_t *err) {
+  char path[SMOE_PATHLEN + 16];
+  smoe_config_defaults(c);
+  snprintf(path, sizeof path, "%s/config.ini", dir);
+  if (smoe_config_load(c, path, err) != 0) return -1;
+  if (device) {
+    char assign[64];
+    snprintf(assign, sizeof assign, "training.device=%s", device);
+    if (smoe_config_set(c, assign, err) != 0) return -1;
+  }
+  c->init_from[0] = '\0'; /* the checkpoint's weights, placed one expert per slot */
+  if (smoe_config_validate(c, err) != 0) return -1;
+  smoe_ckpt_weights_t w;
+  if (smoe_ckpt_weights_open(&w, c->ckpt_dir[0] ? c->ckpt_dir : dir, step, c, err) != 0) return -1;
+  smoe_comm_t *local = smoe_comm_local();
+  int rc = smoe_model_init_dist(m, c, 1, local, err);
+  if (rc != 0) {
+    smoe_comm_finalize(local);
+  } else {
+    m->own_comm = 1;
+    rc = smoe_ckpt_weights_load(&w, m, err);
+    if (rc != 0) smoe_model_free(m);
+  }
+  *got = w.step;
+  smoe_ckpt_weights_close(&w);
+  return rc;
+}
+
+/* smoe_hf_save's source of experts: the checkpoint's, one at a time. */
+typedef struct {
+  smoe_ckpt_weights_t *w;
+  smoe_err_t err;
+  int failed;
+} ckpt_src_t;
+static const real *ckpt_expert(void *arg, int l, int e) {
+  ckpt_src_t *cs = arg;
+  const real *x = cs->failed ? NULL : smoe_ckpt_weights_expert(cs->w, l, e, &cs->err);
+  if (!x && !cs->failed) cs->failed = 1;
+  return x ? x : cs->w->expert; /* the writer goes on; the error is reported after */
+}
 
 static int cmd_export(int argc, char **argv, char *self) {
   (void)self;
   const char *run = NULL, *out = NULL;
   smoe_dtype_t dtype = SMOE_F32;
   int rc = 0;
+  int64_t step = -3; /* -3: the final model.safetensors */
   for (int i = 0; i < argc && rc == 0; i++) {
     const char *v = NULL;
     int k = match_option(export_options, N_EXPORT_OPTIONS, argc, argv, &i, &v, "export", &rc);
     if (rc) break;
     if (k == EXPORT_HF) out = v;
+    if (k == EXPORT_STEP && (step = parse_step("export", v)) == -2) rc = 2;
     if (k == EXPORT_DTYPE) {
       if (strcmp(v, "f32") == 0) dtype = SMOE_F32;
       else if (strcmp(v, "bf16") == 0) dtype = SMOE_BF16;
@@ -380,9 +441,11 @@ static int cmd_export(int argc, char **argv, char *self) {
       run = v;
     }
     if (k == EXPORT_HELP) {
-      printf("usage: swiftmoe export RUN_DIR --hf OUT_DIR [--dtype f32|bf16]\n\n"
-             "Writes a run's final weights as an HF transformers Mixtral model folder\n"
-             "(MixtralForCausalLM.from_pretrained(OUT_DIR) loads it).\n\noptions:\n");
+      printf("usage: swiftmoe export RUN_DIR [--step N|latest] --hf OUT_DIR [--dtype f32|bf16]\n\n"
+             "Writes a run's final weights, or with --step its checkpoint's (read from every\n"
+             "rank's state store, one expert at a time, no training process), as an HF\n"
+             "transformers Mixtral model folder (MixtralForCausalLM.from_pretrained(OUT_DIR)\n"
+             "loads it).\n\noptions:\n");
       print_options(export_options, N_EXPORT_OPTIONS);
       return 0;
     }
@@ -392,22 +455,55 @@ static int cmd_export(int argc, char **argv, char *self) {
   smoe_err_t err = {{0}};
   smoe_config_t c;
   smoe_model_t m;
-  if (smoe_model_open(&m, &c, run, 0, 1, NULL, &err) != 0) {
+  smoe_ckpt_weights_t w = {0};
+  ckpt_src_t cs = {&w, {{0}}, 0};
+  if (step == -3 ? smoe_model_open(&m, &c, run, 0, 1, NULL, &err) != 0
+                 : (smoe_config_defaults(&c), 0)) {
     fprintf(stderr, "swiftmoe export: %s\n", err.msg);
     return 1;
   }
+  if (step != -3) { /* the dense weights into a model; the experts streamed to the writer */
+    char cfg[SMOE_PATHLEN + 16];
+    snprintf(cfg, sizeof cfg, "%s/config.ini", run);
+    if (smoe_config_load(&c, cfg, &err) != 0 || smoe_config_validate(&c, &err) != 0 ||
+        smoe_ckpt_weights_open(&w, c.ckpt_dir[0] ? c.ckpt_dir : run, step, &c, &err) != 0) {
+      fprintf(stderr, "swiftmoe export: %s\n", err.msg);
+      return 1;
+    }
+    c.init_from[0] = '\0';
+    smoe_comm_t *local = smoe_comm_local();
+    if (smoe_model_init_dist(&m, &c, 1, local, &err) != 0 ||
+        smoe_ckpt_weights_dense(&w, &m, &err) != 0) {
+      fprintf(stderr, "swiftmoe export: %s\n", err.msg);
+      smoe_ckpt_weights_close(&w);
+      return 1;
+    }
+    m.own_comm = 1;
+  }
   char path[SMOE_PATHLEN + 32];
   snprintf(path, sizeof path, "%s/model.safetensors", out);
-  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+  int made = mkdir(out, 0777) == 0;
+  if (!made && errno != EEXIST) {
     smoe_fail(&err, "cannot create %s: %s", out, strerror(errno));
     rc = 1;
   }
-  if (rc == 0 && (smoe_hf_save(&m, path, dtype, NULL, NULL, &err) != 0 ||
-                  smoe_hf_write_config(&c, dtype, out, &err) != 0))
+  if (rc == 0 && smoe_hf_save(&m, path, dtype, step == -3 ? NULL : ckpt_expert, &cs, &err) != 0)
     rc = 1;
+  if (cs.failed) { /* a checkpoint chunk that did not read: the file is not the model */
+    err = cs.err;
+    unlink(path);
+    rc = 1;
+  }
+  if (rc == 0 && smoe_hf_write_config(&c, dtype, out, &err) != 0) rc = 1;
+  if (rc != 0 && made) rmdir(out); /* a folder of its own: left as it was, absent */
   if (rc) fprintf(stderr, "swiftmoe export: %s\n", err.msg);
+  else if (step != -3)
+    fprintf(stderr, "swiftmoe export: wrote %s/config.json and %s (%s, %d tensors) from the "
+            "checkpoint of step %lld (%d ranks)\n", out, path, smoe_dtype_name(dtype), m.n_tensors,
+            (long long)w.step, w.G);
   else fprintf(stderr, "swiftmoe export: wrote %s/config.json and %s (%s, %d tensors)\n", out,
                path, smoe_dtype_name(dtype), m.n_tensors);
+  smoe_ckpt_weights_close(&w);
   smoe_model_free(&m);
   return rc;
 }
@@ -579,11 +675,13 @@ static const option_t sample_options[] = {
     {"--ids", NULL, "print the generated token ids (one line) instead of text"},
     {"--device", "cpu|cuda|guard", "where to run (default: the run's training.device)"},
     {"--threads", "N", "threads (default: all cores)"},
+    {"--step", "N|latest", "the run's checkpoint of step N (latest: the newest complete on every "
+                           "rank) instead of its final model.safetensors"},
     {"--help", NULL, "show this help"},
 };
 enum { SAMPLE_INIT_HF, SAMPLE_PROMPT, SAMPLE_PROMPT_FILE, SAMPLE_PROMPT_IDS, SAMPLE_TOKENS,
        SAMPLE_TEMPERATURE, SAMPLE_TOP_K, SAMPLE_SEED, SAMPLE_IDS, SAMPLE_DEVICE, SAMPLE_THREADS,
-       SAMPLE_HELP };
+       SAMPLE_STEP, SAMPLE_HELP };
 #define N_SAMPLE_OPTIONS ((int)(sizeof sample_options / sizeof sample_options[0]))
 
 static int sample_error(const char *fmt, const char *what) {
@@ -599,6 +697,7 @@ static int cmd_sample(int argc, char **argv, char *self) {
              *device = NULL, *temp_arg = "0.8";
   int tokens = 256, top_k = 40, threads = 0, ids = 0, rc = 0;
   unsigned long long seed = 1337;
+  int64_t step = -3; /* -3: the final model.safetensors */
   for (int i = 0; i < argc && rc == 0; i++) {
     const char *v = NULL;
     int k = match_option(sample_options, N_SAMPLE_OPTIONS, argc, argv, &i, &v, "sample", &rc);
@@ -623,14 +722,16 @@ static int cmd_sample(int argc, char **argv, char *self) {
     if (k == SAMPLE_IDS) ids = 1;
     if (k == SAMPLE_DEVICE) device = v;
     if (k == SAMPLE_THREADS) rc = positive("sample", "--threads", v, &threads);
+    if (k == SAMPLE_STEP && (step = parse_step("sample", v)) == -2) rc = 2;
     if (k == N_SAMPLE_OPTIONS) {
       if (run) rc = usage_error("sample", "unexpected argument '%s'", v);
       run = v;
     }
     if (k == SAMPLE_HELP) {
-      printf("usage: swiftmoe sample (RUN_DIR | --init-hf DIR) [--prompt TEXT | --prompt-file F |\n"
-             "                       --prompt-ids \"ID ...\"] [--tokens N] [--temperature T]\n"
-             "                       [--top-k K] [--seed S] [--ids] [--device cpu|cuda]\n\n"
+      printf("usage: swiftmoe sample (RUN_DIR [--step N|latest] | --init-hf DIR) [--prompt TEXT |\n"
+             "                       --prompt-file F | --prompt-ids \"ID ...\"] [--tokens N]\n"
+             "                       [--temperature T]"
+             " [--top-k K] [--seed S] [--ids] [--device cpu|cuda]\n\n"
              "Generates text from a trained model (RUN_DIR: its config.ini and\n"
              "model.safetensors), one token at a time with a KV cache, routing as in\n"
              "training (top-k experts, weights renormalised, nothing dropped), and streams\n"
@@ -658,8 +759,13 @@ static int cmd_sample(int argc, char **argv, char *self) {
   smoe_err_t err = {{0}};
   smoe_config_t c;
   smoe_model_t m;
-  if (smoe_model_open(&m, &c, dir, 0, 1, device, &err) != 0)
+  if (step != -3 && hf) return usage_error("sample", "%s", "--step reads a run folder's checkpoints, "
+                                            "not an HF folder");
+  int64_t got = -1;
+  if (step == -3 ? smoe_model_open(&m, &c, dir, 0, 1, device, &err) != 0
+                 : open_checkpoint(&m, &c, dir, step, device, &got, &err) != 0)
     return sample_error("%s", err.msg);
+  if (step != -3) fprintf(stderr, "sample: the weights of the checkpoint of step %lld\n", (long long)got);
   /* the prompt as tokens */
   const int T = c.seq_len, V = c.vocab_size;
   int32_t *toks = xmalloc(sizeof(int32_t) * ((size_t)T + 1));
