@@ -43,27 +43,27 @@ size_t smoe_saver_staging_plan(const smoe_config_t *c, size_t shard_n, size_t de
   return smoe_ckpt_staging_for(total, (size_t)c->ckpt_chunk_mb << 20);
 }
 
-int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
-                    smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err) {
-  memset(sv, 0, sizeof *sv);
-  const int G = m->G, g = m->rank;
-  /* this rank's slice of the dense vectors; the moments are only that slice
-   * when the dense optimizer is sharded */
-  const size_t len = m->dense_len, mo = m->dense_sharded ? 0 : m->dense_lo;
-  const size_t le = (size_t)m->dims.L * m->dims.E, rb = sizeof(real);
-  const smoe_ops_t *bk = m->ops; /* the optimizer state is the backend's */
-  smoe_ckpt_region_t r[] = {
-      {"master", SMOE_CF_SHARD, sh->master, sh->n * rb, (int)rb, bk},
-      {"exp_avg", SMOE_CF_SHARD, sh->exp_avg, sh->n * rb, (int)rb, bk},
-      {"exp_avg_sq", SMOE_CF_SHARD, sh->exp_avg_sq, sh->n * rb, (int)rb, bk},
-      {"dense", SMOE_CF_DENSE, m->dense_mem + m->dense_lo, len * rb, (int)rb, bk},
-      {"dense_m", SMOE_CF_DENSE, dm + mo, len * rb, (int)rb, bk},
-      {"dense_v", SMOE_CF_DENSE, dv + mo, len * rb, (int)rb, bk},
-      {"expert_bias", SMOE_CF_DENSE, m->expert_bias, le * rb, (int)rb, NULL},
-      {"planner_loads", SMOE_CF_DATA, pol->loads, le * sizeof(double), 8, NULL},
-      {"position", SMOE_CF_DATA, sv->pos, sizeof sv->pos, 8, NULL},
+void smoe_saver_layout(const smoe_config_t *c, int G, int g, int S, int replicated, size_t n_dense,
+                       smoe_ckpt_region_t r[SMOE_SAVER_REGIONS],
+                       smoe_ckpt_shape_t shapes[SMOE_SAVER_SHAPES]) {
+  const size_t le = (size_t)c->n_layers * c->num_experts, rb = sizeof(real);
+  const size_t P = 3 * (size_t)c->dim * (size_t)c->expert_dim;
+  const size_t chunk = replicated ? P : (P + (size_t)G - 1) / (size_t)G, n = le * chunk;
+  const size_t dchunk = (n_dense + (size_t)G - 1) / (size_t)G;
+  const size_t lo = (size_t)g * dchunk < n_dense ? (size_t)g * dchunk : n_dense;
+  const size_t len = n_dense - lo < dchunk ? n_dense - lo : dchunk;
+  const smoe_ckpt_region_t regions[SMOE_SAVER_REGIONS] = {
+      {"master", SMOE_CF_SHARD, NULL, n * rb, (int)rb, NULL},
+      {"exp_avg", SMOE_CF_SHARD, NULL, n * rb, (int)rb, NULL},
+      {"exp_avg_sq", SMOE_CF_SHARD, NULL, n * rb, (int)rb, NULL},
+      {"dense", SMOE_CF_DENSE, NULL, len * rb, (int)rb, NULL},
+      {"dense_m", SMOE_CF_DENSE, NULL, len * rb, (int)rb, NULL},
+      {"dense_v", SMOE_CF_DENSE, NULL, len * rb, (int)rb, NULL},
+      {"expert_bias", SMOE_CF_DENSE, NULL, le * rb, (int)rb, NULL},
+      {"planner_loads", SMOE_CF_DATA, NULL, le * sizeof(double), 8, NULL},
+      {"position", SMOE_CF_DATA, NULL, 4 * sizeof(int64_t), 8, NULL},
   };
-  smoe_ckpt_shape_t shapes[] = {
+  const smoe_ckpt_shape_t sh[SMOE_SAVER_SHAPES] = {
       {"model.vocab_size", c->vocab_size},
       {"model.dim", c->dim},
       {"model.n_layers", c->n_layers},
@@ -73,18 +73,43 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
       {"moe.num_experts", c->num_experts},
       {"moe.expert_dim", c->expert_dim},
       {"ranks", G},
-      {"slots_per_rank", m->S},
+      {"slots_per_rank", S},
       {"precision_bytes", (int64_t)rb},
-      {"replicated_optim", sh->replicated},
+      {"replicated_optim", replicated},
   };
-  smoe_ckpt_opts_t o = {c->ckpt_full_every,    c->ckpt_keep,
-                        c->ckpt_level,         (size_t)c->ckpt_chunk_mb << 20,
-                        SMOE_ENC_SHUFFLE_ZSTD, SMOE_ENC_XOR_SHUFFLE_ZSTD,
-                        (size_t)c->ckpt_plan_log_mb << 20};
+  memcpy(r, regions, sizeof regions);
+  memcpy(shapes, sh, sizeof sh);
+}
+
+smoe_ckpt_opts_t smoe_saver_opts(const smoe_config_t *c) {
+  return (smoe_ckpt_opts_t){c->ckpt_full_every,    c->ckpt_keep,
+                            c->ckpt_level,         (size_t)c->ckpt_chunk_mb << 20,
+                            SMOE_ENC_SHUFFLE_ZSTD, SMOE_ENC_XOR_SHUFFLE_ZSTD,
+                            (size_t)c->ckpt_plan_log_mb << 20};
+}
+
+int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
+                    smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, smoe_err_t *err) {
+  memset(sv, 0, sizeof *sv);
+  const int G = m->G, g = m->rank;
+  /* this rank's slice of the dense vectors; the moments are only that slice
+   * when the dense optimizer is sharded */
+  const size_t mo = m->dense_sharded ? 0 : m->dense_lo;
+  smoe_ckpt_region_t r[SMOE_SAVER_REGIONS];
+  smoe_ckpt_shape_t shapes[SMOE_SAVER_SHAPES];
+  smoe_saver_layout(c, G, g, m->S, sh->replicated, m->n_dense, r, shapes);
+  void *live[SMOE_SAVER_REGIONS] = {sh->master,   sh->exp_avg,  sh->exp_avg_sq,
+                                    m->dense_mem + m->dense_lo, dm + mo, dv + mo,
+                                    m->expert_bias, pol->loads, sv->pos};
+  for (int i = 0; i < SMOE_SAVER_REGIONS; i++) {
+    r[i].data = live[i];
+    r[i].ops = i < 6 ? m->ops : NULL; /* the optimizer state is the backend's */
+  }
+  smoe_ckpt_opts_t o = smoe_saver_opts(c);
   char dir[SMOE_PATHLEN + 16];
   smoe_saver_dir(c, out_dir, dir, sizeof dir);
-  sv->ck = smoe_ckpt_open(dir, g, r, (int)(sizeof r / sizeof r[0]), shapes,
-                          (int)(sizeof shapes / sizeof shapes[0]), smoe_saver_config_digest(c), &o, err);
+  sv->ck = smoe_ckpt_open(dir, g, r, SMOE_SAVER_REGIONS, shapes, SMOE_SAVER_SHAPES,
+                          smoe_saver_config_digest(c), &o, err);
   if (!sv->ck) return -1;
   sv->loop = smoe_loop_new(c->ckpt_every_seconds, err);
   if (!sv->loop) {

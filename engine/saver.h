@@ -32,6 +32,19 @@ typedef struct {
  * every manifest records the one its run used. */
 uint64_t smoe_saver_config_digest(const smoe_config_t *c);
 
+/* What a checkpoint of rank g of a G-rank run of config c holds (S slots
+ * per rank, the expert optimizer replicated or sharded, n_dense dense
+ * values): the regions' names, families, sizes and element sizes (data and
+ * ops left NULL), and the shapes a resume checks. One definition for the
+ * saver and for resharding. */
+#define SMOE_SAVER_REGIONS 9
+#define SMOE_SAVER_SHAPES 12
+void smoe_saver_layout(const smoe_config_t *c, int G, int g, int S, int replicated, size_t n_dense,
+                       smoe_ckpt_region_t r[SMOE_SAVER_REGIONS],
+                       smoe_ckpt_shape_t shapes[SMOE_SAVER_SHAPES]);
+/* The checkpoint options of config c. */
+smoe_ckpt_opts_t smoe_saver_opts(const smoe_config_t *c);
+
 /* The folder of the ranks' state stores: checkpoint.dir, or out_dir/state. */
 void smoe_saver_dir(const smoe_config_t *c, const char *out_dir, char *dir, size_t n);
 

@@ -16,9 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ckpt.h"
 #include "plans.h"
+#include "reshard.h"
 
 /* Every rank's manifests; steps in ascending order over all ranks. */
 typedef struct {
@@ -155,6 +157,111 @@ static int cmd_verify(smoe_stores_t *st) {
   return faults ? 1 : 0;
 }
 
+/* `ckpt reshard SRC DST --world M [--slots S] [--step N]`: the checkpoint for
+ * M ranks in a new run folder DST (its config.ini, the metrics up to the
+ * step, state/ with M stores). */
+static int cmd_reshard(int argc, char **argv) {
+  const char *src = NULL, *dst = NULL;
+  int M = 0, slots = -1;
+  int64_t step = -1;
+  for (int i = 0; i < argc; i++) {
+    const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+      printf("usage: swiftmoe ckpt reshard SRC DST --world M [--slots S] [--step N]\n\n"
+             "Re-slices a run's checkpoint (the newest complete on every rank, or step N)\n"
+             "for M ranks into a new run folder DST: DST/state holds M stores with that\n"
+             "checkpoint, complete, and DST/config.ini the run's config (with --slots S as\n"
+             "placement.slots_per_rank). Continue with: mpirun -np M swiftmoe train --out\n"
+             "DST --resume auto (with the run's --config/--set). SRC is read only.\n");
+      return 0;
+    }
+    if (strncmp(o, "--", 2) != 0) {
+      if (!src) src = o;
+      else if (!dst) dst = o;
+      else {
+        fprintf(stderr, "swiftmoe ckpt reshard: extra argument %s\n", o);
+        return 2;
+      }
+      continue;
+    }
+    if (!v) {
+      fprintf(stderr, "swiftmoe ckpt reshard: %s needs a value\n", o);
+      return 2;
+    }
+    i++;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    int bad = *v == '\0' || *end || x < 1 || x > 1 << 20;
+    if (strcmp(o, "--world") == 0 && !bad) M = (int)x;
+    else if (strcmp(o, "--slots") == 0 && !bad) slots = (int)x;
+    else if (strcmp(o, "--step") == 0 && !bad) step = x;
+    else {
+      fprintf(stderr, "swiftmoe ckpt reshard: %s %s: %s\n", o, v,
+              bad ? "expected an integer >= 1" : "unknown option (--world, --slots, --step)");
+      return 2;
+    }
+  }
+  if (!src || !dst || M < 1) {
+    fprintf(stderr, "swiftmoe ckpt reshard: expected SRC DST --world M (see --help)\n");
+    return 2;
+  }
+  smoe_config_t c;
+  smoe_err_t err;
+  int found = smoe_plans_config(src, &c, &err);
+  if (found <= 0) {
+    fprintf(stderr, "swiftmoe ckpt reshard: %s\n", found < 0 ? err.msg : "no config.ini in SRC "
+            "or the folder above it: resharding needs the run's config");
+    return 1;
+  }
+  if (slots > 0) c.slots_per_rank = slots;
+  c.ckpt_dir[0] = '\0'; /* the new run keeps its stores in DST/state */
+  struct stat sb;
+  if (stat(dst, &sb) == 0) {
+    fprintf(stderr, "swiftmoe ckpt reshard: %s exists; give a new folder\n", dst);
+    return 1;
+  }
+  char state_src[SMOE_PATHLEN + 16], state_dst[SMOE_PATHLEN + 16], path[SMOE_PATHLEN + 32];
+  snprintf(state_src, sizeof state_src, "%s/state", src);
+  if (stat(state_src, &sb) != 0) snprintf(state_src, sizeof state_src, "%s", src);
+  snprintf(state_dst, sizeof state_dst, "%s/state", dst);
+  if (mkdir(dst, 0777) != 0 || mkdir(state_dst, 0777) != 0) {
+    fprintf(stderr, "swiftmoe ckpt reshard: cannot create %s\n", state_dst);
+    return 1;
+  }
+  smoe_reshard_result_t r;
+  int rc = smoe_reshard(&c, state_src, state_dst, M, step, &r, &err);
+  if (rc == 0) { /* the run folder around the stores */
+    snprintf(path, sizeof path, "%s/config.ini", dst);
+    FILE *f = fopen(path, "w");
+    rc = !f || smoe_config_write(&c, f) != 0;
+    if (f && fclose(f) != 0) rc = 1;
+    if (rc) smoe_fail(&err, "cannot write %s", path);
+    char line[1 << 16], in[SMOE_PATHLEN + 32];
+    snprintf(in, sizeof in, "%s/metrics.jsonl", src);
+    FILE *a = fopen(in, "r");
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dst);
+    FILE *b = a ? fopen(path, "w") : NULL;
+    while (a && b && fgets(line, sizeof line, a)) { /* the lines up to the step */
+      long long s = -1;
+      const char *at = strstr(line, "\"step\":");
+      if (at) s = strtoll(at + 7, NULL, 10);
+      if (s >= 0 && s <= r.step) fputs(line, b);
+    }
+    if (a) fclose(a);
+    if (b) fclose(b);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "swiftmoe ckpt reshard: %s\n", err.msg);
+    rmdir(state_dst), rmdir(dst); /* empty: smoe_reshard removed its stores */
+    return 1;
+  }
+  printf("resharded the checkpoint of step %lld from %d to %d ranks (%d slots each) into %s in "
+         "%.2f s: %.1f MB read, %.1f MB written, the largest rank's state %.1f MB\n",
+         (long long)r.step, r.G_from, r.G_to, r.S_to, dst, r.seconds, r.bytes_read / 1e6,
+         r.bytes_written / 1e6, r.peak_state / 1e6);
+  return 0;
+}
+
 int smoe_ckpt_command(int argc, char **argv) {
   static const char *usage =
       "usage: swiftmoe ckpt ls|verify DIR\n"
@@ -172,13 +279,15 @@ int smoe_ckpt_command(int argc, char **argv) {
       "  plans   the placement log: a per-layer summary (default), a table, CSV, JSON lines,\n"
       "          or an SVG/PNG heatmap; --follow for a live view\n"
       "  replay  re-plans every logged step with the run's policy and checks each plan is\n"
-      "          reproduced exactly; with --policy, what other policies would have done\n";
+      "          reproduced exactly; with --policy, what other policies would have done\n"
+      "  reshard SRC DST --world M: the checkpoint re-sliced for M ranks in a new run folder\n";
   if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
     printf("%s", usage);
     return 0;
   }
   if (argc >= 1 && strcmp(argv[0], "plans") == 0) return smoe_plans_command(argc - 1, argv + 1);
   if (argc >= 1 && strcmp(argv[0], "replay") == 0) return smoe_replay_command(argc - 1, argv + 1);
+  if (argc >= 1 && strcmp(argv[0], "reshard") == 0) return cmd_reshard(argc - 1, argv + 1);
   if (argc != 2 || (strcmp(argv[0], "ls") && strcmp(argv[0], "verify"))) {
     fprintf(stderr, "swiftmoe ckpt: expected 'ls DIR', 'verify DIR', 'plans DIR ...' or 'replay "
             "DIR ...' (see 'swiftmoe ckpt --help')\n");

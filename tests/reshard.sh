@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# `swiftmoe ckpt reshard` (double build, mpirun): a checkpoint re-sliced for
+# another number of ranks continues the same trajectory.
+#  - a 4-rank run with checkpoints at 5 and 10 is the reference; the same run
+#    killed at step 7 is resharded at step 5 to 2 and to 3 ranks and resumed
+#    there to step 10: every step's loss within 1e-9 of the reference, and
+#    the final weights too; the 2-rank folder's step-5 checkpoint resharded
+#    back to 4 ranks does the same (2 -> 4);
+#  - refusals in one line, nothing written: an existing destination, a world
+#    the batch does not divide, a step without a checkpoint, a corrupted
+#    chunk (naming rank, step and key), a missing rank store.
+# usage: reshard.sh path/to/swiftmoe_f64 path/to/store_tool
+set -uo pipefail
+bin=$1
+tool=$2
+tmp=$(mktemp -d)
+keep=0
+trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpi() { local n=$1; shift; timeout 300 mpirun --oversubscribe --bind-to none -np "$n" "$@"; }
+args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=10
+      --set training.warmup_steps=2 --set training.eval_every=0 --set training.eval_windows=8
+      --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=5
+      --set training.global_batch_size=12)
+pass=0
+fail=0
+ok() { echo "ok   $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); keep=1; }
+fails() { # fails WANT CMD...: exit 1, one line naming WANT
+  local want=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ $rc = 1 ] && grep -q -- "$want" "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ]; then
+    ok "refused: $(cat "$tmp/err")"
+  else
+    bad "expected one line naming '$want', got rc $rc: $(head -c 300 "$tmp/err")"
+  fi
+}
+# same REF RUN: losses and final weights (float64 safetensors) within 1e-9
+same() {
+  python3 - "$1" "$2" <<'PY'
+import json, struct, sys
+def losses(d):
+    return {j["step"]: j["loss"] for j in map(json.loads, open(d + "/metrics.jsonl"))}
+def tensors(d):
+    b = open(d + "/model.safetensors", "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, t in h.items():
+        if k == "__metadata__": continue
+        lo, hi = t["data_offsets"]
+        out[k] = struct.unpack("<%dd" % ((hi - lo) // 8), b[8 + n + lo:8 + n + hi])
+    return out
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert sorted(a) == sorted(b) == list(range(1, 11)), (sorted(a), sorted(b))
+dl = max(abs(a[s] - b[s]) for s in a)
+ta, tb = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert ta.keys() == tb.keys()
+dw = max(abs(x - y) for k in ta for x, y in zip(ta[k], tb[k]))
+print("losses within %.1e, weights within %.1e" % (dl, dw))
+sys.exit(0 if dl <= 1e-9 and dw <= 1e-9 else 1)
+PY
+}
+
+echo "the reference (4 ranks) and the run killed at step 7 ..."
+mpi 4 "$bin" train "${args[@]}" --out "$tmp/ref" >"$tmp/ref.log" 2>&1 || bad "reference run"
+SMOE_FAIL_AT=0:7 mpi 4 "$bin" train "${args[@]}" --out "$tmp/killed" >"$tmp/killed.log" 2>&1 \
+  && bad "the injected failure did not fail"
+for M in 2 3; do
+  "$bin" ckpt reshard "$tmp/killed" "$tmp/g$M" --world $M >"$tmp/rs$M.log" 2>&1 \
+    && grep -q "resharded the checkpoint of step 5 from 4 to $M ranks" "$tmp/rs$M.log" \
+    || bad "reshard to $M: $(cat "$tmp/rs$M.log")"
+  mpi $M "$bin" train "${args[@]}" --out "$tmp/g$M" --resume auto >"$tmp/g$M.log" 2>&1 \
+    || bad "resume on $M ranks: $(tail -3 "$tmp/g$M.log")"
+  if r=$(same "$tmp/ref" "$tmp/g$M"); then ok "4 -> $M at step 5, resumed to 10: $r"; else bad "4 -> $M: $r"; fi
+done
+"$bin" ckpt reshard "$tmp/g2" "$tmp/back4" --world 4 --step 5 >"$tmp/rsb.log" 2>&1 || bad "2 -> 4: $(cat "$tmp/rsb.log")"
+mpi 4 "$bin" train "${args[@]}" --out "$tmp/back4" --resume auto >"$tmp/back4.log" 2>&1 \
+  || bad "resume on 4 ranks: $(tail -3 "$tmp/back4.log")"
+if r=$(same "$tmp/ref" "$tmp/back4"); then ok "2 -> 4 at step 5, resumed to 10: $r"; else bad "2 -> 4: $r"; fi
+
+fails "exists; give a new folder" "$bin" ckpt reshard "$tmp/killed" "$tmp/g2" --world 2
+fails "is not divisible by 5 ranks" "$bin" ckpt reshard "$tmp/killed" "$tmp/x5" --world 5
+[ ! -e "$tmp/x5" ] && ok "a refused world writes nothing" || bad "$tmp/x5 left behind"
+fails "the manifest of step 7 (meta key 'm'+7) is missing" "$bin" ckpt reshard "$tmp/killed" "$tmp/x7" --world 2 --step 7
+cp -r "$tmp/killed" "$tmp/broken"
+"$tool" "$tmp/broken/state" 2 flip-chunk 5 0 || bad "store_tool flip-chunk"
+fails "rank 2, checkpoint of step 5: shard key (step 5, region master, chunk 0) is corrupted" \
+  "$bin" ckpt reshard "$tmp/broken" "$tmp/xb" --world 2
+[ ! -e "$tmp/xb" ] && ok "a corrupted source writes nothing" || bad "$tmp/xb left behind"
+rm -rf "$tmp/broken/state/rank-3"
+fails "rank-3" "$bin" ckpt reshard "$tmp/broken" "$tmp/xm" --world 2
+
+echo "reshard: $pass passed, $fail failed"
+[ $fail -eq 0 ]
