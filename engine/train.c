@@ -21,6 +21,7 @@
 #include "hf.h"
 #include "metrics.h"
 #include "moe.h"
+#include "reshard.h"
 #include "sample.h"
 #include "saver.h"
 #include "step.h"
@@ -295,6 +296,57 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
  * every rank takes the same decision (decide). On a refusal returns -1 with
  * res->refused set on every rank. *lock: the lock's descriptor on rank 0,
  * else -1; *earlier: whether the folder held an earlier run. */
+/* --resume on another number of ranks than the checkpoint's (collective):
+ * rank 0 reshards it (reshard.h) from every old rank's store into
+ * <state>.reshard, keeps the old stores as <state>.from-G<n> and puts the
+ * new ones in their place; then every rank resumes as usual. Needs the run
+ * folder's own state/ (not a checkpoint.dir) on a filesystem every rank
+ * sees. Nothing happens when the checkpoint is this world's. */
+static int reshard_on_resume(const smoe_config_t *c, const char *out_dir, const char *state,
+                             int64_t resume, smoe_comm_t *comm, smoe_err_t *err) {
+  const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
+  int64_t v[2] = {0, 0}; /* rank 0: the checkpoint's G (0: nothing to do), then its result */
+  if (rank == 0 && smoe_store_exists(state, 0)) {
+    smoe_err_t e;
+    smoe_store_t *s = smoe_store_open_readonly(state, 0, &e);
+    smoe_ckpt_survey_t sv;
+    if (s && smoe_ckpt_survey(s, &sv, &e) == 0 && sv.count > 0 && sv.G > 0 && sv.G != G)
+      v[0] = sv.G; /* (an unreadable store: the survey below says so) */
+    smoe_store_close(s);
+  }
+  if (rank == 0 && v[0] > 0) {
+    char tmp[SMOE_PATHLEN + 32], old[SMOE_PATHLEN + 48];
+    snprintf(tmp, sizeof tmp, "%s.reshard", state);
+    snprintf(old, sizeof old, "%s.from-G%lld", state, (long long)v[0]);
+    smoe_reshard_result_t r;
+    struct stat sb;
+    if (c->ckpt_dir[0])
+      v[1] = 1, smoe_fail(err, "--resume: the checkpoints in %s were written by %lld ranks, this job "
+                       "has %d: reshard them first (swiftmoe ckpt reshard SRC DST --world %d)",
+                       state, (long long)v[0], G, G);
+    else if (stat(old, &sb) == 0 || stat(tmp, &sb) == 0)
+      v[1] = 1, smoe_fail(err, "--resume on %d ranks: %s or %s exists (an earlier reshard?); move it "
+                       "away first", G, old, tmp);
+    else if (mkdir(tmp, 0777) != 0)
+      v[1] = 1, smoe_fail(err, "cannot create %s: %s", tmp, strerror(errno));
+    else if (smoe_reshard(c, state, tmp, G, resume > 0 ? resume : -1, &r, err) != 0) {
+      rmdir(tmp);
+      v[1] = 1;
+    } else if (rename(state, old) != 0 || rename(tmp, state) != 0) {
+      v[1] = 1, smoe_fail(err, "cannot move the resharded stores into %s: %s", state, strerror(errno));
+    } else {
+      fprintf(stderr, "swiftmoe: resharded the checkpoint of step %lld from %d to %d ranks in %.2f "
+              "s (%.1f MB read); the %d-rank stores are kept in %s\n", (long long)r.step,
+              r.G_from, r.G_to, r.seconds, r.bytes_read / 1e6, r.G_from, old);
+    }
+  }
+  (void)out_dir;
+  smoe_comm_allreduce_max_i64(comm, v, 2, SMOE_PHASE_OTHER);
+  if (v[1] != 0 && rank != 0)
+    return smoe_fail(err, "rank 0 could not reshard the checkpoint for %d ranks (see its message)", G);
+  return v[1] != 0 ? -1 : 0;
+}
+
 static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64_t resume,
                               smoe_comm_t *comm, int *lock, int *earlier,
                               smoe_train_result_t *res, smoe_err_t *err) {
@@ -308,6 +360,9 @@ static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64
   }
   char state[SMOE_PATHLEN + 16];
   smoe_saver_dir(c, out_dir, state, sizeof state);
+  if (resume != SMOE_RESUME_NONE && resume != SMOE_RESUME_OVERWRITE &&
+      reshard_on_resume(c, out_dir, state, resume, comm, err) != 0)
+    return -1;
   survey_t mine = {smoe_store_exists(state, rank), 0, -1, -1, 0};
   if (mine.store) {
     smoe_store_t *s = smoe_store_open_readonly(state, rank, err);

@@ -6,6 +6,8 @@
 #    there to step 10: every step's loss within 1e-9 of the reference, and
 #    the final weights too; the 2-rank folder's step-5 checkpoint resharded
 #    back to 4 ranks does the same (2 -> 4);
+#  - online: `--resume auto` on 2 ranks of a 4-rank run's folder reshards on
+#    load (the old stores kept aside), and 2 -> 4: the same equality;
 #  - refusals in one line, nothing written: an existing destination, a world
 #    the batch does not divide, a step without a checkpoint, a corrupted
 #    chunk (naming rank, step and key), a missing rank store.
@@ -79,6 +81,18 @@ done
 mpi 4 "$bin" train "${args[@]}" --out "$tmp/back4" --resume auto >"$tmp/back4.log" 2>&1 \
   || bad "resume on 4 ranks: $(tail -3 "$tmp/back4.log")"
 if r=$(same "$tmp/ref" "$tmp/back4"); then ok "2 -> 4 at step 5, resumed to 10: $r"; else bad "2 -> 4: $r"; fi
+
+# online: --resume auto on another number of ranks reshards on load
+cp -r "$tmp/killed" "$tmp/on2"
+mpi 2 "$bin" train "${args[@]}" --out "$tmp/on2" --resume auto >"$tmp/on2.log" 2>&1 \
+  || bad "resume of a 4-rank checkpoint on 2 ranks: $(tail -3 "$tmp/on2.log")"
+grep -q "resharded the checkpoint of step 5 from 4 to 2 ranks" "$tmp/on2.log" && [ -d "$tmp/on2/state.from-G4/rank-3" ] \
+  && ok "--resume auto on 2 ranks resharded the 4-rank checkpoint (old stores kept)" || bad "no online reshard: $(grep -i reshard "$tmp/on2.log")"
+if r=$(same "$tmp/ref" "$tmp/on2"); then ok "online 4 -> 2: $r"; else bad "online 4 -> 2: $r"; fi
+SMOE_FAIL_AT=0:7 mpi 2 "$bin" train "${args[@]}" --out "$tmp/killed2" >/dev/null 2>&1 && bad "no failure at 7"
+mpi 4 "$bin" train "${args[@]}" --out "$tmp/killed2" --resume auto >"$tmp/on4.log" 2>&1 \
+  || bad "resume of a 2-rank checkpoint on 4 ranks: $(tail -3 "$tmp/on4.log")"
+if r=$(same "$tmp/ref" "$tmp/killed2"); then ok "online 2 -> 4: $r"; else bad "online 2 -> 4: $r"; fi
 
 fails "exists; give a new folder" "$bin" ckpt reshard "$tmp/killed" "$tmp/g2" --world 2
 fails "is not divisible by 5 ranks" "$bin" ckpt reshard "$tmp/killed" "$tmp/x5" --world 5
