@@ -8,6 +8,8 @@
 #    back to 4 ranks does the same (2 -> 4);
 #  - online: `--resume auto` on 2 ranks of a 4-rank run's folder reshards on
 #    load (the old stores kept aside), and 2 -> 4: the same equality;
+#  - `swiftmoe run --nproc-on-restart 2` restarts a crashed 4-rank job on 2
+#    ranks, which reshards on resume: the same equality;
 #  - refusals in one line, nothing written: an existing destination, a world
 #    the batch does not divide, a step without a checkpoint, a corrupted
 #    chunk (naming rank, step and key), a missing rank store.
@@ -93,6 +95,16 @@ SMOE_FAIL_AT=0:7 mpi 2 "$bin" train "${args[@]}" --out "$tmp/killed2" >/dev/null
 mpi 4 "$bin" train "${args[@]}" --out "$tmp/killed2" --resume auto >"$tmp/on4.log" 2>&1 \
   || bad "resume of a 2-rank checkpoint on 4 ranks: $(tail -3 "$tmp/on4.log")"
 if r=$(same "$tmp/ref" "$tmp/killed2"); then ok "online 2 -> 4: $r"; else bad "online 2 -> 4: $r"; fi
+
+# the supervisor restarts a crashed 4-rank job on 2 ranks (rank 3 fails at step 7;
+# there is no rank 3 after the restart)
+SMOE_FAIL_AT=3:7 timeout 300 "$bin" run --max-restarts 2 --backoff 0 --stall-timeout 120 \
+  --nproc-on-restart 2 -- mpirun --oversubscribe --bind-to none -np 4 "$bin" train "${args[@]}" \
+  --out "$tmp/sup" >"$tmp/sup.log" 2>&1 || bad "swiftmoe run --nproc-on-restart 2: $(tail -3 "$tmp/sup.log")"
+grep -q "restart 1 on 2 ranks" "$tmp/sup.log" && grep -q "from 4 to 2 ranks" "$tmp/sup.log" \
+  && ok "swiftmoe run --nproc-on-restart 2: the crashed 4-rank job ended on 2 ranks" \
+  || bad "no restart on 2 ranks: $(grep -E 'restart|reshard' "$tmp/sup.log")"
+if r=$(same "$tmp/ref" "$tmp/sup"); then ok "supervised 4 -> 2: $r"; else bad "supervised 4 -> 2: $r"; fi
 
 fails "exists; give a new folder" "$bin" ckpt reshard "$tmp/killed" "$tmp/g2" --world 2
 fails "is not divisible by 5 ranks" "$bin" ckpt reshard "$tmp/killed" "$tmp/x5" --world 5

@@ -76,15 +76,21 @@ static const sup_option_t options[] = {
     {"--backoff", "SECONDS", "first wait before a restart, then doubled up to 30 (default 1)"},
     {"--stall-timeout", "SECONDS", "stop and restart a job whose --out DIR/metrics.jsonl gains no "
                                    "line for this long; 0 = never (default 1800)"},
+    {"--nproc-on-restart", "N[,N...]", "restart k runs on the k-th number of ranks (the last "
+                                       "one for every later restart): COMMAND's -np/-n/--np/"
+                                       "--nproc value is replaced; a swiftmoe train --resume "
+                                       "auto on another number reshards its checkpoint"},
     {"--help", NULL, "show this help"},
 };
-enum { OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_STALL, OPT_HELP, N_OPTIONS };
+enum { OPT_MAX_RESTARTS, OPT_BACKOFF, OPT_STALL, OPT_NPROC, OPT_HELP, N_OPTIONS };
+#define MAX_NPROC 16
 
 typedef struct {
   int max_restarts;
   int backoff_s;
   int stall_s;
   int help;
+  int nproc[MAX_NPROC], n_nproc; /* --nproc-on-restart */
   char **cmd; /* the launch command, after "--" (not owned) */
   int cmdc;
 } sup_args_t;
@@ -98,8 +104,10 @@ static int usage(const char *fmt, const char *what) {
 
 static void print_help(void) {
   printf(
-      "usage: swiftmoe run [--max-restarts N] [--backoff SECONDS] -- COMMAND [ARGS...]\n\n"
+      "usage: swiftmoe run [--max-restarts N] [--backoff SECONDS] [--nproc-on-restart N[,N...]]\n"
+      "                    -- COMMAND [ARGS...]\n\n"
       "Runs COMMAND, e.g. 'mpirun -np 4 swiftmoe train --out runs/x', and restarts it\n"
+      "(with --nproc-on-restart, on other numbers of ranks)\n"
       "with --resume auto when it fails (exit status other than 0 and 2, or killed by\n"
       "a signal). Exit status 2 (bad usage or config) is not retried. SIGTERM and\n"
       "SIGINT are forwarded to COMMAND (as SIGUSR1 when it is mpirun or mpiexec, which\n"
@@ -159,6 +167,20 @@ static int parse_args(int argc, char **argv, sup_args_t *a) {
     }
     const char *v = s[len] == '=' ? s + len + 1 : i + 1 < argc ? argv[++i] : NULL;
     if (!v) return usage("option %s needs a value", options[k].name);
+    if (k == OPT_NPROC) { /* a comma-separated list */
+      a->n_nproc = 0;
+      for (const char *p = v; *p;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 1 || x > 1 << 20 || a->n_nproc == MAX_NPROC || (*end && *end != ','))
+          return usage("--nproc-on-restart %s: expected up to 16 numbers of ranks >= 1, e.g. 4,2",
+                       v);
+        a->nproc[a->n_nproc++] = (int)x;
+        p = *end ? end + 1 : end;
+      }
+      if (a->n_nproc == 0) return usage("--nproc-on-restart %s: expected a number of ranks", v);
+      continue;
+    }
     int rc = k == OPT_MAX_RESTARTS ? int_value("--max-restarts", v, 0, 1000, &a->max_restarts)
              : k == OPT_BACKOFF    ? int_value("--backoff", v, 0, 3600, &a->backoff_s)
                                    : int_value("--stall-timeout", v, 0, 1 << 24, &a->stall_s);
@@ -286,6 +308,8 @@ typedef struct {
   const char *stop_why; /* why this supervisor stopped the attempt ("stalled", ...) */
   sup_args_t args;
   char **restart_cmd; /* the command with --resume auto */
+  int np_at;           /* --nproc-on-restart: the index of the rank count in it */
+  char np_buf[16];
   const char *out;     /* the command's --out DIR, or NULL */
   uint64_t backoff_ms; /* before the next restart */
   int attempts, restarts;
@@ -402,6 +426,12 @@ static void on_watch(uv_timer_t *t) {
 /* Starts attempt s->attempts + 1; on failure to spawn, finishes. */
 static void spawn_attempt(sup_t *s) {
   char **cmd = s->attempts == 0 ? s->args.cmd : s->restart_cmd;
+  if (s->attempts > 0 && s->args.n_nproc > 0) { /* restart k on the k-th number of ranks */
+    int k = s->attempts - 1 < s->args.n_nproc ? s->attempts - 1 : s->args.n_nproc - 1;
+    snprintf(s->np_buf, sizeof s->np_buf, "%d", s->args.nproc[k]);
+    s->restart_cmd[s->np_at] = s->np_buf;
+    fprintf(stderr, "swiftmoe run: restart %d on %s ranks\n", s->attempts, s->np_buf);
+  }
   uv_stdio_container_t stdio[3];
   for (int i = 0; i < 3; i++)
     stdio[i] = (uv_stdio_container_t){.flags = UV_INHERIT_FD, .data.fd = i};
@@ -541,6 +571,18 @@ int smoe_supervise(int argc, char **argv, const char *self) {
     return rc;
   }
   s->restart_cmd = restart_command(s->args.cmd, s->args.cmdc);
+  s->np_at = -1;
+  for (int i = 0; i + 1 < s->args.cmdc && s->args.n_nproc > 0 && s->np_at < 0; i++) {
+    const char *a = s->args.cmd[i];
+    if (!strcmp(a, "-np") || !strcmp(a, "-n") || !strcmp(a, "--np") || !strcmp(a, "--nproc"))
+      s->np_at = i + 1;
+  }
+  if (s->args.n_nproc > 0 && s->np_at < 0) {
+    free(s->restart_cmd);
+    free(s);
+    return usage("%s", "--nproc-on-restart: COMMAND has no -np N, -n N, --np N or --nproc N to "
+                 "change");
+  }
   s->out = out_dir(s->args.cmd, s->args.cmdc);
   s->backoff_ms = (uint64_t)s->args.backoff_s * 1000;
   UV_CHECK(uv_loop_init(&s->loop));
