@@ -68,7 +68,7 @@ static int fill_rank(smoe_ckpt_weights_t *w, const smoe_config_t *c, int M, int 
 }
 
 int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_state, int M,
-                 int64_t step, smoe_reshard_result_t *res, smoe_err_t *err) {
+                 int64_t step, int only, smoe_reshard_result_t *res, smoe_err_t *err) {
   memset(res, 0, sizeof *res);
   const double t0 = smoe_now();
   const int L = c->n_layers, E = c->num_experts;
@@ -84,7 +84,7 @@ int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_
   struct stat sb;
   for (int g = 0; g < M; g++) {
     snprintf(path, sizeof path, "%s/rank-%d", dst_state, g);
-    if (stat(path, &sb) == 0)
+    if ((only < 0 || g == only) && stat(path, &sb) == 0)
       return smoe_fail(err, "%s exists: reshard writes new stores only (choose another "
                        "destination)", path);
   }
@@ -125,7 +125,7 @@ int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_
   }
   smoe_ckpt_opts_t o = smoe_saver_opts(c);
   int made = 0;
-  for (int g = 0; g < M && rc == 0; g++) {
+  for (int g = only < 0 ? 0 : only; g < (only < 0 ? M : only + 1) && rc == 0; g++) {
     smoe_ckpt_region_t r[SMOE_SAVER_REGIONS];
     smoe_ckpt_shape_t shapes[SMOE_SAVER_SHAPES];
     smoe_saver_layout(c, M, g, S, replicated, mp.n_dense, r, shapes);
@@ -145,7 +145,7 @@ int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_
       ck = smoe_ckpt_open(dst_state, g, r, SMOE_SAVER_REGIONS, shapes, SMOE_SAVER_SHAPES,
                           smoe_saver_config_digest(c), &o, err);
       if (!ck) rc = -1;
-      else made = g + 1;
+      else made = g + 1; /* rank-0 .. rank-g may hold what this call wrote */
     }
     if (rc == 0) {
       smoe_ckpt_stage(ck, w.step);
@@ -163,7 +163,7 @@ int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_
     if (state > res->peak_state) res->peak_state = state;
   }
   if (rc != 0) /* nothing half made is left: the new stores go */
-    for (int g = 0; g < made; g++) {
+    for (int g = only < 0 ? 0 : only; g < made; g++) {
       snprintf(path, sizeof path, "%s/rank-%d", dst_state, g);
       nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     }

@@ -29,7 +29,10 @@ typedef struct {
  * Errors in one line: a missing or incomplete source, an M that does not
  * fit (G S < E, the global batch not divisible by M), a corrupted chunk
  * (naming rank, step and key; what was written is removed). */
+/* only >= 0: write that new rank's store alone (each rank of a resumed job
+ * its own, in parallel: it reads only the chunks holding its slices); -1:
+ * every new rank's. */
 int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_state, int M,
-                 int64_t step, smoe_reshard_result_t *res, smoe_err_t *err);
+                 int64_t step, int only, smoe_reshard_result_t *res, smoe_err_t *err);
 
 #endif

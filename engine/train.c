@@ -3,12 +3,14 @@
  * checkpoints and metrics (run_loop, run_after_step), and the final weights
  * and summary (run_finish). */
 #define _DEFAULT_SOURCE /* flock */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "train.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <omp.h>
@@ -296,55 +298,71 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
  * every rank takes the same decision (decide). On a refusal returns -1 with
  * res->refused set on every rank. *lock: the lock's descriptor on rank 0,
  * else -1; *earlier: whether the folder held an earlier run. */
+static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *f) {
+  (void)st, (void)flag, (void)f;
+  return remove(p);
+}
+/* dir and everything in it (a folder this run made). */
+static void nftw_remove(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
 /* --resume on another number of ranks than the checkpoint's (collective):
- * rank 0 reshards it (reshard.h) from every old rank's store into
- * <state>.reshard, keeps the old stores as <state>.from-G<n> and puts the
- * new ones in their place; then every rank resumes as usual. Needs the run
- * folder's own state/ (not a checkpoint.dir) on a filesystem every rank
- * sees. Nothing happens when the checkpoint is this world's. */
-static int reshard_on_resume(const smoe_config_t *c, const char *out_dir, const char *state,
-                             int64_t resume, smoe_comm_t *comm, smoe_err_t *err) {
+ * every rank reshards its own new store (reshard.h) into <state>.reshard,
+ * reading from the old stores only the chunks that hold its slices; rank 0
+ * then keeps the old stores as <state>.from-G<n> and puts the new ones in
+ * their place, and every rank resumes as usual. Needs the run folder's own
+ * state/ (not a checkpoint.dir) on a filesystem every rank sees. Nothing
+ * happens when the checkpoint is this world's. */
+static int reshard_on_resume(const smoe_config_t *c, const char *state, int64_t resume,
+                             smoe_comm_t *comm, smoe_err_t *err) {
   const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
-  int64_t v[2] = {0, 0}; /* rank 0: the checkpoint's G (0: nothing to do), then its result */
+  int64_t v[2] = {0, 0}; /* the checkpoint's G (0: nothing to do); a failure anywhere */
   if (rank == 0 && smoe_store_exists(state, 0)) {
     smoe_err_t e;
     smoe_store_t *s = smoe_store_open_readonly(state, 0, &e);
     smoe_ckpt_survey_t sv;
     if (s && smoe_ckpt_survey(s, &sv, &e) == 0 && sv.count > 0 && sv.G > 0 && sv.G != G)
-      v[0] = sv.G; /* (an unreadable store: the survey below says so) */
+      v[0] = sv.G; /* (an unreadable store: the survey after this says so) */
     smoe_store_close(s);
   }
-  if (rank == 0 && v[0] > 0) {
-    char tmp[SMOE_PATHLEN + 32], old[SMOE_PATHLEN + 48];
-    snprintf(tmp, sizeof tmp, "%s.reshard", state);
+  char tmp[SMOE_PATHLEN + 32], old[SMOE_PATHLEN + 48];
+  snprintf(tmp, sizeof tmp, "%s.reshard", state);
+  if (rank == 0 && v[0] > 0) { /* the new stores' folder */
     snprintf(old, sizeof old, "%s.from-G%lld", state, (long long)v[0]);
-    smoe_reshard_result_t r;
     struct stat sb;
     if (c->ckpt_dir[0])
-      v[1] = 1, smoe_fail(err, "--resume: the checkpoints in %s were written by %lld ranks, this job "
-                       "has %d: reshard them first (swiftmoe ckpt reshard SRC DST --world %d)",
-                       state, (long long)v[0], G, G);
+      v[1] = 1, smoe_fail(err, "--resume: the checkpoints in %s were written by %lld ranks, this "
+                          "job has %d: reshard them first (swiftmoe ckpt reshard SRC DST --world %d)",
+                          state, (long long)v[0], G, G);
     else if (stat(old, &sb) == 0 || stat(tmp, &sb) == 0)
-      v[1] = 1, smoe_fail(err, "--resume on %d ranks: %s or %s exists (an earlier reshard?); move it "
-                       "away first", G, old, tmp);
+      v[1] = 1, smoe_fail(err, "--resume on %d ranks: %s or %s exists (an earlier reshard?); move "
+                          "it away first", G, old, tmp);
     else if (mkdir(tmp, 0777) != 0)
       v[1] = 1, smoe_fail(err, "cannot create %s: %s", tmp, strerror(errno));
-    else if (smoe_reshard(c, state, tmp, G, resume > 0 ? resume : -1, &r, err) != 0) {
-      rmdir(tmp);
-      v[1] = 1;
-    } else if (rename(state, old) != 0 || rename(tmp, state) != 0) {
-      v[1] = 1, smoe_fail(err, "cannot move the resharded stores into %s: %s", state, strerror(errno));
-    } else {
-      fprintf(stderr, "swiftmoe: resharded the checkpoint of step %lld from %d to %d ranks in %.2f "
-              "s (%.1f MB read); the %d-rank stores are kept in %s\n", (long long)r.step,
-              r.G_from, r.G_to, r.seconds, r.bytes_read / 1e6, r.G_from, old);
-    }
   }
-  (void)out_dir;
   smoe_comm_allreduce_max_i64(comm, v, 2, SMOE_PHASE_OTHER);
-  if (v[1] != 0 && rank != 0)
-    return smoe_fail(err, "rank 0 could not reshard the checkpoint for %d ranks (see its message)", G);
-  return v[1] != 0 ? -1 : 0;
+  if (v[0] == 0) return 0;
+  smoe_reshard_result_t r;
+  if (v[1] == 0 && smoe_reshard(c, state, tmp, G, resume > 0 ? resume : -1, rank, &r, err) != 0)
+    v[1] = 1;
+  int64_t w[2] = {v[1], v[1] ? 0 : (int64_t)r.bytes_read}; /* failures; the most bytes read */
+  smoe_comm_allreduce_max_i64(comm, w, 2, SMOE_PHASE_OTHER);
+  if (rank == 0 && w[0] == 0) {
+    snprintf(old, sizeof old, "%s.from-G%lld", state, (long long)v[0]);
+    if (rename(state, old) != 0 || rename(tmp, state) != 0)
+      w[0] = 1, smoe_fail(err, "cannot move the resharded stores into %s: %s", state,
+                          strerror(errno));
+    else
+      fprintf(stderr, "swiftmoe: resharded the checkpoint of step %lld from %d to %d ranks in %.2f "
+              "s, each rank reading at most %.1f MB of %d ranks' state; the %d-rank stores are kept "
+              "in %s\n", (long long)r.step, r.G_from, r.G_to, r.seconds, w[1] / 1e6, r.G_from,
+              r.G_from, old);
+  }
+  if (rank == 0 && w[0] != 0 && !v[1]) nftw_remove(tmp);
+  int64_t done = w[0];
+  smoe_comm_allreduce_max_i64(comm, &done, 1, SMOE_PHASE_OTHER);
+  if (done && !err->msg[0]) smoe_fail(err, "the checkpoint could not be resharded for %d ranks "
+                                      "(see the first rank's message)", G);
+  return done ? -1 : 0;
 }
 
 static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64_t resume,
@@ -361,7 +379,7 @@ static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64
   char state[SMOE_PATHLEN + 16];
   smoe_saver_dir(c, out_dir, state, sizeof state);
   if (resume != SMOE_RESUME_NONE && resume != SMOE_RESUME_OVERWRITE &&
-      reshard_on_resume(c, out_dir, state, resume, comm, err) != 0)
+      reshard_on_resume(c, state, resume, comm, err) != 0)
     return -1;
   survey_t mine = {smoe_store_exists(state, rank), 0, -1, -1, 0};
   if (mine.store) {

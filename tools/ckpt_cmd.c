@@ -229,7 +229,7 @@ static int cmd_reshard(int argc, char **argv) {
     return 1;
   }
   smoe_reshard_result_t r;
-  int rc = smoe_reshard(&c, state_src, state_dst, M, step, &r, &err);
+  int rc = smoe_reshard(&c, state_src, state_dst, M, step, -1, &r, &err);
   if (rc == 0) { /* the run folder around the stores */
     snprintf(path, sizeof path, "%s/config.ini", dst);
     FILE *f = fopen(path, "w");
