@@ -22,3 +22,23 @@ gone() {
   echo "warning: processes of $1 still running after 30 s:"
   pgrep -af -- "--out $1( |$)" | head -3
 }
+
+# The checks of a test script: ok/bad MESSAGE count a passed or failed one
+# (bad also sets keep=1, so the script keeps its temp folder); fails WANT
+# CMD... passes when CMD exits 1..127 with one line on stderr naming WANT
+# (the script's $tmp holds its out and err).
+pass=0
+fail=0
+keep=0
+ok() { echo "ok   $*"; pass=$((pass + 1)); }
+bad() { echo "FAIL $*"; fail=$((fail + 1)); keep=1; }
+fails() {
+  local want=$1; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ $rc -ge 1 ] && [ $rc -lt 128 ] && grep -q -- "$want" "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ]; then
+    ok "refused: $(cat "$tmp/err")"
+  else
+    bad "expected one line naming '$want', got rc $rc: $(head -c 300 "$tmp/err")"
+  fi
+}

@@ -20,7 +20,7 @@ bin=$1
 tool=$2
 synth=$3
 tmp=$(mktemp -d)
-keep=0
+. "$(dirname "$0")/lib.sh"
 trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi=(timeout 300 mpirun --oversubscribe --bind-to none -np 4)
@@ -29,21 +29,6 @@ args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=30
       --set training.warmup_steps=4 --set training.eval_every=0 --set training.eval_windows=8
       --set metrics.progress=off --set training.threads=1 --set moe.aux_loss_coef=0
       --set checkpoint.interval=10)
-pass=0
-fail=0
-ok() { echo "ok   $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL $*"; fail=$((fail + 1)); keep=1; }
-# fails CMD... : exit status 1 (not a crash, not 0) and stderr naming $want
-fails() {
-  local want=$1; shift
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q -- "$want" "$tmp/err"; then
-    ok "refused: $(head -c 150 "$tmp/err")"
-  else
-    bad "expected an error naming '$want', got rc $rc: $(head -c 300 "$tmp/err")"
-  fi
-}
 
 echo "recording a 4-rank swiftmoe run ..."
 run=$tmp/rec

@@ -18,7 +18,7 @@ set -uo pipefail
 bin=$1
 tool=$2
 tmp=$(mktemp -d)
-keep=0
+. "$(dirname "$0")/lib.sh"
 trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi() { local n=$1; shift; timeout 300 mpirun --oversubscribe --bind-to none -np "$n" "$@"; }
@@ -26,20 +26,6 @@ args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=10
       --set training.warmup_steps=2 --set training.eval_every=0 --set training.eval_windows=8
       --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=5
       --set training.global_batch_size=12)
-pass=0
-fail=0
-ok() { echo "ok   $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL $*"; fail=$((fail + 1)); keep=1; }
-fails() { # fails WANT CMD...: exit 1, one line naming WANT
-  local want=$1; shift
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ $rc = 1 ] && grep -q -- "$want" "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ]; then
-    ok "refused: $(cat "$tmp/err")"
-  else
-    bad "expected one line naming '$want', got rc $rc: $(head -c 300 "$tmp/err")"
-  fi
-}
 # same REF RUN: losses and final weights (float64 safetensors) within 1e-9
 same() {
   python3 - "$1" "$2" <<'PY'

@@ -20,27 +20,13 @@ set -uo pipefail
 bin=$1
 tool=$2
 tmp=$(mktemp -d)
-keep=0
+. "$(dirname "$0")/lib.sh"
 trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi=(timeout 300 mpirun --oversubscribe --bind-to none -np 4)
 args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=30
       --set training.warmup_steps=4 --set training.eval_every=0 --set training.eval_windows=8
       --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=10)
-pass=0
-fail=0
-ok() { echo "ok   $*"; pass=$((pass + 1)); }
-bad() { echo "FAIL $*"; fail=$((fail + 1)); keep=1; }
-fails() { # fails WANT CMD...: a non-zero exit below 128 and stderr naming WANT
-  local want=$1; shift
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q -- "$want" "$tmp/err" && [ "$(wc -l <"$tmp/err")" = 1 ]; then
-    ok "refused: $(cat "$tmp/err")"
-  else
-    bad "expected one line naming '$want', got rc $rc: $(head -c 300 "$tmp/err")"
-  fi
-}
 
 echo "training with and without samples ..."
 "${mpi[@]}" "$bin" train "${args[@]}" --set training.sample_every=15 --out "$tmp/with" >"$tmp/with.log" 2>&1 \
