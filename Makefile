@@ -17,7 +17,7 @@ DEMO_PACKAGES := cmake make gcc pkg-config libopenblas-openmp-dev libinih-dev li
 # OpenBLAS as the system BLAS (torch is 5-7x slower on the reference BLAS).
 # clang and its runtime build the libFuzzer harness.
 TEST_PACKAGES := $(DEMO_PACKAGES) python3-torch python3-numpy python3-venv libopenblas0-pthread clang \
-                 libclang-rt-14-dev
+                 libclang-rt-14-dev slurm-wlm munge
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
