@@ -19,6 +19,8 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
   return remove(p);
 }
 
+void smoe_reshard_remove(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
 /* Values [lo, lo + n) of a vector cut into slices of `chunk` over the
  * source ranks (rank q: [q chunk, (q + 1) chunk), at byte `base` + its
  * offset in the slice of `region`), into out. chunk = the whole vector when
@@ -165,7 +167,7 @@ int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_
   if (rc != 0) /* nothing half made is left: the new stores go */
     for (int g = only < 0 ? 0 : only; g < made; g++) {
       snprintf(path, sizeof path, "%s/rank-%d", dst_state, g);
-      nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+      smoe_reshard_remove(path);
     }
   smoe_plog_free(&rec);
   smoe_placement_free(&pl);

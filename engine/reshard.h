@@ -35,4 +35,7 @@ typedef struct {
 int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_state, int M,
                  int64_t step, int only, smoe_reshard_result_t *res, smoe_err_t *err);
 
+/* Removes dir and everything in it (a folder resharding made). */
+void smoe_reshard_remove(const char *dir);
+
 #endif

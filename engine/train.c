@@ -3,14 +3,12 @@
  * checkpoints and metrics (run_loop, run_after_step), and the final weights
  * and summary (run_finish). */
 #define _DEFAULT_SOURCE /* flock */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include "train.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <omp.h>
@@ -298,13 +296,6 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
  * every rank takes the same decision (decide). On a refusal returns -1 with
  * res->refused set on every rank. *lock: the lock's descriptor on rank 0,
  * else -1; *earlier: whether the folder held an earlier run. */
-static int remove_entry(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st, (void)flag, (void)f;
-  return remove(p);
-}
-/* dir and everything in it (a folder this run made). */
-static void nftw_remove(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
-
 /* --resume on another number of ranks than the checkpoint's (collective):
  * every rank reshards its own new store (reshard.h) into <state>.reshard,
  * reading from the old stores only the chunks that hold its slices; rank 0
@@ -357,7 +348,7 @@ static int reshard_on_resume(const smoe_config_t *c, const char *state, int64_t 
               "in %s\n", (long long)r.step, r.G_from, r.G_to, r.seconds, w[1] / 1e6, r.G_from,
               r.G_from, old);
   }
-  if (rank == 0 && w[0] != 0 && !v[1]) nftw_remove(tmp);
+  if (rank == 0 && w[0] != 0 && !v[1]) smoe_reshard_remove(tmp);
   int64_t done = w[0];
   smoe_comm_allreduce_max_i64(comm, &done, 1, SMOE_PHASE_OTHER);
   if (done && !err->msg[0]) smoe_fail(err, "the checkpoint could not be resharded for %d ranks "

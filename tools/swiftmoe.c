@@ -376,10 +376,14 @@ static int64_t parse_step(const char *cmd, const char *v) {
 }
 
 /* A world-of-one model of the run in dir (its config.ini) with the weights
- * of its checkpoint of `step` (-1: the newest complete everywhere). */
+ * of its checkpoint of `step` (-1: the newest complete everywhere): the dense
+ * ones, and with experts every expert into its slot. w stays open (its step,
+ * its ranks, the experts one at a time); the caller closes it. */
 static int open_checkpoint(smoe_model_t *m, smoe_config_t *c, const char *dir, int64_t step,
-                           const char *device, int64_t *got, smoe_err_t *err) {
+                           const char *device, int experts, smoe_ckpt_weights_t *w,
+                           smoe_err_t *err) {
   char path[SMOE_PATHLEN + 16];
+  memset(w, 0, sizeof *w);
   smoe_config_defaults(c);
   snprintf(path, sizeof path, "%s/config.ini", dir);
   if (smoe_config_load(c, path, err) != 0) return -1;
@@ -390,19 +394,17 @@ static int open_checkpoint(smoe_model_t *m, smoe_config_t *c, const char *dir, i
   }
   c->init_from[0] = '\0'; /* the checkpoint's weights, placed one expert per slot */
   if (smoe_config_validate(c, err) != 0) return -1;
-  smoe_ckpt_weights_t w;
-  if (smoe_ckpt_weights_open(&w, c->ckpt_dir[0] ? c->ckpt_dir : dir, step, c, err) != 0) return -1;
+  if (smoe_ckpt_weights_open(w, c->ckpt_dir[0] ? c->ckpt_dir : dir, step, c, err) != 0) return -1;
   smoe_comm_t *local = smoe_comm_local();
   int rc = smoe_model_init_dist(m, c, 1, local, err);
   if (rc != 0) {
     smoe_comm_finalize(local);
   } else {
     m->own_comm = 1;
-    rc = smoe_ckpt_weights_load(&w, m, err);
+    rc = experts ? smoe_ckpt_weights_load(w, m, err) : smoe_ckpt_weights_dense(w, m, err);
     if (rc != 0) smoe_model_free(m);
   }
-  *got = w.step;
-  smoe_ckpt_weights_close(&w);
+  if (rc != 0) smoe_ckpt_weights_close(w);
   return rc;
 }
 
@@ -457,28 +459,11 @@ static int cmd_export(int argc, char **argv, char *self) {
   smoe_model_t m;
   smoe_ckpt_weights_t w = {0};
   ckpt_src_t cs = {&w, {{0}}, 0};
+  /* from a checkpoint: the dense weights into a model, the experts streamed to the writer */
   if (step == -3 ? smoe_model_open(&m, &c, run, 0, 1, NULL, &err) != 0
-                 : (smoe_config_defaults(&c), 0)) {
+                 : open_checkpoint(&m, &c, run, step, NULL, 0, &w, &err) != 0) {
     fprintf(stderr, "swiftmoe export: %s\n", err.msg);
     return 1;
-  }
-  if (step != -3) { /* the dense weights into a model; the experts streamed to the writer */
-    char cfg[SMOE_PATHLEN + 16];
-    snprintf(cfg, sizeof cfg, "%s/config.ini", run);
-    if (smoe_config_load(&c, cfg, &err) != 0 || smoe_config_validate(&c, &err) != 0 ||
-        smoe_ckpt_weights_open(&w, c.ckpt_dir[0] ? c.ckpt_dir : run, step, &c, &err) != 0) {
-      fprintf(stderr, "swiftmoe export: %s\n", err.msg);
-      return 1;
-    }
-    c.init_from[0] = '\0';
-    smoe_comm_t *local = smoe_comm_local();
-    if (smoe_model_init_dist(&m, &c, 1, local, &err) != 0 ||
-        smoe_ckpt_weights_dense(&w, &m, &err) != 0) {
-      fprintf(stderr, "swiftmoe export: %s\n", err.msg);
-      smoe_ckpt_weights_close(&w);
-      return 1;
-    }
-    m.own_comm = 1;
   }
   char path[SMOE_PATHLEN + 32];
   snprintf(path, sizeof path, "%s/model.safetensors", out);
@@ -761,11 +746,14 @@ static int cmd_sample(int argc, char **argv, char *self) {
   smoe_model_t m;
   if (step != -3 && hf) return usage_error("sample", "%s", "--step reads a run folder's checkpoints, "
                                             "not an HF folder");
-  int64_t got = -1;
+  smoe_ckpt_weights_t w;
   if (step == -3 ? smoe_model_open(&m, &c, dir, 0, 1, device, &err) != 0
-                 : open_checkpoint(&m, &c, dir, step, device, &got, &err) != 0)
+                 : open_checkpoint(&m, &c, dir, step, device, 1, &w, &err) != 0)
     return sample_error("%s", err.msg);
-  if (step != -3) fprintf(stderr, "sample: the weights of the checkpoint of step %lld\n", (long long)got);
+  if (step != -3) {
+    fprintf(stderr, "sample: the weights of the checkpoint of step %lld\n", (long long)w.step);
+    smoe_ckpt_weights_close(&w);
+  }
   /* the prompt as tokens */
   const int T = c.seq_len, V = c.vocab_size;
   int32_t *toks = xmalloc(sizeof(int32_t) * ((size_t)T + 1));
