@@ -94,9 +94,25 @@ count() { grep -c -- "$1" "$tmp/job.out" 2>/dev/null; }
 preempt() { # the job's srun gets SIGUSR1; then the job ends
   scancel --signal=USR1 "$job" && until_ 60 "the job to end after SIGUSR1" gone
 }
-requeue() { # held, changed (scontrol update ARGS), released now
-  scontrol requeuehold "$job" && { [ $# = 0 ] || scontrol update JobId="$job" "$@"; } &&
+idle() { sinfo -h -o %t | grep -q idle; }
+requeue() { # held, changed (scontrol update ARGS), released now, once the node is idle again:
+  # slurmd revokes an ended job's credential until it has cleaned up, and a requeue in that
+  # window is killed at once ("Job credential revoked")
+  until_ 30 "the node to be idle before the requeue" idle && sleep 2 &&
+    scontrol requeuehold "$job" && { [ $# = 0 ] || scontrol update JobId="$job" "$@"; } &&
     scontrol release "$job" && scontrol update JobId="$job" StartTime=now
+}
+# resumed STEP ARGS...: requeues (requeue ARGS) until the job says it resumed from STEP,
+# again if a start is killed before it ran (at most 3 tries, 90 s each)
+resumed() {
+  local step=$1; shift
+  for _ in 1 2 3; do
+    requeue "$@" || return 1
+    until_ 90 "the requeued job to resume" sh -c "grep -q 'resumed from the checkpoint of step $step' '$tmp/job.out' || ! squeue -h -j $job -t R,PD,CG | grep -q ." || return 1
+    grep -q "resumed from the checkpoint of step $step" "$tmp/job.out" && return 0
+    echo "the requeued job ended before it resumed (see slurmctld.log); requeued again"
+  done
+  return 1
 }
 until_ 90 "5 steps of the batch job" lines 5 || bad "the batch job did not train: $(tail -3 "$tmp/job.out")"
 preempt
@@ -104,13 +120,12 @@ preempt
   && ok "scancel --signal=USR1: $(grep -o 'preempted at step [0-9]*' "$tmp/job.out"), srun exit 0" \
   || bad "preemption: $(tail -4 "$tmp/job.out")"
 step=$(grep -o 'preempted at step [0-9]*' "$tmp/job.out" | tail -1 | grep -o '[0-9]*$')
-requeue && until_ 90 "the requeued job to resume" sh -c "grep -q 'resumed from the checkpoint of step $step' '$tmp/job.out'" \
+resumed "$step" \
   && ok "requeued on 4 tasks: resumed from the checkpoint of step $step" || bad "requeue: $(tail -4 "$tmp/job.out")"
 until_ 60 "a few more steps" lines $((step + 3))
 preempt
 step=$(grep -o 'preempted at step [0-9]*' "$tmp/job.out" | tail -1 | grep -o '[0-9]*$')
-requeue NumTasks=2 NumCPUs=2 && until_ 90 "the job requeued on 2 tasks to resume" \
-  sh -c "grep -q 'resumed from the checkpoint of step $step' '$tmp/job.out' && grep -q 'start: 2 tasks' '$tmp/job.out'" \
+resumed "$step" NumTasks=2 NumCPUs=2 && grep -q 'start: 2 tasks' "$tmp/job.out" \
   && grep -q "resharded the checkpoint of step $step from 4 to 2 ranks" "$tmp/job.out" \
   && ok "requeued on 2 tasks: the 4-rank checkpoint of step $step resharded, resumed" \
   || bad "requeue on 2 tasks: $(tail -5 "$tmp/job.out")"
