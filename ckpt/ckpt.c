@@ -334,9 +334,24 @@ struct smoe_ckpt {
   int64_t log_step; /* the last record's step, -1 none */
   uint8_t *out; /* encoder output, smoe_codec_bound(chunk) */
   size_t out_cap;
+  wbuf_t bundle;      /* o.copy: the last write's bundle (smoe_ckpt_take_bundle) */
+  int64_t bundle_from; /* placement records after this step go in the next bundle */
 };
 
 static void reclaim(smoe_ckpt_t *ck);
+
+/* A handle on store s with nothing staged (the fields every handle needs). */
+static smoe_ckpt_t *handle_new(smoe_store_t *s, int rank, const smoe_ckpt_opts_t *o) {
+  smoe_ckpt_t *ck = xcalloc(1, sizeof *ck);
+  ck->s = s;
+  ck->rank = rank;
+  ck->o = *o;
+  ck->staged = ck->pending = ck->last_global = ck->reclaim_lo = ck->reclaim_hi = -1;
+  ck->log_step = ck->bundle_from = -1;
+  ck->local = 1;
+  ck->log = smoe_batch_new(s);
+  return ck;
+}
 
 static int enc_is_delta(smoe_enc_t e) {
   return e == SMOE_ENC_XOR_SHUFFLE_ZSTD;
@@ -356,10 +371,7 @@ smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t 
     }
   smoe_store_t *s = smoe_store_open(dir, rank, err);
   if (!s) return NULL;
-  smoe_ckpt_t *ck = xcalloc(1, sizeof *ck);
-  ck->s = s;
-  ck->rank = rank;
-  ck->o = *o;
+  smoe_ckpt_t *ck = handle_new(s, rank, o);
   ck->n_regions = n_regions;
   ck->regions = xmalloc(sizeof *regions * (size_t)n_regions);
   memcpy(ck->regions, regions, sizeof *regions * (size_t)n_regions);
@@ -382,10 +394,6 @@ smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t 
     if (regions[i].ops) ck->dev = regions[i].ops;
   if (ck->dev) ck->dev->host_pin(ck->stage, ck->total + 1, 1);
   if (ck->dev) ck->dev->host_pin(ck->base, ck->total + 1, 1);
-  ck->staged = ck->pending = ck->last_global = ck->reclaim_lo = ck->reclaim_hi = -1;
-  ck->log_step = -1;
-  ck->local = 1;
-  ck->log = smoe_batch_new(s);
   ck->out_cap = smoe_codec_bound(o->chunk_bytes);
   ck->out = xmalloc(ck->out_cap);
   return ck;
@@ -411,7 +419,7 @@ void smoe_ckpt_close(smoe_ckpt_t *ck) {
   if (ck->dev) ck->dev->host_pin(ck->stage, ck->total + 1, 0);
   if (ck->dev) ck->dev->host_pin(ck->base, ck->total + 1, 0);
   free(ck->regions), free(ck->offset), free(ck->shapes);
-  free(ck->stage), free(ck->base), free(ck->out), free(ck->rec.p);
+  free(ck->stage), free(ck->base), free(ck->out), free(ck->rec.p), free(ck->bundle.p);
   free(ck);
 }
 
@@ -478,6 +486,48 @@ static void test_write_hooks(smoe_ckpt_t *ck, int64_t step, int *rc) {
 }
 #endif
 
+
+/* --- bundles: a checkpoint's stored keys and values, for a copy elsewhere ---- */
+
+#define BUNDLE_MAGIC "SMBN"
+#define BUNDLE_VERSION 1u
+#define BUNDLE_HEAD 20 /* magic, version, step, entry count */
+
+static void bundle_begin(wbuf_t *b, int64_t step) {
+  b->n = 0;
+  w_bytes(b, BUNDLE_MAGIC, 4);
+  w_u32(b, BUNDLE_VERSION);
+  w_u64(b, (uint64_t)step);
+  w_u32(b, 0); /* the entry count, set by bundle_end */
+}
+static void bundle_add(wbuf_t *b, smoe_cf_t cf, const void *k, size_t klen, const void *v,
+                       size_t vlen) {
+  w_u8(b, (uint8_t)cf);
+  w_u32(b, (uint32_t)klen);
+  w_u64(b, (uint64_t)vlen);
+  w_bytes(b, k, klen);
+  w_bytes(b, v, vlen);
+  uint32_t count = 0;
+  for (int i = 0; i < 4; i++) count |= (uint32_t)b->p[16 + i] << (8 * i);
+  count++;
+  for (int i = 0; i < 4; i++) b->p[16 + i] = (uint8_t)(count >> (8 * i));
+}
+static void bundle_end(wbuf_t *b) { w_u64(b, smoe_codec_hash(b->p, b->n)); }
+
+/* Every placement record with a step in (from, to] into the bundle. */
+typedef struct {
+  wbuf_t *b;
+  int64_t from, to;
+} log_range_t;
+static int add_record(void *ctx, const void *k, size_t klen, const void *v, size_t vlen) {
+  log_range_t *r = ctx;
+  if (klen != 8) return 0;
+  int64_t step = (int64_t)get_be64(k);
+  if (step > r->to) return 1;
+  if (step > r->from) bundle_add(r->b, SMOE_CF_PLACEMENT, k, klen, v, vlen);
+  return 0;
+}
+
 void smoe_ckpt_write(smoe_ckpt_t *ck) {
   reclaim(ck); /* the previous prune's (no prune runs while a write is in flight) */
   const double t0 = smoe_now();
@@ -503,6 +553,7 @@ void smoe_ckpt_write(smoe_ckpt_t *ck) {
   const smoe_enc_t enc = delta ? ck->o.delta_enc : ck->o.full_enc;
   smoe_batch_t *b = smoe_batch_new(ck->s);
   int rc = 0;
+  if (ck->o.copy) bundle_begin(&ck->bundle, m->step);
   for (int i = 0; i < ck->n_regions && rc == 0; i++) {
     const smoe_ckpt_region_t *r = &ck->regions[i];
     mregion_t *g = &m->regions[i];
@@ -534,6 +585,7 @@ void smoe_ckpt_write(smoe_ckpt_t *ck) {
       chunk_key(k, m->step, i, c);
       smoe_batch_clear(b);
       smoe_batch_put(b, (smoe_cf_t)r->cf, k, sizeof k, ck->out, (size_t)l);
+      if (ck->o.copy) bundle_add(&ck->bundle, (smoe_cf_t)r->cf, k, sizeof k, ck->out, (size_t)l);
       if (smoe_store_write(ck->s, b, SMOE_WRITE_NO_WAL, &e) != 0)
         rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s", ck->rank, (long long)m->step,
                        e.msg);
@@ -560,8 +612,21 @@ void smoe_ckpt_write(smoe_ckpt_t *ck) {
     if (smoe_store_write(ck->s, b, SMOE_WRITE_SYNC, &e) != 0)
       rc = smoe_fail(err, "rank %d, checkpoint of step %lld: manifest: %s", ck->rank,
                      (long long)m->step, e.msg);
+    if (rc == 0 && ck->o.copy) { /* the log since the last bundle, then the manifest */
+      log_range_t lr = {&ck->bundle, ck->bundle_from, m->step};
+      uint8_t lo[8], hi[8];
+      put_be64(lo, (uint64_t)(ck->bundle_from + 1));
+      put_be64(hi, (uint64_t)m->step + 1);
+      if (smoe_store_scan_range(ck->s, SMOE_CF_PLACEMENT, lo, 8, hi, 8, add_record, &lr, &e) != 0)
+        rc = smoe_fail(err, "rank %d, checkpoint of step %lld: its copy: %s", ck->rank,
+                       (long long)m->step, e.msg);
+      bundle_add(&ck->bundle, SMOE_CF_META, k, sizeof k, w.p, w.n);
+      bundle_end(&ck->bundle);
+      if (rc == 0) ck->bundle_from = m->step;
+    }
     free(w.p);
   }
+  if (rc != 0) ck->bundle.n = 0;
   SMOE_KILL_POINT("ckpt.after_manifest");
   smoe_batch_free(b);
   ck->write_rc = rc;
@@ -997,6 +1062,196 @@ static int discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
   }
   if (rc == 0) rc = smoe_store_flush(ck->s, err);
   return rc;
+}
+
+/* --- copies on another rank (checkpoint.redundancy) ------------------------ */
+
+int smoe_ckpt_take_bundle(smoe_ckpt_t *ck, void **buf, size_t *n) {
+  *buf = NULL, *n = 0;
+  if (ck->bundle.n == 0) return 0;
+  *buf = ck->bundle.p, *n = ck->bundle.n;
+  ck->bundle = (wbuf_t){0};
+  return 1;
+}
+
+/* Calls fn for each entry of bundle p (n bytes) after checking its frame,
+ * checksum and every entry's bounds: 0, or -1 with err. */
+typedef int (*entry_fn)(void *ctx, smoe_cf_t cf, const uint8_t *k, size_t klen, const uint8_t *v,
+                        size_t vlen);
+static int bundle_each(const void *p, size_t n, const char *what, int64_t *step, entry_fn fn,
+                       void *ctx, smoe_err_t *err) {
+  rbuf_t r = {p, n, 0, 0};
+  if (n < BUNDLE_HEAD + 8 || memcmp(p, BUNDLE_MAGIC, 4) != 0)
+    return smoe_fail(err, "%s: not a checkpoint copy (%zu bytes, no " BUNDLE_MAGIC " header)",
+                     what, n);
+  r.at = 4;
+  uint32_t version = r_u32(&r);
+  *step = (int64_t)r_u64(&r);
+  uint32_t count = r_u32(&r);
+  if (version != BUNDLE_VERSION)
+    return smoe_fail(err, "%s: copy format version %u (this build reads %u)", what, version,
+                     BUNDLE_VERSION);
+  rbuf_t t = {(const uint8_t *)p + n - 8, 8, 0, 0};
+  if (r_u64(&t) != smoe_codec_hash(p, n - 8))
+    return smoe_fail(err, "%s: the copy of step %lld fails its checksum", what, (long long)*step);
+  r.n = n - 8;
+  for (uint32_t i = 0; i < count; i++) {
+    uint8_t cf = r_u8(&r);
+    uint32_t klen = r_u32(&r);
+    uint64_t vlen = r_u64(&r);
+    const uint8_t *k = r_take(&r, klen), *v = vlen <= r.n ? r_take(&r, (size_t)vlen) : NULL;
+    if (r.bad || !v || cf >= SMOE_CF_COUNT)
+      return smoe_fail(err, "%s: the copy of step %lld is malformed at entry %u of %u", what,
+                       (long long)*step, i, count);
+    if (fn(ctx, (smoe_cf_t)cf, k, klen, v, (size_t)vlen) != 0) return -1;
+  }
+  if (r.at != r.n)
+    return smoe_fail(err, "%s: the copy of step %lld has %zu bytes after its %u entries", what,
+                     (long long)*step, r.n - r.at, count);
+  return 0;
+}
+
+/* Applying a bundle: pass 0 writes the chunks (without the write-ahead log,
+ * one at a time), pass 1 collects the placement records and the meta keys
+ * into one synced batch, written after the chunks are persisted: as a
+ * checkpoint's own write, a manifest present means its bytes are durable. */
+typedef struct {
+  smoe_ckpt_t *ck;
+  smoe_batch_t *b;
+  int pass;
+  int64_t log_step;
+  size_t rec_bytes;
+  smoe_err_t *err;
+} apply_t;
+static int apply_entry(void *ctx, smoe_cf_t cf, const uint8_t *k, size_t klen, const uint8_t *v,
+                       size_t vlen) {
+  apply_t *a = ctx;
+  const int late = cf == SMOE_CF_META || cf == SMOE_CF_PLACEMENT;
+  if (late != a->pass) return 0;
+  if (cf == SMOE_CF_META && klen == strlen(SMOE_STORE_FORMAT_KEY) &&
+      memcmp(k, SMOE_STORE_FORMAT_KEY, klen) == 0)
+    return 0; /* the store's own header stays */
+  if (cf == SMOE_CF_PLACEMENT && klen == 8 && (int64_t)get_be64(k) > a->log_step)
+    a->log_step = (int64_t)get_be64(k), a->rec_bytes = vlen;
+  if (a->pass == 1) {
+    smoe_batch_put(a->b, cf, k, klen, v, vlen);
+    return 0;
+  }
+  smoe_batch_clear(a->b);
+  smoe_batch_put(a->b, cf, k, klen, v, vlen);
+  return smoe_store_write(a->ck->s, a->b, SMOE_WRITE_NO_WAL, a->err);
+}
+
+int smoe_ckpt_apply(smoe_ckpt_t *ck, const void *buf, size_t n, int64_t *step, smoe_err_t *err) {
+  reclaim(ck);
+  apply_t a = {ck, smoe_batch_new(ck->s), 0, -1, 0, err};
+  char what[SMOE_PATHLEN + 64];
+  snprintf(what, sizeof what, "%s", smoe_store_path(ck->s));
+  int rc = bundle_each(buf, n, what, step, apply_entry, &a, err);
+  if (rc == 0) rc = smoe_store_persist(ck->s, err);
+  if (rc == 0) {
+    smoe_batch_clear(a.b);
+    a.pass = 1;
+    rc = bundle_each(buf, n, what, step, apply_entry, &a, err);
+  }
+  if (rc == 0) rc = smoe_store_write(ck->s, a.b, SMOE_WRITE_SYNC, err);
+  smoe_batch_free(a.b);
+  if (rc == 0 && a.log_step > ck->log_step) ck->log_step = a.log_step, ck->rec_bytes = a.rec_bytes;
+  return rc;
+}
+
+smoe_ckpt_t *smoe_ckpt_open_copy(const char *dir, int rank, const smoe_ckpt_opts_t *o,
+                                 smoe_err_t *err) {
+  char copies[SMOE_PATHLEN + 16];
+  smoe_ckpt_copy_dir(dir, copies, sizeof copies);
+  smoe_store_t *s = smoe_store_open(copies, rank, err);
+  if (!s) return NULL;
+  smoe_ckpt_opts_t co = *o;
+  co.copy = 0;
+  return handle_new(s, rank, &co);
+}
+
+void smoe_ckpt_copy_write(smoe_ckpt_t *ck, const void *buf, size_t n) {
+  int64_t step = -1;
+  ck->write_rc = smoe_ckpt_apply(ck, buf, n, &step, &ck->write_err);
+  if (ck->write_rc != 0)
+    snprintf(ck->write_err.msg + strlen(ck->write_err.msg),
+             sizeof ck->write_err.msg - strlen(ck->write_err.msg), " (the copy of rank %d's "
+             "checkpoint)", ck->rank);
+  ck->pending = step;
+  ck->local = ck->write_rc == 0 ? 1 : -1;
+}
+
+int smoe_ckpt_copy_status(const smoe_ckpt_t *ck, smoe_err_t *err) {
+  if (ck->local < 0 && err) *err = ck->write_err;
+  return ck->local;
+}
+
+void smoe_ckpt_copy_dir(const char *dir, char *out, size_t n) {
+  snprintf(out, n, "%s/" SMOE_CKPT_COPY_DIR, dir);
+}
+
+smoe_store_t *smoe_ckpt_open_rank(const char *dir, int rank, int *copy, smoe_err_t *err) {
+  char copies[SMOE_PATHLEN + 16];
+  smoe_ckpt_copy_dir(dir, copies, sizeof copies);
+  *copy = !smoe_store_exists(dir, rank) && smoe_store_exists(copies, rank);
+  return smoe_store_open_readonly(*copy ? copies : dir, rank, err);
+}
+
+/* Every key of a store but its header, as one bundle (restoring a lost
+ * store from its copy). */
+static int add_any(void *ctx, const void *k, size_t klen, const void *v, size_t vlen) {
+  wbuf_t *b = ((wbuf_t **)ctx)[0];
+  smoe_cf_t cf = (smoe_cf_t)(intptr_t)((void **)ctx)[1];
+  if (cf == SMOE_CF_META && klen == strlen(SMOE_STORE_FORMAT_KEY) &&
+      memcmp(k, SMOE_STORE_FORMAT_KEY, klen) == 0)
+    return 0;
+  bundle_add(b, cf, k, klen, v, vlen);
+  return 0;
+}
+int smoe_ckpt_bundle_store(smoe_store_t *s, void **buf, size_t *n, smoe_err_t *err) {
+  wbuf_t b = {0};
+  smoe_ckpt_survey_t sv;
+  if (smoe_ckpt_survey(s, &sv, err) != 0) return -1;
+  bundle_begin(&b, sv.newest);
+  int rc = 0;
+  for (int cf = SMOE_CF_SHARD; cf < SMOE_CF_COUNT && rc == 0; cf++) { /* meta last */
+    void *ctx[2] = {&b, (void *)(intptr_t)cf};
+    rc = smoe_store_scan(s, (smoe_cf_t)cf, NULL, 0, add_any, ctx, err);
+  }
+  void *ctx[2] = {&b, (void *)(intptr_t)SMOE_CF_META};
+  if (rc == 0) rc = smoe_store_scan(s, SMOE_CF_META, NULL, 0, add_any, ctx, err);
+  bundle_end(&b);
+  if (rc != 0) {
+    free(b.p);
+    return -1;
+  }
+  *buf = b.p, *n = b.n;
+  return 0;
+}
+
+int smoe_ckpt_restore_copy(const char *dir, int rank, const void *buf, size_t n, smoe_err_t *err) {
+  smoe_store_t *s = smoe_store_open(dir, rank, err);
+  if (!s) return -1;
+  smoe_ckpt_opts_t o = {0};
+  smoe_ckpt_t *ck = handle_new(s, rank, &o);
+  int64_t step;
+  int rc = smoe_ckpt_apply(ck, buf, n, &step, err);
+  smoe_ckpt_close(ck);
+  return rc;
+}
+
+void smoe_ckpt_next_full(smoe_ckpt_t *ck) { ck->have_base = 0; }
+
+int smoe_ckpt_holds(smoe_ckpt_t *ck, int64_t step) {
+  manifest_t m;
+  if (manifest_read(ck->s, step, &m, NULL) != 1) return 0;
+  manifest_free(&m);
+  return 1;
+}
+
+int smoe_ckpt_discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
+  return discard_after(ck, step, err);
 }
 
 int smoe_ckpt_start_fresh(smoe_ckpt_t *ck, int *removed, smoe_err_t *err) {

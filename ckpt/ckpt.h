@@ -60,6 +60,7 @@ typedef struct {
   size_t chunk_bytes; /* chunk size */
   smoe_enc_t full_enc, delta_enc;
   size_t log_bytes;   /* placement log budget (0: unbounded), see smoe_ckpt_log */
+  int copy;           /* each write also makes a bundle for a copy elsewhere (below) */
 } smoe_ckpt_opts_t;
 
 /* What a manifest says, for listing. */
@@ -164,6 +165,53 @@ int64_t smoe_plog_verify(smoe_store_t *s, void (*bad)(void *ctx, int64_t step, c
  * to STEP (every record without one). Errors name the spec: no store, an
  * empty log, no record of STEP, another L or E than the run's. */
 int smoe_plog_mean_loads(const char *spec, int L, int E, double *loads, smoe_err_t *err);
+
+/* --- copies on another rank (checkpoint.redundancy) ----------------------
+ *
+ * A rank's checkpoints are unique to it, so a node lost with its disk would
+ * take every checkpoint with it. With o.copy, each write also makes a
+ * bundle: the checkpoint's keys and values exactly as stored (its chunks,
+ * the placement records since the last bundle, its manifest), framed with a
+ * magic, version, step and count and closed by a checksum. The engine sends
+ * it to another rank (saver.h: rank g keeps rank g-1's), which applies it to
+ * a store of its own, <dir>/copy/rank-<g-1>: a store of rank g-1 like the
+ * original, with the same keys, durably in the same order (chunks, then the
+ * log and manifest in one synced batch). Anything that reads a rank's
+ * store (a resume, `ckpt reshard`, `export --step`) reads that copy when the
+ * rank's own store is gone. */
+#define SMOE_CKPT_COPY_DIR "copy"
+/* <dir>/copy */
+void smoe_ckpt_copy_dir(const char *dir, char *out, size_t n);
+/* The last write's bundle (ownership passes to the caller; 0 when there is
+ * none: copies off, or the write failed). Main thread, after the finish. */
+int smoe_ckpt_take_bundle(smoe_ckpt_t *ck, void **buf, size_t *n);
+/* The handle on the copy this rank keeps of rank `rank`'s checkpoints,
+ * <dir>/copy/rank-<rank> (created). It stages nothing: bundles are applied
+ * by smoe_ckpt_copy_write (any one thread; it sets the pending step), the
+ * result read with smoe_ckpt_copy_status (1 written, -1 failed with err),
+ * and it is agreed, pruned and discarded like the rank's own
+ * (smoe_ckpt_agreed, smoe_ckpt_start_fresh, smoe_ckpt_discard_after). */
+smoe_ckpt_t *smoe_ckpt_open_copy(const char *dir, int rank, const smoe_ckpt_opts_t *o,
+                                 smoe_err_t *err);
+void smoe_ckpt_copy_write(smoe_ckpt_t *ck, const void *buf, size_t n);
+int smoe_ckpt_copy_status(const smoe_ckpt_t *ck, smoe_err_t *err);
+/* Applies a bundle to ck's store (checking its checksum and framing first);
+ * *step = its step. 0, or -1 with err naming the store. */
+int smoe_ckpt_apply(smoe_ckpt_t *ck, const void *buf, size_t n, int64_t *step, smoe_err_t *err);
+/* Every key of store s (but its format header) as one bundle (*buf malloc'd):
+ * what a lost store is restored from. */
+int smoe_ckpt_bundle_store(smoe_store_t *s, void **buf, size_t *n, smoe_err_t *err);
+/* Creates <dir>/rank-<rank> from such a bundle. */
+int smoe_ckpt_restore_copy(const char *dir, int rank, const void *buf, size_t n, smoe_err_t *err);
+/* Rank `rank`'s store in dir read-only, or when it has none, its copy in
+ * <dir>/copy (*copy = 1). NULL with err when neither exists. */
+smoe_store_t *smoe_ckpt_open_rank(const char *dir, int rank, int *copy, smoe_err_t *err);
+/* The next checkpoint written is a full one (a copy that lost its chain). */
+void smoe_ckpt_next_full(smoe_ckpt_t *ck);
+/* Whether ck's store has the manifest of `step`. */
+int smoe_ckpt_holds(smoe_ckpt_t *ck, int64_t step);
+/* Deletes every checkpoint and placement record after `step`. */
+int smoe_ckpt_discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err);
 
 /* --- reading a checkpoint of any rank, a piece at a time ------------------ */
 

@@ -20,6 +20,7 @@ typedef enum {
   SMOE_PHASE_GRAD_TO_SHARDS,   /* expert gradients to the ranks owning their optimizer shards */
   SMOE_PHASE_WEIGHTS_TO_SLOTS, /* updated expert weights to the next placement's slots */
   SMOE_PHASE_DENSE_WEIGHTS,    /* updated dense slices all-gathered (sharded dense optimizer) */
+  SMOE_PHASE_CKPT_COPY,    /* a checkpoint's stored bytes to the rank that keeps its copy */
   SMOE_PHASE_OTHER,        /* losses, norms, evaluation, checkpoint gathers */
   SMOE_PHASE_COUNT
 } smoe_phase_t;
@@ -109,6 +110,26 @@ void smoe_comm_allgather_start(smoe_comm_t *c, const void *send, void *recv, siz
 void smoe_comm_wait_all(smoe_comm_t *c);
 
 void smoe_comm_barrier(smoe_comm_t *c);
+
+/* Messages of any size between two ranks on the control plane (host
+ * memory), sent and received without blocking: a checkpoint's copy to the
+ * rank that keeps it. A message is a header (its size) and the bytes in
+ * pieces of at most 1 GiB (MPI counts are ints); messages between two ranks
+ * arrive in the order sent. Nothing of it exists in a world of one (NULL).
+ *
+ * send_start: buf (n bytes) to rank `to`; buf must stay untouched until the
+ * message tests complete. recv_start: a message from rank `from`, whatever
+ * its size (allocated when its header arrives). msg_test: 1 when the message
+ * is complete (freed then; a receive's bytes in *buf, malloc'd, owned by the
+ * caller, and *n), 0 not yet; it also moves MPI's progress along. */
+typedef struct smoe_comm_msg smoe_comm_msg_t;
+smoe_comm_msg_t *smoe_comm_send_start(smoe_comm_t *c, int to, const void *buf, size_t n,
+                                      smoe_phase_t phase);
+smoe_comm_msg_t *smoe_comm_recv_start(smoe_comm_t *c, int from);
+int smoe_comm_msg_test(smoe_comm_t *c, smoe_comm_msg_t *m, void **buf, size_t *n);
+/* Tests until complete (a blocking send or receive; seconds waited in *wait_s
+ * if not NULL). */
+void smoe_comm_msg_wait(smoe_comm_t *c, smoe_comm_msg_t *m, void **buf, size_t *n, double *wait_s);
 
 /* Bytes this rank has sent per phase since the last reset. */
 void smoe_comm_bytes(const smoe_comm_t *c, int64_t out[SMOE_PHASE_COUNT]);

@@ -1,7 +1,9 @@
 /* comm_mpi.c: the MPI backend of comm.h, and the world of one. The only
  * file that includes mpi.h. */
+#define _POSIX_C_SOURCE 200809L
 #include <mpi.h>
 #include <string.h>
+#include <time.h>
 
 #include "comm.h"
 #ifdef SMOE_WITH_CUDA
@@ -48,7 +50,7 @@ struct smoe_comm {
 
 static const char *phase_names[SMOE_PHASE_COUNT] = {
     "dispatch", "combine", "dense_grad", "counts", "grad_to_shards", "weights_to_slots",
-    "dense_weights",
+    "dense_weights", "checkpoint_copy",
     "other"};
 const char *smoe_phase_name(smoe_phase_t p) { return phase_names[p]; }
 
@@ -466,3 +468,78 @@ void smoe_comm_bytes(const smoe_comm_t *c, int64_t out[SMOE_PHASE_COUNT]) {
 }
 
 void smoe_comm_reset_bytes(smoe_comm_t *c) { memset(c->bytes, 0, sizeof c->bytes); }
+
+/* --- messages to one rank (checkpoint copies) --------------------------------- */
+
+enum { MSG_TAG_HEAD = 7001, MSG_TAG_BODY = 7002 };
+#define MSG_PIECE ((size_t)1 << 30)
+
+struct smoe_comm_msg {
+  int peer, recv, started; /* started: a receive's header arrived, its pieces posted */
+  uint64_t size;           /* the header */
+  char *buf;               /* a receive's bytes (n + 1 allocated) */
+  MPI_Request *reqs;       /* header (a send's) and pieces */
+  int n_reqs;
+};
+
+/* The requests of the pieces of buf (size bytes), after reqs[first]. */
+static void msg_pieces(smoe_comm_msg_t *m, int first, const void *buf) {
+  size_t pieces = (m->size + MSG_PIECE - 1) / MSG_PIECE;
+  m->reqs = xmalloc(sizeof(MPI_Request) * (pieces + 1));
+  m->n_reqs = first;
+  for (size_t i = 0; i < pieces; i++) {
+    size_t at = i * MSG_PIECE, len = m->size - at < MSG_PIECE ? m->size - at : MSG_PIECE;
+    char *p = (char *)buf + at;
+    if (m->recv)
+      mpi_check(MPI_Irecv(p, (int)len, MPI_BYTE, m->peer, MSG_TAG_BODY, MPI_COMM_WORLD,
+                          &m->reqs[m->n_reqs++]));
+    else
+      mpi_check(MPI_Isend(p, (int)len, MPI_BYTE, m->peer, MSG_TAG_BODY, MPI_COMM_WORLD,
+                          &m->reqs[m->n_reqs++]));
+  }
+}
+
+smoe_comm_msg_t *smoe_comm_send_start(smoe_comm_t *c, int to, const void *buf, size_t n,
+                                      smoe_phase_t phase) {
+  if (!c->mpi || c->size < 2) return NULL;
+  smoe_comm_msg_t *m = xcalloc(1, sizeof *m);
+  m->peer = to, m->size = n, m->started = 1;
+  msg_pieces(m, 1, buf);
+  mpi_check(MPI_Isend(&m->size, 8, MPI_BYTE, to, MSG_TAG_HEAD, MPI_COMM_WORLD, &m->reqs[0]));
+  c->bytes[phase] += (int64_t)n + 8;
+  return m;
+}
+
+smoe_comm_msg_t *smoe_comm_recv_start(smoe_comm_t *c, int from) {
+  if (!c->mpi || c->size < 2) return NULL;
+  smoe_comm_msg_t *m = xcalloc(1, sizeof *m);
+  m->peer = from, m->recv = 1;
+  return m;
+}
+
+int smoe_comm_msg_test(smoe_comm_t *c, smoe_comm_msg_t *m, void **buf, size_t *n) {
+  (void)c;
+  if (m->recv && !m->started) {
+    int flag = 0;
+    mpi_check(MPI_Iprobe(m->peer, MSG_TAG_HEAD, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE));
+    if (!flag) return 0;
+    mpi_check(MPI_Recv(&m->size, 8, MPI_BYTE, m->peer, MSG_TAG_HEAD, MPI_COMM_WORLD,
+                       MPI_STATUS_IGNORE));
+    m->buf = xmalloc((size_t)m->size + 1);
+    m->started = 1;
+    msg_pieces(m, 0, m->buf);
+  }
+  int done = 0;
+  mpi_check(MPI_Testall(m->n_reqs, m->reqs, &done, MPI_STATUSES_IGNORE));
+  if (!done) return 0;
+  if (m->recv) *buf = m->buf, *n = (size_t)m->size;
+  free(m->reqs);
+  free(m);
+  return 1;
+}
+
+void smoe_comm_msg_wait(smoe_comm_t *c, smoe_comm_msg_t *m, void **buf, size_t *n, double *wait_s) {
+  double t0 = smoe_now();
+  while (!smoe_comm_msg_test(c, m, buf, n)) nanosleep(&(struct timespec){0, 200000}, NULL);
+  if (wait_s) *wait_s += smoe_now() - t0;
+}

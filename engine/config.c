@@ -195,6 +195,10 @@ static const cfg_key_t keys[] = {
     INT("checkpoint", "plan_log_mb", ckpt_plan_log_mb, "1024", 0, 1048576, NULL,
         "the placement log keeps its newest records within about this many MiB per rank (and "
         "always those of the kept checkpoints); 0 = keep every record"),
+    STR("checkpoint", "redundancy", ckpt_redundancy, "buddy", "buddy none", NULL,
+        "buddy = each rank also keeps a copy of the previous rank's checkpoints (rank g of "
+        "g-1's, sent after the write), so a lost node's checkpoints survive; none = each "
+        "checkpoint on its own rank only"),
 
     INT("metrics", "log_every", log_every, "1", 1, INT_MAX, NULL,
         "a metrics.jsonl line every N steps"),

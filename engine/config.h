@@ -67,6 +67,7 @@ typedef struct {
   int ckpt_level;              /* zstd level */
   int ckpt_chunk_mb;           /* chunk size */
   int ckpt_plan_log_mb;        /* the placement log's budget per rank; 0 = unbounded */
+  char ckpt_redundancy[8];     /* "buddy" (rank g keeps a copy of g-1's) or "none" */
   /* [metrics] */
   int log_every;      /* a metrics.jsonl line every N steps */
   char progress[8];   /* "auto" (a live line on a terminal), "on", "off" */

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void write_job(void *arg) {
   smoe_saver_t *sv = arg;
@@ -12,6 +13,27 @@ static void write_job(void *arg) {
 static void write_done(void *arg) {
   smoe_saver_t *sv = arg;
   sv->rc = smoe_ckpt_finish(sv->ck, &sv->err);
+  if (!sv->copy) return;
+  /* the bundle to rank g+1; an empty one when the write failed (the
+   * checkpoint fails everywhere then, but g+1 must not wait for it) */
+  size_t n = 0;
+  smoe_ckpt_take_bundle(sv->ck, &sv->out_buf, &n);
+  sv->out = smoe_comm_send_start(sv->comm, (sv->rank + 1) % sv->G, sv->out_buf, n,
+                                 SMOE_PHASE_CKPT_COPY);
+}
+
+/* Rank g-1's bundle written into the copy this rank keeps. */
+static void copy_job(void *arg) {
+  smoe_saver_t *sv = arg;
+  double t0 = smoe_now();
+  if (sv->in_n > 0) smoe_ckpt_copy_write(sv->copy, sv->in_buf, sv->in_n);
+  sv->copy_s = smoe_now() - t0;
+}
+static void copy_done(void *arg) {
+  smoe_saver_t *sv = arg;
+  free(sv->in_buf);
+  sv->in_buf = NULL;
+  sv->in_state = 3;
 }
 
 uint64_t smoe_saver_config_digest(const smoe_config_t *c) {
@@ -85,7 +107,7 @@ smoe_ckpt_opts_t smoe_saver_opts(const smoe_config_t *c) {
   return (smoe_ckpt_opts_t){c->ckpt_full_every,    c->ckpt_keep,
                             c->ckpt_level,         (size_t)c->ckpt_chunk_mb << 20,
                             SMOE_ENC_SHUFFLE_ZSTD, SMOE_ENC_XOR_SHUFFLE_ZSTD,
-                            (size_t)c->ckpt_plan_log_mb << 20};
+                            (size_t)c->ckpt_plan_log_mb << 20, 0};
 }
 
 int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_dir, smoe_model_t *m,
@@ -106,14 +128,24 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
     r[i].ops = i < 6 ? m->ops : NULL; /* the optimizer state is the backend's */
   }
   smoe_ckpt_opts_t o = smoe_saver_opts(c);
+  o.copy = G > 1 && strcmp(c->ckpt_redundancy, "buddy") == 0;
   char dir[SMOE_PATHLEN + 16];
   smoe_saver_dir(c, out_dir, dir, sizeof dir);
   sv->ck = smoe_ckpt_open(dir, g, r, SMOE_SAVER_REGIONS, shapes, SMOE_SAVER_SHAPES,
                           smoe_saver_config_digest(c), &o, err);
   if (!sv->ck) return -1;
+  if (G > 1 && strcmp(c->ckpt_redundancy, "buddy") == 0) {
+    sv->copy = smoe_ckpt_open_copy(dir, (g + G - 1) % G, &o, err);
+    if (!sv->copy) {
+      smoe_ckpt_close(sv->ck);
+      return -1;
+    }
+    sv->comm = m->comm;
+  }
   sv->loop = smoe_loop_new(c->ckpt_every_seconds, err);
   if (!sv->loop) {
     smoe_ckpt_close(sv->ck);
+    smoe_ckpt_close(sv->copy);
     return -1;
   }
   sv->async = strcmp(c->ckpt_mode, "async") == 0;
@@ -126,13 +158,43 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
 void smoe_saver_close(smoe_saver_t *sv) {
   smoe_loop_free(sv->loop); /* waits for a write in flight */
   smoe_ckpt_close(sv->ck);
+  smoe_ckpt_close(sv->copy);
+  free(sv->out_buf), free(sv->in_buf); /* (a failed run's: the job is ending) */
   smoe_plog_free(&sv->plan);
 }
 
 double smoe_saver_stage(smoe_saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol) {
   sv->pos[0] = (int64_t)sv->seed, sv->pos[1] = step, sv->pos[2] = tokens;
   sv->pos[3] = pol->have_loads;
-  return smoe_ckpt_stage(sv->ck, step);
+  double t = smoe_ckpt_stage(sv->ck, step);
+  if (sv->copy) { /* g-1's bundle of this step is awaited from now */
+    sv->in = smoe_comm_recv_start(sv->comm, (sv->rank + sv->G - 1) % sv->G);
+    sv->in_state = 0;
+  }
+  return t;
+}
+
+int smoe_saver_status(smoe_saver_t *sv) {
+  int st = smoe_ckpt_local_status(sv->ck);
+  if (!sv->copy || smoe_ckpt_pending(sv->ck) < 0) return st;
+  void *buf;
+  size_t n;
+  if (sv->out && smoe_comm_msg_test(sv->comm, sv->out, &buf, &n)) {
+    sv->out = NULL;
+    free(sv->out_buf);
+    sv->out_buf = NULL;
+  }
+  if (sv->in && smoe_comm_msg_test(sv->comm, sv->in, &sv->in_buf, &sv->in_n)) {
+    sv->in = NULL;
+    sv->in_state = 1;
+  }
+  if (sv->in_state == 1 && !smoe_loop_busy(sv->loop)) { /* the writer is free: the copy's turn */
+    sv->in_state = 2;
+    smoe_loop_submit(sv->loop, copy_job, copy_done, sv);
+  }
+  if (st <= 0) return st;
+  if (sv->out || sv->in_state != 3) return 0;
+  return sv->in_n == 0 ? 1 : smoe_ckpt_copy_status(sv->copy, NULL);
 }
 
 double smoe_saver_write(smoe_saver_t *sv, int sync) {
@@ -153,13 +215,15 @@ int smoe_saver_agreed(smoe_saver_t *sv, int status, int64_t *global, smoe_err_t 
   if (status < 0) {
     if (sv->rc != 0)
       *err = sv->err;
-    else
+    else if (!sv->copy || smoe_ckpt_copy_status(sv->copy, err) >= 0)
       smoe_fail(err, "the checkpoint of step %lld failed on another rank (see its message)",
                 (long long)step);
     smoe_ckpt_agreed(sv->ck, -1, NULL);
+    if (sv->copy) smoe_ckpt_agreed(sv->copy, -1, NULL);
     return -1;
   }
   if (smoe_ckpt_agreed(sv->ck, 1, err) != 0) return -1;
+  if (sv->copy && smoe_ckpt_agreed(sv->copy, 1, err) != 0) return -1;
   *global = step;
   return 0;
 }
@@ -169,7 +233,16 @@ int smoe_saver_settle(smoe_saver_t *sv, smoe_comm_t *comm, int64_t *global, doub
   *global = -1;
   if (smoe_ckpt_pending(sv->ck) < 0) return 0; /* the same on every rank */
   *stall += smoe_loop_wait(sv->loop);
-  int status = (int)smoe_comm_min_i64(comm, smoe_ckpt_local_status(sv->ck), SMOE_PHASE_OTHER);
+  int st;
+  double t0 = smoe_now();
+  while ((st = smoe_saver_status(sv)) == 0) { /* the copies: sends, g-1's bundle, its write */
+    if (smoe_loop_busy(sv->loop))
+      smoe_loop_wait(sv->loop);
+    else
+      nanosleep(&(struct timespec){0, 200000}, NULL);
+  }
+  *stall += smoe_now() - t0;
+  int status = (int)smoe_comm_min_i64(comm, st, SMOE_PHASE_OTHER);
   return smoe_saver_agreed(sv, status, global, err);
 }
 
@@ -202,6 +275,14 @@ int smoe_saver_resume(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, smoe_mo
   *start = 0;
   int64_t step;
   if (smoe_ckpt_resume(sv->ck, comm, want, check_plan, sv, &step, err) != 0) return -1;
+  if (sv->copy) {
+    /* the copy of g-1's follows its owner: nothing after the step; and when
+     * any rank's copy lacks the step (a node came back with an empty disk),
+     * every rank's next checkpoint is a full one, which starts it again */
+    if (smoe_ckpt_discard_after(sv->copy, step, err) != 0) return -1;
+    int64_t held = step < 0 || smoe_ckpt_holds(sv->copy, step);
+    if (smoe_comm_min_i64(comm, held, SMOE_PHASE_OTHER) == 0) smoe_ckpt_next_full(sv->ck);
+  }
   if (step < 0) return 0;
   /* this rank's regions are back; the dense vectors from every rank's slice
    * (the moments only when every rank keeps all of them) */

@@ -26,6 +26,17 @@ typedef struct {
   uint64_t seed;
   int L, E, G, S, rank;
   smoe_plog_t plan; /* on resume: the placement record the restored step runs with */
+  /* checkpoint.redundancy = buddy (G > 1): after its write, each checkpoint's
+   * bundle (ckpt.h) goes to rank g+1, and this rank keeps rank g-1's in
+   * `copy`; a checkpoint is locally complete once this rank's write, its
+   * bundle's send and the copy it keeps of g-1's are all done */
+  smoe_comm_t *comm;
+  smoe_ckpt_t *copy;          /* rank g-1's checkpoints, or NULL */
+  smoe_comm_msg_t *out, *in;  /* the bundle going to g+1, the one coming from g-1 */
+  void *out_buf, *in_buf;
+  size_t in_n;
+  int in_state;               /* of g-1's bundle: 0 awaited, 1 received, 2 being written, 3 done */
+  double copy_s;              /* seconds the last copy took to write here */
 } smoe_saver_t;
 
 /* A digest of the whole config as written (what changed, not only shapes);
@@ -65,6 +76,12 @@ double smoe_saver_stage(smoe_saver_t *sv, int64_t step, int64_t tokens, const sm
 /* Writes the staged checkpoint: on the thread pool (async), or here (sync).
  * Returns the seconds the caller was blocked. */
 double smoe_saver_write(smoe_saver_t *sv, int sync);
+
+/* This rank's status of the pending checkpoint (smoe_ckpt_local_status, and
+ * with copies also its bundle sent and g-1's kept), after moving the copies
+ * along: a send completed, a bundle received and handed to the writer.
+ * Called at every step boundary (main thread). */
+int smoe_saver_status(smoe_saver_t *sv);
 
 /* Every rank knows `status`, the minimum over ranks of the pending
  * checkpoint's smoe_ckpt_local_status: 1 records it globally complete and

@@ -74,7 +74,7 @@ static void read_control(void *arg, int64_t *v) {
   v[0] = smoe_loop_signal(sv->loop) != 0;
   v[1] = smoe_loop_timer_fired(sv->loop);
   v[2] = smoe_loop_busy(sv->loop);
-  v[3] = -smoe_ckpt_local_status(sv->ck);
+  v[3] = -smoe_saver_status(sv);
 }
 
 /* What the static placement (expert e on rank e / (E/G)) would have cost on
@@ -286,8 +286,9 @@ static int decide(int64_t resume, const char *dir, const char *state, int files,
               (long long)newest);
   if (wrote_G > 0 && wrote_G != G)
     smoe_append(msg, n, " (written by %d ranks; this job has %d)", wrote_G, G);
-  smoe_append(msg, n, ": a rank's store is missing (a node replaced with an empty disk?); restore "
-              "it and resume, or start over with --overwrite. Nothing was changed");
+  smoe_append(msg, n, ": a rank's store is missing (a node replaced with an empty disk?) and the "
+              "next rank kept no copy of it (copy/ in that folder); restore it and resume, or start "
+              "over with --overwrite. Nothing was changed");
   return 1;
 }
 
@@ -307,9 +308,10 @@ static int reshard_on_resume(const smoe_config_t *c, const char *state, int64_t 
                              smoe_comm_t *comm, smoe_err_t *err) {
   const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
   int64_t v[2] = {0, 0}; /* the checkpoint's G (0: nothing to do); a failure anywhere */
-  if (rank == 0 && smoe_store_exists(state, 0)) {
+  if (rank == 0) {
     smoe_err_t e;
-    smoe_store_t *s = smoe_store_open_readonly(state, 0, &e);
+    int copy;
+    smoe_store_t *s = smoe_ckpt_open_rank(state, 0, &copy, &e);
     smoe_ckpt_survey_t sv;
     if (s && smoe_ckpt_survey(s, &sv, &e) == 0 && sv.count > 0 && sv.G > 0 && sv.G != G)
       v[0] = sv.G; /* (an unreadable store: the survey after this says so) */
@@ -356,6 +358,58 @@ static int reshard_on_resume(const smoe_config_t *c, const char *state, int64_t 
   return done ? -1 : 0;
 }
 
+/* --resume with some ranks' stores missing (a node replaced with an empty
+ * disk), on the world that wrote them (collective): rank g's store is
+ * rebuilt from the copy rank g+1 keeps of it (checkpoint.redundancy), sent
+ * over the control plane, so that rank g+1's disk is the only one that must
+ * hold it. Ranks whose store and copy are both gone stay missing: the
+ * survey after this refuses the resume, naming them. */
+static int restore_from_copies(const char *state, smoe_comm_t *comm, smoe_err_t *err) {
+  const int rank = smoe_comm_rank(comm), G = smoe_comm_size(comm);
+  if (G < 2) return 0;
+  char copies[SMOE_PATHLEN + 32];
+  smoe_ckpt_copy_dir(state, copies, sizeof copies);
+  int64_t mine[2] = {smoe_store_exists(state, rank), smoe_store_exists(copies, (rank + G - 1) % G)};
+  int64_t *all = xmalloc(sizeof mine * (size_t)G);
+  smoe_comm_allgather(comm, mine, all, sizeof mine, SMOE_PHASE_OTHER);
+  int any = 0, rc = 0;
+  for (int g = 0; g < G; g++) any |= all[2 * g] != 0;
+  for (int g = 0; g < G && any; g++) {
+    const int h = (g + 1) % G; /* the rank that keeps g's copy */
+    if (all[2 * g] || !all[2 * h + 1]) continue;
+    void *buf = NULL;
+    size_t n = 0;
+    double t0 = smoe_now();
+    if (rank == h) { /* an empty message when the copy cannot be read: g says so */
+      smoe_err_t e;
+      smoe_store_t *s = smoe_store_open_readonly(copies, g, &e);
+      if (!s || smoe_ckpt_bundle_store(s, &buf, &n, &e) != 0)
+        fprintf(stderr, "swiftmoe: [rank %d] cannot read the copy of rank %d's store: %s\n", h,
+                g, e.msg);
+      smoe_store_close(s);
+      smoe_comm_msg_wait(comm, smoe_comm_send_start(comm, g, buf, n, SMOE_PHASE_CKPT_COPY), NULL,
+                         NULL, NULL);
+    } else if (rank == g) {
+      smoe_comm_msg_wait(comm, smoe_comm_recv_start(comm, h), &buf, &n, NULL);
+      if (n == 0)
+        rc = smoe_fail(err, "--resume: rank %d's state store is missing from %s and rank %d "
+                       "could not read the copy it keeps (see its message)", g, state, h);
+      else if (smoe_ckpt_restore_copy(state, g, buf, n, err) != 0)
+        rc = -1;
+      else
+        fprintf(stderr, "swiftmoe: rank %d's state store was missing from %s: restored from the "
+                "copy rank %d keeps (%.1f MB in %.2f s)\n", g, state, h, (double)n / 1e6,
+                smoe_now() - t0);
+    }
+    free(buf);
+  }
+  free(all);
+  if (smoe_comm_min_i64(comm, rc, SMOE_PHASE_OTHER) < 0 && rc == 0)
+    rc = smoe_fail(err, "a rank's state store could not be restored from its copy (see rank "
+                   "messages)");
+  return rc;
+}
+
 static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64_t resume,
                               smoe_comm_t *comm, int *lock, int *earlier,
                               smoe_train_result_t *res, smoe_err_t *err) {
@@ -370,7 +424,8 @@ static int prepare_run_folder(const smoe_config_t *c, const char *out_dir, int64
   char state[SMOE_PATHLEN + 16];
   smoe_saver_dir(c, out_dir, state, sizeof state);
   if (resume != SMOE_RESUME_NONE && resume != SMOE_RESUME_OVERWRITE &&
-      reshard_on_resume(c, state, resume, comm, err) != 0)
+      (reshard_on_resume(c, state, resume, comm, err) != 0 ||
+       restore_from_copies(state, comm, err) != 0))
     return -1;
   survey_t mine = {smoe_store_exists(state, rank), 0, -1, -1, 0};
   if (mine.store) {
@@ -522,7 +577,9 @@ static int run_open(run_t *r, const char *init_hf, int64_t resume, int *removed,
     return -1;
   }
   const int fresh = resume == SMOE_RESUME_NONE || resume == SMOE_RESUME_OVERWRITE;
+  int copies = 0;
   if (fresh) rc = smoe_ckpt_start_fresh(r->sv.ck, removed, err);
+  if (fresh && rc == 0 && r->sv.copy) rc = smoe_ckpt_start_fresh(r->sv.copy, &copies, err);
   if (!fresh) {
     double t0 = smoe_now();
     rc = smoe_saver_resume(&r->sv, r->comm, resume, m, &x->sh, &x->policy, x->dm, x->dv,

@@ -8,14 +8,15 @@
 
 #include "moe.h"
 
-/* The newest step every store lists as agreed complete, or -1. */
-static int64_t newest_global(smoe_store_t **s, int G, smoe_err_t *err) {
+/* The newest step every store holds (written on every rank: what a resume
+ * takes too, agreed or not yet, e.g. a job killed before its ranks agreed
+ * on it, or before its copies were made), or -1. */
+static int64_t newest_everywhere(smoe_store_t **s, int G, smoe_err_t *err) {
   int64_t best = -1;
   smoe_ckpt_info_t *v = NULL;
   int n = 0;
   if (smoe_ckpt_list(s[0], &v, &n, err) != 0) return -2;
   for (int i = n - 1; i >= 0 && best < 0; i--) {
-    if (!v[i].global) continue;
     int everywhere = 1;
     for (int g = 1; g < G && everywhere; g++) {
       smoe_ckpt_info_t *u = NULL;
@@ -34,6 +35,16 @@ static int64_t newest_global(smoe_store_t **s, int G, smoe_err_t *err) {
   return best;
 }
 
+/* Rank g's store, or when it is gone the copy the next rank keeps (said on stderr). */
+static smoe_store_t *open_rank(const char *state, int g, smoe_err_t *err) {
+  int copy;
+  smoe_store_t *s = smoe_ckpt_open_rank(state, g, &copy, err);
+  if (s && copy)
+    fprintf(stderr, "swiftmoe: rank %d's state store is missing from %s: reading the copy the "
+            "next rank kept (%s/" SMOE_CKPT_COPY_DIR "/rank-%d)\n", g, state, state, g);
+  return s;
+}
+
 int smoe_ckpt_weights_open(smoe_ckpt_weights_t *w, const char *dir, int64_t step,
                            const smoe_config_t *c, smoe_err_t *err) {
   memset(w, 0, sizeof *w);
@@ -41,7 +52,7 @@ int smoe_ckpt_weights_open(smoe_ckpt_weights_t *w, const char *dir, int64_t step
   struct stat sb;
   snprintf(state, sizeof state, "%s/state", dir);
   if (stat(state, &sb) != 0 || !S_ISDIR(sb.st_mode)) snprintf(state, sizeof state, "%s", dir);
-  smoe_store_t *first = smoe_store_open_readonly(state, 0, err);
+  smoe_store_t *first = open_rank(state, 0, err);
   if (!first) return -1;
   /* the number of ranks: rank 0's newest manifest says it */
   smoe_ckpt_info_t *v = NULL;
@@ -60,19 +71,20 @@ int smoe_ckpt_weights_open(smoe_ckpt_weights_t *w, const char *dir, int64_t step
   w->r = xcalloc((size_t)w->G, sizeof *w->r);
   w->s[0] = first;
   for (int g = 1; g < w->G; g++)
-    if (!(w->s[g] = smoe_store_open_readonly(state, g, err))) {
+    if (!(w->s[g] = open_rank(state, g, err))) {
       smoe_ckpt_weights_close(w);
       return -1;
     }
   if (step < 0) {
-    step = newest_global(w->s, w->G, err);
+    step = newest_everywhere(w->s, w->G, err);
     if (step < -1) {
       smoe_ckpt_weights_close(w);
       return -1;
     }
     if (step < 0) {
+      const int G = w->G;
       smoe_ckpt_weights_close(w);
-      return smoe_fail(err, "%s: no checkpoint is complete on all %d ranks", state, w->G);
+      return smoe_fail(err, "%s: no checkpoint is complete on all %d ranks", state, G);
     }
   }
   w->step = step;

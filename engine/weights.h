@@ -22,8 +22,8 @@ typedef struct {
   real *expert;               /* (P) host: the last expert read */
 } smoe_ckpt_weights_t;
 
-/* Opens checkpoint `step` (-1: the newest one every rank completed and
- * agreed on) of the stores in dir (a run folder's state/ or a
+/* Opens checkpoint `step` (-1: the newest one every rank completed, as
+ * a resume takes it) of the stores in dir (a run folder's state/ or a
  * checkpoint.dir) for a model of config c. Errors name what is wrong: a
  * missing rank store, a step absent or incomplete on some rank, shapes that
  * differ from c's. Returns 0 or -1. */

@@ -459,26 +459,18 @@ int smoe_store_persist(smoe_store_t *s, smoe_err_t *err) {
 
 /* --- scan ---------------------------------------------------------------- */
 
-int smoe_store_scan(smoe_store_t *s, smoe_cf_t cf, const void *prefix, size_t plen,
-                    smoe_store_scan_fn fn, void *ctx, smoe_err_t *err) {
+/* Keys from `seek` (empty: the first) below `bound` (blen 0: no bound) that
+ * start with prefix (plen 0: any), in order, to fn. */
+static int scan(smoe_store_t *s, smoe_cf_t cf, const void *seek, size_t slen, const void *bound,
+                size_t blen, const void *prefix, size_t plen, smoe_store_scan_fn fn, void *ctx,
+                smoe_err_t *err) {
   assert((unsigned)cf < SMOE_CF_COUNT);
-  /* Upper bound: the prefix with trailing 0xff bytes dropped and its last byte + 1
-   * (none if the prefix is empty or all 0xff). */
   rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
-  unsigned char *bound = NULL;
-  size_t blen = plen;
-  const unsigned char *pre = prefix;
-  while (blen > 0 && pre[blen - 1] == 0xff) blen--;
-  if (blen > 0) {
-    bound = xmalloc(blen);
-    memcpy(bound, pre, blen);
-    bound[blen - 1]++;
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)bound, blen);
-  }
+  if (blen > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)bound, blen);
   rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);
   int rc = 0;
-  if (plen)
-    rocksdb_iter_seek(it, prefix, plen);
+  if (slen)
+    rocksdb_iter_seek(it, seek, slen);
   else
     rocksdb_iter_seek_to_first(it);
   for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -499,12 +491,35 @@ int smoe_store_scan(smoe_store_t *s, smoe_cf_t cf, const void *prefix, size_t pl
   if (rc == 0) {
     char *e = NULL;
     rocksdb_iter_get_error(it, &e);
-    rc = rdb_fail(err, e, s, "scan (from the prefix) of", cf, prefix, plen);
+    rc = rdb_fail(err, e, s, "scan (from the key) of", cf, seek, slen);
   }
   rocksdb_iter_destroy(it);
   rocksdb_readoptions_destroy(ro);
+  return rc;
+}
+
+int smoe_store_scan(smoe_store_t *s, smoe_cf_t cf, const void *prefix, size_t plen,
+                    smoe_store_scan_fn fn, void *ctx, smoe_err_t *err) {
+  /* Upper bound: the prefix with trailing 0xff bytes dropped and its last byte + 1
+   * (none if the prefix is empty or all 0xff). */
+  unsigned char *bound = NULL;
+  size_t blen = plen;
+  const unsigned char *pre = prefix;
+  while (blen > 0 && pre[blen - 1] == 0xff) blen--;
+  if (blen > 0) {
+    bound = xmalloc(blen);
+    memcpy(bound, pre, blen);
+    bound[blen - 1]++;
+  }
+  int rc = scan(s, cf, prefix, plen, bound, blen, prefix, plen, fn, ctx, err);
   free(bound);
   return rc;
+}
+
+int smoe_store_scan_range(smoe_store_t *s, smoe_cf_t cf, const void *begin, size_t blen,
+                          const void *end, size_t elen, smoe_store_scan_fn fn, void *ctx,
+                          smoe_err_t *err) {
+  return scan(s, cf, begin, blen, end, elen, NULL, 0, fn, ctx, err);
 }
 
 /* --- batches ------------------------------------------------------------- */

@@ -94,6 +94,11 @@ typedef int (*smoe_store_scan_fn)(void *ctx, const void *k, size_t klen, const v
 int smoe_store_scan(smoe_store_t *s, smoe_cf_t cf, const void *prefix, size_t plen,
                     smoe_store_scan_fn fn, void *ctx, smoe_err_t *err);
 
+/* The same for the keys begin <= k < end (elen 0: no end), in order. */
+int smoe_store_scan_range(smoe_store_t *s, smoe_cf_t cf, const void *begin, size_t blen,
+                          const void *end, size_t elen, smoe_store_scan_fn fn, void *ctx,
+                          smoe_err_t *err);
+
 /* Compacts the keys begin <= k < end of cf now (waiting): deleted values in
  * that range leave the table files, and blob files that only they used are
  * removed. Pruning calls it, so that disk use follows the deletes instead of

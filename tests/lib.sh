@@ -42,3 +42,31 @@ fails() {
     bad "expected one line naming '$want', got rc $rc: $(head -c 300 "$tmp/err")"
   fi
 }
+
+# same REF RUN: steps 1..10's losses and the final weights (float64
+# safetensors) within 1e-9 of the reference's; prints both differences.
+same() {
+  python3 - "$1" "$2" <<'PY'
+import json, struct, sys
+def losses(d):
+    return {j["step"]: j["loss"] for j in map(json.loads, open(d + "/metrics.jsonl"))}
+def tensors(d):
+    b = open(d + "/model.safetensors", "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, t in h.items():
+        if k == "__metadata__": continue
+        lo, hi = t["data_offsets"]
+        out[k] = struct.unpack("<%dd" % ((hi - lo) // 8), b[8 + n + lo:8 + n + hi])
+    return out
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert sorted(a) == sorted(b) == list(range(1, 11)), (sorted(a), sorted(b))
+dl = max(abs(a[s] - b[s]) for s in a)
+ta, tb = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert ta.keys() == tb.keys()
+dw = max(abs(x - y) for k in ta for x, y in zip(ta[k], tb[k]))
+print("losses within %.1e, weights within %.1e" % (dl, dw))
+sys.exit(0 if dl <= 1e-9 and dw <= 1e-9 else 1)
+PY
+}

@@ -26,32 +26,6 @@ args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=10
       --set training.warmup_steps=2 --set training.eval_every=0 --set training.eval_windows=8
       --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=5
       --set training.global_batch_size=12)
-# same REF RUN: losses and final weights (float64 safetensors) within 1e-9
-same() {
-  python3 - "$1" "$2" <<'PY'
-import json, struct, sys
-def losses(d):
-    return {j["step"]: j["loss"] for j in map(json.loads, open(d + "/metrics.jsonl"))}
-def tensors(d):
-    b = open(d + "/model.safetensors", "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, t in h.items():
-        if k == "__metadata__": continue
-        lo, hi = t["data_offsets"]
-        out[k] = struct.unpack("<%dd" % ((hi - lo) // 8), b[8 + n + lo:8 + n + hi])
-    return out
-a, b = losses(sys.argv[1]), losses(sys.argv[2])
-assert sorted(a) == sorted(b) == list(range(1, 11)), (sorted(a), sorted(b))
-dl = max(abs(a[s] - b[s]) for s in a)
-ta, tb = tensors(sys.argv[1]), tensors(sys.argv[2])
-assert ta.keys() == tb.keys()
-dw = max(abs(x - y) for k in ta for x, y in zip(ta[k], tb[k]))
-print("losses within %.1e, weights within %.1e" % (dl, dw))
-sys.exit(0 if dl <= 1e-9 and dw <= 1e-9 else 1)
-PY
-}
 
 echo "the reference (4 ranks) and the run killed at step 7 ..."
 mpi 4 "$bin" train "${args[@]}" --out "$tmp/ref" >"$tmp/ref.log" 2>&1 || bad "reference run"
@@ -101,7 +75,7 @@ cp -r "$tmp/killed" "$tmp/broken"
 fails "rank 2, checkpoint of step 5: shard key (step 5, region master, chunk 0) is corrupted" \
   "$bin" ckpt reshard "$tmp/broken" "$tmp/xb" --world 2
 [ ! -e "$tmp/xb" ] && ok "a corrupted source writes nothing" || bad "$tmp/xb left behind"
-rm -rf "$tmp/broken/state/rank-3"
+rm -rf "$tmp/broken/state/rank-3" "$tmp/broken/state/copy/rank-3" # the store and its copy
 fails "rank-3" "$bin" ckpt reshard "$tmp/broken" "$tmp/xm" --world 2
 
 echo "reshard: $pass passed, $fail failed"

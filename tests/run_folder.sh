@@ -71,10 +71,11 @@ user "$d" >"$tmp/after"
   ok "a failed resume (other shapes): exit 1, nothing changed" ||
   { bad "failed resume: exit $rc: $(tail -1 "$tmp/err")"; diff "$tmp/before" "$tmp/after" | head -5; }
 
-# --- --resume auto with a rank's store missing ---------------------------------------
+# --- --resume auto with a rank's store missing, and its copy too ---------------------
+# (with the copy, the store is rebuilt: tests/redundancy.sh)
 d=$tmp/b
 "${mpi[@]}" "$bin" train "${args[@]}" --out "$d" >/dev/null 2>&1 || bad "4-rank setup run"
-rm -rf "$d/state/rank-2"
+rm -rf "$d/state/rank-2" "$d/state/copy/rank-2"
 sums "$d" >"$tmp/before"
 rc=0
 "${mpi[@]}" "$bin" train "${args[@]}" --set training.steps=12 --out "$d" --resume auto 2>"$tmp/err" >/dev/null || rc=$?

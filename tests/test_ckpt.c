@@ -102,10 +102,11 @@ static void regions(fx_t *f, smoe_ckpt_region_t r[N_REGIONS], size_t big_bytes) 
 }
 
 static size_t log_budget; /* the placement log's o.log_bytes (0: unbounded) */
+static int make_bundles; /* o.copy */
 
 static smoe_ckpt_opts_t opts(int full_every, int keep, size_t chunk) {
   return (smoe_ckpt_opts_t){full_every, keep, 1, chunk, SMOE_ENC_SHUFFLE_ZSTD,
-                            SMOE_ENC_XOR_SHUFFLE_ZSTD, log_budget};
+                            SMOE_ENC_XOR_SHUFFLE_ZSTD, log_budget, make_bundles};
 }
 
 /* Opens the checkpoint with the given shapes, big region size and chunk size. */
@@ -1091,6 +1092,80 @@ static int verify_child(const char *dir, const char *step) {
   return rc != 0 ? 0 : 3;
 }
 
+
+/* --- copies on another rank (bundles) --------------------------------------- */
+
+/* Each checkpoint's bundle applied to a copy store: the copy restores every
+ * step exactly (a delta chain included) after the rank's own store is gone;
+ * a damaged bundle (a flipped byte, cut short, not a bundle) is refused
+ * before anything of it is written. */
+static void test_copy_bundles(void **state) {
+  fx_t *f = *state;
+  make_bundles = 1;
+  smoe_ckpt_t *ck = open_ck(f, 3, 100);
+  smoe_ckpt_opts_t o = opts(3, 100, CHUNK);
+  smoe_err_t err = {{0}};
+  smoe_ckpt_t *copy = smoe_ckpt_open_copy(f->ckdir, 0, &o, &err);
+  assert_non_null(copy);
+  void *keep = NULL;
+  size_t keep_n = 0;
+  for (int64_t s = 1; s <= 4; s++) {
+    if (s > 1) nudge(f, (uint64_t)s);
+    checkpoint(f, ck, s);
+    void *buf;
+    size_t n;
+    assert_int_equal(smoe_ckpt_take_bundle(ck, &buf, &n), 1);
+    void *again;
+    size_t again_n;
+    assert_int_equal(smoe_ckpt_take_bundle(ck, &again, &again_n), 0); /* taken once */
+    smoe_ckpt_copy_write(copy, buf, n);
+    if (smoe_ckpt_copy_status(copy, &err) != 1) print_error("copy: %s\n", err.msg);
+    assert_int_equal(smoe_ckpt_copy_status(copy, &err), 1);
+    assert_int_equal(smoe_ckpt_pending(copy), s);
+    agree(ck, 1);
+    agree(copy, 1);
+    if (s == 4) keep = buf, keep_n = n;
+    else free(buf);
+  }
+  /* damaged bundles: refused, the copy unchanged */
+  uint8_t *bad = malloc(keep_n);
+  memcpy(bad, keep, keep_n);
+  bad[keep_n / 2] ^= 0x10;
+  int64_t step;
+  assert_int_equal(smoe_ckpt_apply(copy, bad, keep_n, &step, &err), -1);
+  assert_non_null(strstr(err.msg, "the copy of step 4 fails its checksum"));
+  assert_int_equal(smoe_ckpt_apply(copy, keep, keep_n - 9, &step, &err), -1);
+  memcpy(bad, "XXXX", 4);
+  assert_int_equal(smoe_ckpt_apply(copy, bad, keep_n, &step, &err), -1);
+  assert_non_null(strstr(err.msg, "not a checkpoint copy"));
+  free(bad), free(keep);
+  smoe_ckpt_close(copy);
+  close_ck(f, ck);
+
+  /* the rank's store is lost: rebuilt from the copy, every step restores */
+  char own[160], copies[160];
+  snprintf(own, sizeof own, "%s/rank-0", f->ckdir);
+  assert_int_equal(nftw(own, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
+  smoe_ckpt_copy_dir(f->ckdir, copies, sizeof copies);
+  smoe_store_t *s = smoe_store_open_readonly(copies, 0, &err);
+  assert_non_null(s);
+  expect_steps(s, (int64_t[]){1, 2, 3, 4}, 4);
+  void *all;
+  size_t n;
+  assert_int_equal(smoe_ckpt_bundle_store(s, &all, &n, &err), 0);
+  smoe_store_close(s);
+  assert_int_equal(smoe_ckpt_restore_copy(f->ckdir, 0, all, n, &err), 0);
+  free(all);
+  for (int64_t want = 4; want >= 1; want--) {
+    ck = open_ck(f, 3, 100);
+    scribble(f);
+    assert_int_equal(resume_ok(f, ck, want), want);
+    expect_state(f, want);
+    close_ck(f, ck);
+  }
+  make_bundles = 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "--verify") == 0) return verify_child(argv[2], argv[3]);
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1104,6 +1179,7 @@ int main(int argc, char **argv) {
       T(test_placement_log_budget),
       T(test_unrestorable_then_fresh),  T(test_chunk_size_change),
       T(test_stale_global_record), T(test_manifest_chunk_raw_checked),
+      T(test_copy_bundles),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,14 +28,18 @@ typedef struct {
   int *n;
 } lists_t;
 
-static int list_all(smoe_stores_t *st, lists_t *ls) {
+/* The manifests of every rank's store (copies = 0), or of the copies kept of
+ * them (copies = 1: none for a rank without one, or whose copy stands in for
+ * its store). */
+static int list_all(smoe_stores_t *st, lists_t *ls, int copies) {
   ls->v = xcalloc((size_t)st->n, sizeof *ls->v);
   ls->n = xcalloc((size_t)st->n, sizeof *ls->n);
   int rc = 0;
   for (int r = 0; r < st->n; r++) {
     smoe_err_t err;
-    if (smoe_ckpt_list(st->s[r], &ls->v[r], &ls->n[r], &err) != 0) {
-      fprintf(stderr, "swiftmoe ckpt: rank %d: %s\n", r, err.msg);
+    smoe_store_t *s = copies ? (st->from_copy[r] ? NULL : st->copy[r]) : st->s[r];
+    if (s && smoe_ckpt_list(s, &ls->v[r], &ls->n[r], &err) != 0) {
+      fprintf(stderr, "swiftmoe ckpt: %srank %d: %s\n", copies ? "the copy of " : "", r, err.msg);
       rc = -1;
     }
   }
@@ -63,10 +67,10 @@ static const smoe_ckpt_info_t *find(const lists_t *ls, int r, int64_t step) {
 }
 
 static int cmd_ls(smoe_stores_t *st) {
-  lists_t ls;
-  int rc = list_all(st, &ls);
-  printf("%8s  %-18s  %-9s  %-8s  %12s  %12s  %6s  %8s\n", "step", "kind", "ranks", "complete",
-         "raw bytes", "stored", "ratio", "write s");
+  lists_t ls, cp;
+  int rc = list_all(st, &ls, 0) | list_all(st, &cp, 1);
+  printf("%8s  %-18s  %-9s  %-7s  %-8s  %12s  %12s  %6s  %8s\n", "step", "kind", "ranks", "copies",
+         "complete", "raw bytes", "stored", "ratio", "write s");
   int count = 0;
   for (int64_t step = next_step(&ls, st->n, -1); step >= 0; step = next_step(&ls, st->n, step)) {
     int have = 0, global = 0;
@@ -87,17 +91,27 @@ static int cmd_ls(smoe_stores_t *st) {
       snprintf(kind, sizeof kind, "full");
     else
       snprintf(kind, sizeof kind, "delta %d of %lld", any->chain_len, (long long)any->full_step);
-    char ranks[24];
-    snprintf(ranks, sizeof ranks, "%d/%d", have, any->G > 0 ? any->G : st->n);
+    char ranks[24], copies[24] = "-";
+    const int G = any->G > 0 ? any->G : st->n;
+    snprintf(ranks, sizeof ranks, "%d/%d", have, G);
+    int copied = 0, lost = 0;
+    for (int r = 0; r < st->n; r++) copied += find(&cp, r, step) != NULL, lost += st->from_copy[r];
+    if (copied || lost) snprintf(copies, sizeof copies, "%d/%d", copied, G);
+    if (lost) smoe_append(copies, sizeof copies, "*");
     /* every rank wrote it: globally complete (agreed, or not yet recorded) */
-    const char *state = have == (any->G > 0 ? any->G : st->n) ? (global ? "global" : "all") : "partial";
-    printf("%8lld  %-18s  %-9s  %-8s  %12llu  %12llu  %5.2fx  %8.3f\n", (long long)step, kind,
-           ranks, state, (unsigned long long)raw, (unsigned long long)stored,
+    const char *state = have == G ? (global ? "global" : "all") : "partial";
+    printf("%8lld  %-18s  %-9s  %-7s  %-8s  %12llu  %12llu  %5.2fx  %8.3f\n", (long long)step,
+           kind, ranks, copies, state, (unsigned long long)raw, (unsigned long long)stored,
            stored ? (double)raw / (double)stored : 0.0, wmax);
     count++;
   }
   if (count == 0) printf("(no checkpoints)\n");
+  for (int r = 0; r < st->n; r++)
+    if (st->from_copy[r])
+      printf("* rank %d's store is missing: its checkpoints are read from the copy the next rank "
+             "kept; a resume on the same ranks restores it from there\n", r);
   free_lists(&ls, st->n);
+  free_lists(&cp, st->n);
   return rc ? 1 : 0;
 }
 
@@ -107,22 +121,32 @@ static void plan_fault(void *ctx, int64_t step, const char *msg) {
   ++*(int *)ctx;
 }
 
-static int cmd_verify(smoe_stores_t *st) {
-  lists_t ls;
-  int faults = list_all(st, &ls) != 0, checked = 0;
+/* Re-reads every checkpoint of the lists (of the stores, or of their
+ * copies); returns the faults, counting the checkpoints in *checked. */
+static int verify_lists(smoe_stores_t *st, const lists_t *ls, int copies, int *checked) {
+  int faults = 0;
   for (int r = 0; r < st->n; r++)
-    for (int i = 0; i < ls.n[r]; i++) {
+    for (int i = 0; i < ls->n[r]; i++) {
       smoe_err_t err;
-      checked++;
-      if (smoe_ckpt_verify(st->s[r], ls.v[r][i].step, &err) != 0) {
-        printf("FAULT %s\n", err.msg);
+      ++*checked;
+      const char *from = copies || st->from_copy[r] ? " (its copy)" : "";
+      if (smoe_ckpt_verify(copies ? st->copy[r] : st->s[r], ls->v[r][i].step, &err) != 0) {
+        printf("FAULT%s %s\n", from, err.msg);
         faults++;
       } else {
-        printf("ok    rank %d, checkpoint of step %lld (%d chunks%s)\n", r,
-               (long long)ls.v[r][i].step, ls.v[r][i].n_chunks,
-               ls.v[r][i].base_step < 0 ? "" : ", with its delta chain");
+        printf("ok    rank %d%s, checkpoint of step %lld (%d chunks%s)\n", r, from,
+               (long long)ls->v[r][i].step, ls->v[r][i].n_chunks,
+               ls->v[r][i].base_step < 0 ? "" : ", with its delta chain");
       }
     }
+  return faults;
+}
+
+static int cmd_verify(smoe_stores_t *st) {
+  lists_t ls, cp;
+  int faults = (list_all(st, &ls, 0) | list_all(st, &cp, 1)) != 0, checked = 0;
+  faults += verify_lists(st, &ls, 0, &checked) + verify_lists(st, &cp, 1, &checked);
+  free_lists(&cp, st->n);
   for (int r = 0; r < st->n; r++) {
     smoe_err_t err;
     if (smoe_ckpt_check_markers(st->s[r], &err) != 0) {

@@ -22,40 +22,63 @@
 
 /* ------------------------------------------------------------ the stores */
 
-int smoe_stores_open(const char *arg, smoe_stores_t *st, smoe_err_t *err) {
-  memset(st, 0, sizeof *st);
-  struct stat sb;
-  snprintf(st->dir, sizeof st->dir, "%s/state", arg);
-  if (stat(st->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) snprintf(st->dir, sizeof st->dir, "%s", arg);
-  DIR *d = opendir(st->dir);
-  if (!d) return smoe_fail(err, "cannot open %s: no such folder", st->dir);
+/* The highest N of a folder's rank-N entries, or -1. */
+static int max_rank(const char *dir) {
+  DIR *d = opendir(dir);
   int max = -1;
-  for (struct dirent *e; (e = readdir(d));) {
+  for (struct dirent *e; d && (e = readdir(d));) {
     int r;
     char extra;
     if (sscanf(e->d_name, "rank-%d%c", &r, &extra) == 1 && r >= 0 && r < 1 << 20 && r > max)
       max = r;
   }
-  closedir(d);
+  if (d) closedir(d);
+  return max;
+}
+
+int smoe_stores_open(const char *arg, smoe_stores_t *st, smoe_err_t *err) {
+  memset(st, 0, sizeof *st);
+  struct stat sb;
+  snprintf(st->dir, sizeof st->dir, "%s/state", arg);
+  if (stat(st->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) snprintf(st->dir, sizeof st->dir, "%s", arg);
+  if (stat(st->dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return smoe_fail(err, "cannot open %s: no such folder", st->dir);
+  char copies[SMOE_PATHLEN + 32];
+  smoe_ckpt_copy_dir(st->dir, copies, sizeof copies);
+  int max = max_rank(st->dir), cmax = max_rank(copies);
   if (max < 0)
     return smoe_fail(err,
                      "%s is not a state folder: it holds no state store (no rank-N folders; "
                      "give a run folder or its checkpoint.dir)",
                      st->dir);
-  st->n = max + 1;
+  st->n = (cmax > max ? cmax : max) + 1;
   st->s = xcalloc((size_t)st->n, sizeof *st->s);
-  for (int r = 0; r < st->n; r++)
-    if (!(st->s[r] = smoe_store_open_readonly(st->dir, r, err))) {
+  st->copy = xcalloc((size_t)st->n, sizeof *st->copy);
+  st->from_copy = xcalloc((size_t)st->n, sizeof *st->from_copy);
+  for (int r = 0; r < st->n; r++) {
+    if (smoe_store_exists(copies, r) && !(st->copy[r] = smoe_store_open_readonly(copies, r, err))) {
       smoe_stores_close(st);
       return -1;
     }
+    if (!smoe_store_exists(st->dir, r) && st->copy[r]) {
+      fprintf(stderr, "swiftmoe: rank %d's state store is missing from %s: reading the copy the "
+              "next rank kept (%s/rank-%d)\n", r, st->dir, copies, r);
+      st->s[r] = st->copy[r], st->from_copy[r] = 1;
+    } else if (!(st->s[r] = smoe_store_open_readonly(st->dir, r, err))) {
+      smoe_stores_close(st);
+      return -1;
+    }
+  }
   return 0;
 }
 
 void smoe_stores_close(smoe_stores_t *st) {
-  for (int r = 0; r < st->n && st->s; r++) smoe_store_close(st->s[r]);
-  free(st->s);
-  st->s = NULL, st->n = 0;
+  for (int r = 0; r < st->n && st->s; r++) {
+    if (st->copy && st->copy[r] != st->s[r]) smoe_store_close(st->copy[r]);
+    smoe_store_close(st->s[r]);
+  }
+  free(st->s), free(st->copy), free(st->from_copy);
+  st->s = st->copy = NULL, st->from_copy = NULL, st->n = 0;
 }
 
 /* ------------------------------------------------------------ the loader */

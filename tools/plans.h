@@ -13,15 +13,19 @@
 #include "store.h"
 
 /* A run's state stores: DIR/rank-0 .. rank-(n-1), DIR a run folder's state/
- * or a checkpoint.dir; every one present. */
+ * or a checkpoint.dir; every one present, or its copy (DIR/copy/rank-r, kept
+ * by the next rank: checkpoint.redundancy) read in its place. */
 typedef struct {
   smoe_store_t **s;
+  smoe_store_t **copy; /* (n) the copy of rank r's store, or NULL */
+  int *from_copy;      /* (n) s[r] is that copy: rank r's own store is gone */
   int n;
   char dir[SMOE_PATHLEN + 16];
 } smoe_stores_t;
 
 /* Opens every rank's store read-only (arg: a run folder or its state
- * folder). Returns 0, or -1 with err naming the folder and what is missing. */
+ * folder), and the copies there are. Returns 0, or -1 with err naming the
+ * folder and what is missing. */
 int smoe_stores_open(const char *arg, smoe_stores_t *st, smoe_err_t *err);
 void smoe_stores_close(smoe_stores_t *st);
 
