@@ -334,6 +334,10 @@ struct smoe_ckpt {
   int64_t log_step; /* the last record's step, -1 none */
   uint8_t *out; /* encoder output, smoe_codec_bound(chunk) */
   size_t out_cap;
+  double stream_t0;   /* smoe_ckpt_stream_*: when it began, */
+  int stream_region;  /* the region being filled */
+  size_t stream_off;  /* and how far */
+  smoe_batch_t *stream_batch;
   wbuf_t bundle;      /* o.copy: the last write's bundle (smoe_ckpt_take_bundle) */
   int64_t bundle_from; /* placement records after this step go in the next bundle */
 };
@@ -357,9 +361,12 @@ static int enc_is_delta(smoe_enc_t e) {
   return e == SMOE_ENC_XOR_SHUFFLE_ZSTD;
 }
 
-smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t *regions,
-                            int n_regions, const smoe_ckpt_shape_t *shapes, int n_shapes,
-                            uint64_t config_digest, const smoe_ckpt_opts_t *o, smoe_err_t *err) {
+/* smoe_ckpt_open, and with staging = 0 smoe_ckpt_open_stream: one chunk
+ * buffer instead of the staging and base copies of the whole state. */
+static smoe_ckpt_t *open_handle(const char *dir, int rank, const smoe_ckpt_region_t *regions,
+                                int n_regions, const smoe_ckpt_shape_t *shapes, int n_shapes,
+                                uint64_t config_digest, const smoe_ckpt_opts_t *o, int staging,
+                                smoe_err_t *err) {
   if (n_regions < 1 || n_regions > 255) {
     smoe_fail(err, "checkpoint: %d regions (1..255 allowed)", n_regions);
     return NULL;
@@ -384,6 +391,12 @@ smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t 
   ck->shapes = xcalloc((size_t)n_shapes + 1, sizeof *shapes);
   memcpy(ck->shapes, shapes, sizeof *shapes * (size_t)n_shapes);
   ck->digest = config_digest;
+  ck->out_cap = smoe_codec_bound(o->chunk_bytes);
+  ck->out = xmalloc(ck->out_cap);
+  if (!staging) {
+    ck->stage = xmalloc(o->chunk_bytes);
+    return ck;
+  }
   /* touched now: first-touch page faults would otherwise land in the first
    * checkpoints' staging copy, on the step loop */
   ck->stage = xcalloc(ck->total + 1, 1);
@@ -394,9 +407,13 @@ smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t 
     if (regions[i].ops) ck->dev = regions[i].ops;
   if (ck->dev) ck->dev->host_pin(ck->stage, ck->total + 1, 1);
   if (ck->dev) ck->dev->host_pin(ck->base, ck->total + 1, 1);
-  ck->out_cap = smoe_codec_bound(o->chunk_bytes);
-  ck->out = xmalloc(ck->out_cap);
   return ck;
+}
+
+smoe_ckpt_t *smoe_ckpt_open(const char *dir, int rank, const smoe_ckpt_region_t *regions,
+                            int n_regions, const smoe_ckpt_shape_t *shapes, int n_shapes,
+                            uint64_t config_digest, const smoe_ckpt_opts_t *o, smoe_err_t *err) {
+  return open_handle(dir, rank, regions, n_regions, shapes, n_shapes, config_digest, o, 1, err);
 }
 
 static int log_flush(smoe_ckpt_t *ck, smoe_err_t *err) {
@@ -528,18 +545,13 @@ static int add_record(void *ctx, const void *k, size_t klen, const void *v, size
   return 0;
 }
 
-void smoe_ckpt_write(smoe_ckpt_t *ck) {
-  reclaim(ck); /* the previous prune's (no prune runs while a write is in flight) */
-  const double t0 = smoe_now();
-  if (ck->dev) ck->dev->stage_wait(); /* the staged copies of backend memory have landed */
-  smoe_err_t *err = &ck->write_err;
-  manifest_t *m = &ck->written;
+/* The manifest of the checkpoint of `step` being written (its regions' chunk
+ * lists allocated, filled as chunks are written). */
+static void manifest_begin(smoe_ckpt_t *ck, manifest_t *m, int64_t step, int delta) {
   manifest_free(m);
-  const int delta = ck->have_base && ck->base_chain + 1 < (uint32_t)ck->o.full_every &&
-                    enc_is_delta(ck->o.delta_enc);
-  m->step = ck->staged;
+  m->step = step;
   m->base_step = delta ? ck->base_step : -1;
-  m->full_step = delta ? ck->base_full : ck->staged;
+  m->full_step = delta ? ck->base_full : step;
   m->chain_len = delta ? ck->base_chain + 1 : 0;
   m->rank = (uint32_t)ck->rank;
   m->digest = ck->digest;
@@ -549,12 +561,8 @@ void smoe_ckpt_write(smoe_ckpt_t *ck) {
   for (int i = 0; i < ck->n_shapes; i++)
     if (strcmp(ck->shapes[i].name, "ranks") == 0) m->G = (uint32_t)ck->shapes[i].value;
   m->n_regions = (uint32_t)ck->n_regions;
-  m->regions = xcalloc((size_t)ck->n_regions, sizeof *m->regions);
-  const smoe_enc_t enc = delta ? ck->o.delta_enc : ck->o.full_enc;
-  smoe_batch_t *b = smoe_batch_new(ck->s);
-  int rc = 0;
-  if (ck->o.copy) bundle_begin(&ck->bundle, m->step);
-  for (int i = 0; i < ck->n_regions && rc == 0; i++) {
+  m->regions = xcalloc((size_t)ck->n_regions + 1, sizeof *m->regions);
+  for (int i = 0; i < ck->n_regions; i++) {
     const smoe_ckpt_region_t *r = &ck->regions[i];
     mregion_t *g = &m->regions[i];
     memcpy(g->name, r->name, SMOE_CKPT_NAME);
@@ -564,38 +572,49 @@ void smoe_ckpt_write(smoe_ckpt_t *ck) {
     g->chunk_bytes = ck->o.chunk_bytes;
     g->n_chunks = (uint32_t)((r->bytes + g->chunk_bytes - 1) / g->chunk_bytes);
     g->chunks = xcalloc(g->n_chunks + 1, sizeof *g->chunks);
-    for (uint32_t c = 0; c < g->n_chunks && rc == 0; c++) {
-      size_t off = ck->offset[i] + c * g->chunk_bytes;
-      size_t len = r->bytes - c * g->chunk_bytes;
-      if (len > g->chunk_bytes) len = g->chunk_bytes;
-      smoe_err_t e;
-      int64_t l = smoe_codec_encode(enc, ck->o.level, ck->stage + off, delta ? ck->base + off : NULL,
-                                    len, (size_t)r->elem, ck->out, ck->out_cap, &e);
-      if (l < 0) {
-        char what[128];
-        describe_chunk(what, sizeof what, m, i, c, m->step);
-        rc = smoe_fail(err, "rank %d, checkpoint of step %lld: encoding %s: %s", ck->rank,
-                       (long long)m->step, what, e.msg);
-        break;
-      }
-      g->chunks[c] = (chunk_t){(uint8_t)enc, len, (uint64_t)l, smoe_codec_hash(ck->out, (size_t)l)};
-      m->raw += len;
-      m->stored += (uint64_t)l;
-      uint8_t k[CHUNK_KEY];
-      chunk_key(k, m->step, i, c);
-      smoe_batch_clear(b);
-      smoe_batch_put(b, (smoe_cf_t)r->cf, k, sizeof k, ck->out, (size_t)l);
-      if (ck->o.copy) bundle_add(&ck->bundle, (smoe_cf_t)r->cf, k, sizeof k, ck->out, (size_t)l);
-      if (smoe_store_write(ck->s, b, SMOE_WRITE_NO_WAL, &e) != 0)
-        rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s", ck->rank, (long long)m->step,
-                       e.msg);
-      SMOE_KILL_POINT("ckpt.chunk");
-    }
   }
+  if (ck->o.copy) bundle_begin(&ck->bundle, step);
+}
+
+/* Chunk c of region i (len bytes at src; a delta against base when base is
+ * not NULL) encoded, written without the write-ahead log (and added to the
+ * bundle), and recorded in m. 0, or -1 with err. */
+static int put_chunk(smoe_ckpt_t *ck, manifest_t *m, smoe_batch_t *b, int i, uint32_t c,
+                     const uint8_t *src, const uint8_t *base, size_t len, smoe_err_t *err) {
+  const smoe_ckpt_region_t *r = &ck->regions[i];
+  const smoe_enc_t enc = base ? ck->o.delta_enc : ck->o.full_enc;
   smoe_err_t e;
-#ifdef SMOE_KILL_POINTS
-  test_write_hooks(ck, m->step, &rc);
-#endif
+  int64_t l = smoe_codec_encode(enc, ck->o.level, src, base, len, (size_t)r->elem, ck->out,
+                                ck->out_cap, &e);
+  if (l < 0) {
+    char what[128];
+    describe_chunk(what, sizeof what, m, i, c, m->step);
+    return smoe_fail(err, "rank %d, checkpoint of step %lld: encoding %s: %s", ck->rank,
+                     (long long)m->step, what, e.msg);
+  }
+  m->regions[i].chunks[c] =
+      (chunk_t){(uint8_t)enc, len, (uint64_t)l, smoe_codec_hash(ck->out, (size_t)l)};
+  m->raw += len;
+  m->stored += (uint64_t)l;
+  uint8_t k[CHUNK_KEY];
+  chunk_key(k, m->step, i, c);
+  smoe_batch_clear(b);
+  smoe_batch_put(b, (smoe_cf_t)r->cf, k, sizeof k, ck->out, (size_t)l);
+  if (ck->o.copy) bundle_add(&ck->bundle, (smoe_cf_t)r->cf, k, sizeof k, ck->out, (size_t)l);
+  int rc = 0;
+  if (smoe_store_write(ck->s, b, SMOE_WRITE_NO_WAL, &e) != 0)
+    rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s", ck->rank, (long long)m->step,
+                   e.msg);
+  SMOE_KILL_POINT("ckpt.chunk");
+  return rc;
+}
+
+/* After the chunks (rc: how they went): persisted, then the manifest in one
+ * synced batch, then the bundle closed with the log since the last one and
+ * the manifest. Returns rc, or -1 with err. */
+static int manifest_commit(smoe_ckpt_t *ck, manifest_t *m, smoe_batch_t *b, double t0, int rc,
+                           smoe_err_t *err) {
+  smoe_err_t e;
   if (rc == 0 && smoe_store_persist(ck->s, &e) != 0)
     rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %s", ck->rank, (long long)m->step,
                    e.msg);
@@ -626,10 +645,101 @@ void smoe_ckpt_write(smoe_ckpt_t *ck) {
     }
     free(w.p);
   }
-  if (rc != 0) ck->bundle.n = 0;
   SMOE_KILL_POINT("ckpt.after_manifest");
+  if (rc != 0) ck->bundle.n = 0;
+  return rc;
+}
+
+void smoe_ckpt_write(smoe_ckpt_t *ck) {
+  reclaim(ck); /* the previous prune's (no prune runs while a write is in flight) */
+  const double t0 = smoe_now();
+  if (ck->dev) ck->dev->stage_wait(); /* the staged copies of backend memory have landed */
+  smoe_err_t *err = &ck->write_err;
+  manifest_t *m = &ck->written;
+  const int delta = ck->have_base && ck->base_chain + 1 < (uint32_t)ck->o.full_every &&
+                    enc_is_delta(ck->o.delta_enc);
+  manifest_begin(ck, m, ck->staged, delta);
+  smoe_batch_t *b = smoe_batch_new(ck->s);
+  int rc = 0;
+  for (int i = 0; i < ck->n_regions && rc == 0; i++) {
+    const mregion_t *g = &m->regions[i];
+    for (uint32_t c = 0; c < g->n_chunks && rc == 0; c++) {
+      size_t off = ck->offset[i] + c * g->chunk_bytes;
+      size_t len = g->bytes - c * g->chunk_bytes;
+      if (len > g->chunk_bytes) len = g->chunk_bytes;
+      rc = put_chunk(ck, m, b, i, c, ck->stage + off, delta ? ck->base + off : NULL, len, err);
+    }
+  }
+#ifdef SMOE_KILL_POINTS
+  test_write_hooks(ck, m->step, &rc);
+#endif
+  ck->write_rc = manifest_commit(ck, m, b, t0, rc, err);
   smoe_batch_free(b);
-  ck->write_rc = rc;
+}
+
+/* --- a full checkpoint streamed in (resharding) ----------------------------- */
+
+smoe_ckpt_t *smoe_ckpt_open_stream(const char *dir, int rank, const smoe_ckpt_region_t *regions,
+                                   int n_regions, const smoe_ckpt_shape_t *shapes, int n_shapes,
+                                   uint64_t config_digest, const smoe_ckpt_opts_t *o,
+                                   smoe_err_t *err) {
+  return open_handle(dir, rank, regions, n_regions, shapes, n_shapes, config_digest, o, 0, err);
+}
+
+/* The next region with bytes to take, from i on. */
+static int stream_region(const smoe_ckpt_t *ck, int i) {
+  while (i < ck->n_regions && ck->regions[i].bytes == 0) i++;
+  return i;
+}
+
+void smoe_ckpt_stream_begin(smoe_ckpt_t *ck, int64_t step) {
+  reclaim(ck);
+  manifest_begin(ck, &ck->written, step, 0);
+  ck->stream_t0 = smoe_now();
+  ck->stream_region = stream_region(ck, 0);
+  ck->stream_off = 0;
+  ck->write_rc = 0;
+  ck->staged = ck->pending = step;
+  ck->local = 0;
+  ck->stream_batch = smoe_batch_new(ck->s);
+}
+
+int smoe_ckpt_stream_put(smoe_ckpt_t *ck, const void *p, size_t n, smoe_err_t *err) {
+  const uint8_t *src = p;
+  manifest_t *m = &ck->written;
+  smoe_batch_t *b = ck->stream_batch;
+  while (n > 0 && ck->write_rc == 0) {
+    const int i = ck->stream_region;
+    if (i >= ck->n_regions)
+      return ck->write_rc = smoe_fail(err, "rank %d, checkpoint of step %lld: %zu bytes past "
+                                      "the end of its regions", ck->rank, (long long)m->step, n);
+    const mregion_t *g = &m->regions[i];
+    const uint32_t c = (uint32_t)(ck->stream_off / g->chunk_bytes);
+    const size_t at = ck->stream_off - c * g->chunk_bytes;
+    size_t len = g->bytes - c * g->chunk_bytes;
+    if (len > g->chunk_bytes) len = g->chunk_bytes;
+    size_t take = len - at < n ? len - at : n;
+    memcpy(ck->stage + at, src, take);
+    src += take, n -= take, ck->stream_off += take;
+    if (at + take < len) continue;
+    ck->write_rc = put_chunk(ck, m, b, i, c, ck->stage, NULL, len, err);
+    if (ck->stream_off == g->bytes) ck->stream_region = stream_region(ck, i + 1), ck->stream_off = 0;
+  }
+  return ck->write_rc;
+}
+
+int smoe_ckpt_stream_end(smoe_ckpt_t *ck, smoe_err_t *err) {
+  manifest_t *m = &ck->written;
+  int rc = ck->write_rc;
+  if (rc == 0 && ck->stream_region < ck->n_regions)
+    rc = smoe_fail(err, "rank %d, checkpoint of step %lld: region %s is short of %zu bytes",
+                   ck->rank, (long long)m->step, ck->regions[ck->stream_region].name,
+                   ck->regions[ck->stream_region].bytes - ck->stream_off);
+  rc = manifest_commit(ck, m, ck->stream_batch, ck->stream_t0, rc, err);
+  smoe_batch_free(ck->stream_batch);
+  ck->stream_batch = NULL;
+  ck->local = rc == 0 ? 1 : -1;
+  return rc;
 }
 
 int smoe_ckpt_finish(smoe_ckpt_t *ck, smoe_err_t *err) {

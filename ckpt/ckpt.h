@@ -14,8 +14,9 @@
  * time, and a checksum of the manifest itself. Chunks are written without the
  * write-ahead log and flushed into table/blob files before the manifest: a
  * manifest present means every byte it names is durable. A checkpoint is locally
- * complete when its manifest is; globally complete when every rank's is, which
- * the ranks agree on at a later step (smoe_ckpt_agree) and record in meta
+ * complete when its manifest is; globally complete when every rank's is (and,
+ * with copies, every rank's copy of its neighbour's: saver.h), which the ranks
+ * agree on at a later step (smoe_ckpt_agreed) and record in meta
  * ('g' | be64 step).
  *
  * The placement log (family `placement`, key be64 step): one record per step,
@@ -94,6 +95,21 @@ double smoe_ckpt_stage(smoe_ckpt_t *ck, int64_t step);
  * The result is kept for smoe_ckpt_finish. First it compacts away the
  * checkpoints pruned since the last write (their files leave the disk). */
 void smoe_ckpt_write(smoe_ckpt_t *ck);
+/* A full checkpoint written from bytes produced in order (resharding: a new
+ * rank's state assembled piece by piece from the old ranks'). The handle
+ * holds one chunk, not the state: open it with smoe_ckpt_open_stream (the
+ * regions' data unused), then begin, put the regions' bytes in region order
+ * (any piece sizes: each chunk is encoded and written once full), and end:
+ * the manifest, as smoe_ckpt_write writes it. After end the checkpoint is
+ * pending, locally complete (0) or failed (-1, with err naming the rank,
+ * step and key), for smoe_ckpt_agreed. Stage and write are not for it. */
+smoe_ckpt_t *smoe_ckpt_open_stream(const char *dir, int rank, const smoe_ckpt_region_t *regions,
+                                   int n_regions, const smoe_ckpt_shape_t *shapes, int n_shapes,
+                                   uint64_t config_digest, const smoe_ckpt_opts_t *o,
+                                   smoe_err_t *err);
+void smoe_ckpt_stream_begin(smoe_ckpt_t *ck, int64_t step);
+int smoe_ckpt_stream_put(smoe_ckpt_t *ck, const void *p, size_t n, smoe_err_t *err);
+int smoe_ckpt_stream_end(smoe_ckpt_t *ck, smoe_err_t *err);
 /* After the write: returns 0 if the staged checkpoint is locally complete (it
  * becomes the base of the next delta), or -1 with err naming the rank, step and
  * key (the next checkpoint is then a full one). */

@@ -40,32 +40,49 @@ static int gather_range(smoe_ckpt_weights_t *w, const char *region, size_t base_
   return 0;
 }
 
-/* New rank g's regions (bufs, sized by the layout) from the old ranks. */
-static int fill_rank(smoe_ckpt_weights_t *w, const smoe_config_t *c, int M, int g, int replicated,
-                     size_t n_dense, const smoe_ckpt_region_t *r, void **bufs, size_t *read,
-                     smoe_err_t *err) {
+/* Values [lo, lo + n) of a vector sliced over the old ranks (gather_range),
+ * streamed into ck a piece of at most `cap` values at a time through buf. */
+static int stream_range(smoe_ckpt_t *ck, smoe_ckpt_weights_t *w, const char *region,
+                        size_t base_elems, size_t chunk, size_t lo, size_t n, real *buf,
+                        size_t cap, size_t *read, smoe_err_t *err) {
+  for (size_t at = 0; at < n; at += cap) {
+    size_t take = n - at < cap ? n - at : cap;
+    if (gather_range(w, region, base_elems, chunk, lo + at, take, buf, read, err) != 0 ||
+        smoe_ckpt_stream_put(ck, buf, take * sizeof(real), err) != 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* New rank g's regions, in order, from the old ranks into ck: each expert's
+ * new slice (zero-padded past P, as the shards keep it) and the dense slices
+ * a piece of `cap` values at a time, then what every rank holds alike. */
+static int stream_rank(smoe_ckpt_t *ck, smoe_ckpt_weights_t *w, int M, int g, int replicated,
+                       size_t n_dense, const smoe_ckpt_region_t *r, const void *const alike[3],
+                       real *buf, size_t cap, size_t *read, smoe_err_t *err) {
   const int L = w->L, E = w->E;
   const size_t P = w->P, chunk = replicated ? P : (P + (size_t)M - 1) / (size_t)M;
   const size_t lo = replicated ? 0 : (size_t)g * chunk;
   const size_t len = lo >= P ? 0 : P - lo < chunk ? P - lo : chunk;
   const char *shard[3] = {"master", "exp_avg", "exp_avg_sq"};
-  for (int b = 0; b < 3; b++) { /* region by region: each old rank's chunks read in order */
-    real *dst = bufs[b];
-    memset(dst, 0, r[b].bytes); /* the padding past P stays 0, as the shards keep it */
-    for (int le = 0; le < L * E; le++)
-      if (gather_range(w, shard[b], (size_t)le * w->chunk, w->chunk, lo, len,
-                       dst + (size_t)le * chunk, read, err) != 0)
+  for (int b = 0; b < 3; b++) /* region by region, expert by expert */
+    for (int le = 0; le < L * E; le++) {
+      if (stream_range(ck, w, shard[b], (size_t)le * w->chunk, w->chunk, lo, len, buf, cap, read,
+                       err) != 0)
         return -1;
-  }
+      memset(buf, 0, sizeof(real) * (chunk - len));
+      if (smoe_ckpt_stream_put(ck, buf, sizeof(real) * (chunk - len), err) != 0) return -1;
+    }
   const size_t dchunk_old = (n_dense + (size_t)w->G - 1) / (size_t)w->G;
   const size_t dchunk = (n_dense + (size_t)M - 1) / (size_t)M;
   const size_t dlo = (size_t)g * dchunk < n_dense ? (size_t)g * dchunk : n_dense;
   const char *dense[3] = {"dense", "dense_m", "dense_v"};
   for (int b = 0; b < 3; b++)
-    if (gather_range(w, dense[b], 0, dchunk_old, dlo, r[3 + b].bytes / sizeof(real), bufs[3 + b],
+    if (stream_range(ck, w, dense[b], 0, dchunk_old, dlo, r[3 + b].bytes / sizeof(real), buf, cap,
                      read, err) != 0)
       return -1;
-  (void)c;
+  for (int i = 0; i < 3; i++)
+    if (smoe_ckpt_stream_put(ck, alike[i], r[6 + i].bytes, err) != 0) return -1;
   return 0;
 }
 
@@ -127,43 +144,40 @@ int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_
   }
   smoe_ckpt_opts_t o = smoe_saver_opts(c);
   int made = 0;
+  /* the pieces the new state is streamed through: at most a chunk's worth,
+   * and at least one expert's new slice (its padding goes through it) */
+  const size_t P = w.P, slice = replicated ? P : (P + (size_t)M - 1) / (size_t)M;
+  size_t cap = o.chunk_bytes / sizeof(real);
+  if (cap < slice) cap = slice;
+  real *buf = xmalloc(sizeof(real) * cap);
+  const void *alike[3] = {bias, loads, pos};
   for (int g = only < 0 ? 0 : only; g < (only < 0 ? M : only + 1) && rc == 0; g++) {
     smoe_ckpt_region_t r[SMOE_SAVER_REGIONS];
     smoe_ckpt_shape_t shapes[SMOE_SAVER_SHAPES];
     smoe_saver_layout(c, M, g, S, replicated, mp.n_dense, r, shapes);
-    void *bufs[SMOE_SAVER_REGIONS];
     size_t state = 0;
-    for (int i = 0; i < SMOE_SAVER_REGIONS; i++) {
-      bufs[i] = xmalloc(r[i].bytes + 1);
-      r[i].data = bufs[i];
-      state += r[i].bytes;
+    for (int i = 0; i < SMOE_SAVER_REGIONS; i++) state += r[i].bytes;
+    smoe_ckpt_t *ck = smoe_ckpt_open_stream(dst_state, g, r, SMOE_SAVER_REGIONS, shapes,
+                                            SMOE_SAVER_SHAPES, smoe_saver_config_digest(c), &o, err);
+    if (!ck) {
+      rc = -1;
+      break;
     }
-    memcpy(bufs[6], bias, sizeof(real) * le);
-    memcpy(bufs[7], loads, sizeof(double) * le);
-    memcpy(bufs[8], pos, sizeof pos);
-    rc = fill_rank(&w, c, M, g, replicated, mp.n_dense, r, bufs, &res->bytes_read, err);
-    smoe_ckpt_t *ck = NULL;
-    if (rc == 0) {
-      ck = smoe_ckpt_open(dst_state, g, r, SMOE_SAVER_REGIONS, shapes, SMOE_SAVER_SHAPES,
-                          smoe_saver_config_digest(c), &o, err);
-      if (!ck) rc = -1;
-      else made = g + 1; /* rank-0 .. rank-g may hold what this call wrote */
-    }
-    if (rc == 0) {
-      smoe_ckpt_stage(ck, w.step);
-      smoe_ckpt_write(ck);
-      rc = smoe_ckpt_finish(ck, err);
-    }
+    made = g + 1; /* rank-0 .. rank-g may hold what this call wrote */
+    smoe_ckpt_stream_begin(ck, w.step);
+    rc = stream_rank(ck, &w, M, g, replicated, mp.n_dense, r, alike, buf, cap, &res->bytes_read,
+                     err);
+    if (rc == 0) rc = smoe_ckpt_stream_end(ck, err);
     if (rc == 0) rc = smoe_ckpt_agreed(ck, 1, err); /* every new rank's is written: complete */
     if (rc == 0) {
       smoe_plog_t mine = {L, E, M, S, w.step, rec.loads, pl.replicas, pl.slot_expert, g, NULL};
       rc = smoe_ckpt_log(ck, &mine, err);
     }
     smoe_ckpt_close(ck); /* the log's batch is written at close */
-    for (int i = 0; i < SMOE_SAVER_REGIONS; i++) free(bufs[i]);
     res->bytes_written += state;
-    if (state > res->peak_state) res->peak_state = state;
   }
+  res->buffers = sizeof(real) * cap + o.chunk_bytes + smoe_codec_bound(o.chunk_bytes);
+  free(buf);
   if (rc != 0) /* nothing half made is left: the new stores go */
     for (int g = only < 0 ? 0 : only; g < made; g++) {
       snprintf(path, sizeof path, "%s/rank-%d", dst_state, g);

@@ -4,8 +4,10 @@
  * master weights and Adam moments and of the dense vectors, every rank the
  * same selection bias, planner loads and data position. So resharding is
  * pure re-slicing: each new rank's slices are read from the old ranks that
- * hold them (ckpt.h's reader, one decoded chunk per old rank in memory),
- * written as a full checkpoint of the same step, marked complete everywhere,
+ * hold them (ckpt.h's reader, one decoded chunk per old rank in memory) and
+ * streamed into the new store a piece at a time (smoe_ckpt_stream_*: one
+ * chunk in memory), so memory is a few chunks per old rank whatever the
+ * state's size; written as a full checkpoint of the same step, marked complete everywhere,
  * with a placement record for the new world planned by the run's policy from
  * the restored planner loads. */
 #ifndef SMOE_RESHARD_H
@@ -19,7 +21,8 @@ typedef struct {
   double seconds;
   size_t bytes_read;  /* decoded state bytes read from the old stores */
   size_t bytes_written; /* raw state bytes of the new checkpoints */
-  size_t peak_state;  /* the largest new rank's state, held while it is written */
+  size_t buffers;     /* the writer's buffers (the pieces streamed, a chunk and its
+                         encoding); the readers' are a decoded chunk per old rank */
 } smoe_reshard_result_t;
 
 /* Reshards checkpoint `step` (-1: the newest complete on every rank) of the

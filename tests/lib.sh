@@ -23,6 +23,15 @@ gone() {
   pgrep -af -- "--out $1( |$)" | head -3
 }
 
+# keep_logs: at exit, the script's $tmp is removed, or kept (and named) when
+# a check failed.
+keep_logs() { trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT; }
+
+# mpi N ARGS...: ARGS as an N-rank job (Open MPI as root, ranks may share
+# cores, one thread each), killed after 300 s.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpi() { local n=$1; shift; timeout 300 mpirun --oversubscribe --bind-to none -np "$n" "$@"; }
+
 # The checks of a test script: ok/bad MESSAGE count a passed or failed one
 # (bad also sets keep=1, so the script keeps its temp folder); fails WANT
 # CMD... passes when CMD exits 1..127 with one line on stderr naming WANT

@@ -21,9 +21,7 @@ tool=$2
 synth=$3
 tmp=$(mktemp -d)
 . "$(dirname "$0")/lib.sh"
-trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-mpi=(timeout 300 mpirun --oversubscribe --bind-to none -np 4)
+keep_logs
 # aux loss off: routing stays skewed, so placement matters
 args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=30
       --set training.warmup_steps=4 --set training.eval_every=0 --set training.eval_windows=8
@@ -32,7 +30,7 @@ args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=30
 
 echo "recording a 4-rank swiftmoe run ..."
 run=$tmp/rec
-"${mpi[@]}" "$bin" train "${args[@]}" --out "$run" >"$tmp/rec.log" 2>&1 || bad "the recorded run"
+mpi 4 "$bin" train "${args[@]}" --out "$run" >"$tmp/rec.log" 2>&1 || bad "the recorded run"
 
 # --- the audit --------------------------------------------------------------------
 if "$bin" ckpt replay "$run" >"$tmp/audit" 2>&1 && grep -q "30 plans of steps 1..30 .* every one reproduced exactly" "$tmp/audit"; then
@@ -123,9 +121,9 @@ width=$(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$tmp/big.t
   || bad "summary at 40 x 256: $lines lines, $width wide"
 
 # --- --init-placement -------------------------------------------------------------
-"${mpi[@]}" "$bin" train "${args[@]}" --set placement.policy=static --out "$tmp/static" >"$tmp/s1.log" 2>&1 \
+mpi 4 "$bin" train "${args[@]}" --set placement.policy=static --out "$tmp/static" >"$tmp/s1.log" 2>&1 \
   || bad "uniform static run"
-"${mpi[@]}" "$bin" train "${args[@]}" --set placement.policy=static --init-placement "$run" \
+mpi 4 "$bin" train "${args[@]}" --set placement.policy=static --init-placement "$run" \
   --out "$tmp/static_init" >"$tmp/s2.log" 2>&1 || bad "static run from the recorded placement"
 python3 - "$tmp/static/summary.json" "$tmp/static_init/summary.json" <<'PY' && ok "--init-placement: $(cat "$tmp/imb")" || bad "--init-placement not better: $(cat "$tmp/imb")"
 import json, sys

@@ -24,9 +24,7 @@ bin=$1
 tool=$2
 tmp=$(mktemp -d)
 . "$(dirname "$0")/lib.sh"
-trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-mpi() { local n=$1; shift; timeout 300 mpirun --oversubscribe --bind-to none -np "$n" "$@"; }
+keep_logs
 args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=10
       --set training.warmup_steps=2 --set training.eval_every=0 --set training.eval_windows=8
       --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=3

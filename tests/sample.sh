@@ -21,17 +21,15 @@ bin=$1
 tool=$2
 tmp=$(mktemp -d)
 . "$(dirname "$0")/lib.sh"
-trap '[ $keep = 1 ] && echo "logs kept in $tmp" || rm -rf "$tmp"' EXIT
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
-mpi=(timeout 300 mpirun --oversubscribe --bind-to none -np 4)
+keep_logs
 args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=30
       --set training.warmup_steps=4 --set training.eval_every=0 --set training.eval_windows=8
       --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=10)
 
 echo "training with and without samples ..."
-"${mpi[@]}" "$bin" train "${args[@]}" --set training.sample_every=15 --out "$tmp/with" >"$tmp/with.log" 2>&1 \
+mpi 4 "$bin" train "${args[@]}" --set training.sample_every=15 --out "$tmp/with" >"$tmp/with.log" 2>&1 \
   || bad "run with samples: $(tail -3 "$tmp/with.log")"
-"${mpi[@]}" "$bin" train "${args[@]}" --out "$tmp/without" >"$tmp/without.log" 2>&1 \
+mpi 4 "$bin" train "${args[@]}" --out "$tmp/without" >"$tmp/without.log" 2>&1 \
   || bad "run without samples: $(tail -3 "$tmp/without.log")"
 python3 - "$tmp/with" "$tmp/without" <<'PY' && cmp -s "$tmp/with/model.safetensors" "$tmp/without/model.safetensors" \
   && ok "samples during training change nothing: losses and weights bit for bit" || bad "sampling changed the run"

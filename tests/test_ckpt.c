@@ -1166,6 +1166,47 @@ static void test_copy_bundles(void **state) {
   make_bundles = 0;
 }
 
+/* --- a full checkpoint streamed in ------------------------------------------ */
+
+/* The state put in pieces of odd sizes (crossing chunk and region bounds)
+ * restores exactly; a put past the end and an end short of it fail naming
+ * the rank and step. */
+static void test_stream(void **state) {
+  fx_t *f = *state;
+  smoe_ckpt_region_t r[N_REGIONS];
+  regions(f, r, BIG_BYTES);
+  smoe_ckpt_opts_t o = opts(1, 5, CHUNK);
+  smoe_err_t err = {{0}};
+  smoe_ckpt_t *ck = smoe_ckpt_open_stream(f->ckdir, 0, r, N_REGIONS, SHAPES, 2, 0x1234, &o, &err);
+  assert_non_null(ck);
+  snapshot(f, f->snap[3]);
+  smoe_ckpt_stream_begin(ck, 3);
+  for (size_t at = 0, piece = 1; at < TOTAL; at += piece, piece = piece * 3 + 7) {
+    if (piece > TOTAL - at) piece = TOTAL - at;
+    assert_int_equal(smoe_ckpt_stream_put(ck, f->snap[3] + at, piece, &err), 0);
+  }
+  assert_int_equal(smoe_ckpt_stream_end(ck, &err), 0);
+  assert_int_equal(smoe_ckpt_local_status(ck), 1);
+  agree(ck, 1);
+  smoe_ckpt_stream_begin(ck, 4); /* one byte too many */
+  assert_int_equal(smoe_ckpt_stream_put(ck, f->snap[3], TOTAL, &err), 0);
+  assert_int_equal(smoe_ckpt_stream_put(ck, f->snap[3], 1, &err), -1);
+  assert_non_null(strstr(err.msg, "rank 0, checkpoint of step 4: 1 bytes past the end"));
+  assert_int_equal(smoe_ckpt_stream_end(ck, &err), -1);
+  agree(ck, -1);
+  smoe_ckpt_stream_begin(ck, 5); /* short */
+  assert_int_equal(smoe_ckpt_stream_put(ck, f->snap[3], 100, &err), 0);
+  assert_int_equal(smoe_ckpt_stream_end(ck, &err), -1);
+  assert_non_null(strstr(err.msg, "rank 0, checkpoint of step 5: region big is short"));
+  agree(ck, -1);
+  smoe_ckpt_close(ck);
+  ck = open_ck(f, 1, 5);
+  scribble(f);
+  assert_int_equal(resume_ok(f, ck, -1), 3);
+  expect_state(f, 3);
+  close_ck(f, ck);
+}
+
 int main(int argc, char **argv) {
   if (argc == 4 && strcmp(argv[1], "--verify") == 0) return verify_child(argv[2], argv[3]);
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1179,7 +1220,7 @@ int main(int argc, char **argv) {
       T(test_placement_log_budget),
       T(test_unrestorable_then_fresh),  T(test_chunk_size_change),
       T(test_stale_global_record), T(test_manifest_chunk_raw_checked),
-      T(test_copy_bundles),
+      T(test_copy_bundles),        T(test_stream),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -280,9 +280,9 @@ static int cmd_reshard(int argc, char **argv) {
     return 1;
   }
   printf("resharded the checkpoint of step %lld from %d to %d ranks (%d slots each) into %s in "
-         "%.2f s: %.1f MB read, %.1f MB written, the largest rank's state %.1f MB\n",
+         "%.2f s: %.1f MB read, %.1f MB written, streamed through %.1f MB of buffers\n",
          (long long)r.step, r.G_from, r.G_to, r.S_to, dst, r.seconds, r.bytes_read / 1e6,
-         r.bytes_written / 1e6, r.peak_state / 1e6);
+         r.bytes_written / 1e6, r.buffers / 1e6);
   return 0;
 }
 
