@@ -8,6 +8,7 @@
 
 #include "plan.h"
 #include "policy.h"
+#include "shadow.h"
 #include "split.h"
 
 /* placement.min_capacity's default (config.c): the capacity policy's least
@@ -16,7 +17,8 @@ enum { MIN_CAPACITY = 4 };
 
 /* ------------------------------------------------------------ parsing */
 
-enum { K_FACTOR = 1, K_S = 2, K_EMA = 4, K_EVERY = 8, K_THRESHOLD = 16 };
+enum { K_FACTOR = 1, K_S = 2, K_EMA = 4, K_EVERY = 8, K_THRESHOLD = 16, K_SHADOW = 32,
+       K_SHADOW_ROWS = 64 };
 
 static const struct {
   const char *name;
@@ -25,7 +27,9 @@ static const struct {
             {"S", K_S},
             {"ema", K_EMA},
             {"every", K_EVERY},
-            {"threshold", K_THRESHOLD}};
+            {"threshold", K_THRESHOLD},
+            {"shadow", K_SHADOW},
+            {"shadow_rows", K_SHADOW_ROWS}};
 
 static const struct {
   const char *name;
@@ -37,7 +41,8 @@ static const struct {
     {"static", SMOE_WHATIF_STATIC, 0, 0, "no options"},
     {"capacity", SMOE_WHATIF_CAPACITY, K_FACTOR, K_FACTOR, "factor"},
     {"symi", SMOE_WHATIF_SYMI, K_FACTOR, K_FACTOR | K_S | K_EMA, "factor, S, ema"},
-    {"swiftmoe", SMOE_WHATIF_SWIFTMOE, 0, K_S | K_EMA, "S, ema"},
+    {"swiftmoe", SMOE_WHATIF_SWIFTMOE, 0, K_S | K_EMA | K_SHADOW | K_SHADOW_ROWS,
+     "S, ema, shadow, shadow_rows"},
     {"eplb", SMOE_WHATIF_EPLB, K_EVERY, K_EVERY | K_EMA | K_S, "every, ema, S"},
     {"flexmoe", SMOE_WHATIF_FLEXMOE, K_EVERY, K_EVERY | K_THRESHOLD | K_S, "every, threshold, S"},
 };
@@ -82,6 +87,16 @@ static int set_key(smoe_whatif_policy_t *p, int key, const char *val, const char
         return smoe_fail(err, "policy \"%s\": threshold must be a number >= 1", spec);
       p->threshold = d;
       return 0;
+    case K_SHADOW:
+      if (parse_int(val, &i) != 0 || i < 0)
+        return smoe_fail(err, "policy \"%s\": shadow must be an integer >= 0", spec);
+      p->shadow = i;
+      return 0;
+    case K_SHADOW_ROWS:
+      if (parse_double(val, &d) != 0 || !(d >= 0))
+        return smoe_fail(err, "policy \"%s\": shadow_rows must be a number >= 0", spec);
+      p->shadow_rows = d;
+      return 0;
     case K_EVERY:
       if (parse_int(val, &i) != 0 || i < 1)
         return smoe_fail(err, "policy \"%s\": every must be an integer >= 1", spec);
@@ -109,7 +124,7 @@ int smoe_whatif_parse(const char *spec, smoe_whatif_policy_t *p, smoe_err_t *err
   if (k == NKINDS)
     return smoe_fail(err,
                      "policy \"%s\": expected static, capacity[:F], symi[:F], "
-                     "swiftmoe[:S=..,ema=..], eplb[:N], flexmoe[:K]",
+                     "swiftmoe[:S=..,ema=..,shadow=..,shadow_rows=..], eplb[:N], flexmoe[:K]",
                      spec);
   strcpy(p->label, spec);
   p->kind = kinds[k].kind;
@@ -117,6 +132,7 @@ int smoe_whatif_parse(const char *spec, smoe_whatif_policy_t *p, smoe_err_t *err
   p->ema = p->kind == SMOE_WHATIF_EPLB ? 0.9 : 0.0; /* 0: placement.load_ema's default */
   p->every = p->kind == SMOE_WHATIF_EPLB ? 100 : p->kind == SMOE_WHATIF_FLEXMOE ? 50 : 0;
   p->threshold = 1.25;
+  p->shadow_rows = 5333;
   if (!args) return 0;
   if (!kinds[k].allowed)
     return smoe_fail(err, "policy \"%s\": %s takes no options", spec, kinds[k].name);
@@ -248,7 +264,10 @@ typedef struct {
   smoe_arena_t scratch;   /* the planner's and split's, given back after each call */
   int64_t *kept;          /* (L, G, E) this step's tokens computed (after drops) */
   int64_t *counts;        /* (L, E) this step's tokens routed to each expert, all ranks */
-  int64_t *take;          /* (G, G*S) one layer's split */
+  int H;                  /* shadow slots per rank (swiftmoe:shadow) */
+  int *slot_all;          /* (G*(S+H)) one layer's placement with its shadows */
+  int64_t shadows;        /* shadows placed, over the run */
+  int64_t *take;          /* (G, G*(S+H)) one layer's split */
   int64_t *rank_load;     /* (G) */
   int64_t *incoming;      /* (G) replicas each rank received in this step's re-plan */
   double *loads;          /* (L, E) eplb: the EMA the next plan uses */
@@ -303,10 +322,13 @@ static int sim_init(sim_t *x, const smoe_whatif_log_t *log, const smoe_whatif_po
     x->split_mode = smoe_policy_split_mode(x->pol.kind);
   }
   smoe_arena_t *h = &x->hold;
-  const size_t LE = (size_t)L * E, GS = (size_t)G * S;
+  const size_t LE = (size_t)L * E;
   x->kept = smoe_arena_take(h, sizeof(int64_t) * smoe_mul(LE, (size_t)G));
   x->counts = smoe_arena_take(h, sizeof(int64_t) * LE);
-  x->take = smoe_arena_take(h, sizeof(int64_t) * smoe_mul((size_t)G, GS));
+  x->H = p->kind == SMOE_WHATIF_SWIFTMOE ? p->shadow : 0;
+  const size_t GSH = (size_t)G * (S + x->H);
+  x->slot_all = smoe_arena_take(h, sizeof(int) * GSH);
+  x->take = smoe_arena_take(h, sizeof(int64_t) * smoe_mul((size_t)G, GSH));
   x->rank_load = smoe_arena_take(h, sizeof(int64_t) * (size_t)G);
   x->incoming = smoe_arena_take(h, sizeof(int64_t) * (size_t)G);
   x->loads = smoe_arena_take(h, sizeof(double) * LE);
@@ -395,14 +417,20 @@ static double layer_tokens(sim_t *x, const int64_t *src, int l, const smoe_place
                                    kept + (size_t)q * E);
   else /* symi on the global batch's counts; none: every token */
     *dropped += smoe_drops_quota(&x->drops, src, G, E, K, (int64_t)G * N, rep, G, S, kept);
+  int SH = S;
+  if (x->H > 0) { /* this step's shadows, from its own counts */
+    const smoe_shadow_cost_t cost = {1.0, x->p->shadow_rows, x->p->shadow_rows / G};
+    x->shadows += smoe_shadow_plan(kept, se, E, G, S, x->H, &cost, x->slot_all, &x->scratch);
+    se = x->slot_all, SH = S + x->H;
+  }
   if (x->split_mode == 1)
-    smoe_split(kept, se, E, G, S, x->take, &x->scratch);
+    smoe_split(kept, se, E, G, SH, x->take, &x->scratch);
   else /* even: one replica gets all, as the engine's routes do */
     smoe_split_even(kept, se, E, G, S, x->take, &x->scratch);
-  smoe_split_rank_load(x->take, G, S, x->rank_load);
+  smoe_split_rank_load(x->take, G, SH, x->rank_load);
   for (int q = 0; q < G; q++)
-    for (int gs = 0; gs < GS; gs++)
-      if (gs / S != q) *remote += x->take[(size_t)q * GS + gs];
+    for (int gs = 0; gs < G * SH; gs++)
+      if (gs / SH != q) *remote += x->take[(size_t)q * G * SH + gs];
   int64_t most = 0, sum = 0;
   for (int g = 0; g < G; g++) {
     sum += x->rank_load[g];
@@ -484,6 +512,8 @@ int smoe_whatif_run(const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
   out->weights_bytes = weights / n;
   out->state_bytes = state / n;
   out->churn = (double)churned / L / n;
+  out->shadows = (double)x.shadows / n;
+  out->shadow_bytes = out->shadows * 2 * log->expert_bytes;
   sim_free(&x);
   return 0;
 }

@@ -24,6 +24,15 @@
  *             t - 1's global counts and routed per-rank counts; symi's drops
  *             (smoe_drops_quota, rows = G, the global batch G N) and even
  *             split, swiftmoe's optimal split (smoe_policy_split_mode).
+ *             swiftmoe:shadow=H adds H shadow slots per rank filled each
+ *             step from that step's counts (smoe_shadow_plan, shadow.h),
+ *             with the cost model in token rows: row_s = 1 and a shadow
+ *             paying for itself above shadow_rows rows saved on the slowest
+ *             rank (default 5333: fp32 weights, 200 TFLOP/s of expert
+ *             compute against 50 GB/s into a rank; 2 x 4 bytes of weights
+ *             and gradient per 6 flops per row and weight, x 4000 flops per
+ *             byte), slice_s = shadow_rows / G; each shadow sends
+ *             2 x expert_bytes (its weights in, its gradient out).
  *   eplb      DeepSeek EPLB as run in training: loads = an EMA of the global
  *             counts (the first step's counts as they are, then ema * loads
  *             + (1 - ema) * counts); step 0 planned from equal loads, then a
@@ -88,13 +97,15 @@ typedef struct {
                        eplb: (default 0.9) */
   int every;        /* eplb: re-plan every N steps (default 100); flexmoe: K (default 50) */
   double threshold; /* flexmoe: re-plan when max/mean rank load exceeds it (default 1.25) */
+  int shadow;       /* swiftmoe: shadow slots per rank (default 0) */
+  double shadow_rows; /* swiftmoe: rows a shadow must save to pay (default 5333) */
 } smoe_whatif_policy_t;
 
 /* Parses "static", "capacity[:F]", "symi[:F]", "swiftmoe[:S=..,ema=..]",
  * "eplb[:N]", "flexmoe[:K]" and key=value forms into p. Keys: capacity:
- * factor; symi: factor, S, ema; swiftmoe: S, ema; eplb: every, ema, S;
- * flexmoe: every, threshold, S (factor > 0, 0 <= ema < 1, every >= 1,
- * threshold >= 1, S >= 1). Returns 0, or -1 with err naming the bad part and
+ * factor; symi: factor, S, ema; swiftmoe: S, ema, shadow, shadow_rows; eplb:
+ * every, ema, S; flexmoe: every, threshold, S (factor > 0, 0 <= ema < 1,
+ * every >= 1, threshold >= 1, S >= 1, shadow >= 0, shadow_rows >= 0). Returns 0, or -1 with err naming the bad part and
  * what is allowed. */
 int smoe_whatif_parse(const char *spec, smoe_whatif_policy_t *p, smoe_err_t *err);
 
@@ -121,6 +132,8 @@ typedef struct {
   int64_t moves;                     /* eplb, flexmoe: replicas that arrived on a rank that did not
                                         hold their expert, over the whole log */
   int64_t replans;                   /* eplb, flexmoe: steps at which some layer was re-planned */
+  double shadows;                    /* swiftmoe:shadow: shadows per step, all layers */
+  double shadow_bytes;               /* ... and their bytes per step: 2 x expert_bytes each */
 } smoe_whatif_result_t;
 
 /* Simulates policy p over the whole log (n >= 1). Memory: the run's arrays

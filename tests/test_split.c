@@ -17,6 +17,7 @@
 // clang-format on
 
 #include "plan.h"
+#include "shadow.h"
 #include "split.h"
 
 static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
@@ -298,11 +299,75 @@ static void test_rank_load(void **state) {
   assert_int_equal(load[1], 3 + 4 + 30 + 40);
 }
 
+
+/* ------------------------------------------------- same-step shadows */
+
+/* 8 experts on 4 ranks of 2 slots, one replica each (rank g: 2g, 2g+1). */
+static const int ONE_EACH[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+
+static int64_t split_max_load(const int64_t *counts, const int *slots, int E, int G, int S) {
+  int64_t *take = malloc(sizeof(int64_t) * (size_t)G * G * S), load[8], mx = 0;
+  smoe_split(counts, slots, E, G, S, take, &scratch);
+  smoe_split_rank_load(take, G, S, load);
+  for (int g = 0; g < G; g++) mx = load[g] > mx ? load[g] : mx;
+  free(take);
+  return mx;
+}
+
+/* A jump to a cold expert: expert 5 (one replica, on rank 2) gets 200 tokens
+ * from every source, the others 10: rank 2 computes 840 rows, the mean is
+ * 270. Shadows of expert 5 go to the three other ranks, one each, and bring
+ * the slowest rank to the split's optimum; an even step, or shadows that cost
+ * more than they save, get none. */
+static void test_shadow_by_hand(void **state) {
+  (void)state;
+  enum { E = 8, G = 4, S = 2, H = 1 };
+  int64_t counts[G * E];
+  for (int i = 0; i < G * E; i++) counts[i] = i % E == 5 ? 200 : 10;
+  int all[G * (S + H)];
+  const smoe_shadow_cost_t cheap = {1.0, 10.0, 1.0}, dear = {1.0, 1e9, 1.0};
+  assert_int_equal(split_max_load(counts, ONE_EACH, E, G, S), 840);
+  assert_int_equal(smoe_shadow_plan(counts, ONE_EACH, E, G, S, H, &cheap, all, &scratch), 3);
+  for (int g = 0; g < G; g++) {
+    assert_int_equal(all[g * (S + H)], ONE_EACH[g * S]); /* the planned slots unchanged */
+    assert_int_equal(all[g * (S + H) + 1], ONE_EACH[g * S + 1]);
+    assert_int_equal(all[g * (S + H) + 2], g == 2 ? -1 : 5); /* a shadow of 5 on every other rank */
+  }
+  assert_int_equal(split_max_load(counts, all, E, G, S + H), 270); /* 1080 rows over 4 ranks */
+  /* too dear: none, the planned placement as it was */
+  assert_int_equal(smoe_shadow_plan(counts, ONE_EACH, E, G, S, H, &dear, all, &scratch), 0);
+  for (int g = 0; g < G; g++) assert_int_equal(all[g * (S + H) + 2], -1);
+  /* an even step: nothing to gain */
+  for (int i = 0; i < G * E; i++) counts[i] = 10;
+  assert_int_equal(smoe_shadow_plan(counts, ONE_EACH, E, G, S, H, &cheap, all, &scratch), 0);
+  /* no shadow slots: none */
+  for (int i = 0; i < G * E; i++) counts[i] = i % E == 5 ? 200 : 10;
+  assert_int_equal(smoe_shadow_plan(counts, ONE_EACH, E, G, S, 0, &cheap, all, &scratch), 0);
+}
+
+/* Hedged loads: a steady expert is planned at its mean, one that swings at
+ * its mean plus z standard deviations; the EMAs start at the first step. */
+static void test_hedge_by_hand(void **state) {
+  (void)state;
+  double mean[2], var[2], out[2];
+  const double a[2] = {100, 0}, b[2] = {100, 200};
+  smoe_hedge_update(mean, var, a, 2, 0.5, 1);
+  assert_true(mean[0] == 100 && mean[1] == 0 && var[0] == 0 && var[1] == 0);
+  smoe_hedge_update(mean, var, b, 2, 0.5, 0);
+  assert_true(mean[0] == 100 && var[0] == 0);
+  assert_true(mean[1] == 100 && var[1] == 0.5 * 200 * 200); /* d = 200 before the update */
+  smoe_hedge_loads(mean, var, 2, 1.0, out);
+  assert_true(out[0] == 100 && fabs(out[1] - (100 + sqrt(20000.0))) < 1e-9);
+  smoe_hedge_loads(mean, var, 2, 0.0, out);
+  assert_true(out[0] == 100 && out[1] == 100);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_locality_by_hand), cmocka_unit_test(test_even_by_hand),
       cmocka_unit_test(test_extreme_routing),  cmocka_unit_test(test_random_against_exact),
-      cmocka_unit_test(test_rank_load),
+      cmocka_unit_test(test_rank_load),        cmocka_unit_test(test_shadow_by_hand),
+      cmocka_unit_test(test_hedge_by_hand),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

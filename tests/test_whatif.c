@@ -308,6 +308,35 @@ static void expect_error(const char *spec, const char *part) {
   if (!strstr(err.msg, part)) fail_msg("%s: \"%s\" does not name %s", spec, err.msg, part);
 }
 
+
+/* Same-step shadows on a log with a jump: 8 experts on 4 ranks, loads even
+ * (16 tokens from every rank to every expert) except step 5, where every
+ * rank sends 400 to expert 3. Planned from step 4's even loads, expert 3 has
+ * its planned replicas only; with one shadow slot per rank and shadows that
+ * pay from one row saved, step 5 is balanced by shadows of expert 3, the
+ * even steps get none, and each shadow counts 2 x expert_bytes. */
+static void test_shadows_on_a_jump(void **state) {
+  (void)state;
+  enum { n = 8, L = 1, E = 8, G = 4, K = 2 };
+  int64_t *src = malloc(sizeof(int64_t) * n * L * G * E);
+  for (int t = 0; t < n; t++)
+    for (int i = 0; i < G * E; i++) src[(size_t)t * G * E + i] = t == 5 && i % E == 3 ? 400 : 16;
+  smoe_whatif_log_t log = {n, L, E, G, K, 64, src, 1024, 1e6, 3e6};
+  smoe_whatif_result_t sw = run(&log, "swiftmoe"), sh = run(&log, "swiftmoe:shadow=1,shadow_rows=1");
+  print_message("  jump: swiftmoe max %.3f, with shadows %.3f (%.2f shadows per step)\n",
+                sw.imb_max, sh.imb_max, sh.shadows);
+  assert_true(sw.imb_max > 1.5);             /* the jump step, unshadowed */
+  assert_true(sh.imb_max < sw.imb_max - 0.4); /* shadowed */
+  assert_true(sh.shadows > 0 && sh.shadows * n <= G); /* on the jump step only, one per rank */
+  assert_double_equal(sh.shadow_bytes, sh.shadows * 2 * 1e6, 1e-6);
+  assert_double_equal(sw.shadows, 0, 0);
+  /* shadows that never pay: none */
+  smoe_whatif_result_t dear = run(&log, "swiftmoe:shadow=1,shadow_rows=1e9");
+  assert_double_equal(dear.shadows, 0, 0);
+  assert_double_equal(dear.imb_max, sw.imb_max, 1e-12);
+  free(src);
+}
+
 static void test_parse(void **state) {
   smoe_whatif_policy_t p = parse("static");
   assert_int_equal(p.kind, SMOE_WHATIF_STATIC);
@@ -328,6 +357,9 @@ static void test_parse(void **state) {
   assert_int_equal(p.S, 0);
   assert_double_equal(p.ema, 0, 0);
   assert_int_equal(parse("swiftmoe:S=6").S, 6);
+  assert_int_equal(parse("swiftmoe").shadow, 0);
+  assert_int_equal(parse("swiftmoe:shadow=2").shadow, 2);
+  assert_double_equal(parse("swiftmoe:shadow=1,shadow_rows=10").shadow_rows, 10, 0);
   assert_double_equal(parse("swiftmoe:ema=0.5").ema, 0.5, 0);
   p = parse("eplb");
   assert_int_equal(p.kind, SMOE_WHATIF_EPLB);
@@ -348,7 +380,7 @@ static void test_parse(void **state) {
 
   expect_error("foo",
                "policy \"foo\": expected static, capacity[:F], symi[:F], "
-               "swiftmoe[:S=..,ema=..], eplb[:N], flexmoe[:K]");
+               "swiftmoe[:S=..,ema=..,shadow=..,shadow_rows=..], eplb[:N], flexmoe[:K]");
   expect_error("", "expected static");
   expect_error("eplb:every=0", "policy \"eplb:every=0\": every must be an integer >= 1");
   expect_error("eplb:0", "every must be an integer >= 1");
@@ -358,8 +390,10 @@ static void test_parse(void **state) {
   expect_error("capacity:1.0x", "factor must be a number > 0");
   expect_error("swiftmoe:ema=1", "ema must be a number in [0, 1)");
   expect_error("swiftmoe:S=0", "S must be an integer >= 1");
-  expect_error("swiftmoe:6", "\"6\" is not key=value (swiftmoe takes S, ema)");
-  expect_error("swiftmoe:foo=1", "unknown key \"foo\" (swiftmoe takes S, ema)");
+  expect_error("swiftmoe:6", "\"6\" is not key=value (swiftmoe takes S, ema, shadow, shadow_rows)");
+  expect_error("swiftmoe:foo=1", "unknown key \"foo\" (swiftmoe takes S, ema, shadow, shadow_rows)");
+  expect_error("swiftmoe:shadow=-1", "shadow must be an integer >= 0");
+  expect_error("swiftmoe:shadow_rows=x", "shadow_rows must be a number >= 0");
   expect_error("eplb:threshold=2", "unknown key \"threshold\" (eplb takes every, ema, S)");
   expect_error("flexmoe:threshold=0.5", "threshold must be a number >= 1");
   expect_error("flexmoe:10,20", "\"20\" is not key=value");
@@ -400,6 +434,7 @@ int main(void) {
       cmocka_unit_test(test_symi_drops),
       cmocka_unit_test(test_parse),
       cmocka_unit_test(test_bad_log),
+      cmocka_unit_test(test_shadows_on_a_jump),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

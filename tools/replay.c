@@ -175,10 +175,10 @@ static int what_if(const char *dir, const smoe_config_t *c, int64_t lo, int64_t 
         "G %d, K %d; %lld tokens per rank per step)\n",
         dir, (long long)p.steps[0], (long long)p.steps[p.n - 1], p.L, p.E, p.G, c->top_k,
         (long long)log.tokens_per_rank);
-    printf("%-22s %7s %7s %7s %8s %10s %10s %10s %8s %10s %8s\n", "policy", "imb", "p95", "max",
-           "dropped", "dispatch", "weights", "opt.state", "churn", "peak", "time");
-    printf("%-22s %7s %7s %7s %8s %10s %10s %10s %8s %10s %8s\n", "", "mean", "", "", "", "MB/step",
-           "MB/step", "MB/step", "slots", "extra MB", "s");
+    printf("%-22s %7s %7s %7s %8s %10s %10s %10s %8s %10s %8s %8s\n", "policy", "imb", "p95",
+           "max", "dropped", "dispatch", "weights", "opt.state", "churn", "peak", "shadows", "time");
+    printf("%-22s %7s %7s %7s %8s %10s %10s %10s %8s %10s %8s %8s\n", "", "mean", "", "", "",
+           "MB/step", "MB/step", "MB/step", "slots", "extra MB", "/step", "s");
   }
   rc = 0;
   for (int k = 0; k < np; k++) {
@@ -195,21 +195,24 @@ static int what_if(const char *dir, const smoe_config_t *c, int64_t lo, int64_t 
           "{\"policy\":\"%s\",\"steps\":%lld,\"imbalance_mean\":%.6f,\"imbalance_p95\":%.6f,"
           "\"imbalance_max\":%.6f,\"dropped_fraction\":%.6f,\"dispatch_bytes_per_step\":%.0f,"
           "\"weights_bytes_per_step\":%.0f,\"state_bytes_per_step\":%.0f,\"churn_slots_per_step\":"
-          "%.3f,\"peak_extra_bytes\":%.0f,\"seconds\":%.3f}\n",
+          "%.3f,\"peak_extra_bytes\":%.0f,\"shadows_per_step\":%.3f,\"shadow_bytes_per_step\":"
+          "%.0f,\"seconds\":%.3f}\n",
           pols[k].label, (long long)r.steps, r.imb_mean, r.imb_p95, r.imb_max, r.dropped_frac,
-          r.dispatch_bytes, r.weights_bytes, r.state_bytes, r.churn, r.peak_extra_bytes, dt);
+          r.dispatch_bytes, r.weights_bytes + r.shadow_bytes, r.state_bytes, r.churn,
+          r.peak_extra_bytes, r.shadows, r.shadow_bytes, dt);
     else
-      printf("%-22s %7.3f %7.3f %7.3f %7.2f%% %10.1f %10.1f %10.1f %8.2f %10.1f %8.2f\n",
+      printf("%-22s %7.3f %7.3f %7.3f %7.2f%% %10.1f %10.1f %10.1f %8.2f %10.1f %8.2f %8.2f\n",
              pols[k].label, r.imb_mean, r.imb_p95, r.imb_max, 100 * r.dropped_frac,
-             r.dispatch_bytes / MB, r.weights_bytes / MB, r.state_bytes / MB, r.churn,
-             r.peak_extra_bytes / MB, dt);
+             r.dispatch_bytes / MB, (r.weights_bytes + r.shadow_bytes) / MB, r.state_bytes / MB,
+             r.churn, r.peak_extra_bytes / MB, r.shadows, dt);
   }
   if (!json)
     printf(
         "imb: per step, the busiest rank's tokens over the mean, averaged over layers; "
         "dispatch: token rows to\nother ranks and back; weights: expert weights sent to "
-        "slots; opt.state: optimizer state\nmigrated with moved replicas; churn: slots per "
-        "layer whose expert changed; peak: the most\nextra memory one rank held for moves "
+        "slots (shadows' weights and gradients included); opt.state: optimizer state\nmigrated "
+        "with moved replicas; churn: slots per layer whose expert changed; peak: the most\nextra "
+        "memory one rank held for moves; shadows: same-step shadows per step, all layers\n"
         "(whatif.h says how each is counted)\n");
   smoe_plans_free(&p);
   return rc;
@@ -227,7 +230,10 @@ static const char *replay_usage =
     "  static                one replica per expert, fixed\n"
     "  capacity[:F]          static, tokens over ceil(F K N / E) per expert per rank dropped\n"
     "  symi[:F]              the SYMI paper's policy (the engine's symi)\n"
-    "  swiftmoe[:S=..,ema=..] this engine's policy, with other slots or smoothing\n"
+    "  swiftmoe[:S=..,ema=..,shadow=H,shadow_rows=N]\n"
+    "                        this engine's policy, with other slots or smoothing; shadow=H:\n"
+    "                        H same-step shadow slots per rank, a shadow placed when it saves\n"
+    "                        more than N token rows on the slowest rank (default 5333)\n"
     "  eplb[:N]              DeepSeek's EPLB: counts and packing from a moving average of\n"
     "                        the loads, re-planned every N steps (default 100)\n"
     "  flexmoe[:K]           FlexMoE: replicas own their optimizer state and move with it;\n"

@@ -13,13 +13,20 @@
  *     expert_counts of a swiftmoe run (each layer's global counts, split
  *     evenly over the sources).
  *
- * usage: plan_bench [--quick] [--trace PATH [--ranks G]] [--json PATH]
+ * (4) With --hedge: swiftmoe as it is, with hedged loads, with same-step
+ *     shadows, and with both (shadow.h), on the synthetic traces with and
+ *     without the jumps, at S = 2E/G: imbalance, shadows per step and their
+ *     bytes against the dispatch's (a cost model of a Qwen3-30B-A3B-sized
+ *     expert: see hedge_table).
+ *
+ * usage: plan_bench [--quick] [--hedge] [--trace PATH [--ranks G]] [--json PATH]
  * (--ranks: the G to plan a trace file for; default the run's, else 4) */
 #define _POSIX_C_SOURCE 200809L /* getline */
 #include <math.h>
 #include <string.h>
 
 #include "plan.h"
+#include "shadow.h"
 #include "split.h"
 
 static smoe_arena_t scratch; /* the planner's, split's and dispatch's temporary arrays */
@@ -54,13 +61,14 @@ static double quantile(double *v, int n, double q) {
 typedef struct {
   int E, G;
   double s;
+  int jumps;      /* the hottest expert moves every 20 steps */
   int *expert_of; /* (E) expert of each popularity rank */
   double *share;  /* (E) scratch */
   uint64_t rng;
 } trace_t;
 
 static void trace_init(trace_t *t, int E, int G, double s, uint64_t seed) {
-  t->E = E, t->G = G, t->s = s, t->rng = seed;
+  t->E = E, t->G = G, t->s = s, t->rng = seed, t->jumps = 1;
   t->expert_of = xmalloc(sizeof(int) * E), t->share = xmalloc(sizeof(double) * E);
   for (int e = 0; e < E; e++) t->expert_of[e] = e;
   for (int e = E - 1; e > 0; e--) {
@@ -71,7 +79,7 @@ static void trace_init(trace_t *t, int E, int G, double s, uint64_t seed) {
 
 static void trace_step(trace_t *t, int step, int64_t *counts) {
   const int E = t->E, G = t->G;
-  if (step > 0 && step % 20 == 0) { /* the hot expert moves */
+  if (t->jumps && step > 0 && step % 20 == 0) { /* the hot expert moves */
     int j = 1 + (int)(u01(&t->rng) * (E - 1)), x = t->expert_of[0];
     t->expert_of[0] = t->expert_of[j], t->expert_of[j] = x;
   }
@@ -236,6 +244,107 @@ static void balance_table(int quick) {
         print_row(name, &m);
         sim_free(&m);
         free(prev), free(cur), free(t.expert_of), free(t.share);
+      }
+}
+
+
+/* ------------------------------------------------ hedged plans and shadows */
+
+/* The cost model (shadow.h): an expert of Qwen3-30B-A3B's shape (dim 2048,
+ * expert_dim 768), fp32 token rows and weights as the engine sends them,
+ * 200 TFLOP/s of expert compute per rank and 50 GB/s into and out of each
+ * rank. A shadow's rank receives the expert's weights (G slices from the G
+ * shard owners) and sends its gradient back: 2 x 4 x 3 x 2048 x 768 bytes;
+ * each other rank sends and receives a 1/G slice of that. */
+#define DIM 2048.0
+#define EXPERT_DIM 768.0
+#define ROW_BYTES (4.0 * DIM)
+#define SHADOW_BYTES (2.0 * 4.0 * 3.0 * DIM * EXPERT_DIM)
+#define HEDGE_Z 1.0
+#define HEDGE_EMA 0.9
+enum { H_PLAIN, H_HEDGE, H_SHADOW, H_BOTH, H_N };
+static const char *hedge_name[H_N] = {"swiftmoe", "+ hedge", "+ shadow", "+ both"};
+
+/* Token rows the split sends off their rank (forward activations and
+ * backward gradients each cross once): take (G * G*SH). */
+static int64_t off_rank_rows(const int64_t *take, int G, int SH) {
+  int64_t off = 0;
+  for (int q = 0; q < G; q++)
+    for (int gs = 0; gs < G * SH; gs++)
+      if (gs / SH != q) off += take[(size_t)q * G * SH + gs];
+  return off;
+}
+
+static void hedge_row(const char *trace, int G, int E, int jumps, int steps, double z) {
+  const int S = 2 * E / G, H = 1, SH = S + H;
+  const smoe_shadow_cost_t cost = {6.0 * 3.0 * DIM * EXPERT_DIM / 200e12, SHADOW_BYTES / 50e9,
+                                   SHADOW_BYTES / G / 50e9};
+  trace_t t;
+  trace_init(&t, E, G, z, smoe_mix64(2000 + G + (int)(10 * z)));
+  t.jumps = jumps;
+  int64_t *prev = xmalloc(sizeof(int64_t) * G * E), *cur = xmalloc(sizeof(int64_t) * G * E);
+  int64_t *take = xmalloc(sizeof(int64_t) * (size_t)G * G * SH), *rank = xmalloc(sizeof(int64_t) * G);
+  double *loads = xmalloc(sizeof(double) * E), *hedged = xmalloc(sizeof(double) * E);
+  double *mean = xmalloc(sizeof(double) * E), *var = xmalloc(sizeof(double) * E);
+  int *r = xmalloc(sizeof(int) * E), *se = xmalloc(sizeof(int) * G * S), *all = xmalloc(sizeof(int) * G * SH);
+  double *imb[H_N], shadows[H_N] = {0}, extra[H_N] = {0}, dispatch = 0;
+  for (int v = 0; v < H_N; v++) imb[v] = xmalloc(sizeof(double) * steps);
+  trace_step(&t, 0, prev);
+  for (int s = 1; s <= steps; s++) {
+    trace_step(&t, s, cur);
+    for (int e = 0; e < E; e++) loads[e] = 0;
+    for (int q = 0; q < G; q++)
+      for (int e = 0; e < E; e++) loads[e] += (double)prev[q * E + e];
+    smoe_hedge_update(mean, var, loads, E, HEDGE_EMA, s == 1);
+    smoe_hedge_loads(loads, var, E, HEDGE_Z, hedged);
+    for (int v = 0; v < H_N; v++) {
+      const double *l = v == H_HEDGE || v == H_BOTH ? hedged : loads;
+      smoe_plan_counts(SMOE_COUNTS_GREEDY, l, E, G, S, r, &scratch);
+      smoe_plan_slots(SMOE_SLOTS_BALANCED, l, r, prev, E, G, S, se, &scratch);
+      int n = 0;
+      if (v == H_SHADOW || v == H_BOTH) {
+        n = smoe_shadow_plan(cur, se, E, G, S, H, &cost, all, &scratch);
+        smoe_split(cur, all, E, G, SH, take, &scratch);
+        smoe_split_rank_load(take, G, SH, rank);
+      } else {
+        smoe_split(cur, se, E, G, S, take, &scratch);
+        smoe_split_rank_load(take, G, S, rank);
+        if (v == H_PLAIN) dispatch += 2.0 * ROW_BYTES * (double)off_rank_rows(take, G, S);
+      }
+      imb[v][s - 1] = imbalance(rank, G);
+      shadows[v] += n;
+      extra[v] += n * SHADOW_BYTES;
+    }
+    memcpy(prev, cur, sizeof(int64_t) * G * E);
+  }
+  printf("| %s%s | %d | %d | %d |", trace, jumps ? ", jumps" : "", G, E, S);
+  for (int v = 0; v < H_N; v++) {
+    double m = 0;
+    for (int i = 0; i < steps; i++) m += imb[v][i] / steps;
+    double p95 = quantile(imb[v], steps, 0.95), worst = imb[v][steps - 1];
+    printf(" %.3f / %.3f / %.3f |", m, p95, worst);
+  }
+  for (int v = H_SHADOW; v <= H_BOTH; v++)
+    printf(" %.2f, +%.1f%% |", shadows[v] / steps, 100 * extra[v] / dispatch);
+  printf("\n");
+  for (int v = 0; v < H_N; v++) free(imb[v]);
+  free(prev), free(cur), free(take), free(rank), free(loads), free(hedged), free(mean), free(var);
+  free(r), free(se), free(all), free(t.expert_of), free(t.share);
+}
+
+static void hedge_table(int quick) {
+  const int steps = quick ? 40 : STEPS;
+  printf("\n| trace | G | E | S | %s | %s | %s | %s | shadows / step, bytes (+shadow) | shadows / "
+         "step, bytes (+both) |\n", hedge_name[0], hedge_name[1], hedge_name[2], hedge_name[3]);
+  printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  const int cfg[][2] = {{16, 64}, {64, 256}};
+  const double zipf[] = {1.0, 1.5};
+  for (int z = 0; z < 2; z++)
+    for (int c = 0; c < 2; c++)
+      for (int jumps = 1; jumps >= 0; jumps--) {
+        char name[32];
+        snprintf(name, sizeof name, "zipf %.1f", zipf[z]);
+        hedge_row(name, cfg[c][0], cfg[c][1], jumps, steps, zipf[z]);
       }
 }
 
@@ -414,11 +523,13 @@ static void trace_table(const char *path, int G) {
 }
 
 int main(int argc, char **argv) {
-  int quick = 0, G = 0; /* trace file ranks: --ranks, else the run's, else 4 */
+  int quick = 0, hedge = 0, G = 0; /* trace file ranks: --ranks, else the run's, else 4 */
   const char *trace = NULL, *json = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick"))
       quick = 1;
+    else if (!strcmp(argv[i], "--hedge"))
+      hedge = 1;
     else if (!strcmp(argv[i], "--trace") && i + 1 < argc)
       trace = argv[++i];
     else if (!strcmp(argv[i], "--ranks") && i + 1 < argc)
@@ -427,7 +538,8 @@ int main(int argc, char **argv) {
       json = argv[++i];
     else {
       fprintf(stderr,
-              "usage: plan_bench [--quick] [--trace metrics.jsonl [--ranks G]] [--json PATH]\n");
+              "usage: plan_bench [--quick] [--hedge] [--trace metrics.jsonl [--ranks G]] [--json "
+              "PATH]\n");
       return 2;
     }
   }
@@ -438,6 +550,10 @@ int main(int argc, char **argv) {
   if (json && !(json_out = fopen(json, "w"))) {
     fprintf(stderr, "plan_bench: cannot write %s\n", json);
     return 1;
+  }
+  if (hedge) {
+    hedge_table(quick);
+    return 0;
   }
   if (json_out) fprintf(json_out, "{\"timing\": [\n");
   time_table(quick);

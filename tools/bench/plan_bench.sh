@@ -5,18 +5,50 @@
 # synthetic traces (and on a run's metrics.jsonl with --trace). Builds
 # tools/bench/plan_bench.c by hand (gcc -O2), prints the tables and writes
 # tools/bench/results/<date>-plan.md.
-# usage: tools/bench/plan_bench.sh [--quick] [--trace metrics.jsonl [--ranks G]] [--json PATH]
+# With --hedge: swiftmoe as it is, with hedged loads, with same-step shadows
+# and with both (engine/shadow.h) on the synthetic traces, with and without
+# the jumps, into tools/bench/results/<date>-hedge.md.
+# usage: tools/bench/plan_bench.sh [--quick] [--hedge] [--trace metrics.jsonl [--ranks G]] [--json PATH]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 bin=$tmp/plan_bench
 gcc -std=c11 -O2 -Wall -Wextra -Werror -I"$root/engine" \
-  "$root/engine/common.c" "$root/engine/plan.c" "$root/engine/split.c" \
+  "$root/engine/common.c" "$root/engine/arena.c" "$root/engine/plan.c" "$root/engine/split.c" \
+  "$root/engine/shadow.c" \
   "$root/tools/bench/plan_bench.c" -lm -o "$bin"
 "$bin" "$@" >"$tmp/out.md"
 out="$root/tools/bench/results/$(date -u +%Y-%m-%d)-plan.md"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //' || echo unknown)
+if [[ " $* " == *" --hedge "* ]]; then
+  out="$root/tools/bench/results/$(date -u +%Y-%m-%d)-hedge.md"
+  {
+    echo "# Hedged plans and same-step shadows, $(date -u '+%Y-%m-%d %H:%M') UTC"
+    echo
+    echo "Command: \`tools/bench/plan_bench.sh $*\` (gcc -O2, one core of a"
+    echo "$(getconf _NPROCESSORS_ONLN)-core $cpu, shared host)."
+    echo
+    echo "The synthetic traces of the planner benchmark (200 steps, Zipf popularity over shuffled"
+    echo "experts, +-30% per expert and +-10% per source every step, 4096 tokens per rank, K = 2),"
+    echo "with the hottest expert moving to a random expert every 20 steps (\"jumps\") and without;"
+    echo "S = 2E/G. Each step is planned from the previous step's counts and split with its own."
+    echo "Cells: imbalance (max rank tokens / mean) mean / p95 / worst over the steps."
+    echo "swiftmoe: greedy counts, balanced slots, the load-aware split, as the engine plans today;"
+    echo "+ hedge: planned on hedged loads (each expert's load + 1 standard deviation of its recent"
+    echo "loads, an EMA at 0.9: smoe_hedge_loads); + shadow: one shadow slot per rank, filled each"
+    echo "step from that step's counts (smoe_shadow_plan) under the cost model of an expert of"
+    echo "Qwen3-30B-A3B's shape (dim 2048, expert_dim 768: fp32 weights in and gradient out, 37.7 MB"
+    echo "per shadow into its rank, a 1/G slice from and to every other rank; 200 TFLOP/s of expert"
+    echo "compute per rank against 50 GB/s into and out of a rank); + both: the two. Bytes: the"
+    echo "shadows' bytes over the run against the dispatch's (token rows sent to a slot on another"
+    echo "rank and their gradients back, fp32 rows of 2048)."
+    echo
+    sed -n '/^| trace/,$p' "$tmp/out.md"
+  } | tee "$out"
+  echo "wrote $out"
+  exit 0
+fi
 {
   echo "# Planner and load-aware split, $(date -u '+%Y-%m-%d %H:%M') UTC"
   echo

@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 policies=(--policy static --policy capacity:1.0 --policy capacity:1.25 --policy symi
           --policy eplb:100 --policy flexmoe:10 --policy flexmoe:50 --policy flexmoe:100
-          --policy swiftmoe)
+          --policy swiftmoe --policy swiftmoe:shadow=1)
 block() { echo '```'; "$@"; echo '```'; }
 
 echo "# The placement log read back ($(date -u +%F), $(nproc) cores)"
