@@ -57,7 +57,14 @@ int smoe_shadow_plan(const int64_t *counts, const int *slot_expert, int E, int G
   int *added = smoe_arena_take(a, sizeof(int) * (size_t)G * H); /* the shadows' slots, in order */
   char *full = smoe_arena_take(a, (size_t)E); /* no rank can take a shadow of it */
   memset(full, 0, (size_t)E);
-  int64_t mx = split_max(counts, slot_all, E, G, SH, take, load, a);
+  int64_t mx = split_max(counts, slot_all, E, G, SH, take, load, a), total = 0;
+  for (int g = 0; g < G; g++) total += load[g];
+  /* no rank computes less than the mean: when even a perfect balance would
+   * not pay for one shadow, there is nothing to search */
+  if ((double)(mx - (total + G - 1) / G) * cost->row_s <= cost->shadow_s) {
+    smoe_arena_release(a, mark);
+    return 0;
+  }
   const double none = (double)mx * cost->row_s;
   double best = none;
   int n = 0, keep = 0, misses = 0;

@@ -42,7 +42,8 @@ typedef struct {
 
 /* Same-step shadows (FasterMoE's shadowing, decided from the exact counts):
  * an extra replica of an expert for this step only, in one of H shadow
- * slots per rank. Greedy, one at a time: the expert with the most tokens
+ * slots per rank. None when even a perfect balance (the slowest rank at the
+ * mean) would not pay for one shadow. Otherwise greedy, one at a time: the expert with the most tokens
  * per replica (the split levels each expert's replicas, so that one bounds
  * the slowest rank; ties: the lower index), onto the least-loaded rank under
  * the load-aware split (smoe_split) of the placement so far (then the lower)
