@@ -21,6 +21,7 @@ typedef enum {
   SMOE_PHASE_WEIGHTS_TO_SLOTS, /* updated expert weights to the next placement's slots */
   SMOE_PHASE_DENSE_WEIGHTS,    /* updated dense slices all-gathered (sharded dense optimizer) */
   SMOE_PHASE_CKPT_COPY,    /* a checkpoint's stored bytes to the rank that keeps its copy */
+  SMOE_PHASE_SHADOW,       /* a step's shadows' weights from the shards (placement.shadow_slots) */
   SMOE_PHASE_OTHER,        /* losses, norms, evaluation, checkpoint gathers */
   SMOE_PHASE_COUNT
 } smoe_phase_t;

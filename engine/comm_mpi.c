@@ -50,7 +50,7 @@ struct smoe_comm {
 
 static const char *phase_names[SMOE_PHASE_COUNT] = {
     "dispatch", "combine", "dense_grad", "counts", "grad_to_shards", "weights_to_slots",
-    "dense_weights", "checkpoint_copy",
+    "dense_weights", "checkpoint_copy", "shadow",
     "other"};
 const char *smoe_phase_name(smoe_phase_t p) { return phase_names[p]; }
 

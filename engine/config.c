@@ -163,6 +163,13 @@ static const cfg_key_t keys[] = {
     INT("placement", "slots_per_rank", slots_per_rank, "0", 0, 1 << 20, NULL,
         "S, expert slots per rank per layer; 0 = E/G for static and capacity, max(E/G+1, 2E/G) "
         "for adaptive policies; G*S >= E"),
+    INT("placement", "shadow_slots", shadow_slots, "0", 0, 64, NULL,
+        "swiftmoe: slots per rank and layer kept for same-step shadows (an expert that turns "
+        "hot gets extra replicas for that step, from that step's counts); 0 = none"),
+    DBL("placement", "shadow_rows", shadow_rows, "64", '[', 0, INFINITY, ')', NULL,
+        "swiftmoe with shadow_slots: a shadow is placed only when it saves more than this many "
+        "token rows on the busiest rank: the time to send its weights and gradient in rows, "
+        "about bytes per weight x expert FLOP/s / (3 x bytes/s into a rank)"),
     DBL("placement", "capacity_factor", capacity_factor, "1.0", '(', 0, INFINITY, ')', NULL,
         "capacity policy: capacity per expert per rank = max(min_capacity, ceil(factor * K * "
         "local tokens / E)); symi: replicas x ceil(factor * K * global tokens / (G * S))"),

@@ -52,6 +52,8 @@ typedef struct {
   char policy[32];        /* expert placement policy: see policy.h */
   int slots_per_rank;     /* S; 0 = the policy's default */
   double load_ema;        /* swiftmoe/symi load smoothing */
+  int shadow_slots;       /* swiftmoe: H same-step shadow slots per rank; 0 = none */
+  double shadow_rows;     /* ... placed when they save more than this many rows */
   char init_from[SMOE_PATHLEN]; /* "DIR[:STEP]": step 0 planned from its loads; "" none */
   double capacity_factor; /* capacity policy */
   int min_capacity;

@@ -115,6 +115,7 @@ int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write
                             cJSON_CreateDoubleArray(r->layer_imbalance, r->L));
     }
     cJSON_AddNumberToObject(o, "dropped_tokens", (double)r->dropped);
+    cJSON_AddNumberToObject(o, "shadows", (double)r->shadows);
     cJSON_AddNumberToObject(o, "plan_time_s", r->plan_time_s);
     cJSON_AddNumberToObject(o, "split_time_s", r->split_time_s);
     if (r->replicas) {

@@ -20,6 +20,7 @@ typedef struct {
   double imbalance;              /* mean over layers of max/mean rank tokens */
   const double *layer_imbalance; /* (L) */
   int64_t dropped;               /* assignments dropped this step (capacity), all layers */
+  int64_t shadows;               /* same-step shadows placed this step, all layers */
   const int64_t *bytes;          /* (SMOE_PHASE_COUNT) bytes sent this step, all ranks; may be NULL */
   const int *replicas;           /* (L, E) replicas of each expert this step; may be NULL */
   double plan_time_s, split_time_s; /* planning the next placement, splitting this step */

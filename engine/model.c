@@ -224,6 +224,12 @@ static void init_params(smoe_model_t *m) {
   free(x);
 }
 
+int smoe_model_slots(const smoe_config_t *c, int E, int G, int *H, smoe_err_t *err) {
+  const int S = smoe_slots_per_rank(c->policy, c->slots_per_rank, E, G, err);
+  *H = S >= 0 && G > 1 && strcmp(c->policy, "swiftmoe") == 0 ? c->shadow_slots : 0;
+  return S < 0 ? -1 : S + *H;
+}
+
 static void dims_from_config(smoe_dims_t *d, const smoe_config_t *c) {
   d->V = c->vocab_size, d->D = c->dim, d->L = c->n_layers, d->H = c->n_heads;
   d->Hkv = c->n_kv_heads, d->hd = c->dim / c->n_heads, d->T = c->seq_len;
@@ -333,7 +339,7 @@ int smoe_model_plan(const smoe_config_t *c, int G, int B, smoe_model_plan_t *out
   dims_from_config(&m.dims, c);
   const smoe_dims_t *d = &m.dims;
   m.B = B, m.G = G;
-  if ((m.S = smoe_slots_per_rank(c->policy, c->slots_per_rank, d->E, G, err)) < 0) return -1;
+  if ((m.S = smoe_model_slots(c, d->E, G, &m.H, err)) < 0) return -1;
   smoe_policy_kind_t kind;
   if (smoe_policy_kind(c->policy, &kind, err) != 0) return -1;
   m.drops = smoe_policy_drops(kind, c->capacity_factor, c->min_capacity, c->drop_order);
@@ -363,12 +369,16 @@ int smoe_model_init_dist(smoe_model_t *m, const smoe_config_t *c, int B, smoe_co
   m->B = B;
   m->comm = comm;
   m->G = smoe_comm_size(comm), m->rank = smoe_comm_rank(comm);
-  if ((m->S = smoe_slots_per_rank(c->policy, c->slots_per_rank, d->E, m->G, err)) < 0) return -1;
+  if ((m->S = smoe_model_slots(c, d->E, m->G, &m->H, err)) < 0) return -1;
+  /* a shadow pays when it saves shadow_rows rows: its rank receives the
+   * weights, every other rank sends a 1/G slice (shadow.h's model in rows) */
+  m->shadow_cost = (smoe_shadow_cost_t){1.0, c->shadow_rows, c->shadow_rows / m->G};
   smoe_placement_init(&m->placement, d->L, d->E, m->G, m->S);
   m->route = xmalloc(sizeof(int) * (size_t)d->L * m->G * d->E);
   smoe_policy_t first;
   double *init = c->init_from[0] ? xmalloc(sizeof(double) * (size_t)d->L * d->E) : NULL;
   int rc = smoe_policy_init(&first, c->policy, d->L, d->E, m->G, m->S, c->seed, 0, err);
+  if (rc == 0) smoe_policy_shadow_slots(&first, m->H);
   smoe_err_t why;
   if (rc == 0 && init)
     rc = smoe_plog_mean_loads(c->init_from, d->L, d->E, init, &why) != 0
@@ -518,6 +528,19 @@ static void route_split(smoe_model_t *m, int l, int N, const int32_t *idx, const
     memcpy(src, allowed, sizeof(int64_t) * (size_t)G * E); /* what is routed */
     use_keep = keep;
   }
+  if (m->H > 0 && m->split_mode == 1) {
+    /* this step's shadows from its own counts, into the layer's last H
+     * slots of each rank (the plan leaves them empty), then their weights */
+    const int Sp = S - m->H;
+    int *planned = smoe_arena_take(&m->arena, sizeof(int) * (size_t)G * Sp);
+    int *with = m->placement.slot_expert + (size_t)l * G * S;
+    for (int g = 0; g < G; g++)
+      memcpy(planned + (size_t)g * Sp, with + (size_t)g * S, sizeof(int) * (size_t)Sp);
+    const int n = smoe_shadow_plan(src, planned, E, G, Sp, m->H, &m->shadow_cost, with, &m->arena);
+    smoe_placement_count_replicas(&m->placement);
+    m->shadows += n;
+    if (n > 0) m->fetch_shadows(m->fetch_arg, l);
+  }
   if (m->split_mode == 2)
     smoe_split_even(src, slot_expert, E, G, S, m->take, &m->arena);
   else
@@ -619,6 +642,7 @@ static void forward_logits(smoe_model_t *m, const int32_t *tokens, int B, double
   for (int n = 0; n < N; n++) counts[1] += tg[n] >= 0;
   m->split_time = 0;
   m->split_hash = 0;
+  m->shadows = 0;
   smoe_comm_allreduce_i64(m->comm, counts, 2, SMOE_PHASE_OTHER);
   m->n_tokens = counts[0], m->n_valid = counts[1];
   m->ops->embedding_forward(a->resid, m->inputs, p->embed, N, D);

@@ -34,6 +34,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "placement.h"
+#include "shadow.h"
 #include "policy.h"
 
 typedef struct {
@@ -143,7 +144,13 @@ typedef struct {
   /* the world and the placement */
   smoe_comm_t *comm;
   int own_comm; /* comm was created by the model (a world of one) */
-  int G, rank, S;
+  int G, rank, S;     /* S slots per rank and layer: the policy's, then H shadow slots */
+  int H;              /* placement.shadow_slots (swiftmoe, G > 1), else 0 */
+  smoe_shadow_cost_t shadow_cost;
+  /* fills the shadow slots of layer l from the optimizer shards (step.c) */
+  void (*fetch_shadows)(void *arg, int l);
+  void *fetch_arg;
+  int64_t shadows;    /* shadows placed in the last forward, all layers */
   smoe_placement_t placement;
   int *route;        /* (L, G, E) global slot (g*S + s) that rank q's tokens for e go to */
   int split_mode;    /* 0: by route; 1: the load-aware split; 2: even split (symi) */
@@ -196,6 +203,10 @@ typedef struct {
 } smoe_model_plan_t;
 int smoe_model_plan(const smoe_config_t *c, int G, int B, smoe_model_plan_t *out,
                     smoe_err_t *err);
+/* S, the slots per rank and layer of config c on G ranks: the policy's
+ * (smoe_slots_per_rank), then *H = placement.shadow_slots more for swiftmoe
+ * on more than one rank (else 0). -1 with err when they do not fit. */
+int smoe_model_slots(const smoe_config_t *c, int E, int G, int *H, smoe_err_t *err);
 
 /* Sizes from the config; allocates everything for batches of up to B
  * sequences per rank on the ranks of comm, places the experts

@@ -27,6 +27,10 @@ int smoe_policy_init(smoe_policy_t *p, const char *name, int L, int E, int G, in
   return 0;
 }
 
+void smoe_policy_shadow_slots(smoe_policy_t *p, int H) {
+  if (p->kind == SMOE_POLICY_SWIFTMOE && H > 0 && H < p->S) p->H = H;
+}
+
 void smoe_policy_free(smoe_policy_t *p) {
   free(p->loads);
   smoe_arena_free(&p->scratch);
@@ -90,12 +94,17 @@ int64_t smoe_drops_rows_bound(const smoe_drops_t *d, int G, int S, int E, int K,
 static void plan_layer(smoe_policy_t *p, const double *loads, const int64_t *src,
                        int *slot_expert) {
   const size_t mark = smoe_arena_mark(&p->scratch);
+  const int Sp = p->S - p->H; /* the planned slots; the shadow slots after them stay empty */
   int *replicas = smoe_arena_take(&p->scratch, sizeof(int) * (size_t)p->E);
+  int *planned = p->H ? smoe_arena_take(&p->scratch, sizeof(int) * (size_t)p->G * Sp) : slot_expert;
   int symi = p->kind == SMOE_POLICY_SYMI;
-  smoe_plan_counts(symi ? SMOE_COUNTS_PROPORTIONAL : SMOE_COUNTS_GREEDY, loads, p->E, p->G, p->S,
+  smoe_plan_counts(symi ? SMOE_COUNTS_PROPORTIONAL : SMOE_COUNTS_GREEDY, loads, p->E, p->G, Sp,
                    replicas, &p->scratch);
   smoe_plan_slots(symi ? SMOE_SLOTS_CONTIGUOUS : SMOE_SLOTS_BALANCED, loads, replicas, src, p->E,
-                  p->G, p->S, slot_expert, &p->scratch);
+                  p->G, Sp, planned, &p->scratch);
+  for (int g = p->G - 1; p->H && g >= 0; g--)
+    for (int s = p->S - 1; s >= 0; s--)
+      slot_expert[(size_t)g * p->S + s] = s < Sp ? planned[(size_t)g * Sp + s] : -1;
   smoe_arena_release(&p->scratch, mark);
 }
 

@@ -29,6 +29,8 @@ typedef struct {
   double ema;    /* load smoothing: loads = ema * loads + (1 - ema) * this step's */
   double *loads; /* (L, E) the loads the next plan uses */
   int have_loads;
+  int H;         /* swiftmoe: the last H of each rank's S slots are shadow slots, which
+                    the plans leave empty (filled per step from its counts: shadow.h) */
   smoe_arena_t scratch; /* the planner's temporary arrays */
 } smoe_policy_t;
 
@@ -38,6 +40,9 @@ int smoe_policy_kind(const char *name, smoe_policy_kind_t *kind, smoe_err_t *err
 int smoe_policy_init(smoe_policy_t *p, const char *name, int L, int E, int G, int S,
                      uint64_t seed, double ema, smoe_err_t *err);
 void smoe_policy_free(smoe_policy_t *p);
+/* swiftmoe: keep the last H slots of each rank free for same-step shadows
+ * (placement.shadow_slots); plans then use S - H slots per rank. */
+void smoe_policy_shadow_slots(smoe_policy_t *p, int H);
 
 /* The placement of step 0 into out (initialised for L, E, G, S). */
 int smoe_policy_first(smoe_policy_t *p, smoe_placement_t *out, smoe_err_t *err);

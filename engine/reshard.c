@@ -95,7 +95,8 @@ int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_
   if (c->global_batch_size % M)
     return smoe_fail(err, "--world %d: training.global_batch_size = %d is not divisible by %d "
                      "ranks", M, c->global_batch_size, M);
-  const int S = smoe_slots_per_rank(c->policy, c->slots_per_rank, E, M, err);
+  int H;
+  const int S = smoe_model_slots(c, E, M, &H, err);
   if (S < 0) return -1;
   smoe_model_plan_t mp;
   if (smoe_model_plan(c, M, c->global_batch_size / M, &mp, err) != 0) return -1;
@@ -133,6 +134,7 @@ int smoe_reshard(const smoe_config_t *c, const char *src_state, const char *dst_
   smoe_placement_t pl;
   smoe_placement_init(&pl, L, E, M, S);
   if (rc == 0) rc = smoe_policy_init(&pol, c->policy, L, E, M, S, c->seed, c->load_ema, err);
+  if (rc == 0) smoe_policy_shadow_slots(&pol, H);
   if (rc == 0) {
     smoe_policy_kind_t kind = pol.kind;
     if (kind == SMOE_POLICY_RANDOM) smoe_placement_random(&pl, c->seed, w.step, &pol.scratch);

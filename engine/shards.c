@@ -162,15 +162,17 @@ void smoe_shards_grads(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t
       }
 }
 
-void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t *next,
-                         real *slots) {
-  const int L = sh->L, G = sh->G, S = sh->S, E = sh->E, me = sh->rank;
+/* slots (L, S, P) <- for layers [l0, l1) and slots s >= s0 of each rank, the
+ * weights of the experts p gives them, from every rank's master slices. */
+static void weights_range(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t *p,
+                          real *slots, int l0, int l1, int s0, smoe_phase_t phase) {
+  const int G = sh->G, S = sh->S, E = sh->E, me = sh->rank;
   const size_t P = sh->P, ch = sh->chunk;
   const smoe_ops_t *o = sh->ops;
   if (sh->replicated) { /* every rank updated every expert: copy locally */
-    for (int l = 0; l < L; l++)
-      for (int s = 0; s < S; s++) {
-        int e = expert_at(next, l, me, s);
+    for (int l = l0; l < l1; l++)
+      for (int s = s0; s < S; s++) {
+        int e = expert_at(p, l, me, s);
         if (e >= 0)
           o->copy(slots + ((size_t)l * S + s) * P, sh->master + ((size_t)l * E + e) * P, P);
       }
@@ -182,28 +184,37 @@ void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement
   size_t at = 0;
   for (int q = 0; q < G; q++) {
     soff[q] = (int64_t)at;
-    for (int l = 0; l < L; l++)
-      for (int s = 0; s < S; s++) {
-        int e = expert_at(next, l, q, s);
+    for (int l = l0; l < l1; l++)
+      for (int s = s0; s < S; s++) {
+        int e = expert_at(p, l, q, s);
         if (e < 0) continue;
         o->copy(sh->send + at++ * ch, sh->master + ((size_t)l * E + e) * ch, ch);
       }
     scount[q] = (int64_t)at - soff[q];
   }
   size_t mine = 0;
-  for (int l = 0; l < L; l++)
-    for (int s = 0; s < S; s++) mine += expert_at(next, l, me, s) >= 0;
+  for (int l = l0; l < l1; l++)
+    for (int s = s0; s < S; s++) mine += expert_at(p, l, me, s) >= 0;
   for (int g = 0; g < G; g++) rcount[g] = (int64_t)mine, roff[g] = (int64_t)(g * mine);
-  smoe_comm_alltoallv(c, sh->send, scount, soff, sh->recv, rcount, roff, sizeof(real) * ch,
-                      SMOE_PHASE_WEIGHTS_TO_SLOTS);
+  smoe_comm_alltoallv(c, sh->send, scount, soff, sh->recv, rcount, roff, sizeof(real) * ch, phase);
   /* assemble: slice g of each of my slots comes from rank g */
   for (int g = 0; g < G; g++) {
     size_t k = 0, len = slice_len(sh, g);
-    for (int l = 0; l < L; l++)
-      for (int s = 0; s < S; s++) {
-        if (expert_at(next, l, me, s) < 0) continue;
+    for (int l = l0; l < l1; l++)
+      for (int s = s0; s < S; s++) {
+        if (expert_at(p, l, me, s) < 0) continue;
         o->copy(slots + ((size_t)l * S + s) * P + (size_t)g * ch,
                 sh->recv + ((size_t)g * mine + k++) * ch, len);
       }
   }
+}
+
+void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t *next,
+                         real *slots) {
+  weights_range(sh, c, next, slots, 0, sh->L, 0, SMOE_PHASE_WEIGHTS_TO_SLOTS);
+}
+
+void smoe_shards_shadow_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t *p,
+                                real *slots, int l, int s0) {
+  weights_range(sh, c, p, slots, l, l + 1, s0, SMOE_PHASE_SHADOW);
 }

@@ -70,5 +70,11 @@ void smoe_shards_grads(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t
  * rank, assembled from every rank's master slices (phase weights_to_slots). */
 void smoe_shards_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t *next,
                          real *slots);
+/* The same within a step for layer l's slots s >= s0 (its shadow slots,
+ * shadow.h) of placement p (phase shadow): every rank sends its slice of
+ * each shadow's expert to the shadow's rank. Collective; every rank holds
+ * the same p. */
+void smoe_shards_shadow_weights(smoe_shards_t *sh, smoe_comm_t *c, const smoe_placement_t *p,
+                                real *slots, int l, int s0);
 
 #endif

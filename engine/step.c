@@ -17,6 +17,13 @@ static void shards_put(void *sh, int l, int e, size_t off, const real *x, size_t
   smoe_shards_put(sh, l, e, off, x, n);
 }
 
+/* The shadows of layer l (model.c's forward) get their weights from the
+ * shards, the step's current master weights. */
+static void fetch_shadows(void *arg, int l) {
+  smoe_step_ctx_t *x = arg;
+  smoe_shards_shadow_weights(&x->sh, x->comm, &x->m.placement, x->m.experts, l, x->m.S - x->m.H);
+}
+
 int smoe_step_init(smoe_step_ctx_t *x, const smoe_config_t *c, int B, smoe_comm_t *comm,
                    const char *init_hf, smoe_err_t *err) {
   memset(x, 0, sizeof *x);
@@ -45,6 +52,8 @@ int smoe_step_init(smoe_step_ctx_t *x, const smoe_config_t *c, int B, smoe_comm_
   smoe_placement_init(&x->next, L, E, G, m->S);
   /* cannot fail: the model accepted the same policy name */
   smoe_policy_init(&x->policy, c->policy, L, E, G, m->S, c->seed, c->load_ema, err);
+  smoe_policy_shadow_slots(&x->policy, m->H);
+  m->fetch_shadows = fetch_shadows, m->fetch_arg = x; /* x must not move from here on */
   x->replicas = xmalloc(sizeof(int) * (size_t)L * E);
   return 0;
 }
@@ -134,6 +143,7 @@ int smoe_step(smoe_step_ctx_t *x, const int32_t *batch, int64_t step, smoe_step_
   smoe_comm_t *comm = x->comm;
   const int L = m->dims.L, E = m->dims.E;
   smoe_model_forward(m, batch, m->B);
+  out->shadows = m->shadows;
   out->loss = m->loss, out->ce = m->ce, out->aux = m->aux, out->z = m->z;
   smoe_model_zero_grad(m);
   smoe_model_backward(m);

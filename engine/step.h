@@ -46,6 +46,7 @@ typedef struct {
   double lr;               /* the learning rate applied */
   double grad_norm;        /* the global norm, before clipping */
   double plan_s;           /* seconds planning the next placement */
+  int64_t shadows;         /* same-step shadows placed in its forward, all layers */
 } smoe_step_out_t;
 
 /* Bytes a rank allocated, by kind: the sizes its allocations asked for.

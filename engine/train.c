@@ -748,6 +748,7 @@ static int run_after_step(run_t *r, int64_t done, const smoe_step_out_t *so, con
       .step_tokens = (int64_t)c->global_batch_size * r->T, .step_time_s = dt,
       .expert_counts = r->counts, .L = L, .E = E, .G = r->G, .rank_tokens = r->rank_tokens,
       .imbalance = mean_imb, .layer_imbalance = r->imb, .dropped = dropped, .bytes = bytes,
+      .shadows = so->shadows,
       .replicas = r->x.replicas, .plan_time_s = so->plan_s, .split_time_s = m->split_time,
       .ckpt = ckpt, .ckpt_stall_s = stall, .ckpt_global = global,
       .sample = sampled && r->rank == 0 ? r->sample : NULL};

@@ -67,6 +67,7 @@ static int audit(const char *dir, const smoe_config_t *c, int64_t lo, int64_t hi
     smoe_plans_free(&p);
     return 1;
   }
+  smoe_policy_shadow_slots(&pol, G > 1 ? c->shadow_slots : 0); /* (the records hold no shadows) */
   /* a plan depends on the placement before it (static, capacity keep it)
    * and, with an EMA, on every load since step 1: those need the records
    * before them */

@@ -24,7 +24,7 @@ ap.add_argument("--build", default=os.path.join(ROOT, "build"))
 ap.add_argument("--json")
 args = ap.parse_args()
 PHASES = ["dispatch", "combine", "dense_grad", "counts", "grad_to_shards", "weights_to_slots",
-          "dense_weights", "checkpoint_copy",
+          "dense_weights", "checkpoint_copy", "shadow",
           "other"]
 
 
