@@ -2,9 +2,16 @@
 # Same-step shadows in training: the 32-rank run of issue 17 (a small model
 # early in training, while its router is still finding its experts) trained
 # without shadows and with one shadow slot per rank (placement.shadow_rows 3,
-# this machine's cost: see tools/bench/shadow_replay.sh), in the same run of
+# this machine's cost: below), in the same run of
 # this script: the mean imbalance over all 150 steps, over steps 5-35, the
-# bytes per step by phase, and the training time.
+# bytes per step by phase, and the training time. Then the first run's
+# placement log replayed (`swiftmoe ckpt replay`) with swiftmoe as it is and
+# with one shadow slot per rank under the GPU-scale cost model (shadow_rows
+# 5333, engine/whatif.h), under this machine's (3 rows: the run computes
+# ~11.5 GFLOP/s over its 32 ranks, ~0.36 per rank, so a row of this expert,
+# 6 x 3 x 32 x 48 flops, takes ~77 us, while a shadow's weights and gradient,
+# 2 x 4 x 4608 bytes, cross shared memory in ~10 us), and for free
+# (shadow_rows 0: the best they can do).
 # usage: tools/bench/shadow_train.sh [BUILD_DIR] > results.md
 set -euo pipefail
 build=${1:-build}
@@ -45,3 +52,11 @@ print("| %s | %.3f | %.3f | %.3f | %.3f | %.4f | %.1f | %s |" % (
     s["final_train_loss"], s["train_time_s"], by))
 PY
 done
+echo
+echo "The first run's log replayed: \`$bin ckpt replay RUN --policy ...\`"
+echo
+echo '```'
+"$bin" ckpt replay "$work/plain" --policy static --policy swiftmoe --policy swiftmoe:shadow=1 \
+  --policy swiftmoe:shadow=1,shadow_rows=3 --policy swiftmoe:shadow=1,shadow_rows=0 \
+  --policy swiftmoe:shadow=2,shadow_rows=3 | sed "s|$work/||"
+echo '```'
