@@ -25,9 +25,7 @@ static void write_done(void *arg) {
 /* Rank g-1's bundle written into the copy this rank keeps. */
 static void copy_job(void *arg) {
   smoe_saver_t *sv = arg;
-  double t0 = smoe_now();
   if (sv->in_n > 0) smoe_ckpt_copy_write(sv->copy, sv->in_buf, sv->in_n);
-  sv->copy_s = smoe_now() - t0;
 }
 static void copy_done(void *arg) {
   smoe_saver_t *sv = arg;
@@ -134,7 +132,7 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
   sv->ck = smoe_ckpt_open(dir, g, r, SMOE_SAVER_REGIONS, shapes, SMOE_SAVER_SHAPES,
                           smoe_saver_config_digest(c), &o, err);
   if (!sv->ck) return -1;
-  if (G > 1 && strcmp(c->ckpt_redundancy, "buddy") == 0) {
+  if (o.copy) {
     sv->copy = smoe_ckpt_open_copy(dir, (g + G - 1) % G, &o, err);
     if (!sv->copy) {
       smoe_ckpt_close(sv->ck);

@@ -36,7 +36,6 @@ typedef struct {
   void *out_buf, *in_buf;
   size_t in_n;
   int in_state;               /* of g-1's bundle: 0 awaited, 1 received, 2 being written, 3 done */
-  double copy_s;              /* seconds the last copy took to write here */
 } smoe_saver_t;
 
 /* A digest of the whole config as written (what changed, not only shapes);

@@ -65,8 +65,7 @@ int smoe_shadow_plan(const int64_t *counts, const int *slot_expert, int E, int G
     smoe_arena_release(a, mark);
     return 0;
   }
-  const double none = (double)mx * cost->row_s;
-  double best = none;
+  double best = (double)mx * cost->row_s; /* the estimate without shadows */
   int n = 0, keep = 0, misses = 0;
   for (;;) {
     /* the expert with the most tokens per replica: the one the split can
