@@ -2,6 +2,8 @@
  * recovery, and the placement log (see ckpt.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "ckpt.h"
+#include "bytes.h"
+#include "glog.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -14,102 +16,6 @@
 #define MANIFEST_MAGIC "SMMF"
 #define MANIFEST_VERSION 1u
 #define LOG_BATCH 32 /* placement records per write */
-
-/* --- byte order and keys --------------------------------------------------- */
-
-static void put_be64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-static uint64_t get_be64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-  return v;
-}
-
-/* meta keys: 'm' | be64 step (manifest), 'g' | be64 step (globally complete) */
-#define META_KEY 9
-static void meta_key(uint8_t *k, char kind, int64_t step) {
-  k[0] = (uint8_t)kind;
-  put_be64(k + 1, (uint64_t)step);
-}
-
-/* chunk keys: be64 step | u8 region | be32 chunk */
-#define CHUNK_KEY 13
-static void chunk_key(uint8_t *k, int64_t step, int region, uint32_t chunk) {
-  put_be64(k, (uint64_t)step);
-  k[8] = (uint8_t)region;
-  for (int i = 0; i < 4; i++) k[9 + i] = (uint8_t)(chunk >> (24 - 8 * i));
-}
-
-/* --- growable little-endian writer / bounds-checked reader ----------------- */
-
-typedef struct {
-  uint8_t *p;
-  size_t n, cap;
-} wbuf_t;
-
-static void w_bytes(wbuf_t *w, const void *src, size_t n) {
-  if (w->n + n > w->cap) {
-    w->cap = (w->n + n) * 2 + 64;
-    w->p = xrealloc(w->p, w->cap);
-  }
-  memcpy(w->p + w->n, src, n);
-  w->n += n;
-}
-static void w_u64(wbuf_t *w, uint64_t v) {
-  uint8_t b[8];
-  for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
-  w_bytes(w, b, 8);
-}
-static void w_u32(wbuf_t *w, uint32_t v) {
-  uint8_t b[4];
-  for (int i = 0; i < 4; i++) b[i] = (uint8_t)(v >> (8 * i));
-  w_bytes(w, b, 4);
-}
-static void w_u8(wbuf_t *w, uint8_t v) { w_bytes(w, &v, 1); }
-static void w_f64(wbuf_t *w, double d) {
-  uint64_t v;
-  memcpy(&v, &d, 8);
-  w_u64(w, v);
-}
-
-typedef struct {
-  const uint8_t *p;
-  size_t n, at;
-  int bad; /* ran past the end */
-} rbuf_t;
-
-static const uint8_t *r_take(rbuf_t *r, size_t n) {
-  if (r->bad || n > r->n - r->at) {
-    r->bad = 1;
-    return NULL;
-  }
-  const uint8_t *p = r->p + r->at;
-  r->at += n;
-  return p;
-}
-static uint64_t r_u64(rbuf_t *r) {
-  const uint8_t *p = r_take(r, 8);
-  uint64_t v = 0;
-  if (p)
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-static uint32_t r_u32(rbuf_t *r) {
-  const uint8_t *p = r_take(r, 4);
-  return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
-           : 0;
-}
-static uint8_t r_u8(rbuf_t *r) {
-  const uint8_t *p = r_take(r, 1);
-  return p ? p[0] : 0;
-}
-static double r_f64(rbuf_t *r) {
-  uint64_t v = r_u64(r);
-  double d;
-  memcpy(&d, &v, 8);
-  return d;
-}
 
 /* --- manifests --------------------------------------------------------------- */
 
@@ -340,6 +246,8 @@ struct smoe_ckpt {
   smoe_batch_t *stream_batch;
   wbuf_t bundle;      /* o.copy: the last write's bundle (smoe_ckpt_take_bundle) */
   int64_t bundle_from; /* placement records after this step go in the next bundle */
+  int64_t glog_cut;    /* gradient-log records up to this step were pruned, -1 none */
+  int64_t glog_compacted; /* and compacted away up to this one */
 };
 
 static void reclaim(smoe_ckpt_t *ck);
@@ -351,7 +259,7 @@ static smoe_ckpt_t *handle_new(smoe_store_t *s, int rank, const smoe_ckpt_opts_t
   ck->rank = rank;
   ck->o = *o;
   ck->staged = ck->pending = ck->last_global = ck->reclaim_lo = ck->reclaim_hi = -1;
-  ck->log_step = ck->bundle_from = -1;
+  ck->log_step = ck->bundle_from = ck->glog_cut = ck->glog_compacted = -1;
   ck->local = 1;
   ck->log = smoe_batch_new(s);
   return ck;
@@ -488,6 +396,10 @@ static void reclaim(smoe_ckpt_t *ck) {
   put_be64(e, (uint64_t)ck->reclaim_hi + 1);
   const smoe_cf_t fams[] = {SMOE_CF_SHARD, SMOE_CF_DENSE, SMOE_CF_DATA};
   for (int i = 0; i < 3; i++) smoe_store_compact(ck->s, fams[i], b, 8, e, 8);
+  put_be64(b, 0);
+  put_be64(e, (uint64_t)ck->glog_cut + 1);
+  if (ck->glog_cut > ck->glog_compacted) smoe_store_compact(ck->s, SMOE_CF_GRADS, b, 8, e, 8);
+  ck->glog_compacted = ck->glog_cut;
   ck->reclaim_lo = ck->reclaim_hi = -1;
 }
 
@@ -817,6 +729,11 @@ static int prune(smoe_ckpt_t *ck, smoe_err_t *err) {
   free(man.v);
   free(glob.v);
   if (rc == 0) rc = prune_log(ck, oldest_needed, err);
+  /* the gradient log: only records after a kept checkpoint can be replayed */
+  if (rc == 0 && oldest_needed != INT64_MAX && oldest_needed > ck->glog_cut) {
+    rc = smoe_glog_delete(ck->s, 0, oldest_needed + 1, err);
+    ck->glog_cut = oldest_needed;
+  }
   if (rc == 0 && lo >= 0) { /* their space is reclaimed by the next write (or at close) */
     if (ck->reclaim_lo < 0 || lo < ck->reclaim_lo) ck->reclaim_lo = lo;
     if (hi > ck->reclaim_hi) ck->reclaim_hi = hi;
@@ -1157,7 +1074,7 @@ int smoe_ckpt_check_markers(smoe_store_t *s, smoe_err_t *err) {
                    (long long)lost);
 }
 
-/* Deletes every checkpoint and placement record after `step`. */
+/* Deletes every checkpoint, placement record and gradient-log record after `step`. */
 static int discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
   int rc = 0;
   uint8_t lo[META_KEY], hi[META_KEY];
@@ -1165,6 +1082,7 @@ static int discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err) {
   put_be64(lo, (uint64_t)step + 1);
   memset(hi, 0xff, 8);
   for (int i = 0; i < 4 && rc == 0; i++) rc = smoe_store_delete_range(ck->s, fams[i], lo, 8, hi, 8, err);
+  if (rc == 0) rc = smoe_glog_delete(ck->s, step + 1, INT64_MAX, err);
   for (int i = 0; i < 2 && rc == 0; i++) { /* markers, and manifests (last: their chunks are gone) */
     meta_key(lo, "gm"[i], step + 1);
     meta_key(hi, "gm"[i], -1);
@@ -1372,8 +1290,8 @@ int smoe_ckpt_start_fresh(smoe_ckpt_t *ck, int *removed, smoe_err_t *err) {
   return discard_after(ck, -1, err);
 }
 
-int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, smoe_ckpt_check_fn check,
-                     void *ctx, int64_t *step, smoe_err_t *err) {
+int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t ceiling,
+                     smoe_ckpt_check_fn check, void *ctx, int64_t *step, smoe_err_t *err) {
   *step = -1;
   steps_t man;
   int rc = list_keys(ck->s, 'm', &man, err);
@@ -1381,7 +1299,7 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, smoe_ckpt
     free(man.v);
     return rc < 0 ? -1 : smoe_fail(err, "another rank could not list its checkpoints");
   }
-  int64_t bound = INT64_MAX;
+  int64_t bound = ceiling;
   int failed = 0; /* a common checkpoint existed but could not be restored */
   for (;;) {
     int64_t cand = want;
@@ -1465,8 +1383,7 @@ int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, smoe_ckpt
   ck->local = 1;
   uint8_t k[META_KEY]; /* every rank restored it: globally complete, whatever was recorded */
   meta_key(k, 'g', *step);
-  if (smoe_store_put(ck->s, SMOE_CF_META, k, sizeof k, "", 0, err) != 0) return -1;
-  return discard_after(ck, *step, err);
+  return smoe_store_put(ck->s, SMOE_CF_META, k, sizeof k, "", 0, err);
 }
 
 /* --- the placement log ------------------------------------------------------- */

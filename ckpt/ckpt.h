@@ -137,16 +137,18 @@ typedef int (*smoe_ckpt_check_fn)(void *ctx, int64_t step, uint64_t *fingerprint
                                   smoe_err_t *err);
 
 /* Recovery on every rank (collective over comm): want = -1 for the newest step
- * every rank has complete, falling back to older ones when one fails to
- * restore or to pass check (may be NULL), or when the ranks' fingerprints
- * differ (each failure said on stderr with rank, step and key); want >= 0 for
- * exactly that step. On success the regions hold the state, *step its step, and
- * checkpoints newer than it (an abandoned future) are deleted. *step = -1 with
- * return 0 when want = -1 and no checkpoint is complete on every rank (what
- * there is gets deleted). -1 with err otherwise — also when complete ones exist
- * but none restores (nothing is deleted then); shape mismatches are listed. */
-int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, smoe_ckpt_check_fn check,
-                     void *ctx, int64_t *step, smoe_err_t *err);
+ * at most `ceiling` that every rank has complete, falling back to older ones
+ * when one fails to restore or to pass check (may be NULL), or when the ranks'
+ * fingerprints differ (each failure said on stderr with rank, step and key);
+ * want >= 0 for exactly that step. On success the regions hold the state and
+ * *step its step; what is newer than the step the run goes on from (an
+ * abandoned future) is the caller's to delete (smoe_ckpt_discard_after: a
+ * gradient-log replay may go on past *step first). *step = -1 with return 0
+ * when want = -1 and no checkpoint is complete on every rank (what there is
+ * gets deleted). -1 with err otherwise — also when complete ones exist but
+ * none restores (nothing is deleted then); shape mismatches are listed. */
+int smoe_ckpt_resume(smoe_ckpt_t *ck, smoe_comm_t *comm, int64_t want, int64_t ceiling,
+                     smoe_ckpt_check_fn check, void *ctx, int64_t *step, smoe_err_t *err);
 
 /* A fresh run in a store that holds an earlier run's state: deletes every
  * checkpoint and placement record (*removed = checkpoints deleted). */
@@ -226,7 +228,8 @@ smoe_store_t *smoe_ckpt_open_rank(const char *dir, int rank, int *copy, smoe_err
 void smoe_ckpt_next_full(smoe_ckpt_t *ck);
 /* Whether ck's store has the manifest of `step`. */
 int smoe_ckpt_holds(smoe_ckpt_t *ck, int64_t step);
-/* Deletes every checkpoint and placement record after `step`. */
+/* Deletes every checkpoint, placement record and gradient-log record after
+ * `step`. */
 int smoe_ckpt_discard_after(smoe_ckpt_t *ck, int64_t step, smoe_err_t *err);
 
 /* --- reading a checkpoint of any rank, a piece at a time ------------------ */

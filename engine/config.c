@@ -206,6 +206,14 @@ static const cfg_key_t keys[] = {
         "buddy = each rank also keeps a copy of the previous rank's checkpoints (rank g of "
         "g-1's, sent after the write), so a lost node's checkpoints survive; none = each "
         "checkpoint on its own rank only"),
+    STR("checkpoint", "log_gradients", ckpt_log_gradients, "off", "on off", NULL,
+        "on = every step also logs the gradient slices its optimizer applied (4 or 8 bytes per "
+        "parameter of the rank's shard), so a crash loses at most the steps not yet on disk: "
+        "a resume replays them onto the newest checkpoint; off = a crash loses the steps since "
+        "the last checkpoint"),
+    INT("checkpoint", "log_buffers", ckpt_log_buffers, "2", 1, 64, NULL,
+        "gradient-log staging buffers: the log may lag this many steps behind training before "
+        "a step waits for its writer"),
 
     INT("metrics", "log_every", log_every, "1", 1, INT_MAX, NULL,
         "a metrics.jsonl line every N steps"),

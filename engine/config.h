@@ -70,6 +70,8 @@ typedef struct {
   int ckpt_chunk_mb;           /* chunk size */
   int ckpt_plan_log_mb;        /* the placement log's budget per rank; 0 = unbounded */
   char ckpt_redundancy[8];     /* "buddy" (rank g keeps a copy of g-1's) or "none" */
+  char ckpt_log_gradients[4];  /* "on" (a gradient log record every step) or "off" */
+  int ckpt_log_buffers;        /* its staging buffers: the most steps it may lag */
   /* [metrics] */
   int log_every;      /* a metrics.jsonl line every N steps */
   char progress[8];   /* "auto" (a live line on a terminal), "on", "off" */

@@ -129,6 +129,11 @@ int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write
       cJSON_AddNumberToObject(k, "stall_s", r->ckpt_stall_s);
     }
     if (r->ckpt_global >= 0) cJSON_AddNumberToObject(o, "checkpoint_complete", (double)r->ckpt_global);
+    if (r->logged >= 0) {
+      cJSON *k = cJSON_AddObjectToObject(o, "gradient_log");
+      cJSON_AddNumberToObject(k, "logged", (double)r->logged);
+      cJSON_AddNumberToObject(k, "stall_s", r->log_stall_s);
+    }
     if (r->sample) cJSON_AddStringToObject(o, "sample", r->sample);
     if (r->bytes) {
       cJSON *b = cJSON_AddObjectToObject(o, "bytes");

@@ -27,6 +27,8 @@ typedef struct {
   const char *ckpt;    /* a checkpoint of this step: "async", "sync", "skipped" (busy); or NULL */
   double ckpt_stall_s; /* how long it blocked the step loop (staging, waiting) */
   int64_t ckpt_global; /* a checkpoint step agreed globally complete at this step, or -1 */
+  int64_t logged;      /* gradient log: the newest step on disk on every rank, or -1 (off) */
+  double log_stall_s;  /* how long its staging took in this step */
   const char *sample;  /* a text sample of the model after this step (sample_every), or NULL */
 } smoe_step_record_t;
 

@@ -125,6 +125,7 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
     r[i].data = live[i];
     r[i].ops = i < 6 ? m->ops : NULL; /* the optimizer state is the backend's */
   }
+  memcpy(sv->live, r, sizeof r);
   smoe_ckpt_opts_t o = smoe_saver_opts(c);
   o.copy = G > 1 && strcmp(c->ckpt_redundancy, "buddy") == 0;
   char dir[SMOE_PATHLEN + 16];
@@ -146,6 +147,19 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
     smoe_ckpt_close(sv->copy);
     return -1;
   }
+  if (strcmp(c->ckpt_log_gradients, "on") == 0) {
+    /* a record: the expert and dense gradient slices (AdamW on master and
+     * its moments, on the dense slice and its moments), and whole the bias,
+     * the planner's loads and the position */
+    smoe_glog_rec_t shape = {.n_parts = 2, .n_whole = 3};
+    shape.part[0] = (smoe_glog_part_t){0, 1, 2, (int)sizeof(real), sh->n, NULL};
+    shape.part[1] = (smoe_glog_part_t){3, 4, 5, (int)sizeof(real), m->dense_len, NULL};
+    for (int i = 0; i < 3; i++) shape.whole[i] = (smoe_glog_whole_t){6 + i, NULL, r[6 + i].bytes};
+    sv->gl = smoe_gradlog_open(smoe_ckpt_store(sv->ck), c->ckpt_log_buffers, SMOE_GLOG_LEVEL,
+                               o.chunk_bytes, &shape);
+    sv->scratch[0] = sh->grad;
+    sv->scratch[1] = m->dense_sharded ? m->dense_grad_shard : m->dense_grad_mem + m->dense_lo;
+  }
   sv->async = strcmp(c->ckpt_mode, "async") == 0;
   sv->skip_busy = strcmp(c->ckpt_when_busy, "skip") == 0;
   sv->seed = c->seed;
@@ -154,6 +168,8 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
 }
 
 void smoe_saver_close(smoe_saver_t *sv) {
+  smoe_gradlog_close(sv->gl); /* writes what is queued */
+  free(sv->plan_buf);
   smoe_loop_free(sv->loop); /* waits for a write in flight */
   smoe_ckpt_close(sv->ck);
   smoe_ckpt_close(sv->copy);
@@ -170,6 +186,20 @@ double smoe_saver_stage(smoe_saver_t *sv, int64_t step, int64_t tokens, const sm
     sv->in_state = 0;
   }
   return t;
+}
+
+void smoe_saver_log_plan(smoe_saver_t *sv, const smoe_plog_t *plan) {
+  const size_t bound = smoe_plog_bound(plan->L, plan->E, plan->G, plan->S);
+  if (bound > sv->plan_cap) sv->plan_buf = xrealloc(sv->plan_buf, sv->plan_cap = bound);
+  smoe_err_t e; /* 0 bytes: the record is left out (the placement log says why) */
+  sv->plan_n = smoe_plog_encode(plan, sv->plan_buf, sv->plan_cap, &e);
+}
+
+void smoe_saver_log_post(smoe_saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol) {
+  sv->pos[0] = (int64_t)sv->seed, sv->pos[1] = step, sv->pos[2] = tokens;
+  sv->pos[3] = pol->have_loads;
+  const void *whole[3] = {sv->live[6].data, sv->live[7].data, sv->live[8].data};
+  smoe_gradlog_post(sv->gl, whole, sv->plan_buf, sv->plan_n);
 }
 
 int smoe_saver_status(smoe_saver_t *sv) {
@@ -267,12 +297,91 @@ static int check_plan(void *arg, int64_t step, uint64_t *fingerprint, smoe_err_t
   return 0;
 }
 
+/* The step a resume with the log goes to: `want`, or the newest step that
+ * every rank can reach from one of its checkpoints through its log
+ * (smoe_glog_reach; a rank without either: -1, then no log is used). */
+static int logged_target(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, int64_t *target,
+                         smoe_err_t *err) {
+  smoe_store_t *s = smoe_ckpt_store(sv->ck);
+  smoe_ckpt_info_t *info = NULL;
+  int64_t *steps = NULL;
+  int n = 0, ni = 0;
+  int rc = smoe_ckpt_list(s, &info, &ni, err);
+  if (rc == 0) rc = smoe_glog_steps(s, &steps, &n, NULL, err);
+  int64_t *bases = xmalloc(sizeof(int64_t) * (size_t)(ni + 1));
+  for (int i = 0; i < ni; i++) bases[i] = info[i].step;
+  int64_t reach = rc == 0 ? smoe_glog_reach(steps, n, bases, ni) : -1;
+  free(info), free(steps), free(bases);
+  int64_t v[2] = {-reach, -rc}; /* the min reach, any failure */
+  smoe_comm_allreduce_max_i64(comm, v, 2, SMOE_PHASE_OTHER);
+  if (v[1] > 0)
+    return rc != 0 ? -1 : smoe_fail(err, "another rank could not list its checkpoints or log");
+  *target = want >= 0 ? want : -v[0] < 0 ? INT64_MAX : -v[0];
+  return 0;
+}
+
+/* Replays the log's records step+1..target onto the restored checkpoint of
+ * *step (collective): each read and checked everywhere (its chunks, its
+ * fit to this run's regions, the placement record of its step, the same on
+ * every rank) before any rank applies it. *step = the last step applied. */
+static int replay(smoe_saver_t *sv, smoe_comm_t *comm, int64_t *step, int64_t target, int exact,
+                  smoe_err_t *err) {
+  smoe_store_t *s = smoe_ckpt_store(sv->ck);
+  for (int64_t t = *step + 1; t <= target; t++) {
+    smoe_plog_t prev = sv->plan; /* the placement of the last step applied */
+    memset(&sv->plan, 0, sizeof sv->plan);
+    smoe_glog_rec_t rec;
+    smoe_err_t e = {{0}};
+    uint64_t fp = 0;
+    int got = smoe_glog_read(s, t, &rec, &e);
+    int ok = got == 1 && smoe_glog_check(&rec, sv->live, SMOE_SAVER_REGIONS, &e) == 0 &&
+             check_plan(sv, t, &fp, &e) == 0;
+    if (got == 0)
+      smoe_fail(&e, "rank %d has no gradient log record of step %lld", sv->rank, (long long)t);
+    int64_t v[3] = {!ok, (int64_t)(fp >> 1), -(int64_t)(fp >> 1)};
+    smoe_comm_allreduce_max_i64(comm, v, 3, SMOE_PHASE_OTHER);
+    if (v[0] == 0 && v[1] != -v[2])
+      ok = 0, v[0] = 1, smoe_fail(&e, "the ranks' placement records of step %lld differ", (long long)t);
+    if (v[0] == 0) {
+      smoe_glog_apply(&rec, sv->live, sv->scratch);
+      smoe_plog_free(&prev);
+    } else {
+      smoe_plog_free(&sv->plan);
+      sv->plan = prev;
+    }
+    if (got == 1) smoe_glog_rec_free(&rec);
+    if (v[0] == 0) {
+      *step = t;
+      sv->replayed++;
+      continue;
+    }
+    if (!ok) fprintf(stderr, "swiftmoe: [rank %d] gradient log: %s\n", sv->rank, e.msg);
+    if (exact)
+      return smoe_fail(err, "--resume %lld: the gradient log replays only to step %lld (%s)",
+                       (long long)target, (long long)(t - 1),
+                       ok ? "see the other ranks' messages" : e.msg);
+    if (smoe_comm_rank(comm) == 0)
+      fprintf(stderr, "swiftmoe: the gradient log cannot be replayed past step %lld on every "
+              "rank (its record of step %lld is missing or damaged somewhere): resuming at step "
+              "%lld\n", (long long)(t - 1), (long long)t, (long long)(t - 1));
+    break;
+  }
+  return 0;
+}
+
 int smoe_saver_resume(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, smoe_model_t *m,
                       smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, int64_t *start,
                       smoe_err_t *err) {
   *start = 0;
-  int64_t step;
-  if (smoe_ckpt_resume(sv->ck, comm, want, check_plan, sv, &step, err) != 0) return -1;
+  sv->replayed = 0, sv->replay_base = -1;
+  int64_t step, target = want;
+  if (sv->gl && logged_target(sv, comm, want, &target, err) != 0) return -1;
+  if (smoe_ckpt_resume(sv->ck, comm, sv->gl ? -1 : want, sv->gl ? target : INT64_MAX, check_plan,
+                       sv, &step, err) != 0)
+    return -1;
+  sv->replay_base = step;
+  if (sv->gl && step >= 0 && replay(sv, comm, &step, target, want >= 0, err) != 0) return -1;
+  if (smoe_ckpt_discard_after(sv->ck, step, err) != 0) return -1;
   if (sv->copy) {
     /* the copy of g-1's follows its owner: nothing after the step; and when
      * any rank's copy lacks the step (a node came back with an empty disk),

@@ -11,10 +11,14 @@
 #define SMOE_SAVER_H
 
 #include "ckpt.h"
+#include "gradlog.h"
 #include "loop.h"
 #include "model.h"
 #include "policy.h"
 #include "shards.h"
+
+/* The regions of a checkpoint (smoe_saver_layout). */
+#define SMOE_SAVER_REGIONS 9
 
 typedef struct {
   smoe_ckpt_t *ck;
@@ -36,6 +40,16 @@ typedef struct {
   void *out_buf, *in_buf;
   size_t in_n;
   int in_state;               /* of g-1's bundle: 0 awaited, 1 received, 2 being written, 3 done */
+  /* checkpoint.log_gradients = on: the gradient log (gradlog.h), the live
+   * regions a replay applies its records to, and where a record's gradients
+   * go on the backend for it (the step's own gradient buffers) */
+  smoe_gradlog_t *gl;
+  smoe_ckpt_region_t live[SMOE_SAVER_REGIONS];
+  void *scratch[2];
+  uint8_t *plan_buf;          /* a placement record, encoded (plan_n bytes) */
+  size_t plan_cap, plan_n;
+  int64_t replayed;           /* on resume: records replayed onto the checkpoint */
+  int64_t replay_base;        /* and the checkpoint's step */
 } smoe_saver_t;
 
 /* A digest of the whole config as written (what changed, not only shapes);
@@ -47,7 +61,6 @@ uint64_t smoe_saver_config_digest(const smoe_config_t *c);
  * values): the regions' names, families, sizes and element sizes (data and
  * ops left NULL), and the shapes a resume checks. One definition for the
  * saver and for resharding. */
-#define SMOE_SAVER_REGIONS 9
 #define SMOE_SAVER_SHAPES 12
 void smoe_saver_layout(const smoe_config_t *c, int G, int g, int S, int replicated, size_t n_dense,
                        smoe_ckpt_region_t r[SMOE_SAVER_REGIONS],
@@ -94,13 +107,29 @@ int smoe_saver_agreed(smoe_saver_t *sv, int status, int64_t *global, smoe_err_t 
 int smoe_saver_settle(smoe_saver_t *sv, smoe_comm_t *comm, int64_t *global, double *stall,
                       smoe_err_t *err);
 
+/* The gradient log (sv->gl set). After step `step` (the state after it):
+ * log_plan encodes its placement record (plog.h: the placement record of
+ * `step`, the placement the next step runs with), then log_post completes the record the step began (its
+ * on_grads hook calls smoe_gradlog_grads) with the regions the step replaced
+ * and that placement record, and queues it for the writer. */
+void smoe_saver_log_plan(smoe_saver_t *sv, const smoe_plog_t *plan);
+void smoe_saver_log_post(smoe_saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol);
+
 /* Collective: resumes from checkpoint `want` (-1: the newest
  * every rank completed, falling back past damaged ones). The placement
  * record of the step is read and checked on every rank (checksum, shapes,
  * a valid placement, the same on every rank) before the step is accepted.
  * Then the dense slices are all-gathered, the placement applied and the
  * replicas rebuilt by one weights-to-slots exchange. *start = the resumed
- * step, or 0 when there is no checkpoint anywhere. */
+ * step, or 0 when there is no checkpoint anywhere.
+ * With the gradient log, the step resumed is the newest every rank has
+ * logged (want = -1; or exactly `want`): the newest checkpoint at or before
+ * it is restored, then the log's records after it are replayed in order
+ * (smoe_glog_apply: the step's AdamW), each read and checked on every rank
+ * before any rank applies it; a record missing or damaged on some rank ends
+ * the replay at the step before it (said on stderr; with want >= 0 the resume
+ * fails instead). sv->replayed = the records applied, sv->replay_base = the
+ * checkpoint's step. */
 int smoe_saver_resume(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, smoe_model_t *m,
                       smoe_shards_t *sh, smoe_policy_t *pol, real *dm, real *dv, int64_t *start,
                       smoe_err_t *err);

@@ -171,6 +171,10 @@ int smoe_step(smoe_step_ctx_t *x, const int32_t *batch, int64_t step, smoe_step_
   smoe_adamw_t o = {smoe_lr_at(step, smoe_config_warmup(c), c->steps, c->lr, c->min_lr), c->beta1,
                     c->beta2, c->adam_eps, c->weight_decay};
   out->lr = o.lr;
+  if (x->on_grads) {
+    const real *grads[2] = {sh->grad, dg + (ds ? 0 : m->dense_lo)};
+    x->on_grads(x->grads_arg, step, &o, clip, out->grad_norm, grads);
+  }
   ops->stage_fence(); /* a checkpoint's staging copies first (backend.h) */
   ops->adamw(m->dense_mem + (ds ? m->dense_lo : 0), dg, x->dm, x->dv, nd, &o, step + 1);
   if (ds) { /* every rank's updated slice to every rank, while the experts update and plan */

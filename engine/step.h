@@ -39,6 +39,14 @@ typedef struct {
   smoe_policy_t policy;
   smoe_placement_t next; /* the plan being made for the next step */
   int *replicas;         /* (L, E) replicas of each expert in the step just run */
+  /* When set, called in each step after clipping and before the optimizer,
+   * with what the optimizer then applies: AdamW's scalars, the clip factor,
+   * the norm before it, and the gradients, grads[0] this rank's expert slices
+   * (sh.n) and grads[1] its slice of the dense ones (m.dense_len), in the
+   * backend's memory (the gradient log: gradlog.h). */
+  void (*on_grads)(void *arg, int64_t step, const smoe_adamw_t *o, double clip, double norm,
+                   const real *const *grads);
+  void *grads_arg;
 } smoe_step_ctx_t;
 
 typedef struct {

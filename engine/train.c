@@ -75,7 +75,13 @@ static void read_control(void *arg, int64_t *v) {
   v[1] = smoe_loop_timer_fired(sv->loop);
   v[2] = smoe_loop_busy(sv->loop);
   v[3] = -smoe_saver_status(sv);
+  if (sv->gl) { /* the gradient log: the newest step on disk (negated: the max is the min) */
+    int failed;
+    v[4] = -smoe_gradlog_durable(sv->gl, &failed, NULL);
+    v[5] = failed;
+  }
 }
+
 
 /* What the static placement (expert e on rank e / (E/G)) would have cost on
  * this step's global loads: max over ranks / mean, averaged over layers; 0
@@ -152,6 +158,15 @@ static int write_summary(const char *dir, const smoe_config_t *c, const smoe_tra
   cJSON_AddNumberToObject(o, "checkpoint_stall_s", r->ckpt_stall_s);
   cJSON_AddNumberToObject(o, "first_step_s", r->first_step_s);
   if (r->resume_s > 0) cJSON_AddNumberToObject(o, "resume_s", r->resume_s);
+  if (r->replayed > 0) cJSON_AddNumberToObject(o, "resume_replayed_steps", (double)r->replayed);
+  if (r->log_records > 0) { /* rank 0's gradient log */
+    cJSON *g = cJSON_AddObjectToObject(o, "gradient_log");
+    cJSON_AddNumberToObject(g, "records", (double)r->log_records);
+    cJSON_AddNumberToObject(g, "raw_bytes", (double)r->log_raw_bytes);
+    cJSON_AddNumberToObject(g, "stored_bytes", (double)r->log_stored_bytes);
+    cJSON_AddNumberToObject(g, "write_s", r->log_write_s);
+    cJSON_AddNumberToObject(g, "stall_s", r->log_stall_s);
+  }
   cJSON_AddNumberToObject(o, "threads", threads);
   cJSON_AddStringToObject(o, "precision", SMOE_REAL_NAME);
   cJSON_AddStringToObject(o, "device", c->device);
@@ -492,6 +507,8 @@ typedef struct {
   int64_t tokens;    /* tokens trained, counted from step 0 */
   double imb_sum, static_imb_sum;
   int stop; /* preempted: an agreed SIGTERM/SIGINT */
+  double log_stall; /* this step's gradient-log staging */
+  int64_t logged;   /* the newest step logged on every rank (agreed), -1 none */
   /* training.sample_every: rank 0's whole copy of the model and its decoder */
   smoe_model_t smp;
   smoe_decoder_t dec;
@@ -508,6 +525,14 @@ typedef struct {
       fputc('\n', stderr);                                                \
     }                                                                     \
   } while (0)
+
+/* The step's on_grads hook: the gradients its optimizer applies, into the
+ * gradient log's staging buffer. */
+static void log_grads(void *arg, int64_t step, const smoe_adamw_t *o, double clip, double norm,
+                      const real *const *grads) {
+  run_t *r = arg;
+  r->log_stall += smoe_gradlog_grads(r->sv.gl, step, o, clip, norm, r->x.m.ops, grads);
+}
 
 static void run_free(run_t *r) {
   smoe_metrics_close(r->mt);
@@ -576,6 +601,7 @@ static int run_open(run_t *r, const char *init_hf, int64_t resume, int *removed,
     run_free(r);
     return -1;
   }
+  if (r->sv.gl) x->on_grads = log_grads, x->grads_arg = r; /* r stays put from here on */
   const int fresh = resume == SMOE_RESUME_NONE || resume == SMOE_RESUME_OVERWRITE;
   int copies = 0;
   if (fresh) rc = smoe_ckpt_start_fresh(r->sv.ck, removed, err);
@@ -589,6 +615,7 @@ static int run_open(run_t *r, const char *init_hf, int64_t resume, int *removed,
               "the data from here on differs from the interrupted run's\n",
               (unsigned long long)c->seed, (unsigned long long)r->sv.pos[0]);
     r->res->resume_s = smoe_now() - t0;
+    r->res->replayed = r->sv.replayed;
   }
   if (rc == 0 && r->rank == 0) rc = write_run_files(c, r->out_dir, resume, err);
   if (rc == 0 && r->rank == 0 &&
@@ -644,7 +671,14 @@ static void run_announce(const run_t *r, const char *init_hf, int64_t resume, in
          "from this run folder", removed, removed == 1 ? "" : "s");
   if (resume != SMOE_RESUME_NONE && resume != SMOE_RESUME_OVERWRITE && start == 0)
     NOTE(r, "resume: no checkpoint was ever complete on every rank; starting from step 0");
-  if (start > 0) /* counted from what metrics.jsonl holds: every checkpointed step is in it */
+  if (start > 0 && r->res->replayed > 0)
+    NOTE(r, "resumed at step %lld in %.2f s: the checkpoint of step %lld and %lld gradient-log "
+         "record%s replayed onto it; %lld step%s lost (the last step logged was %lld)",
+         (long long)start, r->res->resume_s, (long long)r->sv.replay_base,
+         (long long)r->res->replayed, r->res->replayed == 1 ? "" : "s",
+         (long long)(last_logged > start ? last_logged - start : 0),
+         last_logged - start == 1 ? "" : "s", (long long)last_logged);
+  else if (start > 0) /* counted from what metrics.jsonl holds: every checkpointed step is in it */
     NOTE(r, "resumed from the checkpoint of step %lld in %.2f s (every rank read its own store); "
          "%lld step%s lost since it (the last step logged was %lld)",
          (long long)start, r->res->resume_s,
@@ -751,6 +785,7 @@ static int run_after_step(run_t *r, int64_t done, const smoe_step_out_t *so, con
       .shadows = so->shadows,
       .replicas = r->x.replicas, .plan_time_s = so->plan_s, .split_time_s = m->split_time,
       .ckpt = ckpt, .ckpt_stall_s = stall, .ckpt_global = global,
+      .logged = r->sv.gl ? r->logged : -1, .log_stall_s = r->log_stall,
       .sample = sampled && r->rank == 0 ? r->sample : NULL};
   res->final_train_loss = so->ce;
   res->checkpoints += write;
@@ -764,7 +799,25 @@ static int run_after_step(run_t *r, int64_t done, const smoe_step_out_t *so, con
                      "data", so->loss, (long long)done, c->lr);
   if (write) stall += smoe_saver_write(sv, sync); /* logged: now it may complete */
   res->ckpt_stall_s += stall;
+  res->log_stall_s += r->log_stall;
   res->steps = done;
+  return 0;
+}
+
+/* With the gradient log, a fresh run checkpoints its initial state (step 0,
+ * with a placement record of the initial placement and no loads yet): the
+ * base the log's first records replay onto. */
+static int log_start(run_t *r, smoe_err_t *err) {
+  smoe_model_t *m = &r->x.m;
+  int64_t *zeros = xcalloc((size_t)r->L * r->E, sizeof(int64_t));
+  smoe_plog_t rec = {r->L, r->E, r->G, m->S, 0, zeros, m->placement.replicas,
+                     m->placement.slot_expert, r->rank, zeros};
+  int rc = smoe_ckpt_log(r->sv.ck, &rec, err);
+  free(zeros);
+  if (rc != 0) return -1;
+  smoe_saver_stage(&r->sv, 0, 0, &r->x.policy);
+  smoe_saver_write(&r->sv, !r->sv.async);
+  r->res->checkpoints++;
   return 0;
 }
 
@@ -777,19 +830,31 @@ static int run_loop(run_t *r, smoe_err_t *err) {
   int fail_rank = -1;
   long long fail_step = -1;
   if (getenv("SMOE_FAIL_AT")) sscanf(getenv("SMOE_FAIL_AT"), "%d:%lld", &fail_rank, &fail_step);
+  if (r->sv.gl && r->start == 0 && log_start(r, err) != 0) return -1;
   for (int64_t step = r->start; step < c->steps && !r->stop; step++) {
     if (r->rank == fail_rank && step == fail_step)
       return smoe_fail(err, "injected failure at step %lld (SMOE_FAIL_AT)", (long long)step);
     double t0 = smoe_now();
     smoe_data_train_batch(&r->data, c->seed, step, r->rank * r->B, r->B, r->T, r->batch);
-    smoe_step_ctl_t ctl = {.n = 4, .read = read_control, .arg = &r->sv};
+    smoe_step_ctl_t ctl = {.n = r->sv.gl ? 6 : 4, .read = read_control, .arg = &r->sv};
     smoe_step_out_t so;
+    r->log_stall = 0;
     if (smoe_step(&r->x, r->batch, step, &ctl, &so, err) != 0) return -1;
     smoe_plog_t rec = {r->L,     r->E, r->G, m->S, step + 1, m->expert_counts, m->placement.replicas,
                        m->placement.slot_expert, r->rank, m->own_counts};
     smoe_err_t log_err;
     if (smoe_ckpt_log(r->sv.ck, &rec, &log_err) != 0) /* the manifest's synced write reports it */
       NOTE(r, "warning: placement log: %s", log_err.msg);
+    if (r->sv.gl) {
+      smoe_saver_log_plan(&r->sv, &rec);
+      r->logged = -ctl.v[4];
+      if (ctl.v[5] > 0) { /* a gradient-log write failed somewhere: every rank stops here */
+        int failed;
+        smoe_gradlog_durable(r->sv.gl, &failed, err);
+        if (!failed) smoe_fail(err, "the gradient log failed on another rank (see its message)");
+        return -1;
+      }
+    }
     int64_t global = -1;
     if (smoe_saver_agreed(&r->sv, (int)-ctl.v[3], &global, err) != 0) return -1;
     if (global >= 0) NOTE(r, "checkpoint of step %lld complete on every rank", (long long)global);
@@ -799,11 +864,20 @@ static int run_loop(run_t *r, smoe_err_t *err) {
     if (step == r->start) /* the recovery time, when resumed */
       r->res->first_step_s = smoe_now() - r->t_start;
     if (run_after_step(r, step + 1, &so, ctl.v, global, dt, err) != 0) return -1;
+    if (r->sv.gl) smoe_saver_log_post(&r->sv, step + 1, r->tokens, &r->x.policy); /* after its
+                                                                        metrics line, as a checkpoint */
   }
-  /* the last checkpoint in flight: finished and agreed by every rank */
+  /* the last checkpoint in flight: finished and agreed by every rank; the
+   * log written out */
   int64_t settled;
   double stall = 0;
   if (smoe_saver_settle(&r->sv, r->comm, &settled, &stall, err) != 0) return -1;
+  if (r->sv.gl) {
+    smoe_train_result_t *res = r->res;
+    smoe_gradlog_drain(r->sv.gl);
+    smoe_gradlog_counts(r->sv.gl, &res->log_records, &res->log_raw_bytes, &res->log_stored_bytes,
+                        &res->log_write_s);
+  }
   if (settled >= 0) NOTE(r, "checkpoint of step %lld complete on every rank", (long long)settled);
   return 0;
 }

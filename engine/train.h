@@ -27,6 +27,11 @@ typedef struct {
   int checkpoints;        /* written (started) by this run */
   double ckpt_stall_s;    /* time the step loop was blocked by checkpoints, all of them */
   double resume_s;        /* agreeing on and restoring the checkpoint (resumed runs) */
+  int64_t replayed;       /* gradient-log records replayed onto it (resumed runs) */
+  int64_t log_records;    /* gradient log: records this rank wrote */
+  uint64_t log_raw_bytes, log_stored_bytes; /* their gradient bytes, and as stored */
+  double log_write_s;     /* the writer thread's time on them */
+  double log_stall_s;     /* time the steps spent staging them, all of them */
   double first_step_s;    /* from the start of smoe_train to the end of its first step */
   int preempted;          /* stopped by SIGTERM/SIGINT after a checkpoint */
   int refused;            /* 1 or 2: every rank refused the run folder alike (err says why);

@@ -17,7 +17,8 @@
 #define NFAM (SMOE_CF_COUNT + 1)
 #define FMT_LEN 16 /* magic (8) + version (4) + rank (4) */
 
-static const char *const FAMILY[NFAM] = {"meta", "shard", "dense", "placement", "data", "default"};
+static const char *const FAMILY[NFAM] = {"meta",  "shard", "dense",  "placement",
+                                         "data",  "grads", "default"};
 
 struct smoe_store {
   rocksdb_t *db;
@@ -85,7 +86,7 @@ static rocksdb_options_t *family_options(int i, int compress) {
   int own = (i == SMOE_CF_META || i == SMOE_CF_PLACEMENT || i == SMOE_CF_DATA);
   rocksdb_options_set_compression(
       o, own && compress ? rocksdb_lz4_compression : rocksdb_no_compression);
-  if (i == SMOE_CF_SHARD || i == SMOE_CF_DENSE) { /* big chunks: kept out of compactions */
+  if (i == SMOE_CF_SHARD || i == SMOE_CF_DENSE || i == SMOE_CF_GRADS) { /* big chunks: kept out of compactions */
     rocksdb_options_set_enable_blob_files(o, 1);
     rocksdb_options_set_min_blob_size(o, SMOE_STORE_BLOB_MIN);
     rocksdb_options_set_blob_compression_type(o, rocksdb_no_compression);

@@ -6,6 +6,7 @@
  *   dense      dense parameters + state  RocksDB compression off; both use BlobDB)
  *   placement  the placement log        (RocksDB LZ4 when linked, else none)
  *   data       data/RNG positions       (likewise)
+ *   grads      the gradient log's chunks (ckpt/glog.h; zstd by our codec, BlobDB)
  *
  * Format header: the meta key SMOE_STORE_FORMAT_KEY holds 16 bytes, the magic
  * "SMOESTOR", the format version (uint32 little endian) and the rank (uint32 LE).
@@ -35,6 +36,7 @@ typedef enum {
   SMOE_CF_DENSE,
   SMOE_CF_PLACEMENT,
   SMOE_CF_DATA,
+  SMOE_CF_GRADS,
   SMOE_CF_COUNT
 } smoe_cf_t;
 
