@@ -935,6 +935,15 @@ int64_t smoe_ckpt_reader_shape(const smoe_ckpt_reader_t *r, const char *name) {
   return -1;
 }
 
+int smoe_ckpt_reader_region(const smoe_ckpt_reader_t *r, int i, smoe_ckpt_region_t *out) {
+  if (i < 0 || (uint32_t)i >= r->chain[0].n_regions) return -1;
+  const mregion_t *g = &r->chain[0].regions[i];
+  memset(out, 0, sizeof *out);
+  memcpy(out->name, g->name, sizeof out->name);
+  out->cf = (smoe_cf_t)g->cf, out->bytes = g->bytes, out->elem = g->elem;
+  return 0;
+}
+
 int64_t smoe_ckpt_reader_bytes(const smoe_ckpt_reader_t *r, const char *region) {
   for (uint32_t i = 0; i < r->chain[0].n_regions; i++)
     if (strcmp(r->chain[0].regions[i].name, region) == 0) return (int64_t)r->chain[0].regions[i].bytes;

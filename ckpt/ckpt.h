@@ -246,6 +246,9 @@ smoe_ckpt_reader_t *smoe_ckpt_reader_open(smoe_store_t *s, int rank, int64_t ste
 void smoe_ckpt_reader_close(smoe_ckpt_reader_t *r);
 /* A shape the run recorded (model.dim, ranks, slots_per_rank, ...), or -1. */
 int64_t smoe_ckpt_reader_shape(const smoe_ckpt_reader_t *r, const char *name);
+/* Region i of the checkpoint (name, family, bytes, element size; data and
+ * ops NULL) into out: 0, or -1 past the last. */
+int smoe_ckpt_reader_region(const smoe_ckpt_reader_t *r, int i, smoe_ckpt_region_t *out);
 /* The bytes of a region, or -1 when there is no such region. */
 int64_t smoe_ckpt_reader_bytes(const smoe_ckpt_reader_t *r, const char *region);
 /* Bytes [off, off + n) of the region into out. Returns 0 or -1 with err. */

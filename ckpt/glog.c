@@ -299,7 +299,7 @@ void smoe_glog_apply(const smoe_glog_rec_t *r, const smoe_ckpt_region_t *regions
   for (int p = 0; p < r->n_parts; p++) {
     const smoe_glog_part_t *g = &r->part[p];
     const smoe_ops_t *ops = regions[g->param].ops ? regions[g->param].ops : &smoe_ops_cpu;
-    ops->to_device(scratch[p], g->grad, g->n * sizeof(real));
+    if (scratch[p] != g->grad) ops->to_device(scratch[p], g->grad, g->n * sizeof(real));
     ops->adamw(regions[g->param].data, scratch[p], regions[g->m].data, regions[g->v].data, g->n,
                &r->o, r->step);
   }
@@ -310,4 +310,53 @@ void smoe_glog_apply(const smoe_glog_rec_t *r, const smoe_ckpt_region_t *regions
     else
       memcpy(d->data, r->whole[i].data, d->bytes);
   }
+}
+
+/* --- checking a replay ------------------------------------------------------ */
+
+int smoe_glog_verify_replay(smoe_store_t *s, int rank, int64_t base, int64_t to, smoe_err_t *err) {
+  smoe_ckpt_reader_t *rd = smoe_ckpt_reader_open(s, rank, base, err);
+  if (!rd) return -1;
+  smoe_ckpt_region_t reg[32];
+  int n = 0, rc = 0;
+  while (n < 32 && smoe_ckpt_reader_region(rd, n, &reg[n]) == 0) { /* the base, in host memory */
+    reg[n].data = xmalloc(reg[n].bytes + 1);
+    if (rc == 0) rc = smoe_ckpt_reader_read(rd, reg[n].name, 0, reg[n].bytes, reg[n].data, err);
+    n++;
+  }
+  smoe_ckpt_reader_close(rd);
+  for (int64_t t = base + 1; t <= to && rc == 0; t++) {
+    smoe_glog_rec_t r;
+    int got = smoe_glog_read(s, t, &r, err);
+    if (got == 0) rc = smoe_fail(err, "rank %d: no gradient log record of step %lld", rank, (long long)t);
+    if (got != 1) rc = -1;
+    if (rc == 0) rc = smoe_glog_check(&r, reg, n, err);
+    if (rc == 0) {
+      void *scratch[SMOE_GLOG_PARTS];
+      for (int p = 0; p < r.n_parts; p++) scratch[p] = r.part[p].grad; /* the host's: in place */
+      smoe_glog_apply(&r, reg, scratch);
+    }
+    if (got == 1) smoe_glog_rec_free(&r);
+  }
+  smoe_ckpt_reader_t *want = rc == 0 ? smoe_ckpt_reader_open(s, rank, to, err) : NULL;
+  if (rc == 0 && !want) rc = -1;
+  for (int i = 0; i < n; i++) {
+    smoe_ckpt_region_t w;
+    if (rc == 0 && (smoe_ckpt_reader_region(want, i, &w) != 0 || w.bytes != reg[i].bytes))
+      rc = smoe_fail(err, "rank %d: the checkpoint of step %lld has other regions than step %lld's",
+                     rank, (long long)to, (long long)base);
+    void *b = rc == 0 ? xmalloc(w.bytes + 1) : NULL;
+    if (rc == 0) rc = smoe_ckpt_reader_read(want, w.name, 0, w.bytes, b, err);
+    if (rc == 0 && memcmp(b, reg[i].data, w.bytes) != 0) {
+      size_t at = 0;
+      while (((uint8_t *)b)[at] == ((uint8_t *)reg[i].data)[at]) at++;
+      rc = smoe_fail(err, "rank %d: replaying the gradient log from step %lld to %lld differs from "
+                     "the checkpoint of step %lld in region %s (first at byte %zu)", rank,
+                     (long long)base, (long long)to, (long long)to, w.name, at);
+    }
+    free(b);
+  }
+  if (want) smoe_ckpt_reader_close(want);
+  for (int i = 0; i < n; i++) free(reg[i].data);
+  return rc;
 }

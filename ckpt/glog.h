@@ -101,6 +101,12 @@ int smoe_glog_check(const smoe_glog_rec_t *r, const smoe_ckpt_region_t *regions,
 void smoe_glog_apply(const smoe_glog_rec_t *r, const smoe_ckpt_region_t *regions,
                      void *const *scratch);
 
+/* Restores checkpoint `base` of store s (rank `rank`'s) in host memory,
+ * applies the records base+1..to, and compares every region with the
+ * checkpoint of `to` byte for byte (`swiftmoe ckpt verify`): 0, or -1 with
+ * err naming the record or the first region and byte that differ. */
+int smoe_glog_verify_replay(smoe_store_t *s, int rank, int64_t base, int64_t to, smoe_err_t *err);
+
 /* The zstd level of records: measured on real gradients (tools/bench/, see
  * the README), where shuffle + zstd at level 1 costs least writer time for
  * nearly the bytes of level 3. */

@@ -5,7 +5,9 @@
  *     alters the placement record of STEP: an expert out of range, or the
  *     first two slots of rank 1 swapped (both written with a valid checksum:
  *     only the placement check, or the ranks' cross-check, can find them),
- *     one byte cut off, or one byte flipped. */
+ *     one byte cut off, or one byte flipped.
+ *   store_tool DIR RANK flip-chunk STEP REGION   a byte of a checkpoint chunk
+ *   store_tool DIR RANK flip-log STEP PART       a byte of a gradient-log chunk */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,18 +57,21 @@ static int damage_plan(smoe_store_t *s, const unsigned char *k, const char *how,
 }
 
 /* Flips a byte in the middle of chunk 0 of region `region` (its index in
- * the saver's list: 0 = master, in the shard family) of checkpoint k's step. */
-static int flip_chunk(smoe_store_t *s, const unsigned char *step_key, int region, smoe_err_t *err) {
+ * the saver's list: 0 = master, in the shard family) of checkpoint k's step;
+ * or, in the grads family, of part `region` of the step's gradient-log record
+ * (0 = the expert gradients). */
+static int flip_chunk(smoe_store_t *s, smoe_cf_t cf, const unsigned char *step_key, int region,
+                      smoe_err_t *err) {
   unsigned char k[13];
   memcpy(k, step_key, 8);
   k[8] = (unsigned char)region;
   memset(k + 9, 0, 4);
   void *v = NULL;
   size_t n = 0;
-  int found = smoe_store_get(s, SMOE_CF_SHARD, k, sizeof k, &v, &n, err);
+  int found = smoe_store_get(s, cf, k, sizeof k, &v, &n, err);
   if (found <= 0) return found == 0 ? smoe_fail(err, "no chunk 0 of region %d at that step", region) : -1;
   ((unsigned char *)v)[n / 2] ^= 0x10;
-  int rc = smoe_store_put(s, SMOE_CF_SHARD, k, sizeof k, v, n, err);
+  int rc = smoe_store_put(s, cf, k, sizeof k, v, n, err);
   free(v);
   return rc;
 }
@@ -74,11 +79,13 @@ static int flip_chunk(smoe_store_t *s, const unsigned char *step_key, int region
 int main(int argc, char **argv) {
   int plan = argc == 6 && strcmp(argv[3], "plan") == 0;
   int chunk = argc == 6 && strcmp(argv[3], "flip-chunk") == 0;
-  if (!plan && !chunk && (argc != 5 || strcmp(argv[3], "delete-manifest") != 0)) {
+  int glog = argc == 6 && strcmp(argv[3], "flip-log") == 0;
+  if (!plan && !chunk && !glog && (argc != 5 || strcmp(argv[3], "delete-manifest") != 0)) {
     fprintf(stderr,
             "usage: store_tool DIR RANK delete-manifest STEP\n"
             "       store_tool DIR RANK plan STEP expert|swap|length|flip\n"
-            "       store_tool DIR RANK flip-chunk STEP REGION\n");
+            "       store_tool DIR RANK flip-chunk STEP REGION\n"
+            "       store_tool DIR RANK flip-log STEP PART\n");
     return 2;
   }
   smoe_err_t err;
@@ -91,7 +98,8 @@ int main(int argc, char **argv) {
   unsigned char k[9] = {'m'};
   be64(k + 1, step);
   int rc = plan    ? damage_plan(s, k + 1, argv[5], &err)
-           : chunk ? flip_chunk(s, k + 1, atoi(argv[5]), &err)
+           : chunk ? flip_chunk(s, SMOE_CF_SHARD, k + 1, atoi(argv[5]), &err)
+           : glog  ? flip_chunk(s, SMOE_CF_GRADS, k + 1, atoi(argv[5]), &err)
                    : smoe_store_delete(s, SMOE_CF_META, k, sizeof k, &err);
   if (rc == 0) rc = smoe_store_flush(s, &err);
   if (rc) fprintf(stderr, "store_tool: %s\n", err.msg);

@@ -3,7 +3,8 @@
  *
  *   ls DIR       one line per checkpoint step, over every rank's store
  *   verify DIR   re-read every checkpoint with its chain, check every checksum,
- *                and check every placement record
+ *                every placement record and every gradient-log record, and
+ *                replay the log between checkpoints against the later one
  *   plans DIR    the placement log: summary, table, csv, json, heatmaps (plans.c)
  *   replay DIR   the log's plans audited, or other policies on its loads (replay.c)
  *
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "glog.h"
 #include "plans.h"
 #include "reshard.h"
 
@@ -64,6 +66,35 @@ static const smoe_ckpt_info_t *find(const lists_t *ls, int r, int64_t step) {
   for (int i = 0; i < ls->n[r]; i++)
     if (ls->v[r][i].step == step) return &ls->v[r][i];
   return NULL;
+}
+
+/* `ls`, the gradient log: each rank's first and last logged step, records
+ * (and whether they run without a gap) and stored bytes. */
+static int ls_log(smoe_stores_t *st) {
+  int rc = 0, header = 0, gaps = 0;
+  for (int r = 0; r < st->n; r++) {
+    if (st->from_copy[r]) continue; /* copies hold no log */
+    int64_t *steps;
+    int n;
+    uint64_t bytes;
+    smoe_err_t err;
+    if (smoe_glog_steps(st->s[r], &steps, &n, &bytes, &err) != 0) {
+      fprintf(stderr, "swiftmoe ckpt: rank %d: %s\n", r, err.msg);
+      rc = 1;
+      continue;
+    }
+    if (n > 0 && !header++)
+      printf("\ngradient log\n%8s  %10s  %10s  %8s  %12s  %10s\n", "rank", "first step",
+             "last step", "records", "stored bytes", "per step");
+    if (n > 0 && steps[n - 1] - steps[0] + 1 != n) gaps++;
+    if (n > 0)
+      printf("%8d  %10lld  %10lld  %8d%s  %12llu  %10.0f\n", r, (long long)steps[0],
+             (long long)steps[n - 1], n, steps[n - 1] - steps[0] + 1 == n ? " " : "*",
+             (unsigned long long)bytes, (double)bytes / n);
+    free(steps);
+  }
+  if (gaps) printf("* with gaps: a replay stops at the first\n");
+  return rc;
 }
 
 static int cmd_ls(smoe_stores_t *st) {
@@ -112,7 +143,7 @@ static int cmd_ls(smoe_stores_t *st) {
              "kept; a resume on the same ranks restores it from there\n", r);
   free_lists(&ls, st->n);
   free_lists(&cp, st->n);
-  return rc ? 1 : 0;
+  return ls_log(st) | (rc ? 1 : 0);
 }
 
 static void plan_fault(void *ctx, int64_t step, const char *msg) {
@@ -140,6 +171,52 @@ static int verify_lists(smoe_stores_t *st, const lists_t *ls, int copies, int *c
       }
     }
   return faults;
+}
+
+/* `verify`, the gradient log: every record read and checked, and between
+ * two checkpoints of a rank with every record in between, a replay from the
+ * first that must give the second's bytes exactly. Returns the records. */
+static int64_t verify_log(smoe_stores_t *st, const lists_t *ls, int *faults) {
+  int64_t records = 0;
+  for (int r = 0; r < st->n; r++) {
+    int64_t *steps;
+    int n;
+    smoe_err_t err;
+    if (st->from_copy[r]) continue;
+    if (smoe_glog_steps(st->s[r], &steps, &n, NULL, &err) != 0) {
+      printf("FAULT rank %d: %s\n", r, err.msg);
+      ++*faults;
+      continue;
+    }
+    for (int i = 0; i < n; i++) {
+      smoe_glog_rec_t rec;
+      if (smoe_glog_read(st->s[r], steps[i], &rec, &err) != 1) {
+        printf("FAULT %s\n", err.msg);
+        ++*faults;
+      } else {
+        records++;
+        smoe_glog_rec_free(&rec);
+      }
+    }
+    if (n > 0)
+      printf("ok    rank %d, gradient log: %d records, steps %lld..%lld\n", r, n,
+             (long long)steps[0], (long long)steps[n - 1]);
+    for (int i = 0; i + 1 < ls->n[r]; i++) {
+      const int64_t b = ls->v[r][i].step, c = ls->v[r][i + 1].step;
+      int have = 0; /* records b+1..c all present */
+      for (int j = 0; j < n; j++) have += steps[j] > b && steps[j] <= c;
+      if (have != c - b) continue;
+      if (smoe_glog_verify_replay(st->s[r], r, b, c, &err) != 0) {
+        printf("FAULT %s\n", err.msg);
+        ++*faults;
+      } else {
+        printf("ok    rank %d, the gradient log replays the checkpoint of step %lld to that of "
+               "step %lld bit for bit\n", r, (long long)b, (long long)c);
+      }
+    }
+    free(steps);
+  }
+  return records;
 }
 
 static int cmd_verify(smoe_stores_t *st) {
@@ -174,9 +251,11 @@ static int cmd_verify(smoe_stores_t *st) {
       smoe_plog_free(&p);
     }
   }
+  int64_t logged = verify_log(st, &ls, &faults);
   free_lists(&ls, st->n);
-  printf("%d checkpoint%s and %lld placement record%s on %d rank%s checked: %d fault%s\n",
-         checked, checked == 1 ? "" : "s", (long long)records, records == 1 ? "" : "s", st->n,
+  printf("%d checkpoint%s, %lld placement record%s and %lld gradient-log record%s on %d rank%s "
+         "checked: %d fault%s\n", checked, checked == 1 ? "" : "s", (long long)records,
+         records == 1 ? "" : "s", (long long)logged, logged == 1 ? "" : "s", st->n,
          st->n == 1 ? "" : "s", faults, faults == 1 ? "" : "s");
   return faults ? 1 : 0;
 }
@@ -296,10 +375,12 @@ int smoe_ckpt_command(int argc, char **argv) {
       "  ls      each checkpoint: step, full or delta (of which full), ranks that wrote it,\n"
       "          completeness (global = agreed by every rank; all = every rank wrote it, not\n"
       "          yet recorded; partial = not restorable), bytes raw and stored, ratio, and\n"
-      "          the longest write time over ranks\n"
+      "          the longest write time over ranks; then the gradient log of each rank: first\n"
+      "          and last step, records, stored bytes\n"
       "  verify  re-reads every checkpoint of every rank with its delta chain, checking every\n"
-      "          checksum, and every placement record (checksum, a valid placement, present\n"
-      "          for each checkpoint); exit status 1 on any fault\n"
+      "          checksum, every placement record (checksum, a valid placement, present\n"
+      "          for each checkpoint), every gradient-log record, and that replaying the log\n"
+      "          from a checkpoint gives the next one's bytes exactly; exit status 1 on any fault\n"
       "  plans   the placement log: a per-layer summary (default), a table, CSV, JSON lines,\n"
       "          or an SVG/PNG heatmap; --follow for a live view\n"
       "  replay  re-plans every logged step with the run's policy and checks each plan is\n"
