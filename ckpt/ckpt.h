@@ -280,9 +280,11 @@ int smoe_ckpt_verify(smoe_store_t *s, int64_t step, smoe_err_t *err);
  * environment SIGKILLs the process the Nth time (default 1st) it reaches the
  * point NAME (on that launch rank only, if given); SMOE_KILL_RANDOM=P at any
  * point with probability P. Points: ckpt.chunk (after each chunk written),
- * ckpt.before_manifest, ckpt.after_manifest. Compiled out otherwise, as are
- * two more hooks of the write: SMOE_WRITE_DELAY_MS=N (every write N ms
- * slower) and SMOE_FAIL_WRITE_AT=STEP (that step's write fails). */
+ * ckpt.before_manifest, ckpt.after_manifest, glog.before_write (a gradient-log
+ * record encoded, not written). Compiled out otherwise, as are three more
+ * hooks: SMOE_WRITE_DELAY_MS=N (every checkpoint write N ms slower),
+ * SMOE_FAIL_WRITE_AT=STEP (that step's write fails) and SMOE_LOG_DELAY_MS=N
+ * (every gradient-log record N ms slower). */
 #ifdef SMOE_KILL_POINTS
 void smoe_kill_point(const char *name);
 #define SMOE_KILL_POINT(name) smoe_kill_point(name)

@@ -1,8 +1,11 @@
 /* glog.c: the gradient log (see glog.h). */
+#define _POSIX_C_SOURCE 200809L
 #include "glog.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend.h"
 #include "bytes.h"
@@ -94,6 +97,11 @@ int smoe_glog_write(smoe_glog_writer_t *w, smoe_glog_rec_t *r, smoe_err_t *err) 
     smoe_batch_put(w->b, SMOE_CF_PLACEMENT, pk, 8, r->plan, r->plan_n);
   }
   smoe_batch_put(w->b, SMOE_CF_META, mk, sizeof mk, h->p, h->n);
+#ifdef SMOE_KILL_POINTS
+  const char *delay = getenv("SMOE_LOG_DELAY_MS"); /* a writer slower than a step */
+  if (delay) nanosleep(&(struct timespec){atoi(delay) / 1000, atoi(delay) % 1000 * 1000000L}, NULL);
+  SMOE_KILL_POINT("glog.before_write");
+#endif
   smoe_err_t e;
   if (smoe_store_write(w->s, w->b, SMOE_WRITE_SYNC, &e) != 0)
     return smoe_fail(err, "gradient log of step %lld: %s", (long long)r->step, e.msg);
