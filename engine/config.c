@@ -632,6 +632,11 @@ int smoe_config_validate(const smoe_config_t *c, smoe_err_t *err) {
   if (c->warmup_steps != SMOE_AUTO && c->warmup_steps > c->steps)
     return smoe_fail(err, "training.warmup_steps = %d exceeds training.steps = %d", c->warmup_steps,
                      c->steps);
+  if (strcmp(c->ckpt_log_gradients, "on") == 0 && c->ckpt_interval == 0 &&
+      c->ckpt_every_seconds == 0)
+    return smoe_fail(err, "checkpoint.log_gradients = on needs checkpoints (checkpoint.interval or "
+                     "checkpoint.every_seconds > 0): the log is replayed onto the newest one, and "
+                     "each one lets the log before it go");
   return 0;
 }
 

@@ -26,8 +26,9 @@ static int64_t line_step(const char *line) {
 
 /* Keeps the lines of path up to step `keep` (rewritten via a temporary file
  * and rename, so a crash leaves the old or the new file). */
-static int keep_lines(const char *path, int64_t keep, int64_t *last, smoe_err_t *err) {
-  *last = 0;
+static int keep_lines(const char *path, int64_t keep, int64_t *last, int64_t *logged,
+                      smoe_err_t *err) {
+  *last = 0, *logged = -1;
   FILE *in = fopen(path, "r");
   if (!in) return errno == ENOENT ? 0 : smoe_fail(err, "cannot read %s: %s", path, strerror(errno));
   char tmp[SMOE_ERRLEN + 8];
@@ -43,6 +44,8 @@ static int keep_lines(const char *path, int64_t keep, int64_t *last, smoe_err_t 
   while (getline(&line, &cap, in) > 0) {
     int64_t st = line_step(line);
     if (st > *last) *last = st;
+    const char *g = strstr(line, "\"gradient_log\":{\"logged\":");
+    if (g && atoll(g + 25) > *logged) *logged = atoll(g + 25);
     if (st <= keep && strchr(line, '\n') && fputs(line, out) < 0) bad = 1;
   }
   free(line);
@@ -53,12 +56,14 @@ static int keep_lines(const char *path, int64_t keep, int64_t *last, smoe_err_t 
 }
 
 smoe_metrics_t *smoe_metrics_open(const char *dir, const char *progress, int64_t total_steps,
-                                  int64_t resume_step, int64_t *last_logged, smoe_err_t *err) {
+                                  int64_t resume_step, int64_t *last_logged,
+                                  int64_t *last_announced, smoe_err_t *err) {
   char path[SMOE_ERRLEN];
   snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  int64_t last = 0;
-  if (resume_step >= 0 && keep_lines(path, resume_step, &last, err) != 0) return NULL;
+  int64_t last = 0, announced = -1;
+  if (resume_step >= 0 && keep_lines(path, resume_step, &last, &announced, err) != 0) return NULL;
   if (last_logged) *last_logged = last;
+  if (last_announced) *last_announced = announced;
   FILE *f = fopen(path, resume_step >= 0 ? "a" : "w");
   if (!f) {
     smoe_fail(err, "cannot write %s: %s", path, strerror(errno));

@@ -36,9 +36,12 @@ typedef struct {
  * total_steps for the progress display. resume_step >= 0 (a resumed run):
  * keeps the file's lines up to that step and appends after them (the lines
  * after it belong to lost steps); *last_logged gets the last step the file
- * had (0 if none). NULL with err set on failure. */
+ * had (0 if none) and *last_announced the newest step its lines announced
+ * logged on every rank by the gradient log (-1 if none). NULL with err set
+ * on failure. */
 smoe_metrics_t *smoe_metrics_open(const char *dir, const char *progress, int64_t total_steps,
-                                  int64_t resume_step, int64_t *last_logged, smoe_err_t *err);
+                                  int64_t resume_step, int64_t *last_logged,
+                                  int64_t *last_announced, smoe_err_t *err);
 /* Appends one JSON line (flushed) when write is set; updates the display. */
 int smoe_metrics_step(smoe_metrics_t *mt, const smoe_step_record_t *r, int write, smoe_err_t *err);
 /* Prints a message line without breaking the live display. */

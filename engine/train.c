@@ -509,6 +509,7 @@ typedef struct {
   int stop; /* preempted: an agreed SIGTERM/SIGINT */
   double log_stall; /* this step's gradient-log staging */
   int64_t logged;   /* the newest step logged on every rank (agreed), -1 none */
+  int64_t announced; /* resumed: the newest step metrics.jsonl announced logged, -1 none */
   /* training.sample_every: rank 0's whole copy of the model and its decoder */
   smoe_model_t smp;
   smoe_decoder_t dec;
@@ -620,7 +621,7 @@ static int run_open(run_t *r, const char *init_hf, int64_t resume, int *removed,
   if (rc == 0 && r->rank == 0) rc = write_run_files(c, r->out_dir, resume, err);
   if (rc == 0 && r->rank == 0 &&
       !(r->mt = smoe_metrics_open(r->out_dir, c->progress, c->steps, fresh ? -1 : r->start,
-                                  last_logged, err)))
+                                  last_logged, &r->announced, err)))
     rc = -1;
   if (rc != 0) {
     smoe_saver_close(&r->sv);
@@ -671,13 +672,14 @@ static void run_announce(const run_t *r, const char *init_hf, int64_t resume, in
          "from this run folder", removed, removed == 1 ? "" : "s");
   if (resume != SMOE_RESUME_NONE && resume != SMOE_RESUME_OVERWRITE && start == 0)
     NOTE(r, "resume: no checkpoint was ever complete on every rank; starting from step 0");
-  if (start > 0 && r->res->replayed > 0)
+  if (start > 0 && r->sv.gl)
     NOTE(r, "resumed at step %lld in %.2f s: the checkpoint of step %lld and %lld gradient-log "
-         "record%s replayed onto it; %lld step%s lost (the last step logged was %lld)",
+         "record%s replayed onto it; %lld step%s lost (the last step logged was %lld, the last "
+         "announced on disk on every rank %lld)",
          (long long)start, r->res->resume_s, (long long)r->sv.replay_base,
          (long long)r->res->replayed, r->res->replayed == 1 ? "" : "s",
          (long long)(last_logged > start ? last_logged - start : 0),
-         last_logged - start == 1 ? "" : "s", (long long)last_logged);
+         last_logged - start == 1 ? "" : "s", (long long)last_logged, (long long)r->announced);
   else if (start > 0) /* counted from what metrics.jsonl holds: every checkpointed step is in it */
     NOTE(r, "resumed from the checkpoint of step %lld in %.2f s (every rank read its own store); "
          "%lld step%s lost since it (the last step logged was %lld)",

@@ -9,7 +9,11 @@
 #    from metrics.jsonl after a resume fails this too);
 #  - every restart resumes from a checkpoint at least as new as the last one
 #    announced complete on every rank before the kill (no completed step before
-#    the last complete checkpoint is ever lost);
+#    the last complete checkpoint is ever lost); with LOG=1 the job logs its
+#    gradients (checkpoint.log_gradients = on) and every restart resumes at a
+#    step no older than the last one announced logged on every rank;
+#  - the steps each resume lost, and their mean, are printed (the figure to
+#    compare with and without the log);
 #  - `swiftmoe ckpt verify` finds no fault at the end.
 # Diagnosable and bounded: it prints each phase, kill and restart as it goes;
 # every wait has a deadline (the whole test ends within DEADLINE seconds, under
@@ -17,7 +21,7 @@
 # attempt is stopped and restarted. On a failure, a deadline, or a SIGTERM
 # (ctest's timeout) it prints the tail of the supervisor's log and the
 # processes still running, and keeps its folder.
-# usage: ckpt_kill.sh path/to/swiftmoe_f64 (the test build with kill points)
+# usage: [LOG=1] ckpt_kill.sh path/to/swiftmoe_f64 (the test build with kill points)
 set -uo pipefail
 bin=$1
 DEADLINE=${DEADLINE:-260}
@@ -51,6 +55,9 @@ args=(--set model.dim=32 --set model.n_layers=2 --set moe.expert_dim=48 --set mo
       --set training.eval_every=0 --set training.eval_windows=4 --set metrics.progress=off
       --set training.threads=1 --set checkpoint.interval=3 --set checkpoint.full_every=3
       --set checkpoint.keep=2)
+# LOG=1: with the gradient log, whose resumes must come no earlier than the
+# last step announced on disk on every rank
+[ -n "${LOG:-}" ] && args+=(--set checkpoint.log_gradients=on)
 fail=0
 
 say "reference run (4 ranks, uninterrupted)"
@@ -99,18 +106,25 @@ say "job exit $rc after $restarts restarts ($kills SIGKILLs from the test, $kill
 [ $rc -eq 0 ] || { echo "FAIL: the supervised job did not finish"; fail=1; }
 [ "$restarts" -ge 3 ] || { echo "FAIL: only $restarts restarts: the loop did not exercise recovery"; fail=1; }
 
-# every resume: from a checkpoint no older than the last one announced complete
+# every resume: from a checkpoint no older than the last one announced
+# complete, and with the log from a step no older than the last one announced
+# logged on every rank; the steps each resume lost
 awk '
   /checkpoint of step [0-9]+ complete on every rank/ {
     for (i = 1; i <= NF; i++) if ($i == "step") last = $(i + 1) + 0 }
-  /resumed from the checkpoint of step/ {
-    s = -1
-    for (i = 1; i <= NF; i++) if ($i == "step" && s < 0) s = $(i + 1) + 0
-    n++
+  /^resumed (from the checkpoint of step|at step)/ {
+    s = -1; lost = 0; logged = -1
+    for (i = 1; i <= NF; i++) {
+      if ($i == "step" && s < 0) s = $(i + 1) + 0
+      if ($(i + 1) ~ /^steps?$/ && $(i + 2) == "lost") lost = $i + 0
+      if ($i == "rank" && $(i - 1) == "every") { logged = $(i + 1); sub(/\).*/, "", logged); logged += 0 } }
+    n++; total += lost; if (lost > most) most = lost
     if (s < last) { printf "FAIL: resumed from %d, but %d was complete before the crash\n", s, last; bad = 1 }
-    else printf "resume %d: from step %d (last announced complete: %d)\n", n, s, last
-    last = s }
-  END { exit bad }' "$tmp/chaos.log" || fail=1
+    else if (s < logged) { printf "FAIL: resumed at %d, but %d was announced logged on every rank\n", s, logged; bad = 1 }
+    else printf "resume %d: at step %d, %d step(s) lost (last announced complete: %d; logged: %d)\n", n, s, lost, last, logged
+    if (s > last) last = s }
+  END { if (n) printf "steps lost per resume: mean %.2f, most %d, over %d resumes\n", total / n, most, n
+        exit bad }' "$tmp/chaos.log" || fail=1
 
 timeout 60 python3 - "$tmp/ref" "$d" <<'PY' || fail=1
 import json, sys

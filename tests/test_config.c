@@ -365,6 +365,11 @@ CROSS_ERR(min_lr_above_lr, "[training]\nmin_lr = 0.01\n", "training.min_lr = 0.0
           "training.lr = 0.003")
 CROSS_ERR(warmup_above_steps, "[training]\nwarmup_steps = 1001\n", "training.warmup_steps = 1001",
           "training.steps = 1000")
+CROSS_ERR(log_without_checkpoints, "[checkpoint]\nlog_gradients = on\ninterval = 0\n",
+          "checkpoint.log_gradients = on needs checkpoints", "checkpoint.interval")
+FILE_ERR(log_gradients_choice, "[checkpoint]\nlog_gradients = yes\n", "log_gradients = yes",
+         "on or off")
+FILE_ERR(log_buffers_range, "[checkpoint]\nlog_buffers = 0\n", "log_buffers = 0", "1..64")
 SET_ERR(set_no_equals, "model.dim", "--set model.dim:", "section.key=value")
 SET_ERR(set_no_dot, "dim=64", "--set dim=64", "no section")
 SET_ERR(set_unknown_key, "model.dimm=64", "--set model.dimm=64", "unknown key 'dimm'",
@@ -492,6 +497,9 @@ int main(void) {
       ERROR_TEST(odd_head_dim),
       ERROR_TEST(min_lr_above_lr),
       ERROR_TEST(warmup_above_steps),
+      ERROR_TEST(log_without_checkpoints),
+      ERROR_TEST(log_gradients_choice),
+      ERROR_TEST(log_buffers_range),
       ERROR_TEST(set_no_equals),
       ERROR_TEST(set_no_dot),
       ERROR_TEST(set_unknown_key),
