@@ -101,4 +101,17 @@ static inline double r_f64(rbuf_t *r) {
   return d;
 }
 
+/* A growing list of steps (ascending when filled from a key scan). */
+typedef struct {
+  int64_t *v;
+  int n, cap;
+} steps_t;
+static inline void steps_add(steps_t *st, int64_t step) {
+  if (st->n == st->cap) {
+    st->cap = st->cap * 2 + 16;
+    st->v = xrealloc(st->v, sizeof(int64_t) * (size_t)st->cap);
+  }
+  st->v[st->n++] = step;
+}
+
 #endif

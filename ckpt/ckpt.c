@@ -182,19 +182,9 @@ static int manifest_read(smoe_store_t *s, int64_t step, manifest_t *m, smoe_err_
 }
 
 /* Steps with a manifest key, ascending (*steps malloc'd). */
-typedef struct {
-  int64_t *v;
-  int n, cap;
-} steps_t;
 static int collect_step(void *ctx, const void *k, size_t klen, const void *v, size_t vlen) {
   (void)v, (void)vlen;
-  steps_t *st = ctx;
-  if (klen != META_KEY) return 0;
-  if (st->n == st->cap) {
-    st->cap = st->cap * 2 + 16;
-    st->v = xrealloc(st->v, sizeof(int64_t) * (size_t)st->cap);
-  }
-  st->v[st->n++] = (int64_t)get_be64((const uint8_t *)k + 1);
+  if (klen == META_KEY) steps_add(ctx, (int64_t)get_be64((const uint8_t *)k + 1));
   return 0;
 }
 static int list_keys(smoe_store_t *s, char kind, steps_t *st, smoe_err_t *err) {

@@ -227,19 +227,14 @@ int smoe_glog_read(smoe_store_t *s, int64_t step, smoe_glog_rec_t *r, smoe_err_t
 /* --- listing, deleting ---------------------------------------------------- */
 
 typedef struct {
-  int64_t *v;
-  int n, cap;
+  steps_t st;
   uint64_t bytes;
 } list_t;
 
 static int list_one(void *ctx, const void *k, size_t klen, const void *v, size_t vlen) {
   list_t *l = ctx;
   if (klen != META_KEY) return 0;
-  if (l->n == l->cap) {
-    l->cap = l->cap * 2 + 64;
-    l->v = xrealloc(l->v, sizeof(int64_t) * (size_t)l->cap);
-  }
-  l->v[l->n++] = (int64_t)get_be64((const uint8_t *)k + 1);
+  steps_add(&l->st, (int64_t)get_be64((const uint8_t *)k + 1));
   if (vlen >= 16) { /* the stored bytes, just before the checksum */
     rbuf_t b = {v, vlen, vlen - 16, 0};
     l->bytes += r_u64(&b);
@@ -251,7 +246,7 @@ int smoe_glog_steps(smoe_store_t *s, int64_t **steps, int *n, uint64_t *bytes, s
   list_t l = {0};
   uint8_t prefix = 'l';
   int rc = smoe_store_scan(s, SMOE_CF_META, &prefix, 1, list_one, &l, err);
-  *steps = l.v, *n = l.n;
+  *steps = l.st.v, *n = l.st.n;
   if (bytes) *bytes = l.bytes;
   return rc;
 }

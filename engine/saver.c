@@ -311,11 +311,18 @@ static int logged_target(smoe_saver_t *sv, smoe_comm_t *comm, int64_t want, int6
   int64_t *bases = xmalloc(sizeof(int64_t) * (size_t)(ni + 1));
   for (int i = 0; i < ni; i++) bases[i] = info[i].step;
   int64_t reach = rc == 0 ? smoe_glog_reach(steps, n, bases, ni) : -1;
+  int64_t base = -1; /* want >= 0: this rank's newest checkpoint at or before it */
+  for (int i = 0; i < ni; i++)
+    if (info[i].step <= want && info[i].step > base) base = info[i].step;
   free(info), free(steps), free(bases);
-  int64_t v[2] = {-reach, -rc}; /* the min reach, any failure */
-  smoe_comm_allreduce_max_i64(comm, v, 2, SMOE_PHASE_OTHER);
+  int64_t v[3] = {-reach, -rc, -base}; /* the min reach, any failure, the min base */
+  smoe_comm_allreduce_max_i64(comm, v, 3, SMOE_PHASE_OTHER);
   if (v[1] > 0)
     return rc != 0 ? -1 : smoe_fail(err, "another rank could not list its checkpoints or log");
+  if (want >= 0 && -v[2] < 0)
+    return smoe_fail(err, "--resume %lld: no checkpoint at or before step %lld on every rank "
+                     "(the gradient log replays only from one); nothing was changed",
+                     (long long)want, (long long)want);
   *target = want >= 0 ? want : -v[0] < 0 ? INT64_MAX : -v[0];
   return 0;
 }

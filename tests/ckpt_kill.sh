@@ -21,7 +21,8 @@
 # attempt is stopped and restarted. On a failure, a deadline, or a SIGTERM
 # (ctest's timeout) it prints the tail of the supervisor's log and the
 # processes still running, and keeps its folder.
-# usage: [LOG=1] ckpt_kill.sh path/to/swiftmoe_f64 (the test build with kill points)
+# usage: [LOG=1] [STEPS=N (default 240)] ckpt_kill.sh path/to/swiftmoe_f64 (the test build
+# with kill points)
 set -uo pipefail
 bin=$1
 DEADLINE=${DEADLINE:-260}
@@ -51,7 +52,7 @@ trap 'diagnose "interrupted by a signal after $((SECONDS - t0)) s (ctest timeout
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi=(mpirun --oversubscribe --bind-to none -np 4)
 args=(--set model.dim=32 --set model.n_layers=2 --set moe.expert_dim=48 --set model.seq_len=32
-      --set training.global_batch_size=8 --set training.steps=240 --set training.warmup_steps=5
+      --set training.global_batch_size=8 --set training.steps=${STEPS:-240} --set training.warmup_steps=5
       --set training.eval_every=0 --set training.eval_windows=4 --set metrics.progress=off
       --set training.threads=1 --set checkpoint.interval=3 --set checkpoint.full_every=3
       --set checkpoint.keep=2)

@@ -15,7 +15,7 @@
 #    the log never lags more than checkpoint.log_buffers steps, and a kill then
 #    loses at most those;
 #  - pruning: after the run, the log holds only steps after the oldest kept
-#    checkpoint.
+#    checkpoint, and --resume to a step before them is refused.
 # Every run is bounded (timeout); a failed check keeps the logs.
 # usage: gradlog.sh path/to/swiftmoe_f64 path/to/swiftmoe path/to/store_tool
 set -uo pipefail
@@ -112,6 +112,9 @@ if grep -q "^gradient log" "$tmp/ls" && [ "$(grep -cE "^ +[0-3] +21 +30 +10 " "$
 else
   bad "ckpt ls of the log"; cat "$tmp/ls"
 fi
+
+# --resume before every kept checkpoint: the log replays only from one
+fails "no checkpoint at or before step 5" "$f64" train "${args[@]}" --out "$tmp/ref_f64_1" --resume 5
 
 # --- a damaged record ---------------------------------------------------------
 d=$tmp/corrupt

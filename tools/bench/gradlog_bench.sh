@@ -8,9 +8,10 @@
 #  - the step: mean step time with the log off and on (alternating, two
 #    rounds; the first 5 steps left out), and the log's own stall (staging its
 #    gradients, waiting for a buffer) as a share of the step;
-#  - restore time as a function of the records replayed (0, 1, 10, 100): the
-#    log-on run resumed with --resume K on a copy of its folder (summary.json
-#    resume_s; K = 0 restores the step-0 checkpoint and replays nothing).
+#  - restore time as a function of the records replayed (1, 10, 100): a
+#    log-on run checkpointed only at step 0, resumed with --resume K on a copy
+#    of its folder (summary.json resume_s; the resumed run's steps end at K);
+#    against 0: the log-off run's checkpoint of step 100 restored.
 # usage: tools/bench/gradlog_bench.sh [BUILD_DIR] [--set K=V ...] > results.md
 set -euo pipefail
 build=${1:-build}
@@ -74,15 +75,24 @@ print("- mean step with the log on / off: %.4f / %.4f s = %.3fx; the log's stall
       % (on, off, on / off, 100 * (r["on1"]["stall"] + r["on2"]["stall"]) / 2 / on))
 PY
   echo
-  echo "| records replayed | resume_s |"
-  echo "|---|---|"
+  # restore time: a log-on run whose only checkpoint is step 0 (interval past
+  # its end), resumed at K (K records replayed); against the log-off run's
+  # checkpoint of step 100 restored with nothing to replay
+  out=$work/$n-replay
+  launch "$n" train "${args[@]}" --set checkpoint.interval=1000 --set checkpoint.log_gradients=on \
+    --out "$out" >"$out.log" 2>&1 || { tail -5 "$out.log"; exit 1; }
+  echo
+  echo "| restore | records replayed | resume_s |"
+  echo "|---|---|---|"
   for k in 0 1 10 100; do
-    cp -r "$work/$n-on1" "$work/$n-r$k"
-    launch "$n" train "${args[@]}" --set training.steps=$k --set checkpoint.interval=100 \
-      --set checkpoint.log_gradients=on --out "$work/$n-r$k" --resume $k >"$work/$n-r$k.log" 2>&1 ||
+    src=$out; log=on; at=$k
+    [ $k = 0 ] && src=$work/$n-off1 log=off at=100
+    cp -r "$src" "$work/$n-r$k"
+    launch "$n" train "${args[@]}" --set training.steps=$at --set checkpoint.interval=1000 \
+      --set checkpoint.log_gradients=$log --out "$work/$n-r$k" --resume $at >"$work/$n-r$k.log" 2>&1 ||
       { tail -5 "$work/$n-r$k.log"; exit 1; }
-    python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print('| %s | %.3f |' % (sys.argv[2], s.get('resume_s', 0)))" \
-      "$work/$n-r$k/summary.json" "$k"
+    python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print('| %s | %s | %.3f |' % (sys.argv[3], sys.argv[2], s.get('resume_s', 0)))" \
+      "$work/$n-r$k/summary.json" "$k" "$([ $k = 0 ] && echo "checkpoint of step 100" || echo "checkpoint of step 0 + log to step $k")"
     rm -rf "$work/$n-r$k"
   done
 done
