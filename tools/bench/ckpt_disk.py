@@ -2,7 +2,8 @@
 """Disk use of the state store over a run: trains with checkpoints every N steps
 and keep K, samples the size of the state folder (every file, as `du -sb`) about
 every 0.2 s, and reports it against what the kept checkpoints hold (keep x the
-stored bytes of one checkpoint, from `swiftmoe ckpt ls`). Also counts the
+stored bytes of one checkpoint, from `swiftmoe ckpt ls`), and at the end what the
+checkpoint copies (state/copy) and the gradient log (`ckpt ls`) hold. Also counts the
 checkpoints written (metrics.jsonl) and those announced complete on every rank
 (the run's log), and lists the ones kept at the end.
 
@@ -61,7 +62,13 @@ if p.returncode != 0:
     sys.exit(f"training failed (exit {p.returncode}); log: {out}.log")
 final = du(state)
 ls = subprocess.run([bin_, "ckpt", "ls", out], capture_output=True, text=True, check=True).stdout
-rows = [l.split() for l in ls.splitlines()[1:] if l.split() and l.split()[0].isdigit()]
+table = ls.split("\n\n")[0].splitlines()[1:]  # the checkpoints; the gradient log's follows
+rows = [l.split() for l in table if l.split() and l.split()[0].isdigit()]
+glog = [l.split() for l in ls.split("\n\n")[1].splitlines()[2:] if l.split() and l.split()[0].isdigit()] \
+    if "\n\ngradient log" in ls else []
+log_bytes = sum(int(r[4]) for r in glog)
+log_records = max((int(r[3].rstrip("*")) for r in glog), default=0)
+copies = du(os.path.join(state, "copy"))
 ckpt_bytes = max(int(r[-4]) for r in rows)  # stored bytes of one checkpoint, all ranks
 peak = max(b for _, b in samples)
 kept = len(rows)
@@ -76,7 +83,8 @@ res = {"ranks": a.ranks, "steps": a.steps, "interval": a.interval, "keep": a.kee
        "checkpoint_stored_bytes": ckpt_bytes, "peak_bytes": peak,
        "final_bytes": final, "peak_over_kept": peak / (a.keep * ckpt_bytes),
        "final_over_kept": final / (a.keep * ckpt_bytes), "samples": len(samples),
-       "wall_s": round(time.time() - t0, 1), "settings": a.set}
+       "wall_s": round(time.time() - t0, 1), "settings": a.set,
+       "final_copy_bytes": copies, "final_log_bytes": log_bytes, "final_log_records": log_records}
 # disk use at each tenth of the run, to see whether it grows
 tenth = [max((b for s, b in samples if s <= (i + 1) * samples[-1][0] / 10), default=0) for i in range(10)]
 res["peak_by_tenth_mb"] = [round(b / 1e6, 1) for b in tenth]
@@ -86,6 +94,9 @@ line = (f"{a.ranks} ranks, {a.steps} steps, interval {a.interval}, keep {a.keep}
         f"{res['peak_over_kept']:.2f} x keep checkpoints, at the end {final / 1e6:.1f} MB "
         f"({res['final_over_kept']:.2f} x); peak by tenth of the run (MB): "
         f"{res['peak_by_tenth_mb']}")
+if copies or log_bytes:
+    line += (f"; at the end copies/ {copies / 1e6:.1f} MB, the gradient log {log_bytes / 1e6:.1f} MB "
+             f"({log_records} records per rank)")
 print(line)
 if a.json:
     json.dump(res, open(a.json, "w"), indent=1)
