@@ -11,7 +11,8 @@
 #  - a corrupted log chunk (rank 2 of 4): the resume stops the replay at the
 #    step before it, says so, and the run goes on to end bitwise equal;
 #    --resume to a step past it fails naming the chunk;
-#  - a writer slower than a step (test hook SMOE_LOG_DELAY_MS): the run ends,
+#  - a writer slower than a step (test hook SMOE_LOG_DELAY_MS, 200 ms a record
+#    against steps of tens of ms): the run ends,
 #    the log never lags more than checkpoint.log_buffers steps, and a kill then
 #    loses at most those;
 #  - pruning: after the run, the log holds only steps after the oldest kept
@@ -25,10 +26,10 @@ tool=$3
 . "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 keep_logs
-args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=30
-      --set training.warmup_steps=4 --set training.eval_every=0 --set training.eval_windows=8
-      --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=10
-      --set checkpoint.log_gradients=on)
+args=(--set model.dim=32 --set model.n_layers=2 --set moe.expert_dim=48 --set model.seq_len=32
+      --set training.global_batch_size=8 --set training.steps=60 --set training.warmup_steps=4
+      --set training.eval_every=0 --set training.eval_windows=4 --set metrics.progress=off
+      --set training.threads=1 --set checkpoint.interval=10 --set checkpoint.log_gradients=on)
 
 # run N BIN ARGS...: a 1-rank run, or an N-rank MPI job, killed after 300 s
 run() { local n=$1; shift; if [ "$n" = 1 ]; then timeout 300 "$@"; else mpi "$n" "$@"; fi; }
@@ -56,7 +57,7 @@ PY
 }
 
 # kill_at N BIN DIR STEP: starts the run, SIGKILLs one of its processes once
-# metrics.jsonl reaches STEP
+# metrics.jsonl reaches STEP; fails when the run ended before that
 kill_at() {
   local n=$1 bin=$2 d=$3 at=$4
   run "$n" "$bin" train "${args[@]}" --out "$d" >"$d.out" 2>"$d.log" &
@@ -72,7 +73,9 @@ kill_at() {
   for p in "${pids[@]}"; do grep -qa mpirun "/proc/$p/cmdline" 2>/dev/null || victim=$p; done
   [ -n "$victim" ] && kill -9 "$victim"
   wait $job
+  local rc=$?
   gone "$d"
+  [ $rc -ne 0 ] && [ -n "$victim" ]
 }
 
 for build in f64 f32; do
@@ -81,8 +84,8 @@ for build in f64 f32; do
     ref=$tmp/ref_${build}_$n
     run "$n" "$bin" train "${args[@]}" --out "$ref" >/dev/null 2>"$ref.log" || bad "$build, $n ranks: reference run"
     d=$tmp/kill_${build}_$n
-    at=$((5 + RANDOM % 20))
-    kill_at "$n" "$bin" "$d" "$at"
+    at=$((5 + RANDOM % 40))
+    kill_at "$n" "$bin" "$d" "$at" || { bad "$build, $n ranks: the run ended before the kill at step $at"; continue; }
     before=$(last_logged "$d")
     last=$(tail -1 "$d/metrics.jsonl" | sed 's/^{"step":\([0-9]*\).*/\1/')
     run "$n" "$bin" train "${args[@]}" --out "$d" --resume auto >/dev/null 2>"$d.resume" ||
@@ -101,14 +104,14 @@ done
 
 # --- ckpt verify / ls: the replay between checkpoints, every rank --------------
 d=$tmp/ref_f64_4
-if "$f64" ckpt verify "$d" >"$tmp/verify" && [ "$(grep -c "replays the checkpoint of step 20 to that of step 30 bit for bit" "$tmp/verify")" = 4 ]; then
-  ok "ckpt verify: the log replays checkpoint 20 to checkpoint 30 bit for bit on all 4 ranks ($(tail -1 "$tmp/verify"))"
+if "$f64" ckpt verify "$d" >"$tmp/verify" && [ "$(grep -c "replays the checkpoint of step 50 to that of step 60 bit for bit" "$tmp/verify")" = 4 ]; then
+  ok "ckpt verify: the log replays checkpoint 50 to checkpoint 60 bit for bit on all 4 ranks ($(tail -1 "$tmp/verify"))"
 else
   bad "ckpt verify of the log"; cat "$tmp/verify"
 fi
 "$f64" ckpt ls "$d" >"$tmp/ls"
-if grep -q "^gradient log" "$tmp/ls" && [ "$(grep -cE "^ +[0-3] +21 +30 +10 " "$tmp/ls")" = 4 ]; then
-  ok "ckpt ls: every rank's log holds steps 21..30 (pruned before the oldest kept checkpoint, 20)"
+if grep -q "^gradient log" "$tmp/ls" && [ "$(grep -cE "^ +[0-3] +51 +60 +10 " "$tmp/ls")" = 4 ]; then
+  ok "ckpt ls: every rank's log holds steps 51..60 (pruned before the oldest kept checkpoint, 50)"
 else
   bad "ckpt ls of the log"; cat "$tmp/ls"
 fi
@@ -141,7 +144,7 @@ fi
 
 # --- a writer slower than a step -------------------------------------------
 d=$tmp/slow
-SMOE_LOG_DELAY_MS=400 mpi 4 "$f64" train "${args[@]}" --set checkpoint.log_buffers=2 --out "$d" >/dev/null 2>"$d.log" ||
+SMOE_LOG_DELAY_MS=200 mpi 4 "$f64" train "${args[@]}" --set checkpoint.log_buffers=2 --out "$d" >/dev/null 2>"$d.log" ||
   bad "the run with a slow log writer"
 lag=$(python3 - "$d" <<'PY'
 import json, sys
@@ -152,7 +155,7 @@ PY
 )
 set -- $lag
 if [ "${1:-9}" -le 2 ] && [ "${1:-0}" -ge 2 ]; then
-  ok "a writer 400 ms per record: the log lagged at most $1 steps (log_buffers = 2), the longest stall $2 s"
+  ok "a writer 200 ms per record: the log lagged at most $1 steps (log_buffers = 2), the longest stall $2 s"
 else
   bad "the slow writer's lag: $lag (want exactly the 2 buffers at most)"
 fi
