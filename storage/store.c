@@ -95,7 +95,9 @@ static rocksdb_options_t *family_options(int i, int compress) {
   return o;
 }
 
-/* Opens the database at s->path with all families; NULL with *e set on failure. */
+/* Opens the database at s->path with all families; NULL with *e set on failure.
+ * Read-only, a family the database does not have yet (a store written before
+ * it existed: `grads`) is left out and its handle NULL: it reads as empty. */
 static rocksdb_t *open_families(smoe_store_t *s, int compress, char **e) {
   rocksdb_options_t *dbo = rocksdb_options_create();
   rocksdb_options_set_create_if_missing(dbo, 1);
@@ -103,14 +105,27 @@ static rocksdb_t *open_families(smoe_store_t *s, int compress, char **e) {
   rocksdb_options_set_keep_log_file_num(dbo, 4); /* RocksDB's own LOG: at most 4 x 1 MiB old ones */
   rocksdb_options_set_max_log_file_size(dbo, 1 << 20);
   rocksdb_options_t *fo[NFAM];
-  for (int i = 0; i < NFAM; i++) fo[i] = family_options(i, compress);
+  const char *name[NFAM];
+  int which[NFAM], n = 0;
+  size_t have = 0;
+  char **names = NULL, *le = NULL;
+  if (s->readonly) names = rocksdb_list_column_families(dbo, s->path, &have, &le);
+  for (int i = 0; i < NFAM; i++) {
+    int found = !s->readonly || le != NULL;
+    for (size_t j = 0; !found && j < have; j++) found = strcmp(names[j], FAMILY[i]) == 0;
+    if (!found) continue;
+    fo[n] = family_options(i, compress), name[n] = FAMILY[i], which[n++] = i;
+  }
+  if (names) rocksdb_list_column_families_destroy(names, have);
+  rocksdb_free(le); /* (the open below says what is wrong) */
+  rocksdb_column_family_handle_t *h[NFAM] = {NULL};
   rocksdb_t *db =
       s->readonly
           ? rocksdb_open_for_read_only_column_families(
-                dbo, s->path, NFAM, FAMILY, (const rocksdb_options_t *const *)fo, s->cf, 0, e)
-          : rocksdb_open_column_families(dbo, s->path, NFAM, FAMILY,
-                                         (const rocksdb_options_t *const *)fo, s->cf, e);
-  for (int i = 0; i < NFAM; i++) rocksdb_options_destroy(fo[i]);
+                dbo, s->path, n, name, (const rocksdb_options_t *const *)fo, h, 0, e)
+          : rocksdb_open_column_families(dbo, s->path, n, name,
+                                         (const rocksdb_options_t *const *)fo, h, e);
+  for (int k = 0; k < n; k++) s->cf[which[k]] = h[k], rocksdb_options_destroy(fo[k]);
   rocksdb_options_destroy(dbo);
   return db;
 }
@@ -399,6 +414,7 @@ int smoe_store_get(smoe_store_t *s, smoe_cf_t cf, const void *key, size_t klen, 
   *val = NULL;
   *vlen = 0;
   char *e = NULL;
+  if (!s->cf[cf]) return 0; /* a family this (read-only, older) store does not have */
   rocksdb_pinnableslice_t *p = rocksdb_get_pinned_cf(s->db, s->ro, s->cf[cf], key, klen, &e);
   if (rdb_fail(err, e, s, "get from", cf, key, klen) != 0) {
     rocksdb_pinnableslice_destroy(p);
@@ -466,6 +482,7 @@ static int scan(smoe_store_t *s, smoe_cf_t cf, const void *seek, size_t slen, co
                 size_t blen, const void *prefix, size_t plen, smoe_store_scan_fn fn, void *ctx,
                 smoe_err_t *err) {
   assert((unsigned)cf < SMOE_CF_COUNT);
+  if (!s->cf[cf]) return 0; /* a family this (read-only, older) store does not have */
   rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
   if (blen > 0) rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)bound, blen);
   rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db, ro, s->cf[cf]);

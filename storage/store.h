@@ -56,7 +56,9 @@ smoe_store_t *smoe_store_open(const char *dir, int rank, smoe_err_t *err);
 int smoe_store_exists(const char *dir, int rank);
 
 /* Opens an existing <dir>/rank-<rank> read-only (for inspection while a job may be
- * running: no lock is taken, writes fail). NULL with err set if it is missing. */
+ * running: no lock is taken, writes fail). NULL with err set if it is missing. A
+ * family the store does not have (one written before `grads` existed) reads as
+ * empty; a read-write open creates it. */
 smoe_store_t *smoe_store_open_readonly(const char *dir, int rank, smoe_err_t *err);
 
 /* Closes the database and frees the handle (NULL is a no-op). Unsynced writes not yet
