@@ -12,9 +12,9 @@
 #    step before it, says so, and the run goes on to end bitwise equal;
 #    --resume to a step past it fails naming the chunk;
 #  - a writer slower than a step (test hook SMOE_LOG_DELAY_MS, 200 ms a record
-#    against steps of tens of ms): the run ends,
-#    the log never lags more than checkpoint.log_buffers steps, and a kill then
-#    loses at most those;
+#    against steps of tens of ms): the run ends, the log never lags more than
+#    checkpoint.log_buffers steps, and a kill then loses at most those (and
+#    ends bitwise equal);
 #  - pruning: after the run, the log holds only steps after the oldest kept
 #    checkpoint, and --resume to a step before them is refused.
 # Every run is bounded (timeout); a failed check keeps the logs.
@@ -158,6 +158,21 @@ if [ "${1:-9}" -le 2 ] && [ "${1:-0}" -ge 2 ]; then
   ok "a writer 200 ms per record: the log lagged at most $1 steps (log_buffers = 2), the longest stall $2 s"
 else
   bad "the slow writer's lag: $lag (want exactly the 2 buffers at most)"
+fi
+
+# ... and killed while the log lags: it loses at most the lagging steps
+d=$tmp/slow_kill
+if SMOE_LOG_DELAY_MS=200 kill_at 4 "$f64" "$d" 20; then
+  last=$(tail -1 "$d/metrics.jsonl" | sed 's/^{"step":\([0-9]*\).*/\1/')
+  mpi 4 "$f64" train "${args[@]}" --out "$d" --resume auto >/dev/null 2>"$d.resume" || bad "resume after a kill with a slow writer"
+  from=$(sed -n 's/^resumed at step \([0-9]*\).*/\1/p' "$d.resume")
+  if [ -n "$from" ] && [ $((last - from)) -le 2 ] && bitwise "$tmp/ref_f64_4" "$d"; then
+    ok "a slow writer killed after step $last: resumed at $from ($((last - from)) lost, log_buffers = 2), bitwise equal"
+  else
+    bad "a slow writer killed after step $last: resumed at '${from}'"; head -3 "$d.resume"
+  fi
+else
+  bad "the slow-writer run ended before the kill"
 fi
 
 echo "$pass passed, $fail failed"
