@@ -1394,12 +1394,17 @@ int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *p, smoe_err_t *err) {
     ck->rec.p = xrealloc(ck->rec.p, bound);
   }
   const size_t n = smoe_plog_encode(p, ck->rec.p, ck->rec.cap, err);
+  ck->rec.n = n;
   if (n == 0) return -1;
   ck->rec_bytes = n, ck->log_step = p->step;
   uint8_t k[8];
   put_be64(k, (uint64_t)p->step);
   smoe_batch_put(ck->log, SMOE_CF_PLACEMENT, k, 8, ck->rec.p, n);
   return ++ck->log_n >= LOG_BATCH ? log_flush(ck, err) : 0;
+}
+
+void smoe_ckpt_log_last(const smoe_ckpt_t *ck, const void **rec, size_t *n) {
+  *rec = ck->rec.p, *n = ck->rec.n;
 }
 
 /* Decodes the record stored under key `step`: 0, or -1 with err naming the

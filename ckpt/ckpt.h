@@ -162,6 +162,9 @@ int smoe_ckpt_start_fresh(smoe_ckpt_t *ck, int *removed, smoe_err_t *err);
  * o.log_bytes: the newest log_bytes / (the last record's size) steps, and
  * always the records of the checkpoints kept (a resume needs them). */
 int smoe_ckpt_log(smoe_ckpt_t *ck, const smoe_plog_t *rec, smoe_err_t *err);
+/* The record the last smoe_ckpt_log encoded (*n = 0 when it failed), valid
+ * until the next call: what a gradient-log record carries (glog.h). */
+void smoe_ckpt_log_last(const smoe_ckpt_t *ck, const void **rec, size_t *n);
 /* Reads the record of `step` into rec (allocated; smoe_plog_free). Returns 1,
  * 0 if absent, -1 on error: a record that fails its checksum or is not a
  * valid placement (plog.h), or one under another step's key; err names the

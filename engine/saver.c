@@ -169,7 +169,6 @@ int smoe_saver_open(smoe_saver_t *sv, const smoe_config_t *c, const char *out_di
 
 void smoe_saver_close(smoe_saver_t *sv) {
   smoe_gradlog_close(sv->gl); /* writes what is queued */
-  free(sv->plan_buf);
   smoe_loop_free(sv->loop); /* waits for a write in flight */
   smoe_ckpt_close(sv->ck);
   smoe_ckpt_close(sv->copy);
@@ -188,18 +187,13 @@ double smoe_saver_stage(smoe_saver_t *sv, int64_t step, int64_t tokens, const sm
   return t;
 }
 
-void smoe_saver_log_plan(smoe_saver_t *sv, const smoe_plog_t *plan) {
-  const size_t bound = smoe_plog_bound(plan->L, plan->E, plan->G, plan->S);
-  if (bound > sv->plan_cap) sv->plan_buf = xrealloc(sv->plan_buf, sv->plan_cap = bound);
-  smoe_err_t e; /* 0 bytes: the record is left out (the placement log says why) */
-  sv->plan_n = smoe_plog_encode(plan, sv->plan_buf, sv->plan_cap, &e);
-}
-
 void smoe_saver_log_post(smoe_saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol) {
   sv->pos[0] = (int64_t)sv->seed, sv->pos[1] = step, sv->pos[2] = tokens;
   sv->pos[3] = pol->have_loads;
-  const void *whole[3] = {sv->live[6].data, sv->live[7].data, sv->live[8].data};
-  smoe_gradlog_post(sv->gl, whole, sv->plan_buf, sv->plan_n);
+  const void *whole[3] = {sv->live[6].data, sv->live[7].data, sv->live[8].data}, *plan;
+  size_t n;
+  smoe_ckpt_log_last(sv->ck, &plan, &n); /* the step's placement record, as the placement log has it */
+  smoe_gradlog_post(sv->gl, whole, plan, n);
 }
 
 int smoe_saver_status(smoe_saver_t *sv) {

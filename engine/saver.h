@@ -46,8 +46,6 @@ typedef struct {
   smoe_gradlog_t *gl;
   smoe_ckpt_region_t live[SMOE_SAVER_REGIONS];
   void *scratch[2];
-  uint8_t *plan_buf;          /* a placement record, encoded (plan_n bytes) */
-  size_t plan_cap, plan_n;
   int64_t replayed;           /* on resume: records replayed onto the checkpoint */
   int64_t replay_base;        /* and the checkpoint's step */
 } smoe_saver_t;
@@ -107,12 +105,11 @@ int smoe_saver_agreed(smoe_saver_t *sv, int status, int64_t *global, smoe_err_t 
 int smoe_saver_settle(smoe_saver_t *sv, smoe_comm_t *comm, int64_t *global, double *stall,
                       smoe_err_t *err);
 
-/* The gradient log (sv->gl set). After step `step` (the state after it):
- * log_plan encodes its placement record (plog.h: the placement record of
- * `step`, the placement the next step runs with), then log_post completes the record the step began (its
- * on_grads hook calls smoe_gradlog_grads) with the regions the step replaced
- * and that placement record, and queues it for the writer. */
-void smoe_saver_log_plan(smoe_saver_t *sv, const smoe_plog_t *plan);
+/* The gradient log (sv->gl set). After step `step` (the state after it) and
+ * its placement record (smoe_ckpt_log: the placement the next step runs
+ * with), completes the record the step began (its on_grads hook calls
+ * smoe_gradlog_grads) with the regions the step replaced and that placement
+ * record, and queues it for the writer. */
 void smoe_saver_log_post(smoe_saver_t *sv, int64_t step, int64_t tokens, const smoe_policy_t *pol);
 
 /* Collective: resumes from checkpoint `want` (-1: the newest

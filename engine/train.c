@@ -848,7 +848,6 @@ static int run_loop(run_t *r, smoe_err_t *err) {
     if (smoe_ckpt_log(r->sv.ck, &rec, &log_err) != 0) /* the manifest's synced write reports it */
       NOTE(r, "warning: placement log: %s", log_err.msg);
     if (r->sv.gl) {
-      smoe_saver_log_plan(&r->sv, &rec);
       r->logged = -ctl.v[4];
       if (ctl.v[5] > 0) { /* a gradient-log write failed somewhere: every rank stops here */
         int failed;
