@@ -387,6 +387,57 @@ static void place_contiguous(place_t *p, const int *replicas) {
  * the lowest-level rank whose free slot the experts still to place do not
  * need. A choice that would leave the rest no room falls back to the ranks
  * with most free slots (Havel-Hakimi); a swap repairs anything left. */
+/* A min-heap of ranks by (level, rank): the single-replica experts' choice
+ * without src (every rank's src mark 0, so cand_less is this order). */
+typedef struct {
+  int *h, n;
+  const double *level;
+} rank_heap_t;
+
+static int heap_less(const rank_heap_t *q, int a, int b) {
+  return q->level[a] != q->level[b] ? q->level[a] < q->level[b] : a < b;
+}
+
+static void heap_push(rank_heap_t *q, int g) {
+  int i = q->n++;
+  for (; i > 0 && heap_less(q, g, q->h[(i - 1) / 2]); i = (i - 1) / 2) q->h[i] = q->h[(i - 1) / 2];
+  q->h[i] = g;
+}
+
+static int heap_pop(rank_heap_t *q) {
+  int top = q->h[0], x = q->h[--q->n], i = 0;
+  for (;;) {
+    int c = 2 * i + 1;
+    if (c >= q->n) break;
+    if (c + 1 < q->n && heap_less(q, q->h[c + 1], q->h[c])) c++;
+    if (!heap_less(q, q->h[c], x)) break;
+    q->h[i] = q->h[c], i = c;
+  }
+  if (q->n) q->h[i] = x;
+  return top;
+}
+
+/* place_balanced's single-replica step without src, from the heap: the
+ * lowest rank whose slot keeps the rest feasible, else the lowest (the same
+ * choice as the scan over candidates). Returns the rank. */
+static int place_single(place_t *p, rank_heap_t *q, int e, const int *rem, int *rejected) {
+  int nr = 0, g = -1;
+  while (q->n > 0) {
+    int h = heap_pop(q);
+    put(p, h, e);
+    if (fits(p, rem)) {
+      g = h;
+      break;
+    }
+    unput(p, h);
+    rejected[nr++] = h;
+  }
+  if (g < 0) put(p, g = rejected[0], e); /* none keeps the rest feasible: a swap follows */
+  for (int j = 0; j < nr; j++)
+    if (rejected[j] != g) heap_push(q, rejected[j]);
+  return g;
+}
+
 static void place_balanced(place_t *p, const double *loads, const order_t *order,
                            const int *replicas, cand_t *c) {
   const int E = p->E, G = p->G;
@@ -394,10 +445,24 @@ static void place_balanced(place_t *p, const double *loads, const order_t *order
   int *chosen = smoe_arena_take(sa, sizeof(int) * (size_t)G), *rem = smoe_arena_zero(sa, (size_t)G + 1, sizeof(int));
   char *covered = smoe_arena_zero(sa, (size_t)G, 1);
   cand_t *cv = smoe_arena_take(sa, sizeof(cand_t) * (size_t)G);
+  rank_heap_t heap = {NULL, 0, p->level};
+  int *rejected = NULL;
   for (int e = 0; e < E; e++) rem[replicas[e]]++, p->remaining += replicas[e];
   for (int i = 0; i < E; i++) {
     const int e = order[i].e, r = replicas[e];
     rem[r]--, p->remaining -= r;
+    if (r == 1 && !p->pref_g) {
+      if (!heap.h) { /* the single-replica experts come last (order) */
+        heap.h = smoe_arena_take(sa, sizeof(int) * (size_t)G);
+        rejected = smoe_arena_take(sa, sizeof(int) * (size_t)G);
+        for (int h = 0; h < G; h++)
+          if (p->used[h] < p->S) heap_push(&heap, h);
+      }
+      int g = place_single(p, &heap, e, rem, rejected);
+      p->level[g] += loads[e];
+      if (p->used[g] < p->S) heap_push(&heap, g);
+      continue;
+    }
     int n = candidates(p, e, c), k = n < r ? n : r, g = -1;
     if (r == 1) {
       for (;;) {

@@ -132,7 +132,8 @@ static void push(flow_t *f, int e, int64_t a) {
 
 /* Quotas (G*S): tokens each slot of a multi-replica expert computes, at the
  * least integer cap M on rank load for which a flow routes every token.
- * Single-replica experts are fixed load (base). Returns M. */
+ * Single-replica experts are fixed load (base). counts (G*E) only warm-start
+ * the flow (NULL: each source as T_e / G). Returns M. */
 static int64_t balance(const int64_t *T, const reps_t *r, const int64_t *counts, int E, int G,
                        int S, int64_t *quota, smoe_arena_t *a) {
   int64_t *base = smoe_arena_zero(a, (size_t)G, sizeof(int64_t)), all = 0, need = 0;
@@ -191,7 +192,7 @@ static int64_t balance(const int64_t *T, const reps_t *r, const int64_t *counts,
     if (r->start[e + 1] - r->start[e] < 2 || T[e] == 0) continue;
     for (int j = r->start[e]; j < r->start[e + 1]; j++) {
       int g = r->slots[j] / S;
-      int64_t c = counts[(size_t)g * E + e], a = c < left[g] ? c : left[g];
+      int64_t c = counts ? counts[(size_t)g * E + e] : T[e] / G, a = c < left[g] ? c : left[g];
       left[g] -= a;
       push(&f, src_edge[i], a), push(&f, rep_edge[j], a), push(&f, sink_edge[g], a);
     }
@@ -436,4 +437,23 @@ void smoe_split_rank_load(const int64_t *take, int G, int S, int64_t *rank_load)
   for (int g = 0; g < G; g++) rank_load[g] = 0;
   for (int q = 0; q < G; q++)
     for (size_t gs = 0; gs < GS; gs++) rank_load[gs / S] += take[q * GS + gs];
+}
+
+void smoe_split_slot_rows(const int64_t *T, const int *slot_expert, int E, int G, int S, int even,
+                          int64_t *rows, smoe_arena_t *a) {
+  const size_t mark = smoe_arena_mark(a);
+  reps_t r;
+  reps_init(&r, slot_expert, E, G, S, a);
+  check_placed(T, &r, E);
+  if (even) {
+    memset(rows, 0, sizeof(int64_t) * (size_t)G * S);
+  } else {
+    balance(T, &r, NULL, E, G, S, rows, a); /* the multi-replica experts' quotas */
+  }
+  for (int e = 0; e < E; e++) {
+    int n = r.start[e + 1] - r.start[e];
+    for (int j = 0; j < n; j++)
+      if (even || n == 1) rows[r.slots[r.start[e] + j]] = T[e] / n + (j < T[e] % n);
+  }
+  smoe_arena_release(a, mark);
 }

@@ -56,4 +56,13 @@ void smoe_split_row(const int64_t *counts, const int *slot_expert, int E, int G,
 void smoe_split_even_row(const int64_t *counts, const int *slot_expert, int E, int G, int S, int q,
                          int64_t *take_row, smoe_arena_t *a);
 
+/* Rows each slot computes (rows, G*S) from the experts' totals T (E) alone,
+ * for a model without per-source counts (the cluster simulator, whatif.h):
+ * even = 0: the load-aware split's quotas (the same least cap (b) as
+ * smoe_split; its flow warm-started as if every source routed T_e / G);
+ * even = 1: each expert's T_e over its replicas in slot order, the remainder
+ * one each to the first. */
+void smoe_split_slot_rows(const int64_t *T, const int *slot_expert, int E, int G, int S, int even,
+                          int64_t *rows, smoe_arena_t *a);
+
 #endif

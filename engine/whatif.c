@@ -275,6 +275,9 @@ typedef struct {
   int *has_h, *slot_c;    /* (G) flexmoe scratch */
   double *imb_layer;      /* (L) this step's imbalance per layer */
   double *imb_step;       /* (n) each step's */
+  const smoe_whatif_fluid_t *fluid; /* the fluid replay's input, or NULL: */
+  int64_t *slot_rows;     /* (G*S) one layer's rows per slot */
+  int64_t *rows, *send, *recv; /* (L, G) this step's, for the observer */
 } sim_t;
 
 static const char *engine_name(smoe_whatif_kind_t k) {
@@ -284,20 +287,20 @@ static const char *engine_name(smoe_whatif_kind_t k) {
                                      : "swiftmoe";
 }
 
-static int sim_init(sim_t *x, const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
-                    smoe_err_t *err) {
+static int sim_init(sim_t *x, const smoe_whatif_log_t *log, const smoe_whatif_fluid_t *fluid,
+                    const smoe_whatif_policy_t *p, smoe_err_t *err) {
   memset(x, 0, sizeof *x);
-  x->log = log, x->p = p;
+  x->log = log, x->p = p, x->fluid = fluid;
   const int L = log->L, E = log->E, G = log->G;
   x->L = L, x->E = E, x->G = G, x->K = log->K;
   if (log->n < 1 || L < 1 || E < 1 || G < 1 || log->K < 1 || log->K > E ||
-      log->tokens_per_rank < 0 || !log->src)
+      log->tokens_per_rank < 0 || !(log->src || fluid))
     return smoe_fail(err,
                      "policy \"%s\": a log of n = %d steps, L = %d layers, E = %d experts, "
                      "G = %d ranks, K = %d, N = %lld tokens per rank%s: need n, L, E, G >= 1, "
                      "1 <= K <= E, N >= 0 and the counts",
                      p->label, log->n, L, E, G, log->K, (long long)log->tokens_per_rank,
-                     log->src ? "" : ", no counts");
+                     log->src || fluid ? "" : ", no counts");
   if (!(log->row_bytes >= 0 && log->expert_bytes >= 0 && log->state_bytes >= 0))
     return smoe_fail(err,
                      "policy \"%s\": row_bytes %g, expert_bytes %g, state_bytes %g: each must be "
@@ -323,12 +326,22 @@ static int sim_init(sim_t *x, const smoe_whatif_log_t *log, const smoe_whatif_po
   }
   smoe_arena_t *h = &x->hold;
   const size_t LE = (size_t)L * E;
-  x->kept = smoe_arena_take(h, sizeof(int64_t) * smoe_mul(LE, (size_t)G));
+  if (fluid && p->kind == SMOE_WHATIF_SWIFTMOE && p->shadow > 0)
+    return smoe_fail(err, "policy \"%s\": shadows are planned from every rank's own counts, "
+                     "which the cluster model does not have (drop shadow=)", p->label);
+  x->kept = smoe_arena_take(h, sizeof(int64_t) * (fluid ? LE : smoe_mul(LE, (size_t)G)));
   x->counts = smoe_arena_take(h, sizeof(int64_t) * LE);
   x->H = p->kind == SMOE_WHATIF_SWIFTMOE ? p->shadow : 0;
   const size_t GSH = (size_t)G * (S + x->H);
   x->slot_all = smoe_arena_take(h, sizeof(int) * GSH);
-  x->take = smoe_arena_take(h, sizeof(int64_t) * smoe_mul((size_t)G, GSH));
+  if (fluid) {
+    x->slot_rows = smoe_arena_take(h, sizeof(int64_t) * GSH);
+    x->rows = smoe_arena_take(h, sizeof(int64_t) * (size_t)L * G);
+    x->send = smoe_arena_take(h, sizeof(int64_t) * (size_t)L * G);
+    x->recv = smoe_arena_take(h, sizeof(int64_t) * (size_t)L * G);
+  } else {
+    x->take = smoe_arena_take(h, sizeof(int64_t) * smoe_mul((size_t)G, GSH));
+  }
   x->rank_load = smoe_arena_take(h, sizeof(int64_t) * (size_t)G);
   x->incoming = smoe_arena_take(h, sizeof(int64_t) * (size_t)G);
   x->loads = smoe_arena_take(h, sizeof(double) * LE);
@@ -362,7 +375,8 @@ static int place(sim_t *x, int64_t t, const smoe_placement_t *prev, smoe_placeme
     if (t == 0) return 0;
     /* as step.c: the last step's global counts, and its routed per-rank
      * counts (after symi's drops) where the policy splits */
-    smoe_policy_next(&x->pol, x->counts, x->split_mode ? x->kept : NULL, t, prev, cur);
+    smoe_policy_next(&x->pol, x->counts, x->split_mode && !x->fluid ? x->kept : NULL, t, prev,
+                     cur);
     return 0;
   }
   if (t == 0) { /* eplb and flexmoe: equal loads before any step */
@@ -373,7 +387,6 @@ static int place(sim_t *x, int64_t t, const smoe_placement_t *prev, smoe_placeme
     return 0;
   }
   smoe_placement_copy(cur, prev);
-  memset(x->incoming, 0, sizeof(int64_t) * (size_t)G);
   int64_t moves = 0, replanned = 0;
   for (int l = 0; l < L; l++) {
     int *se = cur->slot_expert + (size_t)l * GS, *rep = cur->replicas + (size_t)l * E;
@@ -439,16 +452,62 @@ static double layer_tokens(sim_t *x, const int64_t *src, int l, const smoe_place
   return sum ? (double)most * G / (double)sum : 1.0;
 }
 
+/* layer_tokens for the fluid replay: every source routes the same share of
+ * each expert (T_e / G); drops, rows per slot and the exchange follow from
+ * the experts' totals (whatif.h). */
+static double layer_fluid(sim_t *x, int l, const smoe_placement_t *pl, int64_t *dropped,
+                          int64_t *remote) {
+  const int E = x->E, G = x->G, S = x->S, GS = G * S, K = x->K;
+  const int64_t N = x->log->tokens_per_rank;
+  const int *se = pl->slot_expert + (size_t)l * GS, *rep = pl->replicas + (size_t)l * E;
+  const int64_t *T = x->counts + (size_t)l * E;
+  int64_t *kept = x->kept + (size_t)l * E;
+  if (x->drops.kind == SMOE_DROPS_CAPACITY) { /* each source's T_e / G against its capacity */
+    const int64_t cap = smoe_capacity(x->drops.factor, x->drops.min_capacity, K, N, E);
+    for (int e = 0; e < E; e++) {
+      int64_t b = T[e] / G, r = T[e] % G;
+      kept[e] = (G - r) * (b < cap ? b : cap) + r * (b + 1 < cap ? b + 1 : cap);
+      *dropped += T[e] - kept[e];
+    }
+  } else { /* symi's quota on the global counts; none: every token */
+    *dropped += smoe_drops_quota(&x->drops, T, 1, E, K, (int64_t)G * N, rep, G, S, kept);
+  }
+  smoe_split_slot_rows(kept, se, E, G, S, x->split_mode != 1, x->slot_rows, &x->scratch);
+  int64_t own = 0; /* the rows each source routes */
+  for (int e = 0; e < E; e++) own += kept[e];
+  own /= G;
+  int64_t *rows = x->rows + (size_t)l * G, *send = x->send + (size_t)l * G,
+          *recv = x->recv + (size_t)l * G, most = 0, sum = 0;
+  for (int g = 0; g < G; g++) {
+    int64_t r = 0, local = 0;
+    for (int s = 0; s < S; s++) {
+      int e = se[g * S + s];
+      if (e < 0) continue;
+      int64_t q = x->slot_rows[g * S + s], mine = kept[e] / G;
+      r += q;
+      /* the load-aware split serves a replica's own rank first; the even
+       * split takes the same share from every source */
+      local += x->split_mode == 1 ? (q < mine ? q : mine) : q / G;
+    }
+    rows[g] = r, recv[g] = r - local, send[g] = own > local ? own - local : 0;
+    *remote += recv[g];
+    sum += r;
+    most = r > most ? r : most;
+  }
+  return sum ? (double)most * G / (double)sum : 1.0;
+}
+
 static int by_value(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
 }
 
-int smoe_whatif_run(const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
-                    smoe_whatif_result_t *out, smoe_err_t *err) {
+/* Both replays: log's per-source counts, or fluid's totals. */
+static int replay(const smoe_whatif_log_t *log, const smoe_whatif_fluid_t *fluid,
+                  const smoe_whatif_policy_t *p, smoe_whatif_result_t *out, smoe_err_t *err) {
   memset(out, 0, sizeof *out);
   sim_t x;
-  if (sim_init(&x, log, p, err) != 0) {
+  if (sim_init(&x, log, fluid, p, err) != 0) {
     sim_free(&x);
     return -1;
   }
@@ -457,6 +516,8 @@ int smoe_whatif_run(const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
   double weights = 0, state = 0;
   for (int64_t t = 0; t < n; t++) {
     smoe_placement_t *cur = &x.pl[t % 2], *prev = &x.pl[(t + 1) % 2];
+    const int64_t moves_before = out->moves;
+    memset(x.incoming, 0, sizeof(int64_t) * (size_t)G);
     if (place(&x, t, prev, cur, out, &weights, &state, err) != 0) {
       sim_free(&x);
       return -1;
@@ -470,7 +531,25 @@ int smoe_whatif_run(const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
     if (!x.engine) /* eplb, flexmoe: the replicas beyond the first get the update */
       weights += (double)(nonempty - (int64_t)L * E) * log->expert_bytes;
     double imb = 0;
-    for (int l = 0; l < L; l++) {
+    int64_t step_routed = routed, step_dropped = dropped;
+    if (fluid) { /* this step's totals */
+      fluid->counts(fluid->ctx, t, x.counts);
+      for (size_t i = 0; i < (size_t)L * E; i++) {
+        if (x.counts[i] < 0) {
+          smoe_fail(err, "policy \"%s\": step %lld, layer %d: %lld tokens for expert %d (a count "
+                    "must be >= 0)", p->label, (long long)t, (int)(i / E),
+                    (long long)x.counts[i], (int)(i % E));
+          sim_free(&x);
+          return -1;
+        }
+        routed += x.counts[i];
+      }
+    }
+    for (int l = 0; fluid && l < L; l++) {
+      x.imb_layer[l] = layer_fluid(&x, l, cur, &dropped, &remote);
+      imb += x.imb_layer[l] / L;
+    }
+    for (int l = 0; !fluid && l < L; l++) {
       const int64_t *src = log->src + ((size_t)t * L + l) * G * E;
       int64_t *c = x.counts + (size_t)l * E;
       memset(c, 0, sizeof(int64_t) * (size_t)E);
@@ -492,6 +571,13 @@ int smoe_whatif_run(const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
       imb += x.imb_layer[l] / L;
     }
     x.imb_step[t] = imb;
+    if (fluid && fluid->observe) {
+      const smoe_cost_step_t st = {t,           L,          E,      G,      S,
+                                   cur->slot_expert,        cur->replicas, x.rows, x.send,
+                                   x.recv,      routed - step_routed, dropped - step_dropped,
+                                   x.incoming,  out->moves - moves_before};
+      fluid->observe(fluid->ctx, &st);
+    }
     if (p->kind == SMOE_WHATIF_EPLB) /* the EMA the next re-plan uses */
       for (size_t i = 0; i < (size_t)L * E; i++)
         x.loads[i] =
@@ -516,4 +602,19 @@ int smoe_whatif_run(const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
   out->shadow_bytes = out->shadows * 2 * log->expert_bytes;
   sim_free(&x);
   return 0;
+}
+
+int smoe_whatif_run(const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
+                    smoe_whatif_result_t *out, smoe_err_t *err) {
+  return replay(log, NULL, p, out, err);
+}
+
+int smoe_whatif_fluid(const smoe_whatif_fluid_t *f, const smoe_whatif_policy_t *p,
+                      smoe_whatif_result_t *out, smoe_err_t *err) {
+  const smoe_whatif_log_t log = {f->n,         f->L,           f->E,
+                                 f->G,         f->K,           f->tokens_per_rank,
+                                 NULL,         f->row_bytes,   f->expert_bytes,
+                                 f->state_bytes};
+  if (!f->counts) return smoe_fail(err, "policy \"%s\": no counts", p->label);
+  return replay(&log, f, p, out, err);
 }

@@ -69,6 +69,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "cost.h"
 
 typedef struct {
   int n, L, E, G, K;       /* steps, layers, experts, ranks, experts per token */
@@ -143,5 +144,30 @@ typedef struct {
  * by G). */
 int smoe_whatif_run(const smoe_whatif_log_t *log, const smoe_whatif_policy_t *p,
                     smoe_whatif_result_t *out, smoe_err_t *err);
+
+/* The fluid replay, for the cluster model (cost.h, `swiftmoe sim`): the
+ * same policies on each step's global counts alone, as if every rank routed
+ * the same share T_e / G of each expert (the scale of a 1024-GPU cluster
+ * has no room for per-source counts: G x E per layer and step). Differences
+ * from smoe_whatif_run: capacity drops each rank's T_e / G over its
+ * capacity (a real batch, whose ranks differ, drops more); symi's drops are
+ * the same (they use the global counts); the engine's policies plan without
+ * per-source counts (src = NULL: no locality hint); a slot's rows come from
+ * smoe_split_slot_rows; of a GPU's rows, those from itself are min(rows,
+ * T_e / G) under the load-aware split (own rank first) and rows / G under
+ * the even one (every source alike); shadows are refused. Each step, after
+ * its layers, observe(ctx, step) sees the placement, the rows, the exchange
+ * and the moves (smoe_cost_step_t). */
+typedef struct {
+  int n, L, E, G, K;
+  int64_t tokens_per_rank;
+  void (*counts)(void *ctx, int64_t t, int64_t *out); /* out (L, E): step t's token rows */
+  void (*observe)(void *ctx, const smoe_cost_step_t *st); /* or NULL */
+  void *ctx;
+  double row_bytes, expert_bytes, state_bytes;
+} smoe_whatif_fluid_t;
+
+int smoe_whatif_fluid(const smoe_whatif_fluid_t *f, const smoe_whatif_policy_t *p,
+                      smoe_whatif_result_t *out, smoe_err_t *err);
 
 #endif

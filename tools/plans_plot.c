@@ -1,7 +1,7 @@
 /* plans_plot.c: the placement log as a heatmap (plans_plot.h), drawn with
  * Cairo. One function, draw(), paints the whole picture onto a cairo_t; the
- * SVG and the PNG surface both go through it, so they are the same picture
- * at the same size (one SVG user unit is one PNG pixel).
+ * SVG and the PNG both go through it (draw.h), so they are the same picture
+ * at the same size.
  *
  * Layout, top to bottom: a header (title, the colour scale as a bar with
  * tick labels, a legend), then one panel per drawn layer: the layer's name
@@ -17,8 +17,7 @@
  * counts written as numbers, is used only up to MAX_NUMBERS cells. */
 #include "plans_plot.h"
 
-#include <cairo-svg.h>
-#include <cairo.h>
+#include "draw.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,23 +99,6 @@ static int64_t nice_at_least(int64_t k) {
     if (k <= 5 * m) return 5 * m;
     if (m > INT64_MAX / 100) return k;
   }
-}
-
-static double text_w(cairo_t *cr, const char *s) {
-  cairo_text_extents_t te;
-  cairo_text_extents(cr, s, &te);
-  return te.x_advance;
-}
-
-static void font(cairo_t *cr, double size, int bold) {
-  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
-                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-  cairo_set_font_size(cr, size);
-}
-
-static void text_at(cairo_t *cr, double x, double y, const char *s) {
-  cairo_move_to(cr, x, y);
-  cairo_show_text(cr, s);
 }
 
 /* Legend line 2 and 3 (line 1 is fixed). */
@@ -261,18 +243,18 @@ static int layout(const smoe_plans_view_t *v, const char *path, layout_t *lo, sm
   cairo_t *cr = cairo_create(s);
   char num[16];
   snprintf(num, sizeof num, "%d", most_reps);
-  font(cr, lo->rh - 2.0 < 9 ? lo->rh - 2.0 : 9, 0);
+  smoe_draw_font(cr, lo->rh - 2.0 < 9 ? lo->rh - 2.0 : 9, 0);
   lo->numbers =
-      lo->cw >= 10 && lo->rh >= 10 && cells <= MAX_NUMBERS && text_w(cr, num) <= lo->cw - 2;
+      lo->cw >= 10 && lo->rh >= 10 && cells <= MAX_NUMBERS && smoe_draw_text_w(cr, num) <= lo->cw - 2;
   lo->dots = !lo->numbers && lo->rh >= 3;
   char l2[128], l3[128];
   legend_lines(lo, l2, l3, sizeof l2);
-  font(cr, 14, 1);
-  double tw = text_w(cr, title_of(v));
-  font(cr, 10, 0);
-  double lw = text_w(cr, LEGEND_1);
-  if (text_w(cr, l2) > lw) lw = text_w(cr, l2);
-  if (text_w(cr, l3) > lw) lw = text_w(cr, l3);
+  smoe_draw_font(cr, 14, 1);
+  double tw = smoe_draw_text_w(cr, title_of(v));
+  smoe_draw_font(cr, 10, 0);
+  double lw = smoe_draw_text_w(cr, LEGEND_1);
+  if (smoe_draw_text_w(cr, l2) > lw) lw = smoe_draw_text_w(cr, l2);
+  if (smoe_draw_text_w(cr, l3) > lw) lw = smoe_draw_text_w(cr, l3);
   int st = cairo_status(cr);
   cairo_destroy(cr);
   cairo_surface_destroy(s);
@@ -319,8 +301,8 @@ static cairo_surface_t *panel_image(const smoe_plans_view_t *v, const layout_t *
 
 static void draw_header(cairo_t *cr, const smoe_plans_view_t *v, const layout_t *lo) {
   cairo_set_source_rgb(cr, 0, 0, 0);
-  font(cr, 14, 1);
-  text_at(cr, 8, 20, title_of(v));
+  smoe_draw_font(cr, 14, 1);
+  smoe_draw_text(cr, 8, 20, title_of(v));
 
   /* the colour scale: the ramp as a linear gradient, 0 .. top */
   cairo_pattern_t *grad = cairo_pattern_create_linear(LEFT, 0, LEFT + BAR_W, 0);
@@ -335,9 +317,9 @@ static void draw_header(cairo_t *cr, const smoe_plans_view_t *v, const layout_t 
   cairo_set_line_width(cr, 1);
   cairo_rectangle(cr, LEFT - 0.5, BAR_Y - 0.5, BAR_W + 1, BAR_H + 1);
   cairo_stroke(cr);
-  font(cr, 10, 0);
+  smoe_draw_font(cr, 10, 0);
   cairo_set_source_rgb(cr, 0, 0, 0);
-  text_at(cr, LEFT - 6 - text_w(cr, "share"), BAR_Y + 10, "share");
+  smoe_draw_text(cr, LEFT - 6 - smoe_draw_text_w(cr, "share"), BAR_Y + 10, "share");
   cairo_new_path(cr);
   for (int k = 0; k <= 4; k++) {
     double x = (int)(LEFT + BAR_W * k / 4.0) + 0.5;
@@ -351,21 +333,21 @@ static void draw_header(cairo_t *cr, const smoe_plans_view_t *v, const layout_t 
     double p = 100 * lo->top * k / 4;
     snprintf(s, sizeof s, lo->top < 0.1 ? "%s%.2f%%" : "%s%.1f%%",
              k == 4 && lo->clipped ? ">= " : "", p);
-    text_at(cr, x - text_w(cr, s) / 2, BAR_Y + BAR_H + 14, s);
+    smoe_draw_text(cr, x - smoe_draw_text_w(cr, s) / 2, BAR_Y + BAR_H + 14, s);
   }
 
   char l2[128], l3[128];
   legend_lines(lo, l2, l3, sizeof l2);
-  text_at(cr, LEGEND_X, BAR_Y + 10, LEGEND_1);
-  text_at(cr, LEGEND_X, BAR_Y + 23, l2);
-  text_at(cr, LEGEND_X, BAR_Y + 36, l3);
+  smoe_draw_text(cr, LEGEND_X, BAR_Y + 10, LEGEND_1);
+  smoe_draw_text(cr, LEGEND_X, BAR_Y + 23, l2);
+  smoe_draw_text(cr, LEGEND_X, BAR_Y + 36, l3);
 }
 
 /* Replica counts written over panel i's cells (lo->numbers only). */
 static void draw_numbers(cairo_t *cr, const smoe_plans_view_t *v, const layout_t *lo, int i,
                          double top) {
   int E = v->E;
-  font(cr, lo->rh - 2.0 < 9 ? lo->rh - 2.0 : 9, 0);
+  smoe_draw_font(cr, lo->rh - 2.0 < 9 ? lo->rh - 2.0 : 9, 0);
   for (int c = 0; c < lo->C; c++)
     for (int e = 0; e < E; e++) {
       size_t at = ((size_t)i * (size_t)lo->C + (size_t)c) * (size_t)E + (size_t)e;
@@ -377,7 +359,7 @@ static void draw_numbers(cairo_t *cr, const smoe_plans_view_t *v, const layout_t
       double x = LEFT + c * lo->cw + (lo->cw - te.x_advance) / 2;
       double y = top + e * lo->rh + (lo->rh + te.height) / 2;
       cairo_set_source_rgb(cr, !light, !light, !light);
-      text_at(cr, x, y, s);
+      smoe_draw_text(cr, x, y, s);
     }
 }
 
@@ -402,16 +384,16 @@ static int draw_panel(cairo_t *cr, const smoe_plans_view_t *v, const layout_t *l
 
   char s[64];
   cairo_set_source_rgb(cr, 0, 0, 0);
-  font(cr, 11, 1);
+  smoe_draw_font(cr, 11, 1);
   snprintf(s, sizeof s, "layer %d", v->layers[i]);
-  text_at(cr, 8, top + 10, s);
+  smoe_draw_text(cr, 8, top + 10, s);
 
   /* expert labels: every k-th row, k chosen so labels are >= 11 px apart */
-  font(cr, 9, 0);
+  smoe_draw_font(cr, 9, 0);
   int k = (int)nice_at_least((11 + lo->rh - 1) / lo->rh);
   for (int e = 0; e < E; e += k) {
     snprintf(s, sizeof s, "%d", e);
-    text_at(cr, LEFT - 5 - text_w(cr, s), top + e * lo->rh + lo->rh / 2.0 + 3, s);
+    smoe_draw_text(cr, LEFT - 5 - smoe_draw_text_w(cr, s), top + e * lo->rh + lo->rh / 2.0 + 3, s);
   }
   cairo_new_path(cr); /* the ticks as one path: one SVG element per panel */
   for (int e = 0; e < E; e += k) {
@@ -432,10 +414,10 @@ static int draw_panel(cairo_t *cr, const smoe_plans_view_t *v, const layout_t *l
   for (int j = 0; j < lo->nt; j++) {
     double x = LEFT + lo->tick_col[j] * lo->cw + lo->cw / 2.0;
     snprintf(s, sizeof s, "%lld", (long long)lo->tick_step[j]);
-    double w = text_w(cr, s), tx = x - w / 2;
+    double w = smoe_draw_text_w(cr, s), tx = x - w / 2;
     if (tx + w > lo->W - 2) tx = lo->W - 2 - w;
     if (j > 0 && tx < right + 6) continue;
-    text_at(cr, tx, top + h + 13, s);
+    smoe_draw_text(cr, tx, top + h + 13, s);
     right = tx + w;
   }
   return 0;
@@ -455,32 +437,22 @@ static int draw(cairo_t *cr, const smoe_plans_view_t *v, const layout_t *lo) {
   return cairo_status(cr);
 }
 
+typedef struct {
+  const smoe_plans_view_t *v;
+  const layout_t *lo;
+} picture_t;
+
+static int paint(cairo_t *cr, const void *ctx) {
+  const picture_t *p = ctx;
+  return draw(cr, p->v, p->lo);
+}
+
 int smoe_plans_plot(const smoe_plans_view_t *v, const char *path, int png, smoe_err_t *err) {
   layout_t lo;
   if (layout(v, path, &lo, err)) return -1;
-  cairo_surface_t *s;
-  if (png) {
-    s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, lo.W, lo.H);
-  } else {
-    s = cairo_svg_surface_create(path, lo.W, lo.H);
-    if (!cairo_surface_status(s)) cairo_svg_surface_set_document_unit(s, CAIRO_SVG_UNIT_PX);
-  }
-  int st = cairo_surface_status(s);
-  if (!st) {
-    cairo_t *cr = cairo_create(s);
-    st = draw(cr, v, &lo);
-    cairo_destroy(cr);
-  }
-  if (!st && png) st = cairo_surface_write_to_png(s, path);
-  if (!st) {
-    cairo_surface_finish(s); /* the SVG is written out here */
-    st = cairo_surface_status(s);
-  }
-  cairo_surface_destroy(s);
+  const picture_t pic = {v, &lo};
+  int rc = smoe_draw_file(path, png, lo.W, lo.H, paint, &pic, err);
   free(lo.share);
   free(lo.reps);
-  if (st)
-    return smoe_fail(err, "cannot write %s (%s, %d x %d px): %s", path, png ? "PNG" : "SVG", lo.W,
-                     lo.H, cairo_status_to_string((cairo_status_t)st));
-  return 0;
+  return rc;
 }

@@ -18,6 +18,8 @@
 #include "data.h"
 #include "eval.h"
 #include "ckpt_cmd.h"
+#include "compare.h"
+#include "sim.h"
 #include "hf.h"
 #include "sample.h"
 #include "weights.h"
@@ -536,6 +538,15 @@ static int cmd_ckpt(int argc, char **argv, char *self) {
   return smoe_ckpt_command(argc, argv);
 }
 
+static int cmd_sim(int argc, char **argv, char *self) {
+  (void)self;
+  return smoe_sim_command(argc, argv);
+}
+
+static int cmd_compare(int argc, char **argv, char *self) {
+  return smoe_compare_command(argc, argv, self);
+}
+
 /* ----------------------------------------------------------------- memory */
 
 static const option_t memory_options[] = {
@@ -858,6 +869,8 @@ static const command_t commands[] = {
     {"memory", "memory per rank by kind for a config on G ranks, without running it", cmd_memory},
     {"ckpt", "list or verify a run's checkpoints, or print its placement log", cmd_ckpt},
     {"run", "supervise a training job: restart it with --resume auto after a failure", cmd_run},
+    {"sim", "project each placement policy's step time on a described cluster", cmd_sim},
+    {"compare", "train the contenders, project minutes to a target loss on clusters", cmd_compare},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
