@@ -43,11 +43,11 @@ enum { NC = sizeof CONTENDERS / sizeof CONTENDERS[0], NTRAINED = 5, MAX_SCEN = 8
  * static places E/G experts per rank), small enough for a CPU. quick: the
  * five trainings in under 20 minutes on 2 cores. */
 static const char *QUICK[] = {
-    "model.dim=64",           "model.n_layers=2",         "model.n_heads=4",
+    "model.dim=128",          "model.n_layers=2",         "model.n_heads=4",
     "model.n_kv_heads=2",     "model.seq_len=64",         "moe.num_experts=16",
-    "moe.top_k=1",            "moe.expert_dim=128",       "training.global_batch_size=16",
-    "training.steps=500",     "training.eval_every=25",   "training.eval_windows=64",
-    "checkpoint.interval=500", NULL};
+    "moe.top_k=1",            "moe.expert_dim=256",       "training.global_batch_size=16",
+    "training.steps=1000",    "training.eval_every=50",   "training.eval_windows=64",
+    "checkpoint.interval=1000", NULL};
 static const char *FULL[] = {"moe.num_experts=16",      "moe.top_k=1",
                              "training.steps=1000",     "training.eval_every=50",
                              "checkpoint.interval=500", NULL};
@@ -198,9 +198,9 @@ static const char *compare_usage =
     "one's step time on each scenario from its own placement log (`swiftmoe sim`), adds\n"
     "flexmoe K = 10, 50, 100 and eplb on swiftmoe's loads and dropless loss curve, and\n"
     "reports steps and projected minutes to the target validation loss.\n"
-    "  --preset quick|full  quick (default): a small E 16, top-1 model, 500 steps (under 20\n"
-    "                       minutes on 2 cores); full: the default model with E 16, top-1,\n"
-    "                       1000 steps. --config/--set change it further.\n"
+    "  --preset quick|full  quick (default): D 128, 2 layers, E 16, top-1, 1000 steps (about\n"
+    "                       12 minutes on 2 cores); full: the default model (D 128, 4 layers)\n"
+    "                       with E 16, top-1, 1000 steps. --config/--set change it further.\n"
     "  --scenario NAME      repeatable (default paper-a100x16 and h200x256)\n"
     "  --out DIR            where (default compare-out); must be new or empty unless --reuse\n"
     "  --nproc G            ranks of each training (default 4)\n"
@@ -319,7 +319,8 @@ int smoe_compare_command(int argc, char **argv, char *self) {
       return 2;
     }
   if (smoe_config_validate(&cfg, &err) != 0) {
-    fprintf(stderr, "swiftmoe compare: %s\n", err.msg);
+    fprintf(stderr, "swiftmoe compare: the config (preset %s, --config, --set): %s\n", preset,
+            err.msg);
     free(all);
     return 2;
   }
