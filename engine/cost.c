@@ -32,35 +32,47 @@
  * DeepSeek-V3's routed experts (58 MoE layers, D 7168, SwiGLU F 2048,
  * E 256, top-8, vocabulary 129,280), E raised to one expert per GPU at
  * 2048. */
+/* the hardware of an H200 GPU in the clusters below */
+#define H200 \
+  .flops = GEMM_EFF * 989 * TFLOP, .hbm_bw = 4800 * GB, .in_bw = 450 * GB, .in_alpha = 2e-6, \
+  .out_bw = 50 * GB, .out_alpha = 5e-6, .pcie_bw = 64 * GB, .host_bw = 50 * GB, \
+  .disk_bw = 2 * GB, .optimizer_on_host = 0, .hbm_bytes = 141 * GB
+
 static const smoe_scenario_t SCENARIOS[] = {
-    {"paper-a100x16",
-     "16 nodes x 1 A100 80GB, PCIe4 32 GB/s, 100 Gb/s network, optimizer on the host; "
-     "GPT-Small MoE: 12 layers, D 768, E 16, top-1, 4 slots per GPU, seq 512, batch 64 "
-     "(the seed paper's setup)",
-     16, 1, GEMM_EFF * 312 * TFLOP, 2039 * GB, 300 * GB, 2e-6, 12.5 * GB, 5e-6, 32 * GB,
-     50 * GB, 2 * GB, 1, 80 * GB,
-     12, 16, 1, 4, 768, 3072, 2, 512, 50257, 64, 4.0 * 768 * 768 + 768 * 16 + 2 * 768, 2, 100},
-    {"h200x8",
-     "1 node x 8 H200 (NVLink 450 GB/s per GPU each way); Mixtral 8x7B's shape: 32 layers, "
-     "D 4096, E 8, top-2, seq 4096, batch 64",
-     8, 8, GEMM_EFF * 989 * TFLOP, 4800 * GB, 450 * GB, 2e-6, 50 * GB, 5e-6, 64 * GB, 50 * GB,
-     2 * GB, 0, 141 * GB,
-     32, 8, 2, 0, 4096, 14336, 3, 4096, 32000, 64,
-     4096.0 * 4096 * 2 + 2.0 * 4096 * 1024 + 4096 * 8 + 2 * 4096, 2, 100},
-    {"h200x256",
-     "32 nodes x 8 H200, NVLink inside, 400 Gb/s per GPU across; DeepSeek-V3's routed "
-     "experts: 58 layers, D 7168, E 256, top-8, seq 4096, batch 2048",
-     256, 8, GEMM_EFF * 989 * TFLOP, 4800 * GB, 450 * GB, 2e-6, 50 * GB, 5e-6, 64 * GB, 50 * GB,
-     2 * GB, 0, 141 * GB,
-     58, 256, 8, 0, 7168, 2048, 3, 4096, 129280, 2048,
-     4.0 * 7168 * 7168 + 7168 * 256 + 2 * 7168, 2, 100},
-    {"h200x2048",
-     "256 nodes x 8 H200, NVLink inside, 400 Gb/s per GPU across; DeepSeek-V3's layer shape "
-     "with one routed expert per GPU: 58 layers, D 7168, E 2048, top-8, seq 4096, batch 16384",
-     2048, 8, GEMM_EFF * 989 * TFLOP, 4800 * GB, 450 * GB, 2e-6, 50 * GB, 5e-6, 64 * GB, 50 * GB,
-     2 * GB, 0, 141 * GB,
-     58, 2048, 8, 0, 7168, 2048, 3, 4096, 129280, 16384,
-     4.0 * 7168 * 7168 + 7168 * 2048 + 2 * 7168, 2, 100},
+    {.name = "paper-a100x16",
+     .about = "16 nodes x 1 A100 80GB, PCIe4 32 GB/s, 100 Gb/s network, optimizer on the "
+              "host; GPT-Small MoE: 12 layers, D 768, E 16, top-1, 4 slots per GPU, seq 512, "
+              "batch 64 (the seed paper's setup)",
+     .G = 16, .per_node = 1, .flops = GEMM_EFF * 312 * TFLOP, .hbm_bw = 2039 * GB,
+     .in_bw = 300 * GB, .in_alpha = 2e-6, .out_bw = 12.5 * GB, .out_alpha = 5e-6,
+     .pcie_bw = 32 * GB, .host_bw = 50 * GB, .disk_bw = 2 * GB, .optimizer_on_host = 1,
+     .hbm_bytes = 80 * GB,
+     .L = 12, .E = 16, .K = 1, .S = 4, .D = 768, .F = 3072, .mats = 2, .seq = 512,
+     .vocab = 50257, .batch = 64, .dense_layer = 4.0 * 768 * 768 + 768 * 16 + 2 * 768,
+     .elem = 2, .interval = 100},
+    {.name = "h200x8",
+     .about = "1 node x 8 H200 (NVLink 450 GB/s per GPU each way); Mixtral 8x7B's shape: 32 "
+              "layers, D 4096, E 8, top-2, seq 4096, batch 16",
+     .G = 8, .per_node = 8, H200,
+     .L = 32, .E = 8, .K = 2, .S = 0, .D = 4096, .F = 14336, .mats = 3, .seq = 4096,
+     .vocab = 32000, .batch = 16,
+     .dense_layer = 2.0 * 4096 * 4096 + 2.0 * 4096 * 1024 + 4096 * 8 + 2 * 4096, .elem = 2,
+     .interval = 100},
+    {.name = "h200x256",
+     .about = "32 nodes x 8 H200, NVLink inside, 400 Gb/s per GPU across; DeepSeek-V3's routed "
+              "experts: 58 layers, D 7168, E 256, top-8, seq 4096, batch 256",
+     .G = 256, .per_node = 8, H200,
+     .L = 58, .E = 256, .K = 8, .S = 0, .D = 7168, .F = 2048, .mats = 3, .seq = 4096,
+     .vocab = 129280, .batch = 256, .dense_layer = 4.0 * 7168 * 7168 + 7168 * 256 + 2 * 7168,
+     .elem = 2, .interval = 100},
+    {.name = "h200x2048",
+     .about = "256 nodes x 8 H200, NVLink inside, 400 Gb/s per GPU across; DeepSeek-V3's "
+              "layer shape with one routed expert per GPU: 58 layers, D 7168, E 2048, top-8, "
+              "seq 4096, batch 2048",
+     .G = 2048, .per_node = 8, H200,
+     .L = 58, .E = 2048, .K = 8, .S = 0, .D = 7168, .F = 2048, .mats = 3, .seq = 4096,
+     .vocab = 129280, .batch = 2048, .dense_layer = 4.0 * 7168 * 7168 + 7168 * 2048 + 2 * 7168,
+     .elem = 2, .interval = 100},
 };
 enum { NSCEN = sizeof SCENARIOS / sizeof SCENARIOS[0] };
 
@@ -92,24 +104,11 @@ static double json_at(const cJSON *o, const char *a, const char *b) {
   return cJSON_IsNumber(x) ? x->valuedouble : NAN;
 }
 
-int smoe_scenario_calibrate(smoe_scenario_t *sc, const char *path, char *said, size_t n,
-                            smoe_err_t *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return smoe_fail(err, "--calibration %s: cannot open it", path);
-  char *text = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 4096 + 1 > cap) text = xrealloc(text, cap = 2 * cap + 8192);
-    size_t got = fread(text + len, 1, 4096, f);
-    len += got;
-    if (got < 4096) break;
-  }
-  fclose(f);
-  text[len] = '\0';
-  cJSON *o = cJSON_Parse(text);
-  free(text);
+int smoe_scenario_calibrate(smoe_scenario_t *sc, const char *json, const char *from, char *said,
+                            size_t n, smoe_err_t *err) {
+  cJSON *o = cJSON_Parse(json);
   if (!o) return smoe_fail(err, "--calibration %s: not JSON (tests/gpu/calibration.py writes it)",
-                           path);
+                           from);
   const double peak = json_at(o, "ceilings", "bf16_gemm_tflops");
   const double frac = json_at(o, "bench_h200", "fraction_of_bf16_R");
   const double hbm = json_at(o, "ceilings", "copy_gbps");
@@ -119,7 +118,7 @@ int smoe_scenario_calibrate(smoe_scenario_t *sc, const char *path, char *said, s
     return smoe_fail(err,
                      "--calibration %s: needs ceilings.bf16_gemm_tflops, ceilings.copy_gbps and "
                      "ceilings.d2h_pinned_gbps, each a number > 0",
-                     path);
+                     from);
   const double eff = frac > 0 && frac <= 1 ? frac : GEMM_EFF;
   sc->flops = peak * TFLOP * eff;
   sc->hbm_bw = hbm * GB;
@@ -127,7 +126,7 @@ int smoe_scenario_calibrate(smoe_scenario_t *sc, const char *path, char *said, s
   snprintf(said, n,
            "calibrated from %s: R = %.0f TFLOP/s (%.0f peak x %.2f %s), HBM %.0f GB/s, "
            "PCIe %.1f GB/s",
-           path, sc->flops / TFLOP, peak, eff,
+           from, sc->flops / TFLOP, peak, eff,
            frac > 0 && frac <= 1 ? "measured model FLOP share" : "assumed", hbm, pcie);
   return 0;
 }

@@ -100,13 +100,15 @@ int smoe_scenario_find(const char *name, smoe_scenario_t *sc, smoe_err_t *err);
 /* Scales sc to G GPUs (the same GPUs, nodes and per-GPU batch; E raised to
  * the next multiple of G when E < G, so that each GPU holds an expert). */
 void smoe_scenario_resize(smoe_scenario_t *sc, int G);
-/* Reads the rates the GPU benchmark measured (tests/gpu/calibration.py's
- * JSON: ceilings.bf16_gemm_tflops x bench_h200.fraction_of_bf16_R,
- * ceilings.copy_gbps, ceilings.d2h_pinned_gbps) into sc, replacing the
- * datasheet ones; what it replaced is written to said (n bytes). Returns 0,
- * or -1 with err naming the file and the missing or bad key. */
-int smoe_scenario_calibrate(smoe_scenario_t *sc, const char *path, char *said, size_t n,
-                            smoe_err_t *err);
+/* The rates the GPU benchmark measured, from the text of its JSON
+ * (tests/gpu/calibration.py: ceilings.bf16_gemm_tflops x
+ * bench_h200.fraction_of_bf16_R, ceilings.copy_gbps,
+ * ceilings.d2h_pinned_gbps; from: the file's name for messages) into sc,
+ * replacing the datasheet ones; what it replaced is written to said (n
+ * bytes). Returns 0, or -1 with err naming the file and the missing or bad
+ * key. */
+int smoe_scenario_calibrate(smoe_scenario_t *sc, const char *json, const char *from, char *said,
+                            size_t n, smoe_err_t *err);
 
 /* Derived sizes. */
 int64_t smoe_cost_tokens(const smoe_scenario_t *sc);        /* N: tokens per GPU per step */

@@ -20,7 +20,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 mpi=(mpirun --oversubscribe --bind-to none -np 4)
-args=(--set model.dim=64 --set moe.expert_dim=96 --set training.steps=24
+args=(--set model.dim=64 --set moe.expert_dim=96 --set model.seq_len=64 --set training.steps=24
       --set training.warmup_steps=4 --set training.eval_every=0 --set training.eval_windows=8
       --set metrics.progress=off --set training.threads=1 --set checkpoint.interval=4)
 pass=0

@@ -3,8 +3,7 @@
  * destination, a skewed rank's compute; monotonicity (more bandwidth or
  * FLOP/s is never slower; more skew is never faster for static); steps to
  * target on a hand-made curve; the fluid replay against the exact one on
- * loads where they must agree; the synthetic loads; the calibration file. */
-#define _POSIX_C_SOURCE 200809L
+ * loads where they must agree; the synthetic loads; the calibration's JSON. */
 /* cmocka.h needs these first */
 // clang-format off
 #include <math.h>
@@ -352,32 +351,23 @@ static void test_scenarios_and_calibration(void **state) {
   assert_int_equal(sc.G, 1024);
   assert_int_equal(sc.E, 1024); /* each GPU an expert */
   assert_int_equal(smoe_cost_tokens(&sc), smoe_cost_tokens(&list[2]));
-  char path[] = "/tmp/test_cost_calXXXXXX", said[512];
-  int fd = mkstemp(path);
-  assert_true(fd >= 0);
-  FILE *f = fdopen(fd, "w");
-  fprintf(f, "{\"ceilings\": {\"bf16_gemm_tflops\": 700, \"copy_gbps\": 4000, "
-             "\"d2h_pinned_gbps\": 50}, \"bench_h200\": {\"fraction_of_bf16_R\": 0.5}}");
-  fclose(f);
+  char said[512];
   sc = scenario("h200x8");
-  assert_int_equal(smoe_scenario_calibrate(&sc, path, said, sizeof said, &err), 0);
+  const char *good = "{\"ceilings\": {\"bf16_gemm_tflops\": 700, \"copy_gbps\": 4000, "
+                     "\"d2h_pinned_gbps\": 50}, \"bench_h200\": {\"fraction_of_bf16_R\": 0.5}}";
+  assert_int_equal(smoe_scenario_calibrate(&sc, good, "cal.json", said, sizeof said, &err), 0);
   assert_close(sc.flops, 350e12, 1e-12);
   assert_close(sc.hbm_bw, 4000e9, 1e-12);
   assert_close(sc.pcie_bw, 50e9, 1e-12);
   assert_non_null(strstr(said, "measured"));
-  f = fopen(path, "w");
-  fprintf(f, "{\"ceilings\": {\"bf16_gemm_tflops\": 700}}");
-  fclose(f);
-  assert_int_equal(smoe_scenario_calibrate(&sc, path, said, sizeof said, &err), -1);
+  assert_int_equal(smoe_scenario_calibrate(&sc, "{\"ceilings\": {\"bf16_gemm_tflops\": 700}}",
+                                           "cal.json", said, sizeof said, &err),
+                   -1);
+  assert_non_null(strstr(err.msg, "cal.json: needs"));
   assert_non_null(strstr(err.msg, "copy_gbps"));
-  f = fopen(path, "w");
-  fprintf(f, "not json");
-  fclose(f);
-  assert_int_equal(smoe_scenario_calibrate(&sc, path, said, sizeof said, &err), -1);
+  assert_int_equal(smoe_scenario_calibrate(&sc, "not json", "cal.json", said, sizeof said, &err),
+                   -1);
   assert_non_null(strstr(err.msg, "not JSON"));
-  remove(path);
-  assert_int_equal(smoe_scenario_calibrate(&sc, path, said, sizeof said, &err), -1);
-  assert_non_null(strstr(err.msg, "cannot open"));
 }
 
 /* a shadowed swiftmoe needs per-source counts: refused by name */

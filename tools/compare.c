@@ -411,7 +411,7 @@ int smoe_compare_command(int argc, char **argv, char *self) {
   char said[512] = "datasheet rates (engine/cost.c)";
   for (int s = 0; s < nscen && rc == 0; s++) {
     smoe_scenario_find(scen_names[s], &scs[s], &err);
-    if (cal && smoe_scenario_calibrate(&scs[s], cal, said, sizeof said, &err) != 0) {
+    if (cal && smoe_sim_calibrate(&scs[s], cal, said, sizeof said, &err) != 0) {
       fprintf(stderr, "swiftmoe compare: %s\n", err.msg);
       rc = 1;
       break;

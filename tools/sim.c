@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sim.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,25 @@ int smoe_sim_trace(const char *dir, smoe_scenario_t *sc, int max_steps, smoe_sim
 void smoe_sim_loads_free(smoe_sim_loads_t *l) {
   free(l->counts);
   l->counts = NULL;
+}
+
+int smoe_sim_calibrate(smoe_scenario_t *sc, const char *path, char *said, size_t n,
+                       smoe_err_t *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return smoe_fail(err, "--calibration %s: cannot open it (%s)", path, strerror(errno));
+  char *text = NULL;
+  size_t len = 0, cap = 0, got;
+  do {
+    if (len + 4097 > cap) text = xrealloc(text, cap = 2 * cap + 8192);
+    len += got = fread(text + len, 1, 4096, f);
+  } while (got == 4096 && len < (64 << 20));
+  const int bad = ferror(f);
+  fclose(f);
+  text[len] = '\0';
+  int rc = bad ? smoe_fail(err, "--calibration %s: cannot read it", path)
+               : smoe_scenario_calibrate(sc, text, path, said, n, err);
+  free(text);
+  return rc;
 }
 
 /* ------------------------------------------------------------ the replay */
@@ -258,7 +278,7 @@ int smoe_sim_command(int argc, char **argv) {
     smoe_whatif_parse(DEFAULT_POLICIES[k], &pols[k], &err);
   if (rc == 0 && np == 0) np = NDEFAULT;
   char said[512] = "datasheet rates (engine/cost.c)";
-  if (rc == 0 && cal && smoe_scenario_calibrate(&sc, cal, said, sizeof said, &err) != 0) {
+  if (rc == 0 && cal && smoe_sim_calibrate(&sc, cal, said, sizeof said, &err) != 0) {
     fprintf(stderr, "swiftmoe sim: %s\n", err.msg);
     rc = 1;
   }

@@ -31,6 +31,10 @@ int smoe_sim_trace(const char *dir, smoe_scenario_t *sc, int max_steps, smoe_sim
                    smoe_err_t *err);
 void smoe_sim_loads_free(smoe_sim_loads_t *l);
 
+/* --calibration FILE: smoe_scenario_calibrate on the file's text. */
+int smoe_sim_calibrate(smoe_scenario_t *sc, const char *path, char *said, size_t n,
+                       smoe_err_t *err);
+
 typedef struct {
   smoe_whatif_result_t r;  /* imbalance, drops, bytes (whatif.h) */
   smoe_cost_parts_t mean;  /* each part's mean over the steps */

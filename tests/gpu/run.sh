@@ -33,6 +33,8 @@
 #                loop's wait for checkpoints against its step time
 #   expert_gemm  the expert MLPs' GEMMs, per-expert loop against grouped, by rows
 #                per expert, balanced and Zipf routing (expert_gemm.md)
+#   sim          `swiftmoe sim --scenario h200x8` with calibration.json: the
+#                cost model on this GPU's measured rates (sim_h200x8.txt)
 set -uo pipefail
 out=${1:?usage: run.sh OUT_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -169,5 +171,7 @@ step ckpt_stall 240 bench ckpt --set model.n_layers=2 --set training.steps=20 \
 step expert_gemm 180 teed expert_gemm.md smoe_expert_gemm 5
 python3 "$here/calibration.py" "$out" >"$out/calibration.json" 2>>"$out/summary.md" ||
   failed=$((failed + 1))
+# the cluster cost model with this GPU's measured rates (engine/cost.h)
+step sim 60 teed sim_h200x8.txt swiftmoe sim --scenario h200x8 --calibration "$out/calibration.json"
 summary "failed steps: $failed"
 exit $failed
