@@ -296,12 +296,11 @@ void smoe_synth_init(smoe_synth_t *y, double s, double d, int L, int E, uint64_t
 
 void smoe_synth_next(smoe_synth_t *y, int64_t rows, int64_t *counts) {
   const int E = y->E;
-  const uint64_t thresh = (uint64_t)(y->d * 18446744073709551615.0);
   for (int l = 0; l < y->L; l++) {
     int *pm = y->perm + (size_t)l * E;
     if (y->d > 0)
       for (int i = 0; i < E; i++)
-        if (next_u64(&y->rng) <= thresh) {
+        if ((double)(next_u64(&y->rng) >> 11) * 0x1.0p-53 < y->d) { /* uniform in [0, 1) */
           int j = (int)(next_u64(&y->rng) % (uint64_t)E), t = pm[i];
           pm[i] = pm[j], pm[j] = t;
         }

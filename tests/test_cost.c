@@ -56,6 +56,7 @@ typedef struct {
   smoe_cost_step_t st;
   int64_t rows[64], send[64], recv[64];
   int slot_expert[64], replicas[64];
+  int64_t incoming[64];
   int seen;
 } one_t;
 
@@ -74,7 +75,8 @@ static void keep_step(void *ctx, const smoe_cost_step_t *st) {
   memcpy(o->slot_expert, st->slot_expert, sizeof(int) * (size_t)st->L * st->G * st->S);
   memcpy(o->replicas, st->replicas, sizeof(int) * (size_t)st->L * st->E);
   o->st.rows = o->rows, o->st.send = o->send, o->st.recv = o->recv;
-  o->st.slot_expert = o->slot_expert, o->st.replicas = o->replicas;
+  memcpy(o->incoming, st->incoming, sizeof(int64_t) * (size_t)st->G);
+  o->st.slot_expert = o->slot_expert, o->st.replicas = o->replicas, o->st.incoming = o->incoming;
   o->seen++;
 }
 
@@ -95,7 +97,7 @@ static smoe_whatif_result_t fluid(one_t *o, const char *spec, int n, int G, int 
 static void test_hot_destination_by_hand(void **state) {
   (void)state;
   const int64_t counts[4] = {100, 100, 100, 700};
-  one_t o = {counts, 1, 4, {0}, {0}, {0}, {0}, {0}, {0}, 0};
+  one_t o = {counts, 1, 4, {0}, {0}, {0}, {0}, {0}, {0}, {0}, 0};
   smoe_whatif_result_t r = fluid(&o, "static", 1, 4, 1, 250);
   const int64_t rows[4] = {100, 100, 100, 700}, recv[4] = {75, 75, 75, 525},
                 send[4] = {225, 225, 225, 75};
@@ -120,7 +122,7 @@ static void test_hot_destination_by_hand(void **state) {
   assert_close(c.fastermoe,
                700 * (3 * f_row / sc.flops + 4 * sc.D * sc.elem / sc.out_bw), 1e-12);
   /* swiftmoe on the same loads: no rank above the mean's ceiling */
-  one_t q = {counts, 1, 4, {0}, {0}, {0}, {0}, {0}, {0}, 0};
+  one_t q = {counts, 1, 4, {0}, {0}, {0}, {0}, {0}, {0}, {0}, 0};
   fluid(&q, "swiftmoe:S=2", 2, 4, 1, 250);
   for (int g = 0; g < 4; g++) assert_true(q.rows[g] <= 250);
 }
