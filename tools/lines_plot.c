@@ -123,8 +123,13 @@ static int paint(cairo_t *cr, const void *ctx) {
     smoe_draw_text(cr, LEGEND_X + 28, y + 3.5, v->s[i].name);
   }
   if (isfinite(v->hline) && v->hline_label) {
+    static const double dots[] = {2, 3};
+    const double y = TOP + 8 + 16 * v->ns;
     cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
-    smoe_draw_text(cr, LEGEND_X, TOP + 16 * v->ns + 20, v->hline_label);
+    cairo_set_line_width(cr, 1);
+    cairo_set_dash(cr, dots, 2, 0);
+    cairo_move_to(cr, LEGEND_X, y), cairo_line_to(cr, LEGEND_X + 22, y), cairo_stroke(cr);
+    smoe_draw_text(cr, LEGEND_X + 28, y + 3.5, v->hline_label);
   }
   return cairo_status(cr);
 }
