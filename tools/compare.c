@@ -201,7 +201,7 @@ static const char *compare_usage =
     "  --preset quick|full  quick (default): D 128, 2 layers, E 16, top-1, 1000 steps (about\n"
     "                       12 minutes on 2 cores); full: the default model (D 128, 4 layers)\n"
     "                       with E 16, top-1, 1000 steps. --config/--set change it further.\n"
-    "  --scenario NAME      repeatable (default paper-a100x16 and h200x256)\n"
+    "  --scenario NAME      repeatable (default paper-a100x16 and h200x8)\n"
     "  --out DIR            where (default compare-out); must be new or empty unless --reuse\n"
     "  --nproc G            ranks of each training (default 4)\n"
     "  --target LOSS        default: the lowest validation loss every contender reaches\n"
@@ -295,7 +295,7 @@ int smoe_compare_command(int argc, char **argv, char *self) {
     free(sets);
     return rc;
   }
-  if (nscen == 0) scen_names[nscen++] = "paper-a100x16", scen_names[nscen++] = "h200x256";
+  if (nscen == 0) scen_names[nscen++] = "paper-a100x16", scen_names[nscen++] = "h200x8";
   /* the preset first, the user's --set after it */
   const char **all = xcalloc((size_t)nsets + 32, sizeof *all);
   int nall = 0;
