@@ -78,6 +78,8 @@ fails "--preset" "$bin" compare --preset huge --out "$tmp/x"
 fails "divide" "$bin" compare --nproc 3 --out "$tmp/x"
 fails "moe.top_k" "$bin" compare --set moe.top_k=99 --out "$tmp/x"
 fails "unknown option" "$bin" compare --bogus 1
+fails "not both" "$bin" compare --preset full --config configs/tiny.ini --out "$tmp/x"
+fails "--config" "$bin" compare --config "$tmp/none.ini" --out "$tmp/x"
 [ ! -e "$tmp/x" ] && ok "nothing created on bad input" || bad "$tmp/x created"
 
 echo "== sim =="
