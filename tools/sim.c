@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "sim.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -305,10 +306,17 @@ int smoe_sim_command(int argc, char **argv) {
   }
   const double ms = 1e3;
   if (json) {
+    /* the strings a user gave (a path, the calibration's name) through cJSON's escaping */
+    cJSON *head = cJSON_CreateObject();
+    cJSON_AddStringToObject(head, "loads", trace ? trace : synth ? synth : "zipf:1.0,drift:0.05");
+    cJSON_AddStringToObject(head, "rates", said);
+    char *text = cJSON_PrintUnformatted(head);
+    text[strlen(text) - 1] = '\0'; /* the closing brace: the object goes on */
     printf("{\"scenario\":\"%s\",\"G\":%d,\"L\":%d,\"E\":%d,\"K\":%d,\"tokens_per_gpu\":%lld,"
-           "\"steps\":%d,\"loads\":\"%s\",\"rates\":\"%s\",\"policies\":[",
-           sc.name, sc.G, sc.L, sc.E, sc.K, (long long)smoe_cost_tokens(&sc), loads.n,
-           trace ? trace : synth ? synth : "zipf:1.0,drift:0.05", said);
+           "\"steps\":%d,%s,\"policies\":[",
+           sc.name, sc.G, sc.L, sc.E, sc.K, (long long)smoe_cost_tokens(&sc), loads.n, text + 1);
+    free(text);
+    cJSON_Delete(head);
   } else {
     printf("%s: G %d (%d per node), L %d, E %d, top-%d, %lld tokens per GPU per step, %d steps "
            "of %s; %s\n",
