@@ -96,6 +96,7 @@ void smoe_scenario_resize(smoe_scenario_t *sc, int G) {
   sc->G = G;
   sc->batch = (int64_t)ceil(per_gpu * G);
   if (sc->E < G || sc->E % G) sc->E = (sc->E + G - 1) / G * G;
+  if ((int64_t)sc->S * G < sc->E) sc->S = 0; /* too few slots now: the engine's default */
 }
 
 /* The number at a dotted path of a JSON object, or NAN. */

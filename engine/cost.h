@@ -98,7 +98,8 @@ int smoe_scenarios(const smoe_scenario_t **list);
 /* The scenario called name into sc, or -1 with err naming the choices. */
 int smoe_scenario_find(const char *name, smoe_scenario_t *sc, smoe_err_t *err);
 /* Scales sc to G GPUs (the same GPUs, nodes and per-GPU batch; E raised to
- * the next multiple of G when E < G, so that each GPU holds an expert). */
+ * the next multiple of G when G does not divide it, so that static can
+ * place it; S back to the engine's default when G S slots no longer hold E). */
 void smoe_scenario_resize(smoe_scenario_t *sc, int G);
 /* The rates the GPU benchmark measured, from the text of its JSON
  * (tests/gpu/calibration.py: ceilings.bf16_gemm_tflops x

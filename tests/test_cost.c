@@ -353,6 +353,11 @@ static void test_scenarios_and_calibration(void **state) {
   assert_int_equal(sc.G, 1024);
   assert_int_equal(sc.E, 1024); /* each GPU an expert */
   assert_int_equal(smoe_cost_tokens(&sc), smoe_cost_tokens(&list[2]));
+  sc = scenario("paper-a100x16"); /* 4 slots on 2 GPUs cannot hold 16 experts */
+  smoe_scenario_resize(&sc, 2);
+  assert_int_equal(sc.S, 0);
+  assert_int_equal(sc.E, 16);
+  assert_int_equal(sc.batch, 8); /* 4 sequences per GPU, as on 16 */
   char said[512];
   sc = scenario("h200x8");
   const char *good = "{\"ceilings\": {\"bf16_gemm_tflops\": 700, \"copy_gbps\": 4000, "
