@@ -453,7 +453,7 @@ static void goals(const compare_t *c, int s, FILE *md, cJSON *o) {
     const int met = ratio <= g[i].goal;
     fprintf(md, "- %s (%s): **%.3f** (goal <= %.2f: %s) = steps %.3f x step time %.3f%s\n",
             g[i].what, g[i].base_name, ratio, g[i].goal, met ? "met" : "missed", steps, step,
-            met ? "" : steps > step ? "; the steps limit it" : "; the step time limits it");
+            met ? "" : steps > step ? "; the larger factor: steps" : "; the larger factor: step time");
     cJSON *x = cJSON_CreateObject();
     cJSON_AddStringToObject(x, "ratio_of", g[i].what);
     cJSON_AddStringToObject(x, "baseline", g[i].base_name);
