@@ -1,7 +1,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -71,4 +74,30 @@ uint64_t smoe_mix64(uint64_t x) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+char *smoe_read_text(const char *path, const char *what, smoe_err_t *err) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    smoe_fail(err, "cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  size_t cap = 4096, n = 0, r;
+  char *buf = xmalloc(cap);
+  while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+    n += r;
+    if (cap - n - 1 == 0) {
+      if (cap > (64u << 20)) {
+        fclose(f), free(buf);
+        smoe_fail(err, "%s is larger than 64 MB; not %s", path, what);
+        return NULL;
+      }
+      char *b = realloc(buf, cap *= 2);
+      if (!b) fclose(f), free(buf), exit(1);
+      buf = b;
+    }
+  }
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
 }

@@ -60,6 +60,10 @@ size_t smoe_mul(size_t a, size_t b);
 /* splitmix64: deterministic 64-bit mixing, for seeds and hashes. */
 uint64_t smoe_mix64(uint64_t x);
 
+/* The whole file at path as a NUL-terminated string (free it), or NULL with
+ * err: "cannot open PATH: why", or "PATH is larger than 64 MB; not WHAT". */
+char *smoe_read_text(const char *path, const char *what, smoe_err_t *err);
+
 /* Monotonic wall clock in seconds. */
 double smoe_now(void);
 

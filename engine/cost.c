@@ -270,12 +270,11 @@ bad:
                    spec);
 }
 
-/* splitmix64 */
+/* splitmix64's next draw: smoe_mix64 of a Weyl sequence */
 static uint64_t next_u64(uint64_t *x) {
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  const uint64_t z = *x;
+  *x += 0x9e3779b97f4a7c15ull;
+  return smoe_mix64(z);
 }
 
 void smoe_synth_init(smoe_synth_t *y, double s, double d, int L, int E, uint64_t seed) {

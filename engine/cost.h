@@ -156,7 +156,8 @@ double smoe_cost_ring(const smoe_scenario_t *sc, double b);
  * ranking of the experts that drifts: every step each expert's rank is
  * swapped with a random one with probability d (so a cold expert becomes the
  * hottest at once: the seed paper saw loads change more than 16x within 3
- * iterations). rows = N G K each step, split by largest remainders. */
+ * iterations). rows = N G K each step: floor(p_rank rows) each, the
+ * remainder one row each to the hottest. */
 typedef struct {
   double s, d;
   int L, E;

@@ -80,32 +80,6 @@ int smoe_hf_write_config(const smoe_config_t *c, smoe_dtype_t dtype, const char 
   return rc;
 }
 
-static char *read_file(const char *path, smoe_err_t *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    smoe_fail(err, "cannot open %s: %s", path, strerror(errno));
-    return NULL;
-  }
-  size_t cap = 4096, n = 0, r;
-  char *buf = xmalloc(cap);
-  while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-    n += r;
-    if (cap - n - 1 == 0) {
-      if (cap > (64u << 20)) {
-        fclose(f), free(buf);
-        smoe_fail(err, "%s is larger than 64 MB; not a config", path);
-        return NULL;
-      }
-      char *b = realloc(buf, cap *= 2);
-      if (!b) fclose(f), free(buf), exit(1);
-      buf = b;
-    }
-  }
-  buf[n] = '\0';
-  fclose(f);
-  return buf;
-}
-
 /* The resolved [model] and [moe] lines of c ("model.dim = 64"), for diffing. */
 static char *arch_lines(const smoe_config_t *c) {
   char *text = NULL, *out = xcalloc(1, 8192);
@@ -148,7 +122,7 @@ int smoe_hf_read_config(smoe_config_t *c, const char *dir, char *changed, size_t
                         smoe_err_t *err) {
   char path[SMOE_PATHLEN];
   snprintf(path, sizeof path, "%s/config.json", dir);
-  char *text = read_file(path, err);
+  char *text = smoe_read_text(path, "a config", err);
   if (!text) return -1;
   cJSON *o = cJSON_Parse(text);
   free(text);
@@ -291,7 +265,7 @@ static int open_files(const char *dir, smoe_st_t ***files, int *n, smoe_err_t *e
   if (stat(path, &sb) != 0)
     return smoe_fail(err, "%s holds neither model.safetensors nor model.safetensors.index.json",
                      dir);
-  char *text = read_file(path, err);
+  char *text = smoe_read_text(path, "a config", err);
   if (!text) return -1;
   cJSON *o = cJSON_Parse(text);
   free(text);

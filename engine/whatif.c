@@ -275,7 +275,7 @@ typedef struct {
   int *has_h, *slot_c;    /* (G) flexmoe scratch */
   double *imb_layer;      /* (L) this step's imbalance per layer */
   double *imb_step;       /* (n) each step's */
-  const smoe_whatif_fluid_t *fluid; /* the fluid replay's input, or NULL: */
+  const smoe_whatif_fluid_t *fluid; /* the fluid replay's input (NULL: the exact replay) */
   int64_t *slot_rows;     /* (G*S) one layer's rows per slot */
   int64_t *rows, *send, *recv; /* (L, G) this step's, for the observer */
 } sim_t;

@@ -134,13 +134,13 @@ static double mean_of(const double *x, int n) {
  * Returns the exit status (or -1 with errno). */
 static int train(char *self, int G, const char *config, const char **sets, int nsets,
                  const contender_t *c, const char *run, const char *log) {
-  const char *argv[128];
+  const char **argv = xcalloc(2 * (size_t)nsets + 20, sizeof *argv);
   int n = 0;
   char np[16], pol[64], fac[64];
   snprintf(np, sizeof np, "%d", G);
   argv[n++] = self, argv[n++] = "train", argv[n++] = "--nproc", argv[n++] = np;
   if (config) argv[n++] = "--config", argv[n++] = config;
-  for (int i = 0; i < nsets && n < 110; i++) argv[n++] = "--set", argv[n++] = sets[i];
+  for (int i = 0; i < nsets; i++) argv[n++] = "--set", argv[n++] = sets[i];
   snprintf(pol, sizeof pol, "placement.policy=%s", c->policy);
   argv[n++] = "--set", argv[n++] = pol;
   if (c->factor) {
@@ -151,6 +151,7 @@ static int train(char *self, int G, const char *config, const char **sets, int n
   argv[n++] = "--out", argv[n++] = run, argv[n] = NULL;
   fflush(stdout);
   pid_t pid = fork();
+  if (pid != 0) free(argv); /* the child execs from its own copy */
   if (pid < 0) return -1;
   if (pid == 0) {
     FILE *f = freopen(log, "w", stdout);

@@ -3,7 +3,6 @@
 #include "sim.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,17 @@
 #include "plans.h"
 
 /* ------------------------------------------------------------ loads */
+
+typedef struct {
+  double rem;
+  int e;
+} rank_t;
+
+/* larger remainder first, then the lower expert */
+static int by_remainder(const void *a, const void *b) {
+  const rank_t *x = a, *y = b;
+  return x->rem != y->rem ? (x->rem < y->rem ? 1 : -1) : x->e - y->e;
+}
 
 int smoe_sim_trace(const char *dir, smoe_scenario_t *sc, int max_steps, smoe_sim_loads_t *out,
                    smoe_err_t *err) {
@@ -28,6 +38,7 @@ int smoe_sim_trace(const char *dir, smoe_scenario_t *sc, int max_steps, smoe_sim
   out->n = n, out->L = L, out->E = E, out->K = sc->K;
   out->counts = xcalloc((size_t)n * L * E, sizeof(int64_t));
   double *rem = xcalloc((size_t)E, sizeof(double)), *share = xcalloc((size_t)E, sizeof(double));
+  rank_t *order = xcalloc((size_t)E, sizeof *order);
   for (int t = 0; t < n; t++)
     for (int l = 0; l < L; l++) {
       const int64_t *in = p.loads + ((size_t)t * p.L + l % p.L) * Et;
@@ -47,10 +58,10 @@ int smoe_sim_trace(const char *dir, smoe_scenario_t *sc, int max_steps, smoe_sim
         given += o[e] = (int64_t)floor(x);
         rem[e] = x - floor(x);
       }
-      while (given < rows) {
-        int best = 0;
-        for (int e = 1; e < E; e++) best = rem[e] > rem[best] ? e : best;
-        o[best]++, given++, rem[best] = -1;
+      if (given < rows) { /* fewer than E rows left: one each, largest remainder first */
+        for (int e = 0; e < E; e++) order[e] = (rank_t){rem[e], e};
+        qsort(order, (size_t)E, sizeof *order, by_remainder);
+        for (int i = 0; given < rows; i++) o[order[i].e]++, given++;
       }
       while (given > rows) { /* rounding of the shares' sum above 1 */
         int best = 0;
@@ -58,7 +69,7 @@ int smoe_sim_trace(const char *dir, smoe_scenario_t *sc, int max_steps, smoe_sim
         o[best]--, given--;
       }
     }
-  free(share);
+  free(share), free(order);
   free(rem);
   smoe_plans_free(&p);
   return 0;
@@ -71,19 +82,10 @@ void smoe_sim_loads_free(smoe_sim_loads_t *l) {
 
 int smoe_sim_calibrate(smoe_scenario_t *sc, const char *path, char *said, size_t n,
                        smoe_err_t *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return smoe_fail(err, "--calibration %s: cannot open it (%s)", path, strerror(errno));
-  char *text = NULL;
-  size_t len = 0, cap = 0, got;
-  do {
-    if (len + 4097 > cap) text = xrealloc(text, cap = 2 * cap + 8192);
-    len += got = fread(text + len, 1, 4096, f);
-  } while (got == 4096 && len < (64 << 20));
-  const int bad = ferror(f);
-  fclose(f);
-  text[len] = '\0';
-  int rc = bad ? smoe_fail(err, "--calibration %s: cannot read it", path)
-               : smoe_scenario_calibrate(sc, text, path, said, n, err);
+  smoe_err_t why;
+  char *text = smoe_read_text(path, "a calibration file", &why);
+  if (!text) return smoe_fail(err, "--calibration: %s", why.msg);
+  int rc = smoe_scenario_calibrate(sc, text, path, said, n, err);
   free(text);
   return rc;
 }
